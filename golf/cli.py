@@ -1,0 +1,25 @@
+"""The ``golf`` command line: the only entry point."""
+from __future__ import annotations
+
+import click
+
+from golf import __version__
+from golf.data.cli import data
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="golf")
+def main() -> None:
+    """golf: train, pack, verify and submit OpenAI Parameter Golf entries.
+
+    \b
+    Typical path:
+      golf data build|download   token shards + tokenizer
+      golf train                 train the recurrent GPT recipe
+      golf build                 quantize + pack an artifact under 16,000,000 bytes
+      golf verify                re-score an artifact in a clean process; lint records
+      golf submit                assemble a records folder
+    """
+
+
+main.add_command(data)

@@ -1,0 +1,305 @@
+"""One typed configuration for golf: model shape, training, evaluation, quantization.
+
+The same :class:`GolfConfig` feeds ``golf train``, ``golf build`` and ``golf verify``
+and is embedded (as JSON) in checkpoints and artifacts.  Resolution order for a run is
+``flag > environment variable > preset > dataclass default``; the official Parameter
+Golf environment-variable names (``ITERATIONS``, ``TRAIN_SEQ_LEN`` ...) are honoured,
+see :data:`ENV_VARS`.
+
+This module is shipped inside the generated ``train_gpt.py``: standard library only.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class ModelConfig:
+    """GPT shape and feature switches (defaults = the ``seed`` card)."""
+
+    vocab_size: int = 4096
+    num_layers: int = 11
+    model_dim: int = 512
+    num_heads: int = 8
+    num_kv_heads: int = 4
+    mlp_mult: float = 4.0
+    leaky_slope: float = 0.5  # LeakyReLU(slope)^2 MLP activation
+    tie_embeddings: bool = True
+    tied_embed_init_std: float = 0.005
+    logit_softcap: float = 30.0
+    rope_base: float = 10000.0
+    rope_dims: int = 16  # rotated dims per head (25 % of head_dim 64)
+    qk_gain_init: float = 5.0
+    # U-Net skips between encoder and decoder halves
+    skip_weights: bool = True
+    skip_gates: bool = True
+    # parallel residual lanes from this physical layer on (-1 = off)
+    parallel_start_layer: int = 7
+    # depth recurrence: physical layers [recur_start, recur_end] (inclusive) run
+    # `recur_loops` extra times once switched on (-1 start = off)
+    recur_start: int = 3
+    recur_end: int = 5
+    recur_loops: int = 2
+    # optional extras from the record lineage
+    xsa_last_n: int = 0  # exclusive self-attention on the last N layers
+    ln_scale: bool = False  # 1/sqrt(layer+1) factor on block inputs
+    resid_mix: bool = False  # learned x/x0 mix at each block input
+    ve_enabled: bool = False  # shared value embeddings
+    ve_dim: int = 128
+    ve_layers: tuple[int, ...] = ()
+
+    @property
+    def head_dim(self) -> int:
+        return self.model_dim // self.num_heads
+
+
+@dataclass
+class TrainConfig:
+    """Optimizer, schedule, batching, run control."""
+
+    data_dir: str = "./data"
+    run_dir: str = "./runs/golf"
+    seed: int = 1337
+    iterations: int = 20000
+    warmup_steps: int = 0  # LR warm-up steps (linear from 0)
+    warmdown_iters: int = 5000  # iteration-based warmdown (used when > 0)
+    warmdown_frac: float = 0.0  # wallclock-fraction warmdown (used when > 0)
+    min_lr: float = 0.0
+    train_batch_tokens: int = 786432
+    train_seq_len: int = 2048
+    micro_batch_seqs: int = 0  # per-process sequences per micro-step (0 = whole local batch)
+    max_wallclock_seconds: float = 600.0  # 0 = no cap
+    gptq_reserve_seconds: float = 0.0
+    val_loss_every: int = 4000  # 0 = only at the end
+    val_batch_tokens: int = 524288
+    val_max_tokens: int = 0  # 0 = whole validation set (for quick runs)
+    train_log_every: int = 500
+    train_shards: int = 0  # 0 = all train shards found
+    # optimizer
+    matrix_lr: float = 0.022
+    muon_momentum: float = 0.95
+    muon_momentum_warmup_start: float = 0.85
+    muon_momentum_warmup_steps: int = 500
+    muon_backend_steps: int = 5
+    muon_wd: float = 0.095
+    muon_row_norm: bool = True  # MuonEq-R
+    tied_embed_lr: float = 0.05
+    embed_wd: float = 0.0
+    scalar_lr: float = 0.04
+    adam_wd: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.95
+    adam_eps: float = 1e-8
+    grad_clip_norm: float = 0.3
+    # EMA
+    ema_decay: float = 0.9965
+    ema_start_step: int = 100
+    # recurrence switch-on, fraction of training (<= 0: from the start; ignored when model recurrence is off)
+    recur_start_frac: float = 0.35
+    # precision / device
+    dtype: str = "auto"  # auto | bf16 | fp16 | fp32
+    compile: bool = False
+    # checkpoints
+    checkpoint_every: int = 0  # 0 = only at the end
+    hub_repo: str = ""  # push checkpoints to this Hub model repo
+    hub_every: int = 0
+
+
+@dataclass
+class EvalConfig:
+    eval_seq_len: int = 2048
+    eval_stride: int = 64
+    eval_batch_seqs: int = 32
+    sliding_window: bool = True
+
+
+@dataclass
+class QuantConfig:
+    matrix_bits: int = 6
+    embed_bits: int = 8
+    matrix_clip_sigmas: float = 12.85
+    embed_clip_sigmas: float = 20.0
+    method: str = "gptq"  # gptq | rtn
+    gptq_block_size: int = 128
+    gptq_damp: float = 0.01
+    calibration_batches: int = 16
+    small_tensor_numel: int = 65536  # floats at or under this are stored fp16
+    compressor: str = "brotli"  # brotli | lzma | zlib
+    byte_shuffle: bool = True
+    target_bytes: int = 16_000_000
+
+
+@dataclass
+class GolfConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    quant: QuantConfig = field(default_factory=QuantConfig)
+    preset: str = "seed"
+
+    # -- serialization -------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "GolfConfig":
+        cfg = cls()
+        for section in ("model", "train", "eval", "quant"):
+            for key, value in (d.get(section) or {}).items():
+                set_field(cfg, f"{section}.{key}", value)
+        if "preset" in d:
+            cfg.preset = str(d["preset"])
+        return cfg
+
+    @classmethod
+    def from_json(cls, text: str) -> "GolfConfig":
+        return cls.from_dict(json.loads(text))
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message names the offending key."""
+
+
+def _coerce(value: Any, typ: Any, key: str) -> Any:
+    typ_s = typ if isinstance(typ, str) else getattr(typ, "__name__", str(typ))
+    try:
+        if typ_s == "bool":
+            if isinstance(value, str):
+                v = value.strip().lower()
+                if v in ("1", "true", "yes", "on"):
+                    return True
+                if v in ("0", "false", "no", "off", ""):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if typ_s == "int":
+            if isinstance(value, str):
+                return int(float(value)) if "e" in value.lower() else int(value)
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if typ_s == "float":
+            return float(value)
+        if typ_s == "str":
+            return str(value)
+        if typ_s.startswith("tuple"):
+            if isinstance(value, str):
+                return tuple(int(v) for v in value.replace(" ", "").split(",") if v)
+            return tuple(int(v) for v in value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}: cannot interpret {value!r} as {typ_s}") from None
+    return value
+
+
+def set_field(cfg: GolfConfig, dotted: str, value: Any) -> None:
+    """Set ``section.name`` on ``cfg`` with type coercion; unknown keys raise ConfigError."""
+    if "." not in dotted:
+        raise ConfigError(f"{dotted}: expected 'section.name' (sections: model, train, eval, quant)")
+    section, name = dotted.split(".", 1)
+    obj = getattr(cfg, section, None)
+    if obj is None or not dataclasses.is_dataclass(obj):
+        raise ConfigError(f"{dotted}: unknown section {section!r}")
+    fields = {f.name: f for f in dataclasses.fields(obj)}
+    if name not in fields:
+        raise ConfigError(f"{dotted}: unknown setting (known: {', '.join(sorted(fields))})")
+    setattr(obj, name, _coerce(value, fields[name].type, dotted))
+
+
+# Official (and golf) environment-variable names -> config keys.
+ENV_VARS: dict[str, str] = {
+    "DATA_DIR": "train.data_dir",
+    "SEED": "train.seed",
+    "ITERATIONS": "train.iterations",
+    "WARMUP_STEPS": "train.warmup_steps",
+    "WARMDOWN_ITERS": "train.warmdown_iters",
+    "WARMDOWN_FRAC": "train.warmdown_frac",
+    "MIN_LR": "train.min_lr",
+    "TRAIN_BATCH_TOKENS": "train.train_batch_tokens",
+    "TRAIN_SEQ_LEN": "train.train_seq_len",
+    "MICRO_BATCH_SEQS": "train.micro_batch_seqs",
+    "MAX_WALLCLOCK_SECONDS": "train.max_wallclock_seconds",
+    "GPTQ_RESERVE_SECONDS": "train.gptq_reserve_seconds",
+    "VAL_LOSS_EVERY": "train.val_loss_every",
+    "VAL_BATCH_TOKENS": "train.val_batch_tokens",
+    "VAL_BATCH_SIZE": "train.val_batch_tokens",
+    "VAL_MAX_TOKENS": "train.val_max_tokens",
+    "TRAIN_LOG_EVERY": "train.train_log_every",
+    "TRAIN_SHARDS": "train.train_shards",
+    "MATRIX_LR": "train.matrix_lr",
+    "MUON_MOMENTUM": "train.muon_momentum",
+    "MUON_MOMENTUM_WARMUP_START": "train.muon_momentum_warmup_start",
+    "MUON_MOMENTUM_WARMUP_STEPS": "train.muon_momentum_warmup_steps",
+    "MUON_BACKEND_STEPS": "train.muon_backend_steps",
+    "MUON_WD": "train.muon_wd",
+    "MUON_ROW_NORM": "train.muon_row_norm",
+    "TIED_EMBED_LR": "train.tied_embed_lr",
+    "EMBED_WD": "train.embed_wd",
+    "SCALAR_LR": "train.scalar_lr",
+    "ADAM_WD": "train.adam_wd",
+    "BETA1": "train.beta1",
+    "BETA2": "train.beta2",
+    "ADAM_EPS": "train.adam_eps",
+    "GRAD_CLIP_NORM": "train.grad_clip_norm",
+    "EMA_DECAY": "train.ema_decay",
+    "EMA_START_STEP": "train.ema_start_step",
+    "ENABLE_LOOPING_AT": "train.recur_start_frac",
+    "RECUR_START_FRAC": "train.recur_start_frac",
+    "CHECKPOINT_EVERY": "train.checkpoint_every",
+    "HUB_REPO": "train.hub_repo",
+    "HUB_EVERY": "train.hub_every",
+    "VOCAB_SIZE": "model.vocab_size",
+    "NUM_LAYERS": "model.num_layers",
+    "MODEL_DIM": "model.model_dim",
+    "NUM_HEADS": "model.num_heads",
+    "NUM_KV_HEADS": "model.num_kv_heads",
+    "MLP_MULT": "model.mlp_mult",
+    "TIE_EMBEDDINGS": "model.tie_embeddings",
+    "TIED_EMBED_INIT_STD": "model.tied_embed_init_std",
+    "LOGIT_SOFTCAP": "model.logit_softcap",
+    "ROPE_BASE": "model.rope_base",
+    "ROPE_DIMS": "model.rope_dims",
+    "QK_GAIN_INIT": "model.qk_gain_init",
+    "SKIP_GATES_ENABLED": "model.skip_gates",
+    "PARALLEL_START_LAYER": "model.parallel_start_layer",
+    "LOOP_START": "model.recur_start",
+    "LOOP_END": "model.recur_end",
+    "NUM_LOOPS": "model.recur_loops",
+    "XSA_LAST_N": "model.xsa_last_n",
+    "LN_SCALE": "model.ln_scale",
+    "VE_ENABLED": "model.ve_enabled",
+    "VE_DIM": "model.ve_dim",
+    "VE_LAYERS": "model.ve_layers",
+    "EVAL_SEQ_LEN": "eval.eval_seq_len",
+    "EVAL_STRIDE": "eval.eval_stride",
+    "SLIDING_WINDOW_ENABLED": "eval.sliding_window",
+    "MATRIX_BITS": "quant.matrix_bits",
+    "EMBED_BITS": "quant.embed_bits",
+    "MATRIX_CLIP_SIGMAS": "quant.matrix_clip_sigmas",
+    "EMBED_CLIP_SIGMAS": "quant.embed_clip_sigmas",
+    "GPTQ_CALIBRATION_BATCHES": "quant.calibration_batches",
+    "COMPRESSOR": "quant.compressor",
+}
+
+
+def apply_env(cfg: GolfConfig, environ: dict[str, str] | None = None) -> list[str]:
+    """Apply official env-var overrides; returns the names that were applied."""
+    env = os.environ if environ is None else environ
+    applied = []
+    for name, key in ENV_VARS.items():
+        if name in env and env[name] != "":
+            set_field(cfg, key, env[name])
+            applied.append(name)
+    return applied
+
+
+def apply_overrides(cfg: GolfConfig, overrides: dict[str, Any]) -> None:
+    """Apply ``{'section.name': value}`` overrides (e.g. from ``--set`` flags)."""
+    for key, value in overrides.items():
+        set_field(cfg, key, value)

@@ -1,0 +1,1 @@
+"""golf.data: token shards, tokenizer and dataset export, Hub download, loaders."""

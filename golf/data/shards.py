@@ -1,0 +1,111 @@
+"""Official Parameter Golf token-shard format (SPEC §1.1).
+
+Layout: 256 little-endian int32 header (magic 20240520, version 1, token count N,
+zeros), then N little-endian uint16 tokens.  File size must be exactly 1024 + 2·N.
+
+Shipped inside the generated ``train_gpt.py``: numpy + standard library only.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+SHARD_MAGIC = 20240520
+SHARD_VERSION = 1
+HEADER_INTS = 256
+HEADER_BYTES = HEADER_INTS * 4
+MAX_TOKENS = 2**31 - 1
+
+
+class ShardError(ValueError):
+    """A token shard is malformed; the message names the file and the problem."""
+
+
+def shard_header(num_tokens: int) -> np.ndarray:
+    header = np.zeros(HEADER_INTS, dtype="<i4")
+    header[0], header[1], header[2] = SHARD_MAGIC, SHARD_VERSION, num_tokens
+    return header
+
+
+def write_shard(path: str | os.PathLike, tokens: np.ndarray) -> int:
+    """Write ``tokens`` atomically (temp file in the same dir, then rename); returns bytes written."""
+    path = Path(path)
+    tokens = np.asarray(tokens)
+    if tokens.ndim != 1:
+        raise ShardError(f"{path}: tokens must be 1-D, got shape {tokens.shape}")
+    if tokens.size >= 2**31:
+        raise ShardError(f"{path}: {tokens.size} tokens do not fit a shard (< 2^31)")
+    if tokens.size and (int(tokens.min()) < 0 or int(tokens.max()) > 65535):
+        raise ShardError(f"{path}: token ids must lie in [0, 65535]")
+    data = tokens.astype("<u2", copy=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(shard_header(data.size).tobytes())
+            f.write(data.tobytes())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return HEADER_BYTES + 2 * data.size
+
+
+def read_shard_header(path: str | os.PathLike) -> int:
+    """Validate the header and size of a shard; returns its token count."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            raw = f.read(HEADER_BYTES)
+    except OSError as e:
+        raise ShardError(f"{path}: cannot read shard ({e.strerror or e})") from None
+    if len(raw) < HEADER_BYTES:
+        raise ShardError(f"{path}: truncated header ({len(raw)} of {HEADER_BYTES} bytes)")
+    header = np.frombuffer(raw, dtype="<i4")
+    if int(header[0]) != SHARD_MAGIC:
+        raise ShardError(f"{path}: bad magic {int(header[0])} (expected {SHARD_MAGIC})")
+    if int(header[1]) != SHARD_VERSION:
+        raise ShardError(f"{path}: unsupported version {int(header[1])} (expected {SHARD_VERSION})")
+    n = int(header[2])
+    if n < 0:
+        raise ShardError(f"{path}: negative token count {n}")
+    expected = HEADER_BYTES + 2 * n
+    if size < expected:
+        raise ShardError(f"{path}: truncated: {size} bytes, header promises {n} tokens ({expected} bytes)")
+    if size > expected:
+        raise ShardError(f"{path}: padded: {size} bytes, header promises {n} tokens ({expected} bytes)")
+    return n
+
+
+def read_shard(path: str | os.PathLike, vocab_size: int | None = None, check_tokens: bool = True) -> np.ndarray:
+    """Memory-map a shard's tokens (read-only uint16). With ``vocab_size``, ids must be < it."""
+    n = read_shard_header(path)
+    tokens = np.memmap(path, dtype="<u2", mode="r", offset=HEADER_BYTES, shape=(n,)) if n else np.zeros(0, "<u2")
+    if vocab_size is not None and check_tokens and n:
+        top = int(tokens.max())
+        if top >= vocab_size:
+            pos = int(np.argmax(tokens >= vocab_size))
+            raise ShardError(f"{path}: token id {top} >= vocab size {vocab_size} (first bad token at index {pos})")
+    return tokens
+
+
+def list_shards(dataset_dir: str | os.PathLike, split: str) -> list[Path]:
+    """Sorted ``fineweb_{split}_NNNNNN.bin`` files (never the ``_bytes_`` sidecars)."""
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    d = Path(dataset_dir)
+    files = [p for p in d.glob(f"fineweb_{split}_*.bin") if "_bytes_" not in p.name]
+    return sorted(files, key=lambda p: p.name)
+
+
+def shard_name(split: str, index: int) -> str:
+    return f"fineweb_{split}_{index:06d}.bin"

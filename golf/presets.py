@@ -1,0 +1,92 @@
+"""Named presets: model architectures and run budgets.
+
+A preset is a dict of ``{"section.name": value}`` overrides applied on top of the
+dataclass defaults (which are the ``seed`` card).  Run presets (Kaggle, Colab, 8×H100)
+use the seed architecture with their own budgets.
+"""
+from __future__ import annotations
+
+from golf.config import ConfigError, GolfConfig, apply_overrides
+
+# The 2026-04-04 SP4096 record (SPEC §3-§4): 34,401,372 parameters.
+SP4096_RECORD = {
+    "model.vocab_size": 4096, "model.num_layers": 11, "model.model_dim": 512,
+    "model.num_heads": 8, "model.num_kv_heads": 4, "model.mlp_mult": 4.0,
+    "model.rope_dims": 16, "model.qk_gain_init": 5.0, "model.skip_gates": True,
+    "model.parallel_start_layer": 7, "model.recur_start": 4, "model.recur_end": 5,
+    "model.recur_loops": 1, "model.xsa_last_n": 11, "model.ln_scale": True,
+    "model.resid_mix": True, "model.ve_enabled": True, "model.ve_dim": 128,
+    "model.ve_layers": (9, 10), "model.tied_embed_init_std": 0.005,
+    "train.matrix_lr": 0.02, "train.scalar_lr": 0.02, "train.tied_embed_lr": 0.03,
+    "train.muon_momentum": 0.99, "train.muon_momentum_warmup_start": 0.92,
+    "train.muon_momentum_warmup_steps": 1500, "train.muon_wd": 0.09, "train.embed_wd": 0.09,
+    "train.adam_wd": 0.02, "train.ema_decay": 0.997, "train.ema_start_step": 0,
+    "train.grad_clip_norm": 0.3, "train.warmdown_iters": 0, "train.warmdown_frac": 0.667,
+    "train.gptq_reserve_seconds": 10.0, "train.iterations": 20000,
+    "train.train_batch_tokens": 786432, "train.train_seq_len": 2048,
+    "quant.calibration_batches": 64,
+}
+
+# A CPU-sized model with every feature of the seed switched on (recurrence, lanes, skips).
+TINY = {
+    "model.vocab_size": 1024, "model.num_layers": 6, "model.model_dim": 64,
+    "model.num_heads": 4, "model.num_kv_heads": 2, "model.mlp_mult": 4.0,
+    "model.rope_dims": 4, "model.parallel_start_layer": 4, "model.recur_start": 2,
+    "model.recur_end": 3, "model.recur_loops": 1,
+    "train.iterations": 200, "train.warmdown_iters": 60, "train.train_batch_tokens": 8192,
+    "train.train_seq_len": 128, "train.max_wallclock_seconds": 0.0, "train.val_loss_every": 100,
+    "train.val_batch_tokens": 16384, "train.val_max_tokens": 65536, "train.train_log_every": 20,
+    "train.ema_start_step": 20, "train.ema_decay": 0.98, "train.matrix_lr": 0.02,
+    "train.tied_embed_lr": 0.05, "train.scalar_lr": 0.04, "train.muon_momentum_warmup_steps": 50,
+    "eval.eval_seq_len": 128, "eval.eval_stride": 32, "eval.eval_batch_seqs": 16,
+    "quant.calibration_batches": 4,
+}
+
+_KAGGLE = {"train.train_batch_tokens": 262144, "train.train_seq_len": 2048, "train.dtype": "fp16"}
+_COLAB = {"train.train_batch_tokens": 131072, "train.train_seq_len": 2048, "train.dtype": "fp16"}
+
+
+def _run(base: dict, seconds: float, iters: int, warmdown: int, shards: int = 0, **extra) -> dict:
+    d = dict(base)
+    d.update({"train.max_wallclock_seconds": seconds, "train.iterations": iters,
+              "train.warmdown_iters": warmdown, "train.warmdown_frac": 0.0})
+    if shards:
+        d["train.train_shards"] = shards
+    d.update(extra)
+    return d
+
+
+PRESETS: dict[str, dict] = {
+    "seed": {},
+    "sp4096-record": SP4096_RECORD,
+    "tiny": TINY,
+    "kaggle-quick": _run(_KAGGLE, 600, 2000, 350, 10),
+    "kaggle-1h": _run(_KAGGLE, 3600, 8000, 1500, 20),
+    "kaggle-12h": _run(_KAGGLE, 39600, 30000, 5000, 106),
+    "colab-quick": _run(_COLAB, 600, 2000, 350),
+    "colab-1h": _run(_COLAB, 3600, 5000, 1000),
+    "colab-max": _run(_COLAB, 36000, 20000, 3500),
+    "8xh100": _run({"train.train_batch_tokens": 786432, "train.train_seq_len": 2048, "train.dtype": "bf16"},
+                   600, 20000, 0, 0, **{"train.warmdown_frac": 0.667, "train.gptq_reserve_seconds": 10.0}),
+}
+
+PRESET_HELP = {
+    "seed": "SP4096 11L/512d 8H/4KV MLPx4, recurrence 3-5 x2 from 35%, parallel lanes 7-10 (default)",
+    "sp4096-record": "the 2026-04-04 SP4096 record architecture (34,401,372 params)",
+    "tiny": "CPU-sized model with every seed feature on, for tests and the demo",
+    "kaggle-quick": "Kaggle 2xT4: 600 s / 2000 it / warmdown 350 / 10 shards",
+    "kaggle-1h": "Kaggle 2xT4: 3600 s / 8000 it / warmdown 1500 / 20 shards",
+    "kaggle-12h": "Kaggle 2xT4: 39600 s / 30000 it / warmdown 5000 / 106 shards",
+    "colab-quick": "Colab 1xT4: 600 s / 2000 it / warmdown 350",
+    "colab-1h": "Colab 1xT4: 3600 s / 5000 it / warmdown 1000",
+    "colab-max": "Colab 1xT4: 36000 s / 20000 it / warmdown 3500",
+    "8xh100": "8xH100 competitive: 600 s cap (10 s GPTQ reserve), warmdown 66.7% of wallclock",
+}
+
+
+def preset_config(name: str) -> GolfConfig:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r} (known: {', '.join(PRESETS)})")
+    cfg = GolfConfig(preset=name)
+    apply_overrides(cfg, PRESETS[name])
+    return cfg
