@@ -4,7 +4,10 @@ from __future__ import annotations
 import click
 
 from golf import __version__
+from golf.builder.cli import build
 from golf.data.cli import data
+from golf.trainer.cli import bench, train
+from golf.verifier.cli import verify
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -23,3 +26,7 @@ def main() -> None:
 
 
 main.add_command(data)
+main.add_command(build)
+main.add_command(verify)
+main.add_command(train)
+main.add_command(bench)

@@ -51,6 +51,15 @@ class ModelConfig:
     ve_enabled: bool = False  # shared value embeddings
     ve_dim: int = 128
     ve_layers: tuple[int, ...] = ()
+    # parallel lanes: "merge" = SP4K (independent lanes, learned scalar lane_merge at the end),
+    # "route" = TOP (learned per-layer cross-lane routing, mean of lanes at the end)
+    parallel_mode: str = "merge"
+    # SP4K quirk: U-Net skips due after the lane split go to the abandoned single stream (no
+    # effect); off = they are added to the attention lane (as TOP does)
+    parallel_skip_quirk: bool = False
+    # SP4K: skip weights/gates sized from the physical layers (min(L//2, L-L//2)) instead of
+    # the recurrence-on virtual layer list (TOP: 8 pairs for 17 virtual layers)
+    skip_count_physical: bool = False
 
     @property
     def head_dim(self) -> int:
@@ -107,6 +116,9 @@ class TrainConfig:
     checkpoint_every: int = 0  # 0 = only at the end
     hub_repo: str = ""  # push checkpoints to this Hub model repo
     hub_every: int = 0
+    keep_checkpoints: int = 2  # newest local checkpoints kept in RUN/checkpoints (0 = all)
+    hub_private: bool = True  # create the Hub repo as private
+    compile_warmup_steps: int = 20  # with compile: untimed priming steps (both recurrence graphs), then state reset
 
 
 @dataclass
@@ -131,6 +143,14 @@ class QuantConfig:
     compressor: str = "brotli"  # brotli | lzma | zlib
     byte_shuffle: bool = True
     target_bytes: int = 16_000_000
+    # builder (issue 5): per-class overrides, 0 = use matrix_bits / matrix_clip_sigmas
+    attn_bits: int = 0
+    mlp_bits: int = 0
+    attn_clip_sigmas: float = 0.0
+    mlp_clip_sigmas: float = 0.0
+    calibration_batch_tokens: int = 98304  # training tokens per calibration batch (48 x 2048)
+    code_compressor: str = "lzma"  # lzma | brotli | auto: compression of the train_gpt.py wrapper
+    prune: bool = True  # selective +-1 pruning when the artifact is over target_bytes
 
 
 @dataclass
@@ -254,6 +274,9 @@ ENV_VARS: dict[str, str] = {
     "CHECKPOINT_EVERY": "train.checkpoint_every",
     "HUB_REPO": "train.hub_repo",
     "HUB_EVERY": "train.hub_every",
+    "KEEP_CHECKPOINTS": "train.keep_checkpoints",
+    "HUB_PRIVATE": "train.hub_private",
+    "COMPILE_WARMUP_STEPS": "train.compile_warmup_steps",
     "VOCAB_SIZE": "model.vocab_size",
     "NUM_LAYERS": "model.num_layers",
     "MODEL_DIM": "model.model_dim",
@@ -276,6 +299,12 @@ ENV_VARS: dict[str, str] = {
     "VE_ENABLED": "model.ve_enabled",
     "VE_DIM": "model.ve_dim",
     "VE_LAYERS": "model.ve_layers",
+    "PARALLEL_MODE": "model.parallel_mode",
+    "PARALLEL_SKIP_QUIRK": "model.parallel_skip_quirk",
+    "SKIP_COUNT_PHYSICAL": "model.skip_count_physical",
+    "RESID_MIX": "model.resid_mix",
+    "SKIP_WEIGHTS_ENABLED": "model.skip_weights",
+    "LEAKY_SLOPE": "model.leaky_slope",
     "EVAL_SEQ_LEN": "eval.eval_seq_len",
     "EVAL_STRIDE": "eval.eval_stride",
     "SLIDING_WINDOW_ENABLED": "eval.sliding_window",

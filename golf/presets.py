@@ -17,6 +17,7 @@ SP4096_RECORD = {
     "model.recur_loops": 1, "model.xsa_last_n": 11, "model.ln_scale": True,
     "model.resid_mix": True, "model.ve_enabled": True, "model.ve_dim": 128,
     "model.ve_layers": (9, 10), "model.tied_embed_init_std": 0.005,
+    "model.parallel_mode": "merge", "model.parallel_skip_quirk": True, "model.skip_count_physical": True,
     "train.matrix_lr": 0.02, "train.scalar_lr": 0.02, "train.tied_embed_lr": 0.03,
     "train.muon_momentum": 0.99, "train.muon_momentum_warmup_start": 0.92,
     "train.muon_momentum_warmup_steps": 1500, "train.muon_wd": 0.09, "train.embed_wd": 0.09,
@@ -24,7 +25,7 @@ SP4096_RECORD = {
     "train.grad_clip_norm": 0.3, "train.warmdown_iters": 0, "train.warmdown_frac": 0.667,
     "train.gptq_reserve_seconds": 10.0, "train.iterations": 20000,
     "train.train_batch_tokens": 786432, "train.train_seq_len": 2048,
-    "quant.calibration_batches": 64,
+    "quant.calibration_batches": 64, "train.micro_batch_seqs": 48,
 }
 
 # A CPU-sized model with every feature of the seed switched on (recurrence, lanes, skips).
@@ -42,8 +43,12 @@ TINY = {
     "quant.calibration_batches": 4,
 }
 
-_KAGGLE = {"train.train_batch_tokens": 262144, "train.train_seq_len": 2048, "train.dtype": "fp16"}
-_COLAB = {"train.train_batch_tokens": 131072, "train.train_seq_len": 2048, "train.dtype": "fp16"}
+# micro_batch_seqs: sequences per GPU per micro-step (grad accumulation makes up the rest of the batch):
+# 48 x 2048 fits an 80 GB H100 (as the record); 8 x 2048 is sized for a 16 GB T4 in fp16.
+_KAGGLE = {"train.train_batch_tokens": 262144, "train.train_seq_len": 2048, "train.dtype": "fp16",
+           "train.micro_batch_seqs": 8}
+_COLAB = {"train.train_batch_tokens": 131072, "train.train_seq_len": 2048, "train.dtype": "fp16",
+          "train.micro_batch_seqs": 8}
 
 
 def _run(base: dict, seconds: float, iters: int, warmdown: int, shards: int = 0, **extra) -> dict:
@@ -57,7 +62,7 @@ def _run(base: dict, seconds: float, iters: int, warmdown: int, shards: int = 0,
 
 
 PRESETS: dict[str, dict] = {
-    "seed": {},
+    "seed": {"train.micro_batch_seqs": 48},
     "sp4096-record": SP4096_RECORD,
     "tiny": TINY,
     "kaggle-quick": _run(_KAGGLE, 600, 2000, 350, 10),
@@ -66,7 +71,8 @@ PRESETS: dict[str, dict] = {
     "colab-quick": _run(_COLAB, 600, 2000, 350),
     "colab-1h": _run(_COLAB, 3600, 5000, 1000),
     "colab-max": _run(_COLAB, 36000, 20000, 3500),
-    "8xh100": _run({"train.train_batch_tokens": 786432, "train.train_seq_len": 2048, "train.dtype": "bf16"},
+    "8xh100": _run({"train.train_batch_tokens": 786432, "train.train_seq_len": 2048, "train.dtype": "bf16",
+                    "train.micro_batch_seqs": 48},
                    600, 20000, 0, 0, **{"train.warmdown_frac": 0.667, "train.gptq_reserve_seconds": 10.0}),
 }
 

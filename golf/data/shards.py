@@ -49,6 +49,7 @@ def write_shard(path: str | os.PathLike, tokens: np.ndarray) -> int:
             f.write(data.tobytes())
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; shards are ordinary data files
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -57,6 +58,12 @@ def write_shard(path: str | os.PathLike, tokens: np.ndarray) -> int:
             pass
         raise
     return HEADER_BYTES + 2 * data.size
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def read_shard_header(path: str | os.PathLike) -> int:

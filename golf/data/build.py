@@ -1,0 +1,526 @@
+"""Build a challenge-format dataset from your own documents (SPEC §1.3).
+
+``build_dataset`` trains (or reuses) a SentencePiece BPE tokenizer, splits the documents
+(first ``num_val_docs`` -> validation, the rest -> train), encodes each document as
+``[BOS=1] + ids`` (no EOS), writes ``fineweb_{val,train}_NNNNNN.bin`` shards of
+``shard_tokens`` tokens, and writes ``manifest.json`` + ``tokenizer_config.export.json``
+like the official exporter.  Output layout under ``out_dir``::
+
+    datasets/fineweb10B_sp<V>/fineweb_{val,train}_NNNNNN.bin
+    tokenizers/fineweb_<V>_bpe.{model,vocab}
+    manifest.json, tokenizer_config.export.json
+
+Shards are first written to a hidden staging folder that is renamed into place only
+after the whole dataset is complete, so an interrupted build never leaves a
+complete-looking dataset behind.
+"""
+from __future__ import annotations
+
+import bz2
+import collections
+import gzip
+import json
+import lzma
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from golf.data.shards import read_shard_header, shard_name, write_shard
+from golf.data.tokenizer import (
+    BOS_ID, EOS_ID, TokenizerError, check_tokenizer, check_vocab_size, load_tokenizer,
+    recommended_bigram_vocab_size, tokenizer_filename, train_tokenizer, write_vocab_file, OFFICIAL_TRAINER_OPTIONS,
+)
+
+DEFAULT_SHARD_TOKENS = 100_000_000
+DEFAULT_NUM_VAL_DOCS = 50_000
+DEFAULT_SP_BATCH = 1024
+JOB_CHARS = 1 << 20  # ~1 MB of text per encoding job
+JSONL_SUFFIXES = {".jsonl", ".json", ".ndjson"}
+TEXT_SUFFIXES = {".txt", ".text", ".md", ".rst"}
+OPENERS = {".xz": lzma.open, ".lzma": lzma.open, ".gz": gzip.open, ".bz2": bz2.open}
+
+
+class BuildError(ValueError):
+    """Bad input or a failed build; the message names the file and the problem."""
+
+
+# ----------------------------------------------------------------------------- input
+
+def _kind(path: Path) -> tuple[str, object]:
+    suffixes = [s.lower() for s in path.suffixes]
+    opener = open
+    if suffixes and suffixes[-1] in OPENERS:
+        opener = OPENERS[suffixes.pop()]
+    last = suffixes[-1] if suffixes else ""
+    if last in JSONL_SUFFIXES:
+        return "jsonl", opener
+    if last in TEXT_SUFFIXES:
+        return "text", opener
+    raise BuildError(
+        f"{path}: unknown document file type (use .jsonl with a 'text' field per line, or .txt = one document "
+        "per file; .xz/.gz/.bz2 compression allowed)"
+    )
+
+
+def check_doc_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    if not paths:
+        raise BuildError("no document files given")
+    out = []
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            raise BuildError(f"{p}: is a folder; pass its document files with --docs (repeatable)")
+        if not p.exists():
+            raise BuildError(f"{p}: document file not found")
+        _kind(p)
+        out.append(p)
+    return out
+
+
+def iter_documents(paths: Sequence[str | os.PathLike]) -> Iterator[str]:
+    """Yield document texts in order: JSONL lines' ``text`` field, or whole text files."""
+    for p in check_doc_files(paths):
+        kind, opener = _kind(p)
+        try:
+            with opener(p, "rt", encoding="utf-8") as f:
+                if kind == "text":
+                    yield f.read()
+                    continue
+                for lineno, line in enumerate(f, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        obj = json.loads(line)
+                    except json.JSONDecodeError as e:
+                        raise BuildError(f"{p}:{lineno}: bad JSON line ({e.msg} at column {e.colno})") from None
+                    if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
+                        raise BuildError(f"{p}:{lineno}: expected a JSON object with a string field 'text'")
+                    yield obj["text"]
+        except UnicodeDecodeError as e:
+            raise BuildError(f"{p}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+        except (lzma.LZMAError, EOFError, OSError) as e:
+            if isinstance(e, FileNotFoundError):
+                raise BuildError(f"{p}: document file not found") from None
+            raise BuildError(f"{p}: cannot read ({e})") from None
+
+
+def _source_sidecar(paths: Sequence[Path]) -> dict:
+    """Official ``docs_selected.source_manifest.json`` beside a single JSONL input, if any."""
+    if len(paths) != 1:
+        return {}
+    p = paths[0]
+    name = p.name
+    for suf in (".xz", ".gz", ".bz2", ".lzma", ".jsonl", ".json", ".ndjson"):
+        if name.endswith(suf):
+            name = name[: -len(suf)]
+    side = p.with_name(f"{name}.source_manifest.json")
+    if side.is_file():
+        try:
+            return json.loads(side.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return {}
+    return {}
+
+
+# ----------------------------------------------------------------------------- encoding
+
+_WORKER_SP = None
+
+
+def _worker_init(model_proto: bytes) -> None:
+    global _WORKER_SP
+    import sentencepiece as spm
+
+    _WORKER_SP = spm.SentencePieceProcessor(model_proto=model_proto)
+
+
+def _encode_batch(sp, texts: list[str], num_threads: int = 1) -> np.ndarray:
+    """``[BOS] + ids`` per document, concatenated, as uint16."""
+    ids = sp.encode(texts, out_type="numpy", num_threads=num_threads)
+    lengths = np.fromiter((len(a) + 1 for a in ids), dtype=np.int64, count=len(ids))
+    out = np.empty(int(lengths.sum()), dtype=np.uint16)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    out[starts] = BOS_ID
+    pos = 0
+    for a in ids:
+        n = len(a)
+        out[pos + 1:pos + 1 + n] = a
+        pos += n + 1
+    return out
+
+
+def _worker_encode(job: tuple[str, list[str]]) -> tuple[str, int, int, np.ndarray]:
+    split, texts = job
+    return split, len(texts), sum(len(t.encode("utf-8")) for t in texts), _encode_batch(_WORKER_SP, texts)
+
+
+def _batches(docs: Iterator[str], num_val_docs: int, batch_size: int,
+             max_chars: int = JOB_CHARS) -> Iterator[tuple[str, list[str]]]:
+    """(split, texts) encoding jobs of at most ``batch_size`` documents / about ``max_chars`` characters
+    (small jobs keep all workers busy to the end); never mixing splits."""
+    batch: list[str] = []
+    chars = 0
+    split = "val"
+    i = 0
+    for text in docs:
+        s = "val" if i < num_val_docs else "train"
+        if s != split:
+            if batch:
+                yield split, batch
+            batch, chars, split = [], 0, s
+        batch.append(text)
+        chars += len(text)
+        i += 1
+        if len(batch) >= batch_size or chars >= max_chars:
+            yield split, batch
+            batch, chars = [], 0
+    if batch:
+        yield split, batch
+
+
+def _encoded_stream(jobs: Iterator[tuple[str, list[str]]], model_proto: bytes, workers: int):
+    """Encode batches in order, in ``workers`` processes (in-process when 1), with bounded look-ahead."""
+    if workers <= 1:
+        _worker_init(model_proto)
+        for job in jobs:
+            yield _worker_encode(job)
+        return
+    import multiprocessing as mp
+
+    # fork where available: workers only run SentencePiece, and fork (unlike spawn) never re-imports
+    # the caller's __main__ (which breaks for stdin scripts and makes Pool respawn workers forever)
+    method = "fork" if "fork" in mp.get_all_start_methods() and sys.platform != "darwin" else "spawn"
+    ctx = mp.get_context(method)
+    pool = ctx.Pool(workers, initializer=_worker_init, initargs=(model_proto,))
+    try:
+        pending: collections.deque = collections.deque()
+        for job in jobs:
+            pending.append(pool.apply_async(_worker_encode, (job,)))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
+        pool.close()
+    except BaseException:
+        pool.terminate()
+        raise
+    finally:
+        pool.join()
+
+
+class _ShardWriter:
+    def __init__(self, out: Path, shard_tokens: int):
+        self.out, self.shard_tokens = out, shard_tokens
+        self.buf = np.empty(min(shard_tokens, 1 << 24), dtype=np.uint16)
+        self.fill = 0
+        self.stats = {s: {"docs": 0, "tokens": 0, "files": []} for s in ("val", "train")}
+        self.split = "val"
+
+    def _grow(self, need: int) -> None:
+        if need > len(self.buf):
+            new = np.empty(min(self.shard_tokens, max(need, 2 * len(self.buf))), dtype=np.uint16)
+            new[:self.fill] = self.buf[:self.fill]
+            self.buf = new
+
+    def flush(self) -> None:
+        if self.fill == 0:
+            return
+        st = self.stats[self.split]
+        name = shard_name(self.split, len(st["files"]))
+        write_shard(self.out / name, self.buf[:self.fill])
+        st["files"].append(name)
+        self.fill = 0
+
+    def add(self, split: str, ndocs: int, tokens: np.ndarray) -> None:
+        if split != self.split:
+            self.flush()  # no shard mixes splits
+            self.split = split
+        st = self.stats[split]
+        st["docs"] += ndocs
+        st["tokens"] += len(tokens)
+        pos = 0
+        while pos < len(tokens):
+            take = min(len(tokens) - pos, self.shard_tokens - self.fill)
+            self._grow(self.fill + take)
+            self.buf[self.fill:self.fill + take] = tokens[pos:pos + take]
+            self.fill += take
+            pos += take
+            if self.fill == self.shard_tokens:
+                self.flush()
+
+
+# ----------------------------------------------------------------------------- manifest
+
+def _rel(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` when inside it (as the official manifest does), else absolute."""
+    p, r = Path(path).resolve(), Path(root).resolve()
+    return p.relative_to(r).as_posix() if p.is_relative_to(r) else str(p)
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _merge_entries(old: list, new: dict) -> list:
+    return [e for e in (old or []) if isinstance(e, dict) and e.get("name") != new["name"]] + [new]
+
+
+# ----------------------------------------------------------------------------- build
+
+def _remove_stale_staging(parent: Path, dataset_name: str) -> None:
+    """Delete staging folders left by killed builds (their process no longer exists)."""
+    if not parent.is_dir():
+        return
+    for d in parent.glob(f".{dataset_name}.partial-*"):
+        try:
+            pid = int(d.name.rsplit("-", 1)[1])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except (ValueError, PermissionError, OSError):
+            continue
+
+
+def build_dataset(docs: Sequence[str | os.PathLike], vocab_size: int, out_dir: str | os.PathLike,
+                  num_val_docs: int, shard_tokens: int = DEFAULT_SHARD_TOKENS, workers: int | None = None,
+                  progress: bool = True, tokenizer_model: str | os.PathLike | None = None,
+                  tokenizer_train_docs: int = 0, sp_batch_size: int | None = None, overwrite: bool = True,
+                  trainer_overrides: dict | None = None, log=None) -> dict:
+    """Documents -> tokenizer + shards + manifest.  Returns a summary (paths, per-split stats, timings).
+
+    ``workers``: encoding processes (default ``MATCHED_FINEWEB_TOKENIZER_THREADS`` or the CPU count);
+    ``sp_batch_size``: documents per encode job (default ``MATCHED_FINEWEB_SP_BATCH_SIZE`` or 1024);
+    ``tokenizer_model``: reuse this ``.model`` instead of training one (its piece count must be
+    ``vocab_size``); ``tokenizer_train_docs``: train on the first N documents only (0 = all);
+    ``overwrite``: replace an existing ``fineweb10B_sp<V>`` dataset in ``out_dir`` (else error).
+    ``log``: callable for progress messages (default: silent).
+    """
+    t0 = time.perf_counter()
+    say = log or (lambda msg: None)
+    try:
+        check_vocab_size(vocab_size)
+    except TokenizerError as e:
+        raise BuildError(str(e)) from None
+    if shard_tokens < 1 or shard_tokens >= 2**31:
+        raise BuildError(f"shard size must be between 1 and 2^31-1 tokens, got {shard_tokens}")
+    if num_val_docs < 1:
+        raise BuildError(f"--num-val-docs must be at least 1 (got {num_val_docs}); evaluation needs a validation split")
+    if tokenizer_train_docs < 0:
+        raise BuildError(f"tokenizer train docs must be >= 0, got {tokenizer_train_docs}")
+    paths = check_doc_files(docs)
+    if tokenizer_model is None:
+        for p in paths:
+            if not p.is_file():
+                raise BuildError(f"{p}: not a regular file (a pipe?); training a tokenizer reads the documents twice, "
+                                 "so pass --tokenizer to encode from a pipe")
+    if workers is None:
+        workers = int(os.environ.get("MATCHED_FINEWEB_TOKENIZER_THREADS") or 0) or os.cpu_count() or 1
+    workers = max(1, int(workers))
+    if sp_batch_size is None:
+        sp_batch_size = int(os.environ.get("MATCHED_FINEWEB_SP_BATCH_SIZE") or DEFAULT_SP_BATCH)
+    sp_batch_size = max(1, int(sp_batch_size))
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    suffix = f"sp{vocab_size}"
+    dataset_name = f"fineweb10B_{suffix}"
+    dataset_dir = out / "datasets" / dataset_name
+    if dataset_dir.exists() and any(dataset_dir.iterdir()) and not overwrite:
+        raise BuildError(f"{dataset_dir} already exists (pass --force to replace it)")
+    tok_dir = out / "tokenizers"
+    model_path = tok_dir / tokenizer_filename(vocab_size)
+    vocab_path = model_path.with_suffix(".vocab")
+    warnings: list[str] = []
+    # Everything (tokenizer + shards) is staged in a hidden folder and moved into place only at the end,
+    # so a failed or killed build neither leaves partial shards nor replaces a working tokenizer.
+    staging = dataset_dir.with_name(f".{dataset_name}.partial-{os.getpid()}")
+    _remove_stale_staging(dataset_dir.parent, dataset_name)
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    st_model, st_vocab = staging / "_tokenizer" / model_path.name, staging / "_tokenizer" / vocab_path.name
+    st_model.parent.mkdir()
+    bar = None
+    try:
+        # 1. tokenizer
+        t_tok = time.perf_counter()
+        if tokenizer_model is not None:
+            src = Path(tokenizer_model)
+            try:
+                sp = load_tokenizer(src)
+                warnings += check_tokenizer(sp, vocab_size, name=str(src))
+            except TokenizerError as e:
+                raise BuildError(str(e)) from None
+            shutil.copyfile(src, st_model)
+            if src.with_suffix(".vocab").is_file():
+                shutil.copyfile(src.with_suffix(".vocab"), st_vocab)
+            else:
+                write_vocab_file(sp, st_vocab)
+            say(f"reusing tokenizer {src}")
+        else:
+            say(f"training a {vocab_size}-piece SentencePiece BPE tokenizer"
+                + (f" on the first {tokenizer_train_docs} documents" if tokenizer_train_docs else ""))
+            texts = iter_documents(paths)
+            if progress:
+                from tqdm.auto import tqdm
+
+                texts = tqdm(texts, desc="tokenizer text", unit="doc", total=tokenizer_train_docs or None,
+                             dynamic_ncols=True)
+            try:
+                info = train_tokenizer(texts, vocab_size, st_model, threads=workers, max_docs=tokenizer_train_docs,
+                                       trainer_overrides=trainer_overrides)
+                if info["too_long"]:
+                    warnings.append(
+                        f"{info['too_long']} of {info['docs']} tokenizer-training documents are longer than "
+                        f"max_sentence_length={info['max_sentence_length']} bytes and were skipped by SentencePiece "
+                        "(the official behaviour); --sp-option max_sentence_length=N includes them")
+                sp = load_tokenizer(st_model)
+                warnings += check_tokenizer(sp, vocab_size, name=f"trained tokenizer {model_path.name}")
+            except TokenizerError as e:
+                raise BuildError(str(e)) from None
+            finally:
+                if progress:
+                    texts.close()
+        tokenizer_seconds = time.perf_counter() - t_tok
+        model_proto = st_model.read_bytes()
+
+        # 2. encode + write shards
+        t_enc = time.perf_counter()
+        writer = _ShardWriter(staging, shard_tokens)
+        text_bytes = 0
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(desc=f"encoding ({workers} proc)", unit="doc", dynamic_ncols=True)
+        jobs = _batches(iter_documents(paths), num_val_docs, sp_batch_size)
+        for split, ndocs, nbytes, toks in _encoded_stream(jobs, model_proto, workers):
+            writer.add(split, ndocs, toks)
+            text_bytes += nbytes
+            if bar is not None:
+                bar.update(ndocs)
+                ntok = writer.stats["val"]["tokens"] + writer.stats["train"]["tokens"]
+                bar.set_postfix_str(f"{text_bytes / 1e6:.1f} MB, {ntok:,} tok", refresh=False)
+        writer.flush()
+        st = writer.stats
+        if st["val"]["docs"] < num_val_docs or st["train"]["docs"] == 0:
+            total = st["val"]["docs"] + st["train"]["docs"]
+            raise BuildError(
+                f"only {total} documents in the input but --num-val-docs is {num_val_docs}: nothing would be left "
+                "for training (lower --num-val-docs)"
+            )
+        for split in ("val", "train"):  # re-validate what was written
+            for name in st[split]["files"]:
+                read_shard_header(staging / name)
+
+        # 3. commit: tokenizer, then shards
+        tok_dir.mkdir(parents=True, exist_ok=True)
+        os.replace(st_vocab, vocab_path)
+        os.replace(st_model, model_path)
+        st_model.parent.rmdir()
+        if dataset_dir.exists():
+            shutil.rmtree(dataset_dir)
+        os.replace(staging, dataset_dir)
+        _write_json(dataset_dir.parent / f".{dataset_name}.source.json",
+                    {"repo_id": None, "remote_root": None, "source": "golf data build"})
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    encode_seconds = time.perf_counter() - t_enc
+
+    # 3. manifest + exported specs
+    st = writer.stats
+    stats = {
+        "docs_total": st["val"]["docs"] + st["train"]["docs"],
+        "docs_val": st["val"]["docs"],
+        "docs_train": st["train"]["docs"],
+        "files_total": len(st["val"]["files"]) + len(st["train"]["files"]),
+        "files_val": len(st["val"]["files"]),
+        "files_train": len(st["train"]["files"]),
+        "tokens_total": st["val"]["tokens"] + st["train"]["tokens"],
+        "tokens_val": st["val"]["tokens"],
+        "tokens_train": st["train"]["tokens"],
+    }
+    tok_name = f"sp_bpe_{vocab_size}"
+    rbv = recommended_bigram_vocab_size(vocab_size)
+    spec = {"name": tok_name, "kind": "sentencepiece_bpe", "dataset_suffix": suffix, "vocab_size": vocab_size}
+    if tokenizer_train_docs:
+        spec["tokenizer_train_docs"] = tokenizer_train_docs
+    if tokenizer_model is not None:
+        spec["reuse_model"] = _rel(Path(tokenizer_model), out)
+    else:
+        spec["trainer_options"] = {**OFFICIAL_TRAINER_OPTIONS, **(trainer_overrides or {})}
+    tokenizer_entry = {
+        "name": tok_name, "kind": "sentencepiece_bpe", "vocab_size": vocab_size, "bos_id": BOS_ID, "eos_id": EOS_ID,
+        "recommended_bigram_vocab_size": rbv, "source_spec": spec,
+        "model_path": _rel(model_path, out), "vocab_path": _rel(vocab_path, out),
+    }
+    dataset_rel = _rel(dataset_dir, out)
+    dataset_entry = {
+        "name": dataset_name, "tokenizer_name": tok_name, "tokenizer_kind": "sentencepiece_bpe",
+        "path": dataset_rel, "train_glob": f"{dataset_rel}/fineweb_train_*.bin",
+        "val_glob": f"{dataset_rel}/fineweb_val_*.bin", "vocab_size": vocab_size, "bos_id": BOS_ID,
+        "eos_id": EOS_ID, "recommended_bigram_vocab_size": rbv, "stats": stats,
+    }
+    manifest_path = out / "manifest.json"
+    old: dict = {}
+    if manifest_path.is_file():
+        try:
+            old = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            old = {}
+        if not isinstance(old, dict):
+            old = {}
+    sidecar = _source_sidecar(paths)
+    docs_rel = [_rel(p, out) for p in paths]
+    manifest = {
+        "version": "10B",
+        "num_docs": stats["docs_total"],
+        "num_val_docs": stats["docs_val"],
+        "shuffle_seed": sidecar.get("shuffle_seed"),
+        "shard_size": shard_tokens,
+        "append_eos": False,
+        "docs_jsonl": docs_rel[0] if len(docs_rel) == 1 else docs_rel,
+        "docs_meta": sidecar,
+        "tokenizer_specs": _rel(out / "tokenizer_config.export.json", out),
+        "tokenizers": _merge_entries(old.get("tokenizers"), tokenizer_entry),
+        "datasets": _merge_entries(old.get("datasets"), dataset_entry),
+    }
+    specs_path = out / "tokenizer_config.export.json"
+    old_specs: dict = {}
+    if specs_path.is_file():
+        try:
+            old_specs = json.loads(specs_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            old_specs = {}
+    _write_json(specs_path, {"tokenizers": _merge_entries(
+        old_specs.get("tokenizers") if isinstance(old_specs, dict) else None, spec)})
+    _write_json(manifest_path, manifest)
+    _write_json(out / "manifest.source.json", {"source": "golf data build", "repo_id": None})
+
+    return {
+        "data_dir": str(out),
+        "dataset_dir": str(dataset_dir),
+        "tokenizer_model": str(model_path),
+        "tokenizer_vocab": str(vocab_path),
+        "manifest": str(manifest_path),
+        "vocab_size": vocab_size,
+        "stats": stats,
+        "splits": {s: {"docs": st[s]["docs"], "tokens": st[s]["tokens"], "files": list(st[s]["files"])}
+                   for s in ("val", "train")},
+        "text_bytes": text_bytes,
+        "workers": workers,
+        "sp_batch_size": sp_batch_size,
+        "tokenizer_seconds": tokenizer_seconds,
+        "encode_seconds": encode_seconds,
+        "seconds": time.perf_counter() - t0,
+        "warnings": warnings,
+    }

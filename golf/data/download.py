@@ -1,0 +1,343 @@
+"""Fetch published challenge data (shards + tokenizer) following the Hub repo's manifest (SPEC §1.4).
+
+Remote layout (inside the HF *dataset* repo, under a remote root, default ``datasets``)::
+
+    <root>/manifest.json
+    <root>/datasets/fineweb10B_<variant>/fineweb_{val,train}_NNNNNN.bin
+    <root>/tokenizers/fineweb_<V>_bpe.{model,vocab}
+    <root>/docs_selected.jsonl (+ docs_selected.source_manifest.json)
+
+Everything lands at the same relative path under the output folder (root prefix
+stripped).  Sources: the Hub through ``huggingface_hub.hf_hub_download`` (its cache, its
+in-call resume, then a hard link or copy into place, like the official downloader), or a
+local mirror folder with the same layout (``source=``).  Existing files are kept when
+valid (shards: header + size checked), invalid ones are fetched again; every fetched shard
+is validated.  The manifest's origin is recorded in ``manifest.source.json`` so a manifest
+from another repo is never used silently (SPEC §8 pitfall 6).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from golf.data.shards import ShardError, read_shard_header, shard_name
+
+DEFAULT_REPO = "willdepueoai/parameter-golf"
+VARIANT_REPOS = {
+    "sp1024": "willdepueoai/parameter-golf",
+    "byte260": "willdepueoai/parameter-golf",
+    "sp4096": "kevclark/parameter-golf",
+    "sp8192": "kevclark/parameter-golf",
+}
+ALTERNATIVE_REPOS = {"sp4096": ("InAbsentia/parameter-golf-sp4096",)}
+DEFAULT_REMOTE_ROOT = "datasets"
+DEFAULT_TRAIN_SHARDS = 80
+ORIGIN_FILE = "manifest.source.json"
+_VARIANT_RE = re.compile(r"^(byte260|sp[0-9]+)$")
+
+
+class DownloadError(RuntimeError):
+    """A download could not be done; the message names the file/repo and the problem."""
+
+
+def check_variant(variant: str) -> str:
+    if not _VARIANT_RE.match(variant or ""):
+        raise DownloadError(
+            f"unknown variant {variant!r}: expected sp<vocab size> (sp1024, sp4096, sp8192, ...) or byte260"
+        )
+    return variant
+
+
+def default_repo(variant: str) -> str:
+    """``MATCHED_FINEWEB_REPO_ID`` if set, else the repo the records used for this variant."""
+    return os.environ.get("MATCHED_FINEWEB_REPO_ID") or VARIANT_REPOS.get(variant, DEFAULT_REPO)
+
+
+def default_remote_root() -> str:
+    return os.environ.get("MATCHED_FINEWEB_REMOTE_ROOT_PREFIX", DEFAULT_REMOTE_ROOT)
+
+
+# ----------------------------------------------------------------------------- sources
+
+class HubSource:
+    """``hf_hub_download(repo_type="dataset")`` into the HF cache; token from ``HF_TOKEN``."""
+
+    def __init__(self, repo_id: str, remote_root: str, revision: str = "main", cache_dir: str | None = None,
+                 endpoint: str | None = None):
+        self.repo_id, self.remote_root, self.revision = repo_id, remote_root.strip("/"), revision
+        self.cache_dir, self.endpoint = cache_dir, endpoint
+
+    def describe(self) -> str:
+        return f"hf://datasets/{self.repo_id}" + (f"@{self.revision}" if self.revision != "main" else "")
+
+    def remote(self, rel: str) -> str:
+        return f"{self.remote_root}/{rel}" if self.remote_root else rel
+
+    def fetch(self, rel: str) -> Path:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub import errors as hf_errors
+
+        remote = self.remote(rel)
+        where = f"{self.repo_id}:{remote}"
+        try:
+            path = hf_hub_download(self.repo_id, remote, repo_type="dataset", revision=self.revision,
+                                   cache_dir=self.cache_dir, endpoint=self.endpoint,
+                                   token=os.environ.get("HF_TOKEN") or None)
+        except hf_errors.GatedRepoError:
+            raise DownloadError(f"{where}: the repo is gated; accept its terms and set HF_TOKEN") from None
+        except hf_errors.RepositoryNotFoundError:
+            raise DownloadError(f"{self.repo_id}: dataset repo not found (or private: set HF_TOKEN)") from None
+        except hf_errors.RevisionNotFoundError:
+            raise DownloadError(f"{self.repo_id}: revision {self.revision!r} not found") from None
+        except hf_errors.RemoteEntryNotFoundError:
+            raise DownloadError(f"{where}: file not found in the repo") from None
+        except hf_errors.LocalEntryNotFoundError as e:
+            raise DownloadError(f"{where}: cannot reach the Hub and the file is not cached ({e})") from None
+        except hf_errors.HfHubHTTPError as e:
+            raise DownloadError(f"{where}: download failed ({e})") from None
+        except OSError as e:
+            raise DownloadError(f"{where}: download failed ({e})") from None
+        return Path(path)
+
+
+class LocalSource:
+    """A local folder laid out like the Hub repo (``<dir>/<remote root>/...``, or the root itself)."""
+
+    def __init__(self, root: str | os.PathLike, remote_root: str):
+        root = Path(root)
+        if not root.is_dir():
+            raise DownloadError(f"{root}: source folder not found")
+        sub = root / remote_root.strip("/") if remote_root.strip("/") else root
+        # a mirror of the repo has <root>/<remote root>/manifest.json; a plain data folder has <root>/manifest.json
+        if (sub / "manifest.json").is_file() or not (root / "manifest.json").is_file():
+            self.root = sub
+        else:
+            self.root = root
+        self.label = str(root)
+
+    def describe(self) -> str:
+        return f"local mirror {self.label}"
+
+    def fetch(self, rel: str) -> Path:
+        p = self.root / rel
+        if not p.is_file():
+            raise DownloadError(f"{p}: not found in the source mirror")
+        return p
+
+
+def _place(src: Path, dest: Path) -> None:
+    """Hard-link (or copy) ``src`` to ``dest`` atomically."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    real = src.resolve()
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    if tmp.exists():
+        tmp.unlink()
+    try:
+        try:
+            os.link(real, tmp)
+        except OSError:
+            shutil.copyfile(real, tmp)
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+# ----------------------------------------------------------------------------- plan
+
+@dataclass
+class DownloadResult:
+    source: str
+    repo_id: str
+    variant: str
+    data_dir: str
+    dataset_dir: str
+    tokenizer_model: str | None
+    files_val: int
+    train_shards: int
+    fetched: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    refetched: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, json.JSONDecodeError) as e:
+        raise DownloadError(f"{path}: unreadable JSON ({e})") from None
+    return obj if isinstance(obj, dict) else None
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _local_ok(path: Path) -> tuple[bool, str | None]:
+    """(usable, problem).  Shards must have a valid header and exact size."""
+    if not path.is_file():
+        return False, None
+    if path.suffix == ".bin":
+        try:
+            read_shard_header(path)
+        except ShardError as e:
+            return False, str(e)
+        return True, None
+    if path.stat().st_size == 0:
+        return False, f"{path}: empty file"
+    return True, None
+
+
+def download_dataset(variant: str = "sp1024", train_shards: int = DEFAULT_TRAIN_SHARDS,
+                     out_dir: str | os.PathLike = "data", repo_id: str | None = None, remote_root: str | None = None,
+                     source: str | os.PathLike | None = None, with_docs: bool = False, skip_manifest: bool = False,
+                     refresh_manifest: bool = False, revision: str = "main", cache_dir: str | None = None,
+                     endpoint: str | None = None, progress: bool = True, log=None) -> DownloadResult:
+    """Fetch the tokenizer, all validation shards and the first ``train_shards`` train shards of ``variant``."""
+    say = log or (lambda msg: None)
+    check_variant(variant)
+    if train_shards < 0:
+        raise DownloadError(f"--train-shards must be >= 0, got {train_shards}")
+    repo_id = repo_id or default_repo(variant)
+    remote_root = default_remote_root() if remote_root is None else remote_root
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    src = LocalSource(source, remote_root) if source else HubSource(repo_id, remote_root, revision, cache_dir, endpoint)
+    warnings: list[str] = []
+
+    # 1. manifest (never silently reuse one that came from another repo)
+    manifest_path, origin_path = out / "manifest.json", out / ORIGIN_FILE
+    origin = {"repo_id": repo_id, "remote_root": remote_root, "revision": revision, "source": src.describe()}
+    manifest = None
+    if manifest_path.exists() and not refresh_manifest:
+        rec = _read_json(origin_path)
+        if rec is None:
+            warnings.append(f"{manifest_path} has no recorded origin; using it as {repo_id}'s "
+                            "(--refresh-manifest fetches it again)")
+        elif rec.get("repo_id") != repo_id or rec.get("remote_root", remote_root) != remote_root:
+            came = rec.get("repo_id") or rec.get("source") or "another source"
+            raise DownloadError(
+                f"{manifest_path} came from {came}"
+                + (f" (remote root {rec.get('remote_root')!r})" if rec.get("remote_root") not in (None, remote_root) else "")
+                + f", not {repo_id}: its datasets may not match. Delete it or pass --refresh-manifest"
+            )
+        manifest = _read_json(manifest_path)
+        if manifest is None:
+            raise DownloadError(f"{manifest_path}: not a JSON object (delete it or pass --refresh-manifest)")
+    elif not skip_manifest:
+        say(f"fetching manifest.json from {src.describe()}")
+        _place(src.fetch("manifest.json"), manifest_path)
+        _write_json(origin_path, origin)
+        manifest = _read_json(manifest_path)
+        if manifest is None:
+            raise DownloadError(f"{src.describe()}: manifest.json is not a JSON object")
+
+    # 2. files to fetch
+    dataset_name = f"fineweb10B_{variant}"
+    tokenizer_files: list[str] = []
+    if manifest is not None:
+        datasets = [d for d in manifest.get("datasets", []) if isinstance(d, dict)]
+        entry = next((d for d in datasets if d.get("name") == dataset_name), None)
+        if entry is None:
+            have = ", ".join(str(d.get("name")) for d in datasets) or "none"
+            raise DownloadError(f"{repo_id}: the manifest has no dataset {dataset_name} (it has: {have}); "
+                                "pick another --variant or --repo-id")
+        stats = entry.get("stats") or {}
+        try:
+            files_val, files_train = int(stats["files_val"]), int(stats["files_train"])
+        except (KeyError, TypeError, ValueError):
+            raise DownloadError(f"{manifest_path}: dataset {dataset_name} has no stats.files_val/files_train") from None
+        dataset_rel = str(entry.get("path") or f"datasets/{dataset_name}").strip("/")
+        tok = next((t for t in manifest.get("tokenizers", [])
+                    if isinstance(t, dict) and t.get("name") == entry.get("tokenizer_name")), None)
+        if tok is None:
+            raise DownloadError(f"{manifest_path}: tokenizer {entry.get('tokenizer_name')!r} of {dataset_name} "
+                                "is not listed in the manifest")
+        tokenizer_files = [str(tok[k]).strip("/") for k in ("model_path", "vocab_path", "path") if tok.get(k)]
+        if train_shards > files_train:
+            raise DownloadError(f"--train-shards {train_shards} is more than the {files_train} train shards "
+                                f"{repo_id} has for {variant}")
+    else:
+        files_val, files_train, dataset_rel = 1, None, f"datasets/{dataset_name}"
+        if variant.startswith("sp"):
+            v = variant[2:]
+            tokenizer_files = [f"tokenizers/fineweb_{v}_bpe.model", f"tokenizers/fineweb_{v}_bpe.vocab"]
+        else:
+            warnings.append("no manifest: the byte260 tokenizer file is not known, only shards are fetched")
+        warnings.append("no manifest: assuming 1 validation shard and not checking --train-shards")
+    files = list(tokenizer_files)
+    files += [f"{dataset_rel}/{shard_name('val', i)}" for i in range(files_val)]
+    files += [f"{dataset_rel}/{shard_name('train', i)}" for i in range(train_shards)]
+    if with_docs:
+        files += ["docs_selected.jsonl", "docs_selected.source_manifest.json"]
+
+    result = DownloadResult(source=src.describe(), repo_id=repo_id, variant=variant, data_dir=str(out),
+                            dataset_dir=str(out / dataset_rel),
+                            tokenizer_model=str(out / tokenizer_files[0]) if tokenizer_files else None,
+                            files_val=files_val, train_shards=train_shards, warnings=warnings)
+
+    # Files of one variant must all come from one repo: a per-dataset origin record says which. Files
+    # of a different (or `golf data build`) origin are fetched again rather than kept because they look valid.
+    ds_origin_path = (out / dataset_rel).parent / f".{Path(dataset_rel).name}.source.json"
+    ds_origin = {"repo_id": repo_id, "remote_root": remote_root}
+    prev = _read_json(ds_origin_path) if ds_origin_path.exists() else None
+    stale = prev is not None and (prev.get("repo_id"), prev.get("remote_root")) != (repo_id, remote_root)
+    if stale:
+        came = prev.get("repo_id") or prev.get("source") or "another source"
+        warnings.append(f"the local {dataset_name} files came from {came}; fetching them again from {repo_id}")
+
+    # 3. fetch
+    hf_bars_off = None
+    bar = None
+    if isinstance(src, HubSource) and not progress:
+        from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars
+
+        hf_bars_off = are_progress_bars_disabled()
+        disable_progress_bars()
+    try:
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(files), desc=f"{variant} from {src.describe()}", unit="file", dynamic_ncols=True)
+        for rel in files:
+            dest = out / rel
+            ok, problem = _local_ok(dest)
+            if ok and stale and rel not in ("docs_selected.jsonl", "docs_selected.source_manifest.json"):
+                ok, problem = False, f"from {prev.get('repo_id') or prev.get('source')}, not {repo_id}"
+            if ok:
+                result.skipped.append(rel)
+            else:
+                if problem:
+                    say(f"re-fetching {rel}: {problem}")
+                    dest.unlink(missing_ok=True)
+                _place(src.fetch(rel), dest)
+                if dest.suffix == ".bin":
+                    try:
+                        read_shard_header(dest)
+                    except ShardError as e:
+                        dest.unlink(missing_ok=True)
+                        raise DownloadError(f"{src.describe()}: fetched shard is invalid: {e}") from None
+                (result.refetched if problem else result.fetched).append(rel)
+            if bar is not None:
+                bar.update(1)
+        ds_origin_path.parent.mkdir(parents=True, exist_ok=True)
+        _write_json(ds_origin_path, ds_origin)
+    finally:
+        if bar is not None:
+            bar.close()
+        if hf_bars_off is False:
+            from huggingface_hub.utils import enable_progress_bars
+
+            enable_progress_bars()
+    return result
