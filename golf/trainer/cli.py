@@ -1,0 +1,285 @@
+"""``golf train`` and ``golf bench train``."""
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import subprocess
+import sys
+
+import click
+
+from golf.config import ENV_VARS, ConfigError, GolfConfig, apply_env, apply_overrides
+from golf.presets import PRESET_HELP, PRESETS, preset_config
+
+# explicit flags -> config keys (flag > env > preset > default)
+FLAG_KEYS = {
+    "data_dir": "train.data_dir",
+    "run_dir": "train.run_dir",
+    "seed": "train.seed",
+    "iterations": "train.iterations",
+    "max_wallclock_seconds": "train.max_wallclock_seconds",
+    "gptq_reserve_seconds": "train.gptq_reserve_seconds",
+    "train_batch_tokens": "train.train_batch_tokens",
+    "train_seq_len": "train.train_seq_len",
+    "micro_batch_seqs": "train.micro_batch_seqs",
+    "warmup_steps": "train.warmup_steps",
+    "warmdown_iters": "train.warmdown_iters",
+    "warmdown_frac": "train.warmdown_frac",
+    "val_loss_every": "train.val_loss_every",
+    "val_max_tokens": "train.val_max_tokens",
+    "train_log_every": "train.train_log_every",
+    "train_shards": "train.train_shards",
+    "checkpoint_every": "train.checkpoint_every",
+    "dtype": "train.dtype",
+    "compile": "train.compile",
+    "hub_repo": "train.hub_repo",
+    "hub_every": "train.hub_every",
+}
+
+
+class _RawArgsCommand(click.Command):
+    """Remembers the raw argument list (so ``--nproc`` can relaunch the same command under torchrun)."""
+
+    def parse_args(self, ctx, args):
+        ctx.meta["golf.raw_args"] = list(args)
+        return super().parse_args(ctx, args)
+
+
+def _parse_sets(sets: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for item in sets:
+        if "=" not in item:
+            raise click.UsageError(f"--set {item!r}: expected SECTION.NAME=VALUE, e.g. --set train.matrix_lr=0.02")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def resolve_config(preset: str | None, config_file: str | None, sets: dict[str, str], flags: dict,
+                   environ: dict | None = None, base: GolfConfig | None = None) -> tuple[GolfConfig, list[str]]:
+    """flag > env > preset (or config file / resumed config) > default; returns (cfg, env names applied)."""
+    try:
+        if config_file:
+            with open(config_file, encoding="utf-8") as f:
+                cfg = GolfConfig.from_dict(json.load(f))
+            if preset:
+                cfg.preset = preset
+        elif base is not None and not preset:
+            cfg = base
+        else:
+            cfg = preset_config(preset or "seed")
+        applied = apply_env(cfg, environ)
+        apply_overrides(cfg, sets)
+        apply_overrides(cfg, {FLAG_KEYS[k]: v for k, v in flags.items() if v is not None})
+    except ConfigError as e:
+        raise click.UsageError(str(e)) from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise click.UsageError(f"--config {config_file}: {e}") from None
+    return cfg, applied
+
+
+def _strip_nproc(args: list[str]) -> list[str]:
+    out, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+            continue
+        if a == "--nproc":
+            skip = True
+            continue
+        if a.startswith("--nproc="):
+            continue
+        out.append(a)
+    return out
+
+
+_PRESET_LIST = "\n".join(f"  {k:<14} {v}" for k, v in PRESET_HELP.items())
+
+
+@click.command("train", cls=_RawArgsCommand, context_settings={"show_default": True})
+@click.option("--preset", type=click.Choice(list(PRESETS)), default=None,
+              help="Named model/run preset (default: seed; when resuming, the checkpoint's own config).")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
+              help="Start from a saved config JSON (e.g. a previous RUN/config.json) instead of a preset.")
+@click.option("--data", "data_dir", help="Data root holding datasets/fineweb10B_spV/ and tokenizers/ [DATA_DIR].")
+@click.option("--run-dir", help="Output run directory (config, logs, checkpoints, final model).")
+@click.option("--set", "sets", multiple=True, metavar="SECTION.NAME=VALUE",
+              help="Set any config field, e.g. --set model.num_layers=9 --set train.matrix_lr=0.03 (repeatable).")
+@click.option("--iterations", type=int, help="Training steps [ITERATIONS].")
+@click.option("--seed", type=int, help="Random seed [SEED].")
+@click.option("--max-wallclock-seconds", type=float, help="Training-time cap in seconds, 0 = none [MAX_WALLCLOCK_SECONDS].")
+@click.option("--gptq-reserve-seconds", type=float, help="Seconds reserved for GPTQ calibration inside the cap.")
+@click.option("--train-batch-tokens", type=int, help="Global batch in tokens per step [TRAIN_BATCH_TOKENS].")
+@click.option("--train-seq-len", type=int, help="Training sequence length [TRAIN_SEQ_LEN].")
+@click.option("--micro-batch-seqs", type=int, help="Sequences per process per micro-step; sets grad accumulation.")
+@click.option("--warmup-steps", type=int, help="Linear LR warm-up steps [WARMUP_STEPS].")
+@click.option("--warmdown-iters", type=int, help="Iteration-based warmdown length [WARMDOWN_ITERS].")
+@click.option("--warmdown-frac", type=float, help="Warmdown as a fraction of training (wallclock when capped) [WARMDOWN_FRAC].")
+@click.option("--val-loss-every", type=int, help="Validate every N steps, 0 = only at the end [VAL_LOSS_EVERY].")
+@click.option("--val-max-tokens", type=int, help="Validate on a prefix of N tokens (quick runs), 0 = all.")
+@click.option("--train-log-every", type=int, help="Log a train line every N steps [TRAIN_LOG_EVERY].")
+@click.option("--train-shards", type=int, help="Use only the first N train shards, 0 = all [TRAIN_SHARDS].")
+@click.option("--checkpoint-every", type=int, help="Checkpoint every N steps, 0 = only at the end [CHECKPOINT_EVERY].")
+@click.option("--dtype", type=click.Choice(["auto", "bf16", "fp16", "fp32"]), default=None,
+              help="Compute precision: auto = bf16 on Ampere+, fp16 + GradScaler on T4, fp32 on CPU.")
+@click.option("--compile/--no-compile", "compile", default=None, help="torch.compile the model.")
+@click.option("--device", default="auto", help="auto | cpu | cuda | cuda:N.")
+@click.option("--resume", default=None, metavar="auto|PATH",
+              help="Continue from a checkpoint: 'auto' = latest in RUN/checkpoints (fresh start if none), "
+                   "or a checkpoint file / run directory.")
+@click.option("--resume-from-hub", default=None, metavar="REPO",
+              help="Download the latest checkpoint of this Hub model repo first, then resume [RESUME_FROM_HUB=1 "
+                   "uses HUB_REPO]. Token from HF_TOKEN.")
+@click.option("--hub-repo", help="Push checkpoints to this Hub model repo in the background [HUB_REPO].")
+@click.option("--hub-every", type=int, help="Push a checkpoint to the Hub every N steps [HUB_EVERY].")
+@click.option("--stop-at-step", type=int, default=0, help="Pause after this many steps with a checkpoint "
+              "(schedule unchanged; continue later with --resume auto). 0 = off.")
+@click.option("--nproc", type=int, default=1, help="Processes (GPUs) to launch with torchrun (DDP).")
+@click.option("--progress/--no-progress", default=None, help="tqdm progress bar (default: when stdout is a terminal).")
+@click.option("--print-config", is_flag=True, help="Print the resolved config as JSON and exit.")
+@click.pass_context
+def train(ctx, preset, config_file, sets, device, resume, resume_from_hub, stop_at_step, nproc, progress,
+          print_config, **flags):
+    """Train the recurrent GPT recipe and write a run directory for `golf build`.
+
+    Settings resolve as: flag (--iterations, --set ...) > official environment variable
+    (ITERATIONS, TRAIN_SEQ_LEN, ...) > preset > default; the resolved config is printed and
+    saved as RUN/config.json.
+
+    \b
+    Presets:
+      {presets}
+
+    \b
+    Examples:
+      golf train --preset tiny --data ./data --run-dir runs/tiny --device cpu
+      golf train --preset seed --data ./data --run-dir runs/seed           # 1 GPU
+      golf train --preset 8xh100 --data ./data --nproc 8                   # torchrun DDP
+      ITERATIONS=500 golf train --preset colab-quick --data ./data --resume auto
+
+    \b
+    Output (RUN = --run-dir):
+      RUN/config.json  RUN/train.log  RUN/metrics.jsonl  RUN/checkpoints/step_NNNNNN.pt
+      RUN/final_model.pt (EMA weights)  RUN/final.json (final val_loss / val_bpb)
+    """
+    from golf.data.shards import ShardError
+    from golf.trainer import checkpoint as ckpt
+    from golf.trainer.loop import RunOptions, TrainError
+    from golf.trainer.loop import train as run_train
+
+    if nproc < 1:
+        raise click.UsageError(f"--nproc must be >= 1, got {nproc}")
+    if nproc > 1 and "LOCAL_RANK" not in os.environ:
+        raw = _strip_nproc(ctx.meta.get("golf.raw_args", []))
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               "-m", "golf", "train", *raw]
+        click.echo("launching: " + " ".join(cmd), err=True)
+        rc = subprocess.call(cmd)
+        if rc != 0:
+            raise click.ClickException(f"torchrun exited with status {rc} (see the log lines above)")
+        return
+
+    sets_d = _parse_sets(sets)
+    preset_given = ctx.get_parameter_source("preset") == click.core.ParameterSource.COMMANDLINE
+    cfg, applied = resolve_config(preset if preset_given else None, config_file, sets_d, flags)
+    env_resume_hub = os.environ.get("RESUME_FROM_HUB", "").strip().lower() in ("1", "true", "yes", "on")
+    if resume_from_hub is None and env_resume_hub:
+        if not cfg.train.hub_repo:
+            raise click.UsageError("RESUME_FROM_HUB=1 needs the repo: set HUB_REPO or pass --resume-from-hub REPO")
+        resume_from_hub = cfg.train.hub_repo
+    if print_config and not (resume or resume_from_hub):
+        click.echo(cfg.to_json())
+        return
+
+    from golf.trainer.loop import setup_distributed
+    try:
+        rank, _world, _lr, _dev, init_here = setup_distributed(device)
+    except TrainError as e:
+        raise click.ClickException(str(e)) from None
+    try:
+        if resume_from_hub:
+            if rank == 0:
+                from golf.trainer.hub import HubError, download_latest
+                try:
+                    got = download_latest(resume_from_hub, ckpt.checkpoint_dir(cfg.train.run_dir))
+                except HubError as e:
+                    raise click.ClickException(str(e)) from None
+                click.echo(f"hub: fetched {got} from {resume_from_hub}" if got else
+                           f"hub: {resume_from_hub} has no checkpoints yet; starting from scratch")
+            if init_here:
+                import torch.distributed as dist
+                dist.barrier()
+            resume = resume or "auto"
+        # resuming without --preset/--config: the checkpoint's own config is the base
+        if resume:
+            try:
+                found = ckpt.resolve_resume(resume, cfg.train.run_dir)
+                if found is not None and not preset_given and not config_file:
+                    base = GolfConfig.from_json(ckpt.load_checkpoint(found)["config_json"])
+                    base.train.run_dir = cfg.train.run_dir
+                    cfg, applied = resolve_config(None, None, sets_d, flags, base=base)
+            except ckpt.CheckpointError as e:
+                raise click.UsageError(str(e)) from None
+        if print_config:
+            click.echo(cfg.to_json())
+            return
+        if applied and rank == 0:
+            click.echo("env overrides: " + " ".join(f"{n}={os.environ[n]}" for n in applied))
+        opts = RunOptions(resume=resume, stop_at_step=stop_at_step, device=device, progress=progress)
+        try:
+            run_train(cfg, opts)
+        except (TrainError, ckpt.CheckpointError, ConfigError, ShardError) as e:
+            raise click.ClickException(str(e)) from None
+    finally:
+        if init_here:
+            from golf.trainer.loop import shutdown_distributed
+            shutdown_distributed()
+    if init_here:
+        # torchrun worker done and its files written: skip interpreter teardown, where gloo/TCPStore
+        # threads occasionally abort the process ("terminate called without an active exception")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
+train.help = inspect.cleandoc(train.help).replace("{presets}", _PRESET_LIST.lstrip())
+
+
+@click.group("bench")
+def bench() -> None:
+    """Throughput benchmarks (GPU)."""
+
+
+@bench.command("train")
+@click.option("--preset", type=click.Choice(list(PRESETS)), default="seed", show_default=True)
+@click.option("--set", "sets", multiple=True, metavar="SECTION.NAME=VALUE", help="Override config fields.")
+@click.option("--steps", type=int, default=20, show_default=True, help="Timed steps per phase.")
+@click.option("--warmup", type=int, default=5, show_default=True, help="Untimed steps per phase (compile, caches).")
+@click.option("--micro-batch-seqs", type=int, default=None, help="Sequences per micro-step (default: preset's).")
+@click.option("--accum", type=int, default=1, show_default=True, help="Micro-steps per timed step.")
+@click.option("--device", default="auto", show_default=True, help="auto | cuda | cpu (cpu only for --preset tiny).")
+@click.option("--dtype", type=click.Choice(["auto", "bf16", "fp16", "fp32"]), default=None)
+@click.option("--compile/--no-compile", "compile_", default=None, help="torch.compile (default: on for CUDA).")
+@click.option("--peak-tflops", type=float, default=None, help="Peak dense TFLOP/s for MFU (default: from the GPU name).")
+@click.option("--json-out", type=click.Path(dir_okay=False), help="Also write the numbers as JSON.")
+def bench_train(preset, sets, steps, warmup, micro_batch_seqs, accum, device, dtype, compile_, peak_tflops, json_out):
+    """Measure training throughput: ms/step and tok/s before and after recurrence, peak memory, MFU.
+
+    Uses random tokens (no dataset needed) and the real model/optimizer step.  Needs a CUDA
+    GPU for the full presets; on CPU only `--preset tiny` runs (a smoke test).
+    """
+    from golf.trainer.bench import BenchError, run_bench
+
+    cfg, _ = resolve_config(preset, None, _parse_sets(sets), {"dtype": dtype, "compile": compile_})
+    try:
+        res = run_bench(cfg, steps=steps, warmup=warmup, micro_batch_seqs=micro_batch_seqs, accum=accum,
+                        device=device, compile=compile_, peak_tflops=peak_tflops, echo=click.echo)
+    except BenchError as e:
+        raise click.ClickException(str(e)) from None
+    if json_out:
+        with open(json_out, "w", encoding="utf-8") as f:
+            json.dump(res, f, indent=2)
+
+
+__all__ = ["train", "bench", "resolve_config", "FLAG_KEYS", "ENV_VARS"]

@@ -1,0 +1,50 @@
+"""Rank-0 run logging: official-style text lines (stdout + RUN/train.log) and RUN/metrics.jsonl."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+
+class RunLog:
+    def __init__(self, run_dir: str | Path | None, enabled: bool = True, echo: bool = True):
+        self.enabled = enabled
+        self.echo = echo
+        self.bar = None  # a tqdm bar: lines go through bar.write so the bar stays intact
+        self._log = self._jsonl = None
+        if enabled and run_dir is not None:
+            run_dir = Path(run_dir)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            self._log = open(run_dir / "train.log", "a", encoding="utf-8", buffering=1)
+            self._jsonl = open(run_dir / "metrics.jsonl", "a", encoding="utf-8", buffering=1)
+
+    def line(self, text: str) -> None:
+        if not self.enabled:
+            return
+        if self.echo:
+            if self.bar is not None:
+                self.bar.write(text)
+            else:
+                print(text, flush=True)
+        if self._log is not None:
+            self._log.write(text + "\n")
+
+    def metric(self, event: str, **fields) -> None:
+        if not self.enabled or self._jsonl is None:
+            return
+        rec = {"event": event, "time": round(time.time(), 3), **fields}
+        self._jsonl.write(json.dumps(rec, sort_keys=False) + "\n")
+
+    def close(self) -> None:
+        for f in (self._log, self._jsonl):
+            if f is not None:
+                f.close()
+        self._log = self._jsonl = None
+
+
+def stdout_is_terminal() -> bool:
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
