@@ -1,0 +1,257 @@
+"""``golf build`` orchestration: checkpoint -> Hessians -> GPTQ/SDClip -> container -> train_gpt.py.
+
+Writes ``OUT/train_gpt.py``, ``OUT/final_model.int6.ptz`` and ``OUT/build_report.json``
+(atomically).  The post-quantization BPB is computed by evaluating the model rebuilt from
+the blob *bytes* with the same :func:`golf.builder.entry.evaluate` the artifact runs, so it
+matches what ``python train_gpt.py`` prints.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+
+from golf import __version__
+from golf.builder import codegen, container, entry, quant
+from golf.config import GolfConfig
+
+LIMIT_BYTES = 16_000_000
+REPORT_NAME = "build_report.json"
+CODE_NAME = "train_gpt.py"
+
+
+class BuildError(ValueError):
+    """A build cannot proceed; the message says why and what to change."""
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def resolve_compressor(name: str) -> tuple[str, str | None]:
+    """(compressor to use, note) — falls back to lzma when brotli is not installed."""
+    if name not in container.COMPRESSORS or name == "none":
+        raise BuildError(f"unknown compressor {name!r} (brotli | lzma | zlib)")
+    if name == "brotli" and "brotli" not in container.available_compressors():
+        return "lzma", "brotli is not installed: fell back to lzma"
+    return name, None
+
+
+def _class_table(info: dict, arrays: dict, qmeta: dict, compressor: str, shuffle: bool,
+                 workers: int) -> tuple[dict, dict]:
+    """Per-tensor and per-class compressed bytes (each tensor compressed alone, in parallel)."""
+    def tensor_arrays(name):
+        kind = qmeta[name][0]
+        return {name + ".q": arrays[name + ".q"], name + ".s": arrays[name + ".s"]} if kind == "q" \
+            else {name: arrays[name]}
+
+    def size(name):
+        return container.compressed_size(tensor_arrays(name), compressor, shuffle)
+
+    names = list(info)
+    with ThreadPoolExecutor(max(1, workers)) as ex:
+        sizes = dict(zip(names, ex.map(size, names)))
+    per_tensor = {}
+    classes: dict[str, dict] = {}
+    for n in names:
+        rec = dict(info[n])
+        rec["compressed_bytes"] = sizes[n]
+        per_tensor[n] = rec
+        c = classes.setdefault(rec["class"], {"tensors": 0, "params": 0, "bits": set(), "method": set(),
+                                              "compressed_bytes": 0})
+        c["tensors"] += 1
+        c["params"] += rec["params"]
+        c["bits"].add(rec["bits"])
+        c["method"].add(rec["method"])
+        c["compressed_bytes"] += sizes[n]
+    total = sum(c["compressed_bytes"] for c in classes.values()) or 1
+    out = {}
+    for cls in quant.CLASSES:
+        if cls in classes:
+            c = classes[cls]
+            out[cls] = {"tensors": c["tensors"], "params": c["params"], "bits": sorted(c["bits"]),
+                        "method": sorted(c["method"]), "compressed_bytes": c["compressed_bytes"],
+                        "share": c["compressed_bytes"] / total,
+                        "bytes_per_param": c["compressed_bytes"] / max(1, c["params"])}
+    return per_tensor, out
+
+
+def _res(r) -> dict | None:
+    if r is None:
+        return None
+    return {"val_loss": r.val_loss, "val_bpb": r.val_bpb, "tokens": r.tokens, "bytes": r.bytes,
+            "eval_time_ms": r.elapsed_ms}
+
+
+def build(checkpoint, data_dir, out_dir, *, target_bytes: int | None = None, compressor: str | None = None,
+          bits: dict | None = None, method: str | None = None, allow_oversize: bool = False,
+          code_compressor: str | None = None, val_max_tokens: int = 0, sliding: bool = False,
+          device: str | None = None, prune: bool | None = None, limit_bytes: int = LIMIT_BYTES,
+          train_code: bool = True,
+          progress: bool = True, log=print) -> dict:
+    """Build an artifact; returns the report dict (also written to ``OUT/build_report.json``).
+
+    Raises :class:`BuildError` for bad inputs and, unless ``allow_oversize``, when the total
+    exceeds ``limit_bytes`` (the artifact is still written for inspection).
+    """
+    from golf.model.gpt import CONTROL_PATTERNS
+    from golf.trainer.checkpoint import load_final_full
+
+    t_start = time.perf_counter()
+    cfg, state, recurrence = load_final_full(checkpoint)
+    q = cfg.quant
+    if target_bytes is not None:
+        q.target_bytes = int(target_bytes)
+    if compressor:
+        q.compressor = compressor
+    if method:
+        q.method = method
+    if code_compressor:
+        q.code_compressor = code_compressor
+    if prune is not None:
+        q.prune = bool(prune)
+    for key, value in (bits or {}).items():
+        field = {"matrix": "matrix_bits", "attn": "attn_bits", "mlp": "mlp_bits", "embed": "embed_bits"}.get(key)
+        if field is None:
+            raise BuildError(f"--bits: unknown class {key!r} (matrix, attn, mlp, embed)")
+        if not 4 <= int(value) <= 8:
+            raise BuildError(f"--bits {key}={value}: bits must be between 4 and 8")
+        setattr(q, field, int(value))
+    if q.method not in ("gptq", "rtn"):
+        raise BuildError(f"unknown method {q.method!r} (gptq | rtn)")
+    comp, comp_note = resolve_compressor(q.compressor)
+    q.compressor = comp
+    notes = [comp_note] if comp_note else []
+
+    dev = entry.pick_device(device)
+    ds_dir, tok_path = entry.data_paths(cfg.model.vocab_size, {"DATA_DIR": str(data_dir)})
+    if not Path(ds_dir).is_dir():
+        raise BuildError(f"--data {data_dir}: no dataset directory {ds_dir} for vocab {cfg.model.vocab_size}")
+    if not Path(tok_path).is_file():
+        raise BuildError(f"--data {data_dir}: no tokenizer {tok_path}")
+    settings = entry.eval_settings(cfg, {"VAL_MAX_TOKENS": str(val_max_tokens or 0)})
+    settings["sliding"] = bool(sliding)
+    val, luts = entry.load_eval_data(cfg, settings, ds_dir, tok_path)
+    timings = {}
+
+    # -- pre-quantization eval ---------------------------------------------------------
+    t0 = time.perf_counter()
+    model = entry.build_model(cfg, {k: v for k, v in state.items()}, recurrence, dev)
+    pre = entry.evaluate(model, val, luts, settings, dev, progress=progress)
+    timings["pre_eval_s"] = time.perf_counter() - t0
+    log(f"pre-quant   val_bpb:{pre['roundtrip'].val_bpb:.8f}")
+
+    # -- calibration (training data) + quantization ------------------------------------
+    t0 = time.perf_counter()
+    arrays, qmeta, info, hessians = quant.quantize_model(model, cfg, ds_dir, CONTROL_PATTERNS, dev,
+                                                         entry.autocast_dtype(dev), progress)
+    timings["calibrate_quantize_s"] = time.perf_counter() - t0
+    del model
+
+    # -- code ---------------------------------------------------------------------------------
+    code_text, code_info = codegen.generate(cfg, q.code_compressor, include_train=train_code)
+    code = code_text.encode("utf-8")
+    notes += code_info["notes"]
+
+    # -- serialize, prune to target ----------------------------------------------------------
+    t0 = time.perf_counter()
+    plog = (lambda m: log(m)) if progress else None
+    blob, arrays, prune_info = quant.pack_to_target(arrays, qmeta, info, hessians,
+                                                    quant.blob_meta(cfg, qmeta, recurrence), q, len(code), plog)
+    timings["serialize_s"] = time.perf_counter() - t0
+
+    # -- post-quantization eval from the blob bytes ---------------------------------------
+    t0 = time.perf_counter()
+    arrs2, meta2, _ = container.unpack(blob)
+    qstate = container.dequantize(arrs2, meta2)
+    qmodel = entry.build_model(cfg, qstate, recurrence, dev)
+    post = entry.evaluate(qmodel, val, luts, settings, dev, progress=progress)
+    timings["post_eval_s"] = time.perf_counter() - t0
+    del qmodel
+
+    per_tensor, class_table = _class_table(info, arrays, qmeta, comp, q.byte_shuffle, os.cpu_count() or 1)
+    total = len(code) + len(blob)
+    timings["total_s"] = time.perf_counter() - t_start
+    report = {
+        "golf": __version__,
+        "checkpoint": str(checkpoint),
+        "data": str(data_dir),
+        "method": q.method,
+        "compressor": comp,
+        "code_compressor": code_info["code_compressor"],
+        "recurrence_active": bool(recurrence),
+        "quant": {k: getattr(q, k) for k in q.__dataclass_fields__},
+        "params": sum(r["params"] for r in info.values()),
+        "classes": class_table,
+        "tensors": per_tensor,
+        "pre_quant": {"roundtrip": _res(pre["roundtrip"]), "sliding": _res(pre["sliding"])},
+        "post_quant": {"roundtrip": _res(post["roundtrip"]), "sliding": _res(post["sliding"])},
+        "quant_tax_bpb": post["roundtrip"].val_bpb - pre["roundtrip"].val_bpb,
+        "eval": settings,
+        "code_bytes": len(code),
+        "code_payload_bytes": code_info["payload_bytes"],
+        "code_modules": code_info["modules"],
+        "train_code": bool(train_code),
+        "blob_bytes": len(blob),
+        "total_bytes": total,
+        "limit_bytes": limit_bytes,
+        "slack_bytes": limit_bytes - total,
+        "fits": total <= limit_bytes,
+        "pruning": prune_info,
+        "timings": timings,
+        "notes": notes,
+    }
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_write(out / CODE_NAME, code)
+    _atomic_write(out / entry.BLOB_NAME, blob)
+    _atomic_write(out / REPORT_NAME, (json.dumps(report, indent=2, sort_keys=True, default=str) + "\n").encode())
+    log(format_report(report))
+    if not report["fits"] and not allow_oversize:
+        raise BuildError(f"artifact is {total:,} bytes, {total - limit_bytes:,} over the {limit_bytes:,}-byte limit "
+                         f"(written to {out} for inspection); lower --bits, keep pruning on with --target-bytes, "
+                         "or pass --allow-oversize")
+    return report
+
+
+def format_report(r: dict) -> str:
+    lines = [f"{'class':<8} {'tensors':>7} {'params':>12} {'bits':>6} {'method':<10} {'compressed':>12} {'share':>7}"
+             f" {'B/param':>8}"]
+    for cls, c in r["classes"].items():
+        bits = ",".join(str(b) for b in c["bits"])
+        lines.append(f"{cls:<8} {c['tensors']:>7} {c['params']:>12,} {bits:>6} {'/'.join(c['method']):<10} "
+                     f"{c['compressed_bytes']:>12,} {100 * c['share']:>6.1f}% {c['bytes_per_param']:>8.3f}")
+    pre, post = r["pre_quant"]["roundtrip"], r["post_quant"]["roundtrip"]
+    lines.append(f"val_bpb     pre-quant {pre['val_bpb']:.8f}   post-quant {post['val_bpb']:.8f}   "
+                 f"tax {post['val_bpb'] - pre['val_bpb']:+.6f}")
+    if r["post_quant"]["sliding"]:
+        lines.append(f"sliding     pre-quant {r['pre_quant']['sliding']['val_bpb']:.8f}   "
+                     f"post-quant {r['post_quant']['sliding']['val_bpb']:.8f}")
+    p = r["pruning"]
+    if p["pruned"]:
+        lines.append(f"pruning     {p['pruned']:,} of {p['candidates']:,} +-1 values zeroed for target "
+                     f"{p['target_bytes']:,}")
+    lines.append(f"code        {r['code_bytes']:>12,} bytes  ({CODE_NAME}, {r['code_compressor']})")
+    lines.append(f"blob        {r['blob_bytes']:>12,} bytes  ({entry.BLOB_NAME}, {r['compressor']})")
+    verdict = "OK" if r["fits"] else "OVER THE LIMIT"
+    lines.append(f"total       {r['total_bytes']:>12,} bytes  limit {r['limit_bytes']:,}  slack {r['slack_bytes']:+,}  "
+                 f"{verdict}")
+    for n in r["notes"]:
+        lines.append(f"note: {n}")
+    return "\n".join(lines)

@@ -1,0 +1,91 @@
+"""``golf build``: quantize a trained run into a competition artifact."""
+from __future__ import annotations
+
+import click
+
+
+def _parse_bits(values: tuple[str, ...]) -> dict:
+    out = {}
+    for v in values:
+        for part in v.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            key, _, num = part.rpartition("=") if "=" in part else ("matrix", "=", part)
+            try:
+                n = int(num)
+            except ValueError:
+                raise click.BadParameter(f"{part!r}: expected N or CLASS=N with N in 4..8", param_hint="--bits")
+            if key not in ("matrix", "attn", "mlp", "embed"):
+                raise click.BadParameter(f"{part!r}: class must be matrix, attn, mlp or embed", param_hint="--bits")
+            if not 4 <= n <= 8:
+                raise click.BadParameter(f"{part!r}: bits must be between 4 and 8", param_hint="--bits")
+            out[key] = n
+    return out
+
+
+@click.command("build")
+@click.option("--checkpoint", "checkpoint", required=True, type=click.Path(exists=True),
+              help="Run directory of `golf train` (uses RUN/final_model.pt), a final_model.pt or a training checkpoint.")
+@click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Data dir holding datasets/fineweb10B_sp{V}/ and tokenizers/fineweb_{V}_bpe.model "
+                   "(training shards for calibration, validation shards for the report).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Artifact directory to write: train_gpt.py, final_model.int6.ptz, build_report.json.")
+@click.option("--target-bytes", type=int, default=None,
+              help="Prune +-1 values until code + blob fit this many bytes (default: the config's, 16,000,000).")
+@click.option("--compressor", type=click.Choice(["brotli", "lzma", "zlib"]), default=None,
+              help="Blob compressor (default brotli quality 11; lzma is used when brotli is missing).")
+@click.option("--bits", multiple=True, metavar="N|CLASS=N[,...]",
+              help="Bits per class, 4-8: a bare N sets all attention/MLP matrices; classes matrix, attn, mlp, "
+                   "embed, e.g. --bits 6 --bits embed=7,mlp=5.")
+@click.option("--method", type=click.Choice(["gptq", "rtn"]), default=None,
+              help="gptq (Hessian-aware, default) or rtn (round-to-nearest, for comparison). Both use SDClip scales.")
+@click.option("--allow-oversize", is_flag=True, help="Exit 0 even when code + blob exceed 16,000,000 bytes.")
+@click.option("--code-compressor", type=click.Choice(["lzma", "brotli", "auto"]), default=None,
+              help="Compression of the train_gpt.py wrapper (default raw LZMA2: needs only the stdlib).")
+@click.option("--train-code/--no-train-code", default=True, show_default=True,
+              help="Ship golf's training loop + quantizer in train_gpt.py so GOLF_MODE=train reproduces the run "
+                   "(about 14 KB more code); --no-train-code gives an evaluation-only artifact.")
+@click.option("--no-prune", is_flag=True, help="Never prune, even above --target-bytes.")
+@click.option("--sliding/--no-sliding", default=False, show_default=True,
+              help="Also report pre/post sliding-window BPB (slow on CPU).")
+@click.option("--val-max-tokens", type=int, default=0, show_default=True,
+              help="Score only this many validation tokens in the report (0 = all, the official metric).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None,
+              help="Device for calibration, GPTQ and evaluation (default: cuda when available).")
+@click.option("--limit-bytes", type=int, default=16_000_000, show_default=True,
+              help="The competition cap checked for the exit status (change only for experiments).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def build(checkpoint, data_dir, out_dir, target_bytes, compressor, bits, method, allow_oversize, code_compressor,
+          train_code, no_prune, sliding, val_max_tokens, device, limit_bytes, quiet):
+    """Quantize a trained checkpoint and pack a self-contained artifact under 16,000,000 bytes.
+
+    \b
+    Steps: Hessians from training-data calibration batches (never validation) -> GPTQ with
+    SDClip per-row scales (attention/MLP int6, token embedding int8, small floats fp16,
+    control tensors fp32) -> pickle-free container, byte shuffle, brotli -> selective +-1
+    pruning if over --target-bytes -> train_gpt.py generated from golf's own modules.
+    Prints a per-class table, pre/post-quant val BPB and the byte budget; writes
+    OUT/build_report.json. Exits non-zero when the total exceeds the limit, unless
+    --allow-oversize.
+    """
+    from golf.builder.build import BuildError, build as run_build
+    from golf.builder.codegen import CodegenError
+    from golf.builder.container import ContainerError
+    from golf.builder.quant import QuantError
+    from golf.config import ConfigError
+    from golf.data.shards import ShardError
+
+    try:
+        from golf.trainer.checkpoint import CheckpointError
+    except ImportError:  # pragma: no cover
+        CheckpointError = ValueError
+    try:
+        run_build(checkpoint, data_dir, out_dir, target_bytes=target_bytes, compressor=compressor,
+                  bits=_parse_bits(bits), method=method, allow_oversize=allow_oversize,
+                  code_compressor=code_compressor, val_max_tokens=val_max_tokens, sliding=sliding,
+                  device=device, prune=False if no_prune else None, limit_bytes=limit_bytes, train_code=train_code,
+                  progress=not quiet, log=click.echo)
+    except (BuildError, CodegenError, ContainerError, QuantError, ConfigError, ShardError, CheckpointError) as e:
+        raise click.ClickException(str(e)) from None

@@ -1,0 +1,252 @@
+"""Generate the self-contained ``train_gpt.py`` from golf's own shippable modules (SPEC §5.7).
+
+The generated file is a two-line exec wrapper::
+
+    import lzma as L,base64 as B
+    exec(L.decompress(B.b85decode("..."),format=L.FORMAT_RAW,filters=[{"id":L.FILTER_LZMA2}]))
+
+whose payload holds the source text of every shippable module (read from the installed
+golf package at build time, docstrings/comments/annotations stripped with ``ast``), a
+tiny ``sys.meta_path`` finder that installs them under their real names (first in the
+path, so an installed golf never shadows them) and a call of
+``golf.builder.entry.main(__file__, CONFIG)``.  The same modules are what golf itself
+runs, so there is no second copy of the model to drift.
+"""
+from __future__ import annotations
+
+import ast
+import base64
+import json
+import lzma
+import sys
+from pathlib import Path
+
+import golf
+
+# Paths relative to the golf package directory; globs allowed.  Order = install order.
+SHIPPABLE = (
+    "config.py",
+    "data/shards.py",
+    "data/loader.py",
+    "metric.py",
+    "model/*.py",
+    "trainer/muon.py",
+    "trainer/schedule.py",
+    "builder/container.py",
+    "builder/entry.py",
+)
+# Shipped only when present and shippable-clean: the reproduction (GOLF_MODE=train) path.
+TRAIN_PATH = (
+    "trainer/checkpoint.py",
+    "trainer/ema.py",
+    "trainer/optim.py",
+    "trainer/runlog.py",
+    "trainer/loop.py",
+    "builder/quant.py",
+)
+ALLOWED_THIRD_PARTY = {"numpy", "torch", "sentencepiece"}
+
+
+class CodegenError(ValueError):
+    pass
+
+
+def _strip_node(node: ast.AST) -> None:
+    """Remove docstrings (replacing an emptied body by ``pass``) and function annotations, recursively."""
+    for n in ast.walk(node):
+        if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = n.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                body.pop(0)
+                if not body and not isinstance(n, ast.Module):
+                    body.append(ast.Pass())
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            n.returns = None
+            a = n.args
+            for arg in a.posonlyargs + a.args + a.kwonlyargs + [a.vararg, a.kwarg]:
+                if arg is not None:
+                    arg.annotation = None
+
+
+def _reindent(src: str) -> str:
+    """ast.unparse indents by 4 spaces and puts every statement on one line: use 1 space."""
+    out = []
+    for line in src.splitlines():
+        stripped = line.lstrip(" ")
+        n = len(line) - len(stripped)
+        out.append(" " * (n // 4) + stripped)
+    return "\n".join(out) + "\n"
+
+
+def strip_source(src: str, name: str = "<module>") -> str:
+    """Comments, docstrings and function annotations removed; semantics checked via the AST."""
+    tree = ast.parse(src, filename=name)
+    _strip_node(tree)
+    text = ast.unparse(tree)
+    small = _reindent(text)
+    if ast.dump(ast.parse(small)) != ast.dump(ast.parse(text)):  # pragma: no cover - safety net
+        small = text + "\n"
+    return small
+
+
+def _stdlib() -> set:
+    return set(getattr(sys, "stdlib_module_names", ())) | {"__future__"}
+
+
+def check_shippable(modname: str, src: str, shipped: set) -> list[str]:
+    """Problems with a module's top-level imports under the shippable rules (empty = clean)."""
+    problems = []
+    std = _stdlib()
+    for node in ast.parse(src).body:
+        mods = []
+        if isinstance(node, ast.Import):
+            mods = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                problems.append(f"{modname}: relative import (use absolute golf.* imports)")
+                continue
+            mods = [node.module or ""]
+            if node.module == "golf" or (node.module or "").startswith("golf."):
+                # `from golf.x import y` may import a submodule y
+                mods = [node.module + "." + a.name if node.module + "." + a.name in shipped else node.module
+                        for a in node.names]
+        for m in mods:
+            top = m.split(".")[0]
+            if top == "golf":
+                if m not in shipped:
+                    problems.append(f"{modname}: imports {m}, which is not a shippable module")
+            elif top not in std and top not in ALLOWED_THIRD_PARTY:
+                problems.append(f"{modname}: top-level import of {m} (only stdlib, numpy, torch, sentencepiece "
+                                "and shippable golf modules; import optional packages lazily inside functions)")
+    return problems
+
+
+def _package_dir() -> Path:
+    return Path(golf.__file__).resolve().parent
+
+
+def _expand(patterns, root: Path) -> list[Path]:
+    files = []
+    for pat in patterns:
+        for p in sorted(root.glob(pat)):
+            if p.is_file() and p not in files:
+                files.append(p)
+    return files
+
+
+def _modname(path: Path, root: Path) -> str:
+    rel = path.relative_to(root).with_suffix("")
+    parts = ["golf", *rel.parts]
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def collect_sources(include_train: bool = True) -> tuple[dict, set, list[str]]:
+    """``({module: stripped source}, packages, notes)`` for the shippable list (+ train path when clean)."""
+    root = _package_dir()
+    files = _expand(SHIPPABLE, root)
+    mods: dict[str, str] = {}
+    for f in files:
+        mods[_modname(f, root)] = f.read_text(encoding="utf-8")
+    notes = []
+    if include_train:
+        for f in _expand(TRAIN_PATH, root):
+            mods.setdefault(_modname(f, root), f.read_text(encoding="utf-8"))
+    packages = set()
+    for m in list(mods):
+        parts = m.split(".")
+        for i in range(1, len(parts)):
+            packages.add(".".join(parts[:i]))
+    for p in sorted(packages):
+        init = root.joinpath(*p.split(".")[1:], "__init__.py")
+        mods.setdefault(p, init.read_text(encoding="utf-8") if init.is_file() else "")
+    # check the shippable rules; optional train-path modules that break them are dropped
+    required = {_modname(f, root) for f in files} | packages
+    changed = True
+    while changed:
+        changed = False
+        names = set(mods)
+        for m in sorted(mods):
+            problems = check_shippable(m, mods[m], names)
+            if m in packages and any(isinstance(n, (ast.Import, ast.ImportFrom)) for n in ast.parse(mods[m]).body):
+                problems.append(f"{m}: package __init__ of a shipped package must stay docstring-only")
+            if problems:
+                if m in required:
+                    raise CodegenError("shippable module breaks the shipping rules (docs/DESIGN.md): "
+                                       + "; ".join(problems))
+                notes.append(f"not shipped: {m} ({problems[0]})")
+                del mods[m]
+                changed = True
+    stripped = {m: strip_source(src, m) for m, src in mods.items()}
+    return stripped, packages, notes
+
+
+_BOOT = '''import sys
+from importlib.abc import Loader,MetaPathFinder
+from importlib.util import spec_from_loader
+S=%s
+P=%s
+class F(MetaPathFinder,Loader):
+ def find_spec(s,n,p=None,t=None):
+  if n in S:return spec_from_loader(n,s,is_package=n in P)
+ def create_module(s,spec):return None
+ def exec_module(s,m):exec(compile(S[m.__name__],'<'+m.__name__+'>','exec'),m.__dict__)
+sys.meta_path.insert(0,F())
+from golf.builder.entry import main
+main(__file__,%s)
+'''
+
+
+def payload_source(cfg, include_train: bool = True) -> tuple[str, list[str], list[str]]:
+    """``(payload python source, shipped module names, notes)``."""
+    mods, packages, notes = collect_sources(include_train)
+    order = sorted(mods, key=lambda m: (m.count("."), m))
+    S = "{" + ",".join(f"{m!r}:{mods[m]!r}" for m in order) + "}"
+    P = "{" + ",".join(repr(p) for p in sorted(packages)) + "}"
+    from golf.builder.quant import config_delta
+    conf = json.dumps(config_delta(cfg), sort_keys=True, separators=(",", ":"))
+    return _BOOT % (S, P, repr(conf)), order, notes
+
+
+def _lzma_raw(data: bytes) -> bytes:
+    best = None
+    for lc, lp, pb in ((3, 0, 2), (4, 0, 0), (1, 0, 0), (0, 0, 0)):
+        f = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME, "lc": lc, "lp": lp, "pb": pb}]
+        out = lzma.compress(data, format=lzma.FORMAT_RAW, filters=f)
+        if best is None or len(out) < len(best):
+            best = out
+    return best
+
+
+def wrap(payload: str, compressor: str = "lzma") -> str:
+    """The exec wrapper text for ``payload`` (raw LZMA2 or brotli, base85)."""
+    raw = payload.encode("utf-8")
+    if compressor == "lzma":
+        b = base64.b85encode(_lzma_raw(raw)).decode("ascii")
+        return ('import lzma as L,base64 as B\nexec(L.decompress(B.b85decode("%s"),format=L.FORMAT_RAW,'
+                'filters=[{"id":L.FILTER_LZMA2}]))\n' % b)
+    if compressor == "brotli":
+        import brotli
+        b = base64.b85encode(brotli.compress(raw, quality=11, lgwin=24)).decode("ascii")
+        return 'import brotli as R,base64 as B\nexec(R.decompress(B.b85decode("%s")))\n' % b
+    raise CodegenError(f"unknown code compressor {compressor!r} (lzma | brotli)")
+
+
+def generate(cfg, compressor: str = "lzma", include_train: bool = True) -> tuple[str, dict]:
+    """Return ``(train_gpt.py text, info)``; ``compressor`` may be ``auto`` (smaller of lzma/brotli)."""
+    payload, mods, notes = payload_source(cfg, include_train)
+    if compressor == "auto":
+        cands = [wrap(payload, "lzma")]
+        try:
+            cands.append(wrap(payload, "brotli"))
+        except ImportError:
+            pass
+        text = min(cands, key=len)
+        compressor = "lzma" if text.startswith("import lzma") else "brotli"
+    else:
+        text = wrap(payload, compressor)
+    info = {"code_compressor": compressor, "payload_bytes": len(payload.encode()), "bytes": len(text.encode()),
+            "modules": mods, "notes": notes}
+    return text, info

@@ -1,0 +1,212 @@
+"""``main()`` of the generated ``train_gpt.py`` (the artifact protocol in docs/DESIGN.md).
+
+``GOLF_MODE=eval`` (default when ``final_model.int6.ptz`` lies beside the script): load the
+blob, rebuild the model, evaluate on the validation shards and print the official lines.
+``GOLF_MODE=train``: re-run the training recipe embedded in the script, quantize, write the
+blob beside the script, then evaluate.
+
+Environment: ``DATA_DIR`` (default ``./data/``), ``DATA_PATH``, ``TOKENIZER_PATH``,
+``VAL_MAX_TOKENS``, ``EVAL_SEQ_LEN``, ``EVAL_STRIDE``, ``SLIDING_WINDOW_ENABLED``,
+``GOLF_DEVICE`` (cpu|cuda), ``GOLF_NLL_OUT`` (dir for per-target NLLs),
+``GOLF_PROBE_IN``/``GOLF_PROBE_OUT`` (normalization/causality probe).
+Exit codes: 0 ok, 2 bad mode / train path unavailable, 3 malformed blob, 4 data not found.
+
+Shipped inside ``train_gpt.py``: stdlib, numpy, torch, sentencepiece and golf's shippable modules.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+from golf.builder.container import ContainerError, load_blob
+from golf.config import GolfConfig
+from golf.data.loader import load_val_tokens
+from golf.data.shards import ShardError
+from golf.metric import build_byte_luts, eval_plain, eval_sliding, model_nll_fn
+from golf.model.gpt import GPT
+
+BLOB_NAME = "final_model.int6.ptz"
+EXIT_BAD_BLOB = 3  # the blob is truncated, corrupt or of an unknown version
+EXIT_NO_DATA = 4  # validation shards / tokenizer not found
+
+
+def pick_device(name: str | None = None) -> torch.device:
+    name = name or os.environ.get("GOLF_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("GOLF_DEVICE=cuda but no CUDA device is available")
+    return torch.device(name)
+
+
+def autocast_dtype(device: torch.device):
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def eval_settings(cfg: GolfConfig, environ=None) -> dict:
+    """Evaluation knobs from the config, overridden by the documented environment variables."""
+    env = os.environ if environ is None else environ
+    sw = env.get("SLIDING_WINDOW_ENABLED", "")
+    return {
+        "seq_len": int(env.get("EVAL_SEQ_LEN") or cfg.eval.eval_seq_len),
+        "stride": int(env.get("EVAL_STRIDE") or cfg.eval.eval_stride),
+        "batch_seqs": int(env.get("EVAL_BATCH_SEQS") or cfg.eval.eval_batch_seqs),
+        "sliding": cfg.eval.sliding_window if sw == "" else sw.strip().lower() in ("1", "true", "yes", "on"),
+        "max_tokens": int(env.get("VAL_MAX_TOKENS") or 0),
+    }
+
+
+def data_paths(vocab_size: int, environ=None) -> tuple[str, str]:
+    env = os.environ if environ is None else environ
+    root = env.get("DATA_DIR") or "./data/"
+    ds = env.get("DATA_PATH") or os.path.join(root, "datasets", f"fineweb10B_sp{vocab_size}")
+    tok = env.get("TOKENIZER_PATH") or os.path.join(root, "tokenizers", f"fineweb_{vocab_size}_bpe.model")
+    return ds, tok
+
+
+def load_eval_data(cfg: GolfConfig, settings: dict, dataset_dir: str, tokenizer: str):
+    v = cfg.model.vocab_size
+    val = load_val_tokens(dataset_dir, settings["seq_len"], v, settings["max_tokens"])
+    return val, build_byte_luts(tokenizer, v)
+
+
+def build_model(cfg: GolfConfig, state: dict, recurrence: bool, device) -> GPT:
+    model = GPT(cfg.model)
+    model.load_state_dict(state, strict=True)
+    model.set_recurrence(bool(recurrence))
+    return model.to(device).eval()
+
+
+def evaluate(model, val_tokens, luts, settings: dict, device, return_nll: bool = False,
+             sliding: bool | None = None, progress: bool = False) -> dict:
+    """``{"roundtrip": EvalResult, "sliding": EvalResult | None}`` (plain eval, then sliding-window)."""
+    fn = model_nll_fn(model, autocast_dtype(torch.device(device)))
+    out = {"roundtrip": eval_plain(fn, val_tokens, luts, settings["seq_len"], settings["batch_seqs"], device,
+                                   return_nll=return_nll, progress=progress), "sliding": None}
+    if settings["sliding"] if sliding is None else sliding:
+        out["sliding"] = eval_sliding(fn, val_tokens, luts, settings["seq_len"], settings["stride"],
+                                      settings["batch_seqs"], device, return_nll=return_nll, progress=progress)
+    return out
+
+
+@torch.no_grad()
+def probe(model, path_in: str, path_out: str, device) -> None:
+    """Per position: logsumexp of the log-probabilities (≈ 0) and the next-token NLL."""
+    with open(path_in, encoding="utf-8") as f:
+        seqs = json.load(f)["sequences"]
+    dt = autocast_dtype(torch.device(device))
+    lse_all, nll_all = [], []
+    for seq in seqs:
+        x = torch.tensor([seq], dtype=torch.long, device=device)
+        with torch.autocast(device_type=x.device.type, dtype=dt or torch.bfloat16, enabled=dt is not None):
+            logits = model(x)
+        logp = torch.log_softmax(logits.float(), dim=-1)[0]
+        lse_all.append(torch.logsumexp(logp, dim=-1).tolist())
+        nll_all.append((-logp[:-1].gather(1, x[0, 1:, None])[:, 0]).tolist() if len(seq) > 1 else [])
+    tmp = path_out + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump({"logsumexp": lse_all, "nll": nll_all}, f)
+    os.replace(tmp, path_out)
+
+
+def _write_f32(path: str, arr) -> None:
+    tmp = path + ".tmp"
+    np.asarray(arr, dtype="<f4").tofile(tmp)
+    os.replace(tmp, path)
+
+
+def run_eval(script: str, blob: str) -> int:
+    state, meta, info = load_blob(blob)
+    cfg = GolfConfig.from_json(meta["config"]) if isinstance(meta["config"], str) else GolfConfig.from_dict(meta["config"])
+    device = pick_device()
+    settings = eval_settings(cfg)
+    ds, tok = data_paths(cfg.model.vocab_size)
+    val, luts = load_eval_data(cfg, settings, ds, tok)
+    model = build_model(cfg, state, meta.get("recurrence_active", False), device)
+    probe_in, probe_out = os.environ.get("GOLF_PROBE_IN"), os.environ.get("GOLF_PROBE_OUT")
+    if probe_in and probe_out:
+        probe(model, probe_in, probe_out, device)
+    nll_dir = os.environ.get("GOLF_NLL_OUT")
+    res = evaluate(model, val, luts, settings, device, return_nll=bool(nll_dir))
+    r = res["roundtrip"]
+    print(f"final_int6_roundtrip val_loss:{r.val_loss:.8f} val_bpb:{r.val_bpb:.8f} eval_time:{r.elapsed_ms:.0f}ms",
+          flush=True)
+    s = res["sliding"]
+    if s is not None:
+        print(f"final_int6_sliding_window val_loss:{s.val_loss:.8f} val_bpb:{s.val_bpb:.8f} "
+              f"eval_time:{s.elapsed_ms:.0f}ms", flush=True)
+    if nll_dir:
+        os.makedirs(nll_dir, exist_ok=True)
+        _write_f32(os.path.join(nll_dir, "nll_roundtrip.f32"), r.nll)
+        if s is not None:
+            _write_f32(os.path.join(nll_dir, "nll_sliding.f32"), s.nll)
+    code, model_bytes = os.path.getsize(script), os.path.getsize(blob)
+    comp = info["compressor"]
+    print(f"Code size: {code} bytes")
+    print(f"Serialized model int6+{comp}: {model_bytes} bytes")
+    print(f"Total submission size int6+{comp}: {code + model_bytes} bytes", flush=True)
+    return 0
+
+
+def run_train(script: str, cfg: GolfConfig) -> int:
+    """Reproduce the run: golf's training loop, then quantize, write the blob beside the script, evaluate."""
+    try:
+        from golf.builder.quant import build_artifact_blob
+        from golf.model.gpt import CONTROL_PATTERNS
+        from golf.trainer.checkpoint import load_final_full
+        from golf.trainer.loop import RunOptions, train
+    except ImportError as e:
+        print(f"error: GOLF_MODE=train is not available: this artifact does not ship golf's training loop ({e}). "
+              f"Reproduce the run with `golf train` + `golf build` using the config embedded in this script, "
+              f"or put {BLOB_NAME} beside it to evaluate.", file=sys.stderr)
+        return 2
+    from golf.config import apply_env
+    here = os.path.dirname(script)
+    apply_env(cfg)
+    cfg.train.data_dir = os.environ.get("DATA_DIR") or "./data/"
+    cfg.train.run_dir = os.environ.get("GOLF_RUN_DIR") or os.path.join(here, "run")
+    train(cfg, RunOptions(device=os.environ.get("GOLF_DEVICE") or "auto"))
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
+    cfg, state, rec = load_final_full(cfg.train.run_dir)
+    device = pick_device()
+    model = build_model(cfg, state, rec, device)
+    blob = os.path.join(here, BLOB_NAME)
+    ds, _ = data_paths(cfg.model.vocab_size)
+    build_artifact_blob(model, cfg, rec, ds, blob, os.path.getsize(script), CONTROL_PATTERNS, device,
+                        autocast_dtype(device))
+    del model
+    return run_eval(script, blob)
+
+
+def main(script: str | None = None, config_json: str | None = None) -> int:
+    script = os.path.abspath(script or sys.argv[0])
+    blob = os.path.join(os.path.dirname(script), BLOB_NAME)
+    mode = (os.environ.get("GOLF_MODE") or ("eval" if os.path.isfile(blob) else "train")).strip().lower()
+    try:
+        if mode == "eval":
+            if os.path.isfile(blob):
+                rc = run_eval(script, blob)
+            else:
+                print(f"error: GOLF_MODE=eval but there is no model blob {blob}", file=sys.stderr)
+                rc = EXIT_BAD_BLOB
+        elif mode == "train":
+            cfg = GolfConfig.from_dict(json.loads(config_json)) if config_json else GolfConfig()
+            rc = run_train(script, cfg)
+        else:
+            print(f"error: GOLF_MODE must be 'eval' or 'train', got {mode!r}", file=sys.stderr)
+            rc = 2
+    except ContainerError as e:
+        print(f"error: malformed model blob {blob}: {e}", file=sys.stderr)
+        rc = EXIT_BAD_BLOB
+    except (ShardError, FileNotFoundError, OSError) as e:
+        print(f"error: {e} (set DATA_DIR, DATA_PATH or TOKENIZER_PATH)", file=sys.stderr)
+        rc = EXIT_NO_DATA
+    if rc:
+        raise SystemExit(rc)
+    return rc

@@ -1,0 +1,484 @@
+"""Post-training quantization (SPEC §5.1-§5.3, §5.5): Hessians, GPTQ, SDClip, RTN, routing, pruning.
+
+Kept to torch + numpy + stdlib so the reproduction path of ``train_gpt.py`` can ship it.
+
+Storage kinds produced by :func:`quantize_state` (read back by ``golf.builder.container``):
+``q`` = symmetric per-row integers (int8 container, values in [-R, R], R = 2^(bits-1)-1)
+with fp16 per-row scales; ``h`` = fp16; ``r`` = stored as is (fp32 control tensors,
+integer tensors).
+"""
+from __future__ import annotations
+
+import math
+import re
+import time
+
+import torch
+from torch import nn
+
+from golf.builder import container
+from golf.data.loader import TrainLoader
+from golf.data.shards import list_shards
+
+# tensor classes, in report order
+CLASSES = ("attn", "mlp", "embed", "other", "fp16", "control", "int")
+
+
+class QuantError(ValueError):
+    pass
+
+
+# --------------------------------------------------------------------------- scales
+def qmax(bits: int) -> int:
+    if not 2 <= int(bits) <= 8:
+        raise QuantError(f"bits must be in [2, 8] (one value per int8 byte), got {bits}")
+    return 2 ** (int(bits) - 1) - 1
+
+
+def sdclip_scales(w: torch.Tensor, bits: int, k: float) -> torch.Tensor:
+    """SDClip per-row scale s = k·std(row)/R (unbiased std, >= 1e-10), rounded to fp16 (returned as fp32)."""
+    w = w.float().reshape(w.shape[0], -1)
+    std = w.std(dim=1, unbiased=True) if w.shape[1] > 1 else w.abs()[:, 0]
+    s = (k * std / qmax(bits)).clamp_min(1e-10)
+    s = s.clamp(6e-8, 65504.0).half().float()  # representable, non-zero fp16
+    return s
+
+
+def quantize_rtn(w: torch.Tensor, s: torch.Tensor, bits: int) -> torch.Tensor:
+    """Round-to-nearest with per-row scales -> int8 values in [-R, R]."""
+    R = qmax(bits)
+    w2 = w.float().reshape(w.shape[0], -1)
+    return torch.clamp(torch.round(w2 / s[:, None]), -R, R).to(torch.int8).reshape(w.shape)
+
+
+def gptq(w: torch.Tensor, H: torch.Tensor, s: torch.Tensor, bits: int, block_size: int = 128,
+         damp: float = 0.01, act_order: bool = True) -> torch.Tensor:
+    """GPTQ (SPEC §5.2) of ``w`` (rows = out, cols = in) with input Hessian ``H`` and fixed row scales ``s``.
+
+    Raises ``torch.linalg.LinAlgError`` (a RuntimeError) when the damped Hessian is not positive definite.
+    """
+    R = qmax(bits)
+    W = w.detach().float().clone()
+    rows, cols = W.shape
+    H = H.detach().float().clone()
+    if H.shape != (cols, cols):
+        raise QuantError(f"Hessian shape {tuple(H.shape)} does not match weight columns {cols}")
+    dead = torch.diag(H) == 0
+    H[dead, dead] = 1.0
+    W[:, dead] = 0.0
+    H.diagonal().add_(damp * torch.mean(torch.diag(H)))
+    perm = torch.argsort(torch.diag(H), descending=True, stable=True) if act_order else torch.arange(cols)
+    W, H = W[:, perm], H[perm][:, perm]
+    L = torch.linalg.cholesky(H)
+    Hinv = torch.linalg.cholesky(torch.cholesky_inverse(L), upper=True)
+    s = s.float()
+    Q = torch.zeros_like(W)
+    for i1 in range(0, cols, block_size):
+        i2 = min(i1 + block_size, cols)
+        W1 = W[:, i1:i2].clone()
+        Hinv1 = Hinv[i1:i2, i1:i2]
+        Err1 = torch.zeros_like(W1)
+        for j in range(i2 - i1):
+            col = W1[:, j]
+            q = torch.clamp(torch.round(col / s), -R, R)
+            Q[:, i1 + j] = q
+            err = (col - q * s) / Hinv1[j, j]
+            W1[:, j:] -= err[:, None] * Hinv1[j, j:][None, :]
+            Err1[:, j] = err
+        W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]
+    inv = torch.argsort(perm)
+    return Q[:, inv].to(torch.int8)
+
+
+def dequant(q: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    return q.float() * s.float().view(-1, *([1] * (q.dim() - 1)))
+
+
+def hessian_error(w: torch.Tensor, wq: torch.Tensor, H: torch.Tensor) -> float:
+    """tr((W - Wq) H (W - Wq)^T): the layer-output error the Hessian measures."""
+    E = (w.float() - wq.float()).double()
+    return float(torch.einsum("ij,jk,ik->", E, H.double(), E))
+
+
+# --------------------------------------------------------------------------- Hessians
+class HessianCollector:
+    """Forward pre-hooks accumulating H = Σ xᵀx over every call (recurrent layers count once per pass)."""
+
+    def __init__(self, modules: dict[str, nn.Module], output_modules: dict[str, nn.Module] | None = None):
+        self.H: dict[str, torch.Tensor] = {}
+        self.calls: dict[str, int] = {}
+        self.handles = []
+        for key, mod in modules.items():
+            self.handles.append(mod.register_forward_pre_hook(self._pre(key)))
+        for key, mod in (output_modules or {}).items():
+            self.handles.append(mod.register_forward_hook(self._post(key)))
+
+    def _add(self, key: str, x: torch.Tensor) -> None:
+        x = x.detach().float().reshape(-1, x.shape[-1])
+        h = x.t() @ x
+        if key in self.H:
+            self.H[key] += h
+        else:
+            self.H[key] = h
+        self.calls[key] = self.calls.get(key, 0) + 1
+
+    def _pre(self, key):
+        def hook(mod, args):
+            self._add(key, args[0])
+        return hook
+
+    def _post(self, key):
+        def hook(mod, args, out):
+            self._add(key, out)
+        return hook
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles = []
+
+
+def linear_weights(model: nn.Module) -> dict[str, nn.Module]:
+    """``{weight name: module}`` for every nn.Linear (incl. subclasses) of the model."""
+    return {f"{n}.weight" if n else "weight": m for n, m in model.named_modules() if isinstance(m, nn.Linear)}
+
+
+def embedding_weights(model: nn.Module) -> list[str]:
+    return [f"{n}.weight" for n, m in model.named_modules() if isinstance(m, nn.Embedding)]
+
+
+def head_input_module(model: nn.Module) -> nn.Module | None:
+    """The module whose output feeds a tied output head (the final norm), if the model names one."""
+    for attr in ("final_norm", "norm_f", "ln_f", "norm"):
+        m = getattr(model, attr, None)
+        if isinstance(m, nn.Module):
+            return m
+    return None
+
+
+@torch.no_grad()
+def collect_hessians(model: nn.Module, batches, names: list[str], device="cpu", autocast_dtype=None,
+                     progress: bool = False) -> dict[str, torch.Tensor]:
+    """Hessians (mean over calibration tokens of Σ_passes xᵀx) for the Linear weights in ``names``;
+    a tied embedding in ``names`` gets the Hessian of the head input (final-norm output).
+
+    ``batches`` yields (inputs, targets) int64 arrays/tensors of TRAINING data.
+    """
+    lin = linear_weights(model)
+    mods = {n: lin[n] for n in names if n in lin}
+    outs = {}
+    tied = bool(getattr(getattr(model, "cfg", None), "tie_embeddings", False))
+    head = head_input_module(model)
+    for n in names:
+        if n in embedding_weights(model) and tied and head is not None:
+            outs[n] = head
+    col = HessianCollector(mods, outs)
+    was_training = model.training
+    model.eval()
+    n_tok = 0
+    it = batches
+    if progress:
+        try:
+            from tqdm import tqdm
+            it = tqdm(batches, desc="calibration", unit="batch")
+        except ImportError:
+            pass
+    try:
+        for x, y in it:
+            x = torch.as_tensor(x, device=device).long()
+            y = torch.as_tensor(y, device=device).long()
+            if autocast_dtype is not None:
+                with torch.autocast(device_type=torch.device(device).type, dtype=autocast_dtype):
+                    model(x, y)
+            else:
+                model(x, y)
+            n_tok += x.numel()
+    finally:
+        col.remove()
+        model.train(was_training)
+    if n_tok == 0:
+        raise QuantError("calibration produced no batches")
+    return {k: (v / n_tok).cpu() for k, v in col.H.items()}
+
+
+# --------------------------------------------------------------------------- routing
+def classify(name: str, t: torch.Tensor, qcfg, control_patterns, embed_names, linear_names,
+             exact_names=()) -> str:
+    """Tensor class: control | int | fp16 | embed | attn | mlp | other.
+
+    Control tensors (names containing a ``control_patterns`` entry) and ``exact_names``
+    (e.g. registered buffers) are stored exactly (fp32 / as is)."""
+    if any(p in name for p in control_patterns) or name in exact_names:
+        return "control"
+    if not torch.is_floating_point(t):
+        return "int"
+    if t.numel() <= qcfg.small_tensor_numel or t.dim() < 2:
+        return "fp16"
+    if name in embed_names:
+        return "embed"
+    if name in linear_names:
+        low = name.lower()
+        if "attn" in low or "attention" in low:
+            return "attn"
+        if "mlp" in low or "ffn" in low or "feed" in low:
+            return "mlp"
+        return "other"
+    return "other"
+
+
+def class_bits(cls: str, qcfg) -> tuple[int, float]:
+    """(bits, clip sigmas k) for a quantized class."""
+    ab = getattr(qcfg, "attn_bits", 0) or qcfg.matrix_bits
+    mb = getattr(qcfg, "mlp_bits", 0) or qcfg.matrix_bits
+    ak = getattr(qcfg, "attn_clip_sigmas", 0.0) or qcfg.matrix_clip_sigmas
+    mk = getattr(qcfg, "mlp_clip_sigmas", 0.0) or qcfg.matrix_clip_sigmas
+    if cls == "attn":
+        return ab, ak
+    if cls == "mlp":
+        return mb, mk
+    if cls == "embed":
+        return qcfg.embed_bits, qcfg.embed_clip_sigmas
+    if cls == "other":
+        return qcfg.matrix_bits, qcfg.matrix_clip_sigmas
+    raise QuantError(f"class {cls} is not quantized")
+
+
+def _order_key(name: str) -> tuple:
+    """Group like matrices of different layers together (all c_q, then all c_k, ...)."""
+    nums = [int(x) for x in re.findall(r"\.(\d+)\.", name)]
+    return (re.sub(r"\.\d+\.", ".#.", name), nums)
+
+
+def quantize_state(state: dict, qcfg, control_patterns=(), embed_names=(), linear_names=(),
+                   hessians: dict | None = None, method: str = "gptq", exact_names=(), progress: bool = False):
+    """Route and quantize a float state dict.
+
+    Returns ``(arrays, qmeta, info)``: ``arrays`` (ordered for compression) and ``qmeta``
+    (``{name: [kind, dtype]}``) go into the container; ``info[name]`` holds class, bits,
+    method used, params and (for quantized tensors) the Hessian-weighted and plain errors.
+    """
+    hessians = hessians or {}
+    embed_names, linear_names, exact_names = set(embed_names), set(linear_names), set(exact_names)
+    if method not in ("gptq", "rtn"):
+        raise QuantError(f"unknown method {method!r} (gptq | rtn)")
+    qmeta, info, qs, scales, rest = {}, {}, {}, {}, {}
+    items = list(state.items())
+    it = items
+    if progress:
+        try:
+            from tqdm import tqdm
+            it = tqdm(items, desc="quantize", unit="tensor")
+        except ImportError:
+            pass
+    for name, t in it:
+        t = t.detach().cpu()
+        dt = str(t.dtype).replace("torch.", "")
+        cls = classify(name, t, qcfg, control_patterns, embed_names, linear_names, exact_names)
+        rec = {"class": cls, "params": t.numel(), "shape": list(t.shape), "dtype": dt}
+        if cls == "control":
+            rest[name] = t.float() if torch.is_floating_point(t) else t
+            qmeta[name] = ["r", dt]
+            rec.update(bits=32 if torch.is_floating_point(t) else t.element_size() * 8, method="fp32")
+        elif cls == "int":
+            rest[name] = t
+            qmeta[name] = ["r", dt]
+            rec.update(bits=t.element_size() * 8, method="raw")
+        elif cls == "fp16":
+            rest[name] = t.half()
+            qmeta[name] = ["h", dt]
+            rec.update(bits=16, method="fp16")
+        else:
+            bits, k = class_bits(cls, qcfg)
+            w = t.float().reshape(t.shape[0], -1)
+            s = sdclip_scales(w, bits, k)
+            H = hessians.get(name)
+            used = "rtn"
+            if method == "gptq" and H is not None:
+                try:
+                    q = gptq(w, H, s, bits, qcfg.gptq_block_size, qcfg.gptq_damp)
+                    used = "gptq"
+                except RuntimeError:  # Cholesky failed: fall back to round-to-nearest
+                    q = quantize_rtn(w, s, bits)
+                    used = "rtn (cholesky failed)"
+            else:
+                q = quantize_rtn(w, s, bits)
+            wq = dequant(q, s)
+            rec.update(bits=bits, clip_sigmas=k, method=used, mse=float(((w - wq) ** 2).mean()))
+            if H is not None:
+                rec["hessian_error"] = hessian_error(w, wq, H)
+            qs[name + ".q"] = q.reshape(t.shape)
+            scales[name + ".s"] = s.half()
+            qmeta[name] = ["q", dt]
+        info[name] = rec
+    arrays = {}
+    for group in (qs, scales, rest):
+        for n in sorted(group, key=_order_key):
+            arrays[n] = group[n]
+    return arrays, qmeta, info
+
+
+# --------------------------------------------------------------------------- pruning
+def prune_candidates(arrays: dict, qmeta: dict, info: dict, hessians: dict | None = None,
+                     classes=("attn", "mlp", "other")):
+    """All ±1 entries of quantized matrices in ``classes``, sorted by Hessian-weighted cost s_row²·H_jj."""
+    hessians = hessians or {}
+    names, flat_idx, costs = [], [], []
+    for ti, (name, (kind, _)) in enumerate(sorted(qmeta.items())):
+        if kind != "q" or info[name]["class"] not in classes:
+            continue
+        q = arrays[name + ".q"].reshape(arrays[name + ".q"].shape[0], -1)
+        s = arrays[name + ".s"].float()
+        idx = torch.nonzero(q.abs() == 1, as_tuple=False)
+        if idx.numel() == 0:
+            continue
+        c = s[idx[:, 0]] ** 2
+        H = hessians.get(name)
+        if H is not None:
+            c = c * torch.diag(H).float()[idx[:, 1]]
+        names.append(name)
+        flat_idx.append(idx[:, 0] * q.shape[1] + idx[:, 1])
+        costs.append(c)
+    if not names:
+        return [], torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long), torch.zeros(0)
+    tensor_id = torch.cat([torch.full((len(f),), i, dtype=torch.long) for i, f in enumerate(flat_idx)])
+    flat = torch.cat(flat_idx)
+    cost = torch.cat(costs)
+    order = torch.argsort(cost, stable=True)
+    return names, tensor_id[order], flat[order], cost[order]
+
+
+def apply_pruning(arrays: dict, candidates, n: int) -> dict:
+    """A copy of ``arrays`` with the ``n`` cheapest ±1 candidates set to 0."""
+    names, tid, flat, _ = candidates
+    out = dict(arrays)
+    n = min(int(n), len(flat))
+    if n <= 0:
+        return out
+    tid, flat = tid[:n], flat[:n]
+    for i, name in enumerate(names):
+        sel = flat[tid == i]
+        if sel.numel() == 0:
+            continue
+        q = arrays[name + ".q"].clone()
+        q.view(-1)[sel] = 0
+        out[name + ".q"] = q
+    return out
+
+
+def prune_to_target(arrays: dict, candidates, measure, target: int, max_iters: int = 10, progress=None):
+    """Zero the cheapest ±1 values until ``measure(arrays) <= target`` (real compressed size).
+
+    Starts from SPEC §5.5's estimate (8 values per excess byte), then re-measures and grows
+    the count from the observed bytes saved per pruned value.  Returns
+    ``(arrays, pruned_count, size, history)``; ``size > target`` means the candidates ran out.
+    """
+    size0 = measure(arrays)
+    history = [(0, size0)]
+    if size0 <= target:
+        return arrays, 0, size0, history
+    total = len(candidates[1])
+    n = min(total, 8 * (size0 - target))
+    size = size0
+    pruned = arrays
+    for _ in range(max_iters):
+        pruned = apply_pruning(arrays, candidates, n)
+        size = measure(pruned)
+        history.append((n, size))
+        if progress:
+            progress(n, size)
+        if size <= target or n >= total:
+            break
+        saved_per = max((size0 - size) / n, 1e-3)
+        n = min(total, n + math.ceil((size - target) / saved_per * 1.1) + 16)
+    return pruned, n, size, history
+
+
+# --------------------------------------------------------------------------- whole-model pipeline
+def config_delta(cfg) -> dict:
+    """Only the settings that differ from the dataclass defaults (plus the preset name)."""
+    base, cur = type(cfg)().to_dict(), cfg.to_dict()
+    out = {}
+    for sec in ("model", "train", "eval", "quant"):
+        d = {k: v for k, v in cur[sec].items() if base[sec].get(k) != v}
+        if d:
+            out[sec] = d
+    out["preset"] = cur.get("preset", "seed")
+    return out
+
+
+def blob_meta(cfg, qmeta: dict, recurrence: bool) -> dict:
+    return {"q": qmeta, "config": config_delta(cfg), "recurrence_active": bool(recurrence)}
+
+
+def calibration_batches(cfg, dataset_dir):
+    """Fresh sequential loader over the TRAINING shards (never validation), SPEC §5.1."""
+    files = list_shards(dataset_dir, "train")
+    if not files:
+        raise QuantError(f"{dataset_dir}: no training shards (fineweb_train_*.bin) for GPTQ calibration")
+    L = cfg.train.train_seq_len
+    seqs = max(1, cfg.quant.calibration_batch_tokens // L)
+    loader = TrainLoader(files, L, vocab_size=cfg.model.vocab_size)
+    for _ in range(cfg.quant.calibration_batches):
+        (x, y), = loader.next_batch(seqs)
+        yield x, y
+
+
+def quantize_model(model: nn.Module, cfg, dataset_dir, control_patterns, device="cpu", autocast_dtype=None,
+                   progress: bool = False):
+    """Calibrate on training data and quantize ``model``'s state dict per ``cfg.quant``.
+
+    Returns ``(arrays, qmeta, info, hessians)``.
+    """
+    q = cfg.quant
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    lin, emb = set(linear_weights(model)), set(embedding_weights(model))
+    exact = {n for n, _ in model.named_buffers()}
+    classes = {n: classify(n, t, q, control_patterns, emb, lin, exact) for n, t in state.items()}
+    want = [n for n, c in classes.items() if c in ("attn", "mlp", "other", "embed")]
+    hessians = {}
+    if want and (q.method == "gptq" or q.prune):
+        hessians = collect_hessians(model, calibration_batches(cfg, dataset_dir), want, device, autocast_dtype,
+                                    progress)
+    arrays, qmeta, info = quantize_state(state, q, control_patterns, emb, lin, hessians, q.method, exact, progress)
+    return arrays, qmeta, info, hessians
+
+
+def pack_to_target(arrays: dict, qmeta: dict, info: dict, hessians: dict, meta: dict, qcfg, code_bytes: int,
+                   log=None):
+    """Serialize; when code + blob exceed ``qcfg.target_bytes`` (and pruning is on), prune ±1 values
+    until it fits.  Returns ``(blob bytes, final arrays, pruning info)``."""
+    last = {}
+
+    def measure(arrs):
+        last["arrays"], last["blob"] = arrs, container.pack(arrs, meta, qcfg.compressor, qcfg.byte_shuffle)
+        return len(last["blob"]) + code_bytes
+
+    info_p = {"target_bytes": qcfg.target_bytes, "pruned": 0, "candidates": 0, "history": []}
+    if not qcfg.prune:
+        measure(arrays)
+        return last["blob"], arrays, info_p
+    cands = prune_candidates(arrays, qmeta, info, hessians)
+    info_p["candidates"] = len(cands[1])
+    report = (lambda n, s: log(f"pruned {n:,} +-1 values -> total {s:,} bytes")) if log else None
+    out, n, _, hist = prune_to_target(arrays, cands, measure, qcfg.target_bytes, progress=report)
+    info_p.update(pruned=int(n), history=[list(h) for h in hist])
+    if last.get("arrays") is not out:
+        measure(out)
+    return last["blob"], out, info_p
+
+
+def build_artifact_blob(model: nn.Module, cfg, recurrence: bool, dataset_dir, path, code_bytes: int,
+                        control_patterns=(), device="cpu", autocast_dtype=None, log=print) -> dict:
+    """Quantize + pack (+ prune) ``model`` and write the blob to ``path`` (temp + rename)."""
+    import os
+    t0 = time.perf_counter()
+    arrays, qmeta, info, hessians = quantize_model(model, cfg, dataset_dir, control_patterns, device,
+                                                   autocast_dtype)
+    blob, _, prune_info = pack_to_target(arrays, qmeta, info, hessians, blob_meta(cfg, qmeta, recurrence),
+                                         cfg.quant, code_bytes, log)
+    tmp = str(path) + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(blob)
+    os.replace(tmp, path)
+    log(f"quantized+serialized in {time.perf_counter() - t0:.1f}s: {len(blob)} bytes")
+    return {"blob_bytes": len(blob), "pruning": prune_info, "tensors": info}
