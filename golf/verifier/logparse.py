@@ -1,0 +1,266 @@
+"""Tolerant parser for official Parameter Golf training/eval logs.
+
+Recognised lines (``key:value`` and ``key: value`` / ``key=value`` variants, thousands
+separators in byte counts, optional prefixes such as timestamps or ``[rank0]``):
+
+- ``seed:42`` (or a seed in the file name: ``train_seed42.log``, ``seed_42.txt``)
+- ``step:5453/20000 val_loss:... val_bpb:... train_time:590026ms step_avg:108.2ms``
+- ``stopping_early: wallclock_cap train_time: 590026ms step: 5453/20000``
+- ``Code size: 24584 bytes``
+- ``Serialized model int6+brotli: 15974949 bytes`` (also the raw ``Serialized model: N bytes``)
+- ``Total submission size int6+brotli: 15999533 bytes``
+- evaluation lines: any non-``step`` line with ``val_bpb`` such as
+  ``final_int6_sliding_window val_loss:... val_bpb:... eval_time:76195ms``.
+
+Nothing is guessed: what could not be found is listed in :attr:`LogInfo.missing`, and
+lines that look relevant but do not parse are listed in :attr:`LogInfo.unparsed`.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+NUM = r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
+INT = r"(\d[\d,_]*)"
+SEP = r"\s*[:=]\s*"
+
+RE_SEED = re.compile(r"(?<![A-Za-z0-9_])seed" + SEP + r"(\d+)\b", re.IGNORECASE)
+RE_SEED_NAME = re.compile(r"seed[_-]?(\d+)", re.IGNORECASE)
+RE_STEP = re.compile(r"(?<![A-Za-z_])step" + SEP + r"(\d+)\s*/\s*(\d+)", re.IGNORECASE)
+RE_TRAIN_TIME = re.compile(r"train_time" + SEP + NUM + r"\s*(ms|s)\b", re.IGNORECASE)
+RE_STEP_AVG = re.compile(r"step_avg" + SEP + NUM + r"\s*(ms|s)\b", re.IGNORECASE)
+RE_CODE = re.compile(r"code size" + SEP + INT + r"\s*bytes", re.IGNORECASE)
+RE_MODEL = re.compile(r"serialized model\s*([^:=\s]*)" + SEP + INT + r"\s*bytes", re.IGNORECASE)
+RE_TOTAL = re.compile(r"total submission size\s*([^:=\s]*)" + SEP + INT + r"\s*bytes", re.IGNORECASE)
+RE_LOSS = re.compile(r"(?<![A-Za-z_])val_loss" + SEP + NUM, re.IGNORECASE)
+RE_BPB = re.compile(r"(?<![A-Za-z_])val_bpb" + SEP + NUM, re.IGNORECASE)
+RE_EVAL_TIME = re.compile(r"(?<![A-Za-z_])eval_time" + SEP + NUM + r"\s*(ms|s)\b", re.IGNORECASE)
+RE_PREFIX = re.compile(r"^\s*(?:\[[^\]]*\]\s*|\d{4}-\d\d-\d\d[T ][\d:.,]+\S*\s*[-|:]?\s*)*")
+
+
+def decimals(text: str) -> int:
+    """Number of digits after the decimal point in a printed number ("1.2244" -> 4)."""
+    text = text.strip().lower()
+    if "e" in text:
+        mant, exp = text.split("e", 1)
+        return max(0, decimals(mant) - int(exp))
+    return len(text.split(".", 1)[1]) if "." in text else 0
+
+
+def _int(s: str) -> int:
+    return int(s.replace(",", "").replace("_", ""))
+
+
+def _ms(value: str, unit: str) -> float:
+    return float(value) * (1000.0 if unit.lower() == "s" else 1.0)
+
+
+@dataclass
+class EvalLine:
+    label: str
+    val_bpb: float
+    val_loss: float | None
+    eval_time_ms: float | None
+    line_no: int
+    bpb_decimals: int
+    loss_decimals: int | None
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "val_loss": self.val_loss, "val_bpb": self.val_bpb,
+                "eval_time_ms": self.eval_time_ms, "line": self.line_no}
+
+
+@dataclass
+class LogInfo:
+    path: str
+    seed: int | None = None
+    seed_source: str | None = None  # "content" | "filename" | None
+    seed_notes: list[str] = field(default_factory=list)
+    train_time_ms: float | None = None
+    train_time_source: str | None = None  # "stopping_early" | "step line"
+    steps: tuple[int, int] | None = None
+    step_avg_ms: float | None = None
+    code_bytes: int | None = None
+    model_bytes: int | None = None
+    model_format: str | None = None
+    total_bytes: int | None = None
+    total_format: str | None = None
+    evals: list[EvalLine] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unparsed: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return Path(self.path).name
+
+    @property
+    def scored(self) -> EvalLine | None:
+        """The line taken as this run's score: the last evaluation line (its ``_exact`` twin if printed)."""
+        if not self.evals:
+            return None
+        last = self.evals[-1]
+        for e in self.evals:
+            if e.label == last.label + "_exact":
+                return e
+        return last
+
+    @property
+    def eval_time_total_ms(self) -> float | None:
+        """Sum of ``eval_time`` over the evaluation-phase lines (pre-quantization evals belong to training)."""
+        times = [e.eval_time_ms for e in self.evals if e.eval_time_ms is not None and not is_training_eval(e.label)]
+        return sum(times) if times else None
+
+    def to_dict(self) -> dict:
+        s = self.scored
+        return {
+            "path": self.path, "seed": self.seed, "seed_source": self.seed_source, "seed_notes": self.seed_notes,
+            "train_time_ms": self.train_time_ms, "train_time_source": self.train_time_source,
+            "steps": list(self.steps) if self.steps else None, "step_avg_ms": self.step_avg_ms,
+            "code_bytes": self.code_bytes, "model_bytes": self.model_bytes, "model_format": self.model_format,
+            "total_bytes": self.total_bytes, "total_format": self.total_format,
+            "evals": [e.to_dict() for e in self.evals], "scored": s.to_dict() if s else None,
+            "eval_time_total_ms": self.eval_time_total_ms, "missing": self.missing, "unparsed": self.unparsed,
+        }
+
+
+RE_TRAINING_EVAL = re.compile(r"^final_model$|pre[-_ ]?quant", re.IGNORECASE)
+
+
+def is_training_eval(label: str) -> bool:
+    """Evaluation lines printed by the training run itself (golf's ``final_model``, pre-quantization evals)."""
+    return bool(RE_TRAINING_EVAL.search(label.strip()))
+
+
+def seed_from_name(name: str) -> int | None:
+    m = RE_SEED_NAME.search(Path(name).name)
+    return int(m.group(1)) if m else None
+
+
+def parse_log(text: str, path: str = "<log>") -> LogInfo:
+    info = LogInfo(path=str(path))
+    content_seeds: list[int] = []
+    step_times: list[tuple[float, int | None]] = []
+    stop_time: float | None = None
+    models: list[tuple[str, int]] = []
+    totals: list[tuple[str, int]] = []
+
+    for no, raw in enumerate(text.splitlines(), 1):
+        line = RE_PREFIX.sub("", raw).strip()
+        if not line:
+            continue
+        low = line.lower()
+        for m in RE_SEED.finditer(line):
+            content_seeds.append(int(m.group(1)))
+
+        if low.startswith("stopping_early") or "stopping_early" in low:
+            t = RE_TRAIN_TIME.search(line)
+            st = RE_STEP.search(line)
+            if t:
+                stop_time = _ms(t.group(1), t.group(2))
+            else:
+                info.unparsed.append(f"line {no}: stopping_early without a train_time: {raw.strip()[:160]}")
+            if st:
+                info.steps = (int(st.group(1)), int(st.group(2)))
+            continue
+
+        is_step = bool(re.match(r"step" + SEP + r"\d", low))
+        if is_step:
+            st = RE_STEP.search(line)
+            t = RE_TRAIN_TIME.search(line)
+            if t:
+                step_times.append((_ms(t.group(1), t.group(2)), no))
+                if st:
+                    info.steps = (int(st.group(1)), int(st.group(2)))
+            a = RE_STEP_AVG.search(line)
+            if a:
+                info.step_avg_ms = _ms(a.group(1), a.group(2))
+            continue
+
+        if "code size" in low:
+            m = RE_CODE.search(line)
+            if m:
+                info.code_bytes = _int(m.group(1))
+            else:
+                info.unparsed.append(f"line {no}: 'Code size' line without a byte count: {raw.strip()[:160]}")
+            continue
+        if "serialized model" in low:
+            m = RE_MODEL.search(line)
+            if m:
+                models.append((m.group(1), _int(m.group(2))))
+            else:
+                info.unparsed.append(f"line {no}: 'Serialized model' line without a byte count: {raw.strip()[:160]}")
+            continue
+        if "total submission size" in low:
+            m = RE_TOTAL.search(line)
+            if m:
+                totals.append((m.group(1), _int(m.group(2))))
+            else:
+                info.unparsed.append(f"line {no}: 'Total submission size' line without a byte count: {raw.strip()[:160]}")
+            continue
+
+        if "val_bpb" in low:
+            b = RE_BPB.search(line)
+            if not b:
+                info.unparsed.append(f"line {no}: val_bpb without a number: {raw.strip()[:160]}")
+                continue
+            l_ = RE_LOSS.search(line)
+            first = min(x.start() for x in (b, l_) if x is not None)
+            label = line[:first].strip().rstrip(":").strip() or "(unlabeled)"
+            et = RE_EVAL_TIME.search(line)
+            info.evals.append(EvalLine(
+                label=label, val_bpb=float(b.group(1)), val_loss=float(l_.group(1)) if l_ else None,
+                eval_time_ms=_ms(et.group(1), et.group(2)) if et else None, line_no=no,
+                bpb_decimals=decimals(b.group(1)), loss_decimals=decimals(l_.group(1)) if l_ else None))
+
+    # seed: content first, file name as a cross-check
+    name_seed = seed_from_name(info.path)
+    distinct = list(dict.fromkeys(content_seeds))
+    if distinct:
+        info.seed, info.seed_source = distinct[0], "content"
+        if len(distinct) > 1:
+            info.seed_notes.append(f"several seeds printed ({', '.join(map(str, distinct))}); took the first")
+        if name_seed is not None and name_seed != info.seed:
+            info.seed_notes.append(f"file name says seed {name_seed} but the log prints seed {info.seed}")
+    elif name_seed is not None:
+        info.seed, info.seed_source = name_seed, "filename"
+    else:
+        info.missing.append("seed (no 'seed:N' line and no seed in the file name)")
+
+    if stop_time is not None:
+        info.train_time_ms, info.train_time_source = stop_time, "stopping_early"
+    elif step_times:
+        info.train_time_ms, info.train_time_source = max(t for t, _ in step_times), "last step line"
+    else:
+        info.missing.append("train_time (no 'stopping_early' or 'step:N/M ... train_time:Xms' line)")
+
+    def pick(found: list[tuple[str, int]]) -> tuple[str | None, int | None]:
+        if not found:
+            return None, None
+        packed = [f for f in found if f[0]]
+        fmt, n = (packed or found)[-1]
+        return fmt or "raw", n
+
+    info.model_format, info.model_bytes = pick(models)
+    info.total_format, info.total_bytes = pick(totals)
+    if info.code_bytes is None:
+        info.missing.append("code size ('Code size: N bytes')")
+    if info.model_bytes is None:
+        info.missing.append("model size ('Serialized model <fmt>: N bytes')")
+    if info.total_bytes is None:
+        info.missing.append("total size ('Total submission size <fmt>: N bytes')")
+    if not info.evals:
+        info.missing.append("final evaluation line ('... val_loss:X val_bpb:Y')")
+    elif all(e.eval_time_ms is None for e in info.evals):
+        info.missing.append("eval_time on the evaluation lines")
+    return info
+
+
+def parse_log_file(path: str | Path) -> LogInfo:
+    data = Path(path).read_bytes()
+    return parse_log(data.decode("utf-8", errors="replace"), str(path))
+
+
+def looks_like_log(text: str) -> bool:
+    low = text.lower()
+    return any(k in low for k in ("val_bpb", "train_time", "total submission size", "serialized model"))
