@@ -6,6 +6,7 @@ import click
 from golf import __version__
 from golf.builder.cli import build
 from golf.data.cli import data
+from golf.submission.cli import demo, plot, submit
 from golf.trainer.cli import bench, train
 from golf.verifier.cli import verify
 
@@ -22,6 +23,8 @@ def main() -> None:
       golf build                 quantize + pack an artifact under 16,000,000 bytes
       golf verify                re-score an artifact in a clean process; lint records
       golf submit                assemble a records folder
+      golf plot                  loss / BPB curves of a run as a PNG
+      golf demo                  all of the above on the embedded sample, on CPU
     """
 
 
@@ -30,3 +33,6 @@ main.add_command(build)
 main.add_command(verify)
 main.add_command(train)
 main.add_command(bench)
+main.add_command(submit)
+main.add_command(plot)
+main.add_command(demo)

@@ -41,6 +41,8 @@ TINY = {
     "train.tied_embed_lr": 0.05, "train.scalar_lr": 0.04, "train.muon_momentum_warmup_steps": 50,
     "eval.eval_seq_len": 128, "eval.eval_stride": 32, "eval.eval_batch_seqs": 16,
     "quant.calibration_batches": 4,
+    # the tiny matrices are far below the 65,536-element fp16 rule: quantize them like the big ones
+    "quant.small_tensor_numel": 1024, "quant.calibration_batch_tokens": 16384,
 }
 
 # micro_batch_seqs: sequences per GPU per micro-step (grad accumulation makes up the rest of the batch):

@@ -35,6 +35,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o644)  # artifacts are meant to be shared (mkstemp creates 0600)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -92,6 +93,13 @@ def _class_table(info: dict, arrays: dict, qmeta: dict, compressor: str, shuffle
     return per_tensor, out
 
 
+def _run_dir_of(checkpoint) -> str | None:
+    """Absolute path of the `golf train` run directory a checkpoint came from (None if unknown)."""
+    p = Path(checkpoint).resolve()
+    run = p if p.is_dir() else (p.parent.parent if p.parent.name == "checkpoints" else p.parent)
+    return str(run) if (run / "train.log").is_file() or (run / "config.json").is_file() else None
+
+
 def _res(r) -> dict | None:
     if r is None:
         return None
@@ -103,7 +111,7 @@ def build(checkpoint, data_dir, out_dir, *, target_bytes: int | None = None, com
           bits: dict | None = None, method: str | None = None, allow_oversize: bool = False,
           code_compressor: str | None = None, val_max_tokens: int = 0, sliding: bool = False,
           device: str | None = None, prune: bool | None = None, limit_bytes: int = LIMIT_BYTES,
-          train_code: bool = True,
+          train_code: bool = True, command: str = "",
           progress: bool = True, log=print) -> dict:
     """Build an artifact; returns the report dict (also written to ``OUT/build_report.json``).
 
@@ -191,6 +199,10 @@ def build(checkpoint, data_dir, out_dir, *, target_bytes: int | None = None, com
     report = {
         "golf": __version__,
         "checkpoint": str(checkpoint),
+        "run_dir": _run_dir_of(checkpoint),
+        "seed": cfg.train.seed,
+        "command": command,
+        "config": cfg.to_dict(),
         "data": str(data_dir),
         "method": q.method,
         "compressor": comp,

@@ -1,6 +1,9 @@
 """``golf build``: quantize a trained run into a competition artifact."""
 from __future__ import annotations
 
+import shlex
+import sys
+
 import click
 
 
@@ -86,6 +89,7 @@ def build(checkpoint, data_dir, out_dir, target_bytes, compressor, bits, method,
                   bits=_parse_bits(bits), method=method, allow_oversize=allow_oversize,
                   code_compressor=code_compressor, val_max_tokens=val_max_tokens, sliding=sliding,
                   device=device, prune=False if no_prune else None, limit_bytes=limit_bytes, train_code=train_code,
+                  command=shlex.join(["golf", "build", *sys.argv[2:]]) if sys.argv[1:2] == ["build"] else "",
                   progress=not quiet, log=click.echo)
     except (BuildError, CodegenError, ContainerError, QuantError, ConfigError, ShardError, CheckpointError) as e:
         raise click.ClickException(str(e)) from None

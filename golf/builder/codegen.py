@@ -199,14 +199,30 @@ main(__file__,%s)
 '''
 
 
+# Per-run settings that must not be baked into the shared code: every seed of an entry ships
+# the same train_gpt.py (the seed comes from SEED, the paths from DATA_DIR / GOLF_RUN_DIR).
+RUN_SPECIFIC = ("seed", "data_dir", "run_dir", "hub_repo")
+
+
+def code_config(cfg) -> dict:
+    """The config embedded in train_gpt.py: the non-default settings minus the run-specific ones."""
+    from golf.builder.quant import config_delta
+    conf = config_delta(cfg)
+    train = {k: v for k, v in conf.get("train", {}).items() if k not in RUN_SPECIFIC}
+    if train:
+        conf["train"] = train
+    else:
+        conf.pop("train", None)
+    return conf
+
+
 def payload_source(cfg, include_train: bool = True) -> tuple[str, list[str], list[str]]:
     """``(payload python source, shipped module names, notes)``."""
     mods, packages, notes = collect_sources(include_train)
     order = sorted(mods, key=lambda m: (m.count("."), m))
     S = "{" + ",".join(f"{m!r}:{mods[m]!r}" for m in order) + "}"
     P = "{" + ",".join(repr(p) for p in sorted(packages)) + "}"
-    from golf.builder.quant import config_delta
-    conf = json.dumps(config_delta(cfg), sort_keys=True, separators=(",", ":"))
+    conf = json.dumps(code_config(cfg), sort_keys=True, separators=(",", ":"))
     return _BOOT % (S, P, repr(conf)), order, notes
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import shlex
 import subprocess
 import sys
 
@@ -44,6 +45,12 @@ class _RawArgsCommand(click.Command):
     def parse_args(self, ctx, args):
         ctx.meta["golf.raw_args"] = list(args)
         return super().parse_args(ctx, args)
+
+
+def _command_line(raw: list[str]) -> str:
+    """The command as typed, with the official env vars that were set in front (for logs/READMEs)."""
+    env = [f"{n}={os.environ[n]}" for n in ENV_VARS if os.environ.get(n, "") != ""]
+    return shlex.join(["golf", "train", *raw]) if not env else " ".join(env) + " " + shlex.join(["golf", "train", *raw])
 
 
 def _parse_sets(sets: tuple[str, ...]) -> dict[str, str]:
@@ -170,7 +177,9 @@ def train(ctx, preset, config_file, sets, device, resume, resume_from_hub, stop_
 
     if nproc < 1:
         raise click.UsageError(f"--nproc must be >= 1, got {nproc}")
+    command = os.environ.get("GOLF_COMMAND") or _command_line(ctx.meta.get("golf.raw_args", []))
     if nproc > 1 and "LOCAL_RANK" not in os.environ:
+        os.environ["GOLF_COMMAND"] = command  # the torchrun workers log the command the user typed
         raw = _strip_nproc(ctx.meta.get("golf.raw_args", []))
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                "-m", "golf", "train", *raw]
@@ -226,7 +235,8 @@ def train(ctx, preset, config_file, sets, device, resume, resume_from_hub, stop_
             return
         if applied and rank == 0:
             click.echo("env overrides: " + " ".join(f"{n}={os.environ[n]}" for n in applied))
-        opts = RunOptions(resume=resume, stop_at_step=stop_at_step, device=device, progress=progress)
+        opts = RunOptions(resume=resume, stop_at_step=stop_at_step, device=device, progress=progress,
+                          command=command)
         try:
             run_train(cfg, opts)
         except (TrainError, ckpt.CheckpointError, ConfigError, ShardError) as e:

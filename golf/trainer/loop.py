@@ -44,6 +44,7 @@ class RunOptions:
     progress: bool | None = None  # tqdm bar; None = only when stdout is a terminal
     echo: bool = True  # print log lines to stdout (they always go to RUN/train.log)
     hub_endpoint: str | None = None  # default: HF_ENDPOINT or huggingface.co
+    command: str = ""  # the command line that started the run (logged as `command: ...`)
 
 
 # -- setup helpers ---------------------------------------------------------------------
@@ -161,6 +162,13 @@ def config_summary(cfg: GolfConfig) -> list[str]:
 
 def count_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def hardware_summary(device: torch.device, world: int) -> str:
+    """E.g. ``8xNVIDIA H100 80GB HBM3`` or ``1xCPU (2 threads)``."""
+    if device.type == "cuda":
+        return f"{world}x{torch.cuda.get_device_name(device)}"
+    return f"{world}xCPU ({torch.get_num_threads()} threads)"
 
 
 def peak_memory_line(device: torch.device) -> str:
@@ -354,6 +362,9 @@ def _train(cfg: GolfConfig, opts: RunOptions, rank: int, world: int, device: tor
         log.line(f"device:{device} dtype:{prec_label} world_size:{world} grad_accum_steps:{accum} "
                  f"micro_batch_seqs:{micro_seqs} global_batch_tokens:{global_seqs * t.train_seq_len} "
                  f"seq_len:{t.train_seq_len}")
+        log.line(f"hardware:{hardware_summary(device, world)}")
+        if opts.command:
+            log.line(f"command: {opts.command}")
         log.line(f"train_shards:{len(files)} val_tokens:{len(val_tokens) - 1} dataset:{dataset_dir}")
         if resume_path is not None:
             log.line(f"resumed: {resume_path} step:{step}/{t.iterations} train_time:{train_ms:.0f}ms")
