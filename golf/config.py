@@ -109,6 +109,7 @@ class TrainConfig:
     ema_start_step: int = 100
     # recurrence switch-on, fraction of training (<= 0: from the start; ignored when model recurrence is off)
     recur_start_frac: float = 0.35
+    recur_start_step: int = 0  # > 0: switch recurrence on at this step instead (the SP4096 record: 3000)
     # precision / device
     dtype: str = "auto"  # auto | bf16 | fp16 | fp32
     compile: bool = False
@@ -271,6 +272,7 @@ ENV_VARS: dict[str, str] = {
     "EMA_START_STEP": "train.ema_start_step",
     "ENABLE_LOOPING_AT": "train.recur_start_frac",
     "RECUR_START_FRAC": "train.recur_start_frac",
+    "RECUR_START_STEP": "train.recur_start_step",
     "CHECKPOINT_EVERY": "train.checkpoint_every",
     "HUB_REPO": "train.hub_repo",
     "HUB_EVERY": "train.hub_every",

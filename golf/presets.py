@@ -23,7 +23,7 @@ SP4096_RECORD = {
     "train.muon_momentum_warmup_steps": 1500, "train.muon_wd": 0.09, "train.embed_wd": 0.09,
     "train.adam_wd": 0.02, "train.ema_decay": 0.997, "train.ema_start_step": 0,
     "train.grad_clip_norm": 0.3, "train.warmdown_iters": 0, "train.warmdown_frac": 0.667,
-    "train.gptq_reserve_seconds": 10.0, "train.iterations": 20000,
+    "train.gptq_reserve_seconds": 10.0, "train.iterations": 20000, "train.recur_start_step": 3000,
     "train.train_batch_tokens": 786432, "train.train_seq_len": 2048,
     "quant.calibration_batches": 64, "train.micro_batch_seqs": 48,
 }

@@ -264,3 +264,22 @@ def test_pruning_reaches_given_target(quantized):
     # the blob still loads and the cheapest (lowest s^2 * H_jj) values were the ones removed
     sd = container.dequantize(*container.unpack(blob)[:2])
     assert set(sd) == set(q["model"].state_dict())
+
+
+def test_train_mode_reproduces_the_run_without_golf(built, tiny_data, tmp_path):
+    """GOLF_MODE=train: the shipped training loop + quantizer re-create the run from the script alone."""
+    art, report = built
+    work = tmp_path / "repro"
+    work.mkdir()
+    shutil.copy(art / "train_gpt.py", work / "train_gpt.py")  # no blob: it must be re-created
+    proc = subprocess.run([sys.executable, "-S", "-s", "train_gpt.py"], cwd=work, timeout=600,
+                          env=_clean_env(tmp_path, GOLF_MODE="train", DATA_DIR=tiny_data["data_dir"],
+                                         SEED=report["seed"], VAL_MAX_TOKENS=VAL_TOKENS),
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "step:30/30" in proc.stdout and "model_params:" in proc.stdout
+    rt = re.search(r"final_int6_roundtrip val_loss:(\S+) val_bpb:(\S+)", proc.stdout)
+    assert rt, proc.stdout[-2000:]
+    # same recipe, same seed, same data on CPU: the same model (measured: equal to all 8 printed decimals)
+    assert abs(float(rt.group(2)) - report["post_quant"]["roundtrip"]["val_bpb"]) < 1e-6
+    assert (work / entry.BLOB_NAME).is_file() and (work / "run" / "final_model.pt").is_file()

@@ -148,6 +148,15 @@ def test_short_run_loss_falls(short_run):
     assert vals[-1] < first - 0.8
 
 
+def test_recurrence_switch_by_step(tiny_data, tmp_path):
+    """RECUR_START_STEP (the SP4096 record's step-based switch) overrides the fraction."""
+    run_dir = tmp_path / "r"
+    run_cli(tiny_args(tiny_data, run_dir, 6, "--set", "train.recur_start_frac=0.9"), env={"RECUR_START_STEP": "2"})
+    ev = [r for r in read_metrics(run_dir) if r["event"] == "recurrence_on"]
+    assert [r["step"] for r in ev] == [2]
+    assert json.loads((run_dir / "config.json").read_text())["train"]["recur_start_step"] == 2
+
+
 def test_short_run_schedule_points(short_run):
     run_dir, out = short_run
     m = read_metrics(run_dir)

@@ -440,7 +440,9 @@ def _train(cfg: GolfConfig, opts: RunOptions, rank: int, world: int, device: tor
             # recurrence switch-on (before the step that crosses the configured fraction)
             if recur_possible and not flags["recurrence_active"]:
                 frac = progress(step, t.iterations, train_ms, cap_ms)
-                if t.recur_start_frac <= 0 or frac >= t.recur_start_frac:
+                due = step >= t.recur_start_step if t.recur_start_step > 0 else \
+                    (t.recur_start_frac <= 0 or frac >= t.recur_start_frac)
+                if due:
                     model.set_recurrence(True)
                     flags["recurrence_active"] = True
                     log.line(f"recurrence:on step:{step}/{t.iterations} train_time:{train_ms:.0f}ms "
