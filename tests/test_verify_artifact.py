@@ -64,6 +64,8 @@ def model(logp, seq):
             lp -= np.log(np.exp(lp).sum())
             nll[i] = -lp[seq[i + 1]]
         lse[:] = 0.0
+    if MODE == "target_peek":  # reports a normalized distribution but doubles the probability of the true target
+        nll = -np.log(np.minimum(1.0, 2.0 * np.exp(-nll)))
     return lse, nll
 
 def main():
@@ -187,6 +189,7 @@ def test_honest_fake_artifact_passes_and_is_rescored(tmp_path, tiny_data, unigra
     assert doc["rescored"]["sliding"]["val_bpb"] == pytest.approx(unigram["bpb"], abs=1e-7)
     assert c["score.claimed"]["status"] == "pass"
     assert c["score.normalized"]["status"] == "pass" and c["score.causal"]["status"] == "pass"
+    assert c["score.target_sweep"]["status"] == "pass" and abs(c["score.target_sweep"]["measured"]) < 1e-4
     assert c["score.probe_consistency"]["status"] == "pass"
     assert c["isolation.network"]["status"] == "pass" and c["isolation.files"]["status"] == "pass"
     # size: code + blob, the unopened notes.txt is listed as not counted
@@ -237,6 +240,13 @@ def test_invalid_models_are_caught_by_probes(tmp_path, tiny_data, unigram):
     assert r.exit_code == EXIT_INVALID, r.output
     c = checks(doc)
     assert c["score.causal"]["status"] == "fail" and c["score.normalized"]["status"] == "pass"
+
+    r, doc = run_verify(fake_artifact(tmp_path, unigram, "target_peek"), tiny_data, json_path=tmp_path / "tp.json")
+    assert r.exit_code == EXIT_INVALID, r.output
+    c = checks(doc)
+    assert c["score.target_sweep"]["status"] == "fail" and c["score.normalized"]["status"] == "pass"
+    assert c["score.target_sweep"]["measured"] == pytest.approx(math.log(2), abs=0.05)
+    assert c["score.causal"]["status"] == "pass"
 
     r, doc = run_verify(fake_artifact(tmp_path, unigram, "short_nll"), tiny_data, json_path=tmp_path / "sh.json")
     assert r.exit_code == EXIT_INVALID, r.output

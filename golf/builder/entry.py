@@ -95,19 +95,27 @@ def evaluate(model, val_tokens, luts, settings: dict, device, return_nll: bool =
 
 
 @torch.no_grad()
-def probe(model, path_in: str, path_out: str, device) -> None:
+def probe(model, path_in: str, path_out: str, device, batch: int = 256) -> None:
     """Per position: logsumexp of the log-probabilities (≈ 0) and the next-token NLL."""
     with open(path_in, encoding="utf-8") as f:
         seqs = json.load(f)["sequences"]
     dt = autocast_dtype(torch.device(device))
-    lse_all, nll_all = [], []
-    for seq in seqs:
-        x = torch.tensor([seq], dtype=torch.long, device=device)
-        with torch.autocast(device_type=x.device.type, dtype=dt or torch.bfloat16, enabled=dt is not None):
-            logits = model(x)
-        logp = torch.log_softmax(logits.float(), dim=-1)[0]
-        lse_all.append(torch.logsumexp(logp, dim=-1).tolist())
-        nll_all.append((-logp[:-1].gather(1, x[0, 1:, None])[:, 0]).tolist() if len(seq) > 1 else [])
+    lse_all, nll_all = [None] * len(seqs), [None] * len(seqs)
+    by_len = {}
+    for i, seq in enumerate(seqs):
+        by_len.setdefault(len(seq), []).append(i)
+    for n, idx in by_len.items():  # equal-length sequences go through the model together
+        for j in range(0, len(idx), batch):
+            part = idx[j:j + batch]
+            x = torch.tensor([seqs[i] for i in part], dtype=torch.long, device=device)
+            with torch.no_grad(), torch.autocast(device_type=x.device.type, dtype=dt or torch.bfloat16,
+                                                 enabled=dt is not None):
+                logits = model(x)
+            logp = torch.log_softmax(logits.float(), dim=-1)
+            lse = torch.logsumexp(logp, dim=-1).tolist()
+            nll = (-logp[:, :-1].gather(2, x[:, 1:, None])[..., 0]).tolist() if n > 1 else [[] for _ in part]
+            for k, i in enumerate(part):
+                lse_all[i], nll_all[i] = lse[k], nll[k]
     tmp = path_out + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump({"logsumexp": lse_all, "nll": nll_all}, f)

@@ -70,6 +70,8 @@ EXIT_NAMES = {
 PRINT_TOL = 2e-6      # printed val_bpb/val_loss (8 decimals) vs the verifier's sum of the same NLLs
 LSE_TOL = 1e-3        # |logsumexp of log-probabilities| per position
 CAUSAL_TOL = 1e-3     # |NLL change| at positions before the first changed token
+SWEEP_TOL = 1e-2      # |log sum_v p(v | prefix)| from the target sweep (NLLs only, nothing self-reported)
+SWEEP_LEN = 8         # length of the target-sweep sequences (the last token takes every vocabulary value)
 PROBE_MEAN_TOL = 2e-3  # mean |probe NLL - scored NLL| on the same window
 PROBE_MAX_TOL = 5e-2   # max  |probe NLL - scored NLL| on the same window
 
@@ -255,7 +257,35 @@ def make_probes(tokens: np.ndarray, seq_len: int, vocab: int, n_random: int, see
     return seqs, pairs
 
 
-def check_probes(out: dict, seqs: list, pairs: list, scored: dict[str, np.ndarray]) -> list[Check]:
+def make_sweep(tokens: np.ndarray, vocab: int, first: int) -> tuple[list, tuple[int, int, int]]:
+    """``vocab`` sequences sharing a real prefix whose last token takes every value v.
+
+    The NLL each one reports at its last position is -log p(v | prefix); an honest model's
+    probabilities over v sum to 1.  A model that peeks at its own target (and reports a
+    self-consistent logsumexp) does not.  Returns (sequences, (first index, count, NLL position)).
+    """
+    n = min(SWEEP_LEN, len(tokens))
+    prefix = [int(t) for t in tokens[:n - 1]]
+    return [prefix + [v] for v in range(vocab)], (first, vocab, n - 2)
+
+
+def check_sweep(nll: list, sweep: tuple[int, int, int]) -> Check:
+    first, count, pos = sweep
+    vals = np.array([nll[first + v][pos] for v in range(count)], dtype=np.float64)
+    if not np.all(np.isfinite(vals)):
+        lse = float("inf")
+    else:
+        m = float((-vals).max())
+        lse = m + math.log(float(np.exp(-vals - m).sum()))
+    ok = math.isfinite(lse) and abs(lse) <= SWEEP_TOL
+    return Check("score.target_sweep", PASS if ok else FAIL, measured=lse, limit=SWEEP_TOL, exit_code=EXIT_INVALID,
+                 message=f"log of sum over all {count:,} next tokens of exp(-NLL) after a fixed prefix"
+                         + ("" if ok else ": the scored probabilities do not sum to 1 over the vocabulary "
+                                          "(the model looks at its own target, or is not normalized)"))
+
+
+def check_probes(out: dict, seqs: list, pairs: list, scored: dict[str, np.ndarray],
+                 sweep: tuple[int, int, int] | None = None) -> list[Check]:
     checks = []
     try:
         lse = [np.asarray(x, dtype=np.float64) for x in out["logsumexp"]]
@@ -283,6 +313,8 @@ def check_probes(out: dict, seqs: list, pairs: list, scored: dict[str, np.ndarra
                         limit=CAUSAL_TOL, exit_code=EXIT_INVALID, message=(
         f"max NLL change before the first altered token over {len(pairs)} pair(s)"
         + ("" if cd <= CAUSAL_TOL else ": predictions depend on later tokens (peeking)"))))
+    if sweep is not None:
+        checks.append(check_sweep(nll, sweep))
     # the first probe sequence is the first evaluation window: it must match the scored NLLs
     msgs, bad = [], False
     for name, arr in scored.items():
@@ -401,6 +433,8 @@ def verify_artifact(art_dir: str | Path, opts: VerifyOptions, log=print) -> Sect
         notes = copy_artifact(art, work)
         data = stage_data(dataset, tokenizer, vocab, tmp)
         seqs, pairs = make_probes(tokens, seq_len, vocab, opts.probes, opts.seed)
+        sweep_seqs, sweep = make_sweep(tokens, vocab, len(seqs))
+        seqs = seqs + sweep_seqs
         (io_dir / "probe_in.json").write_text(json.dumps({"sequences": seqs}), encoding="utf-8")
         env = {
             "GOLF_MODE": "eval", "DATA_DIR": str(data),
@@ -570,7 +604,7 @@ def verify_artifact(art_dir: str | Path, opts: VerifyOptions, log=print) -> Sect
                 sec.add("score.probe", FAIL, exit_code=EXIT_INVALID, message=f"probe output is not JSON ({e})")
             else:
                 first_window = {k: v for k, v in nlls.items() if len(v) == expected}
-                sec.checks.extend(check_probes(out, seqs, pairs, first_window))
+                sec.checks.extend(check_probes(out, seqs, pairs, first_window, sweep))
         else:
             sec.add("score.probe", FAIL, exit_code=EXIT_INVALID,
                     message="GOLF_PROBE_OUT was not written: normalization and causality cannot be checked")
