@@ -5,11 +5,9 @@ import json
 import lzma
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 SAMPLE = Path(__file__).resolve().parents[1] / "golf" / "data" / "sample" / "sample_docs.jsonl.xz"
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "corpus" / "train_docs.jsonl.xz"
 
 
 def read_sample_docs(limit: int | None = None) -> list[str]:

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import sysconfig
 
-import pytest
 
 from golf.builder import codegen
 from golf.config import GolfConfig

@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import torch
-
 from golf import __version__
 from golf.builder import codegen, container, entry, quant
-from golf.config import GolfConfig
+from golf.fsutil import atomic_write_bytes
 
 LIMIT_BYTES = 16_000_000
 REPORT_NAME = "build_report.json"
@@ -27,22 +24,6 @@ CODE_NAME = "train_gpt.py"
 
 class BuildError(ValueError):
     """A build cannot proceed; the message says why and what to change."""
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # artifacts are meant to be shared (mkstemp creates 0600)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def resolve_compressor(name: str) -> tuple[str, str | None]:
@@ -231,9 +212,9 @@ def build(checkpoint, data_dir, out_dir, *, target_bytes: int | None = None, com
     }
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out / CODE_NAME, code)
-    _atomic_write(out / entry.BLOB_NAME, blob)
-    _atomic_write(out / REPORT_NAME, (json.dumps(report, indent=2, sort_keys=True, default=str) + "\n").encode())
+    atomic_write_bytes(out / CODE_NAME, code)
+    atomic_write_bytes(out / entry.BLOB_NAME, blob)
+    atomic_write_bytes(out / REPORT_NAME, (json.dumps(report, indent=2, sort_keys=True, default=str) + "\n").encode())
     log(format_report(report))
     if not report["fits"] and not allow_oversize:
         raise BuildError(f"artifact is {total:,} bytes, {total - limit_bytes:,} over the {limit_bytes:,}-byte limit "

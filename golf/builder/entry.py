@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 
 import numpy as np
 import torch
@@ -27,6 +26,7 @@ from golf.builder.container import ContainerError, load_blob
 from golf.config import GolfConfig
 from golf.data.loader import load_val_tokens
 from golf.data.shards import ShardError
+from golf.fsutil import atomic_write_bytes, atomic_write_json
 from golf.metric import build_byte_luts, eval_plain, eval_sliding, model_nll_fn
 from golf.model.gpt import GPT
 
@@ -116,16 +116,11 @@ def probe(model, path_in: str, path_out: str, device, batch: int = 256) -> None:
             nll = (-logp[:, :-1].gather(2, x[:, 1:, None])[..., 0]).tolist() if n > 1 else [[] for _ in part]
             for k, i in enumerate(part):
                 lse_all[i], nll_all[i] = lse[k], nll[k]
-    tmp = path_out + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump({"logsumexp": lse_all, "nll": nll_all}, f)
-    os.replace(tmp, path_out)
+    atomic_write_json(path_out, {"logsumexp": lse_all, "nll": nll_all})
 
 
 def _write_f32(path: str, arr) -> None:
-    tmp = path + ".tmp"
-    np.asarray(arr, dtype="<f4").tofile(tmp)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, np.asarray(arr, dtype="<f4").tobytes())
 
 
 def run_eval(script: str, blob: str) -> int:

@@ -19,6 +19,7 @@ from torch import nn
 from golf.builder import container
 from golf.data.loader import TrainLoader
 from golf.data.shards import list_shards
+from golf.fsutil import atomic_write_bytes
 
 # tensor classes, in report order
 CLASSES = ("attn", "mlp", "embed", "other", "fp16", "control", "int")
@@ -470,15 +471,11 @@ def pack_to_target(arrays: dict, qmeta: dict, info: dict, hessians: dict, meta: 
 def build_artifact_blob(model: nn.Module, cfg, recurrence: bool, dataset_dir, path, code_bytes: int,
                         control_patterns=(), device="cpu", autocast_dtype=None, log=print) -> dict:
     """Quantize + pack (+ prune) ``model`` and write the blob to ``path`` (temp + rename)."""
-    import os
     t0 = time.perf_counter()
     arrays, qmeta, info, hessians = quantize_model(model, cfg, dataset_dir, control_patterns, device,
                                                    autocast_dtype)
     blob, _, prune_info = pack_to_target(arrays, qmeta, info, hessians, blob_meta(cfg, qmeta, recurrence),
                                          cfg.quant, code_bytes, log)
-    tmp = str(path) + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(blob)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, blob)
     log(f"quantized+serialized in {time.perf_counter() - t0:.1f}s: {len(blob)} bytes")
     return {"blob_bytes": len(blob), "pruning": prune_info, "tensors": info}

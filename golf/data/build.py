@@ -31,6 +31,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from golf.data.shards import read_shard_header, shard_name, write_shard
+from golf.fsutil import atomic_write_json
 from golf.data.tokenizer import (
     BOS_ID, EOS_ID, TokenizerError, check_tokenizer, check_vocab_size, load_tokenizer,
     recommended_bigram_vocab_size, tokenizer_filename, train_tokenizer, write_vocab_file, OFFICIAL_TRAINER_OPTIONS,
@@ -263,9 +264,7 @@ def _rel(path: Path, root: Path) -> str:
 
 
 def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_json(path, obj)
 
 
 def _merge_entries(old: list, new: dict) -> list:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from golf.data.shards import ShardError, read_shard_header, shard_name
+from golf.fsutil import atomic_write_json
 
 DEFAULT_REPO = "willdepueoai/parameter-golf"
 VARIANT_REPOS = {
@@ -179,9 +180,7 @@ def _read_json(path: Path) -> dict | None:
 
 
 def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_json(path, obj)
 
 
 def _local_ok(path: Path) -> tuple[bool, str | None]:

@@ -8,10 +8,11 @@ Shipped inside the generated ``train_gpt.py``: numpy + standard library only.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from golf.fsutil import atomic_write
 
 SHARD_MAGIC = 20240520
 SHARD_VERSION = 1
@@ -41,29 +42,13 @@ def write_shard(path: str | os.PathLike, tokens: np.ndarray) -> int:
     if tokens.size and (int(tokens.min()) < 0 or int(tokens.max()) > 65535):
         raise ShardError(f"{path}: token ids must lie in [0, 65535]")
     data = tokens.astype("<u2", copy=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(shard_header(data.size).tobytes())
-            f.write(data.tobytes())
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; shards are ordinary data files
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+
+    def write(f):
+        f.write(shard_header(data.size).tobytes())
+        f.write(data.tobytes())
+
+    atomic_write(path, write, fsync=True)
     return HEADER_BYTES + 2 * data.size
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def read_shard_header(path: str | os.PathLike) -> int:

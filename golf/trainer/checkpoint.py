@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import random
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 
 from golf.config import GolfConfig
+from golf.fsutil import atomic_write
 
 CKPT_RE = re.compile(r"^step_(\d{6,})\.pt$")
 FINAL_NAME = "final_model.pt"
@@ -33,22 +33,7 @@ class CheckpointError(ValueError):
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` to a temp file in the target directory, fsync, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
+    return atomic_write(path, lambda f: torch.save(obj, f), fsync=True)
 
 
 def safe_load(path: str | os.PathLike, map_location: Any = "cpu") -> dict:

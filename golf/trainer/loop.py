@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import os
 import random
@@ -23,6 +22,7 @@ import torch.distributed as dist
 from golf.config import GolfConfig
 from golf.data.loader import TrainLoader, load_val_tokens
 from golf.data.shards import list_shards
+from golf.fsutil import atomic_write_json
 from golf.trainer import checkpoint as ckpt
 from golf.trainer.ema import EMA
 from golf.trainer.optim import Optimizers
@@ -185,10 +185,7 @@ def peak_memory_line(device: torch.device) -> str:
 
 
 def write_json_atomic(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_json(path, obj, sort_keys=True)
 
 
 def _recurrence_possible(model, mcfg) -> bool:
