@@ -117,6 +117,8 @@ def test_submit_rejects_tampered_and_duplicate_runs(demo, tmp_path):
     assert r.exit_code == 1 and "more than once" in r.output
     r = _run(["submit", "--runs", tmp_path, *base, "--out", tmp_path / "r3"])
     assert r.exit_code == 1 and "golf build" in r.output
+    r = _run(["submit", "--runs", *base, "--out", tmp_path / "r4"])
+    assert r.exit_code == 2 and "--runs needs at least one value" in r.output
 
 
 def test_plot_command(demo, tmp_path):

@@ -20,6 +20,8 @@ class _ManyValues(click.Command):
             fixed.append(a)
             i += 1
             if a in self.many:
+                if i >= len(args) or args[i].startswith("-"):
+                    raise click.UsageError(f"{a} needs at least one value", ctx=ctx)
                 j = i
                 while j < len(args) and not args[j].startswith("-"):
                     if j > i:
