@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shlex
 import shutil
 from pathlib import Path
@@ -191,11 +192,12 @@ def test_readme_commands_exist_in_the_cli():
     for b in blocks:
         joined = b.replace("\\\n", " ")
         for ln in joined.splitlines():
-            ln = ln.strip()
+            ln = re.sub(r"^(#\s*)?(-\s*)?run:\s*", "", ln.strip())  # GitHub Actions steps too
             for part in ln.split("&&"):
                 part = part.strip()
                 if part.startswith("golf ") and "<" not in part:
                     lines.append(part.split(" #")[0])
     assert len(lines) >= 5
+    assert any(ln.startswith("golf verify --records") for ln in lines)  # the CI example
     for ln in lines:
         _check_against_cli(shlex.split(ln)[1:])
