@@ -26,6 +26,7 @@ import golf
 # Paths relative to the golf package directory; globs allowed.  Order = install order.
 SHIPPABLE = (
     "fsutil.py",
+    "progress.py",
     "config.py",
     "data/shards.py",
     "data/loader.py",

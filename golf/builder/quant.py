@@ -20,6 +20,7 @@ from golf.builder import container
 from golf.data.loader import TrainLoader
 from golf.data.shards import list_shards
 from golf.fsutil import atomic_write_bytes
+from golf.progress import maybe_tqdm
 
 # tensor classes, in report order
 CLASSES = ("attn", "mlp", "embed", "other", "fp16", "control", "int")
@@ -177,13 +178,7 @@ def collect_hessians(model: nn.Module, batches, names: list[str], device="cpu", 
     was_training = model.training
     model.eval()
     n_tok = 0
-    it = batches
-    if progress:
-        try:
-            from tqdm import tqdm
-            it = tqdm(batches, desc="calibration", unit="batch")
-        except ImportError:
-            pass
+    it = maybe_tqdm(batches, progress, desc="calibration", unit="batch")
     try:
         for x, y in it:
             x = torch.as_tensor(x, device=device).long()
@@ -263,14 +258,7 @@ def quantize_state(state: dict, qcfg, control_patterns=(), embed_names=(), linea
     if method not in ("gptq", "rtn"):
         raise QuantError(f"unknown method {method!r} (gptq | rtn)")
     qmeta, info, qs, scales, rest = {}, {}, {}, {}, {}
-    items = list(state.items())
-    it = items
-    if progress:
-        try:
-            from tqdm import tqdm
-            it = tqdm(items, desc="quantize", unit="tensor")
-        except ImportError:
-            pass
+    it = maybe_tqdm(list(state.items()), progress, desc="quantize", unit="tensor")
     for name, t in it:
         t = t.detach().cpu()
         dt = str(t.dtype).replace("torch.", "")

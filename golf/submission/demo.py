@@ -6,7 +6,9 @@ run; the equivalent command lines are recorded in the logs and the records READM
 """
 from __future__ import annotations
 
+import json
 import shlex
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +62,6 @@ def run_demo(out: str | Path = "golf-demo", seeds: tuple[int, ...] = (1, 2), ite
                           "--seed", str(seed), "--iterations", str(iterations), "--device", "cpu"])
         stage(f"2/5 train seed {seed}: {cmd}")
         if run.exists():
-            import shutil
             shutil.rmtree(run)
         train(cfg, RunOptions(device="cpu", progress=False if quiet else None, echo=not quiet, command=cmd))
         run_dirs.append(run)
@@ -79,9 +80,7 @@ def run_demo(out: str | Path = "golf-demo", seeds: tuple[int, ...] = (1, 2), ite
 
     stage(f"4/5 verify each artifact in a clean process + 5/5 assemble {records}")
     path, _ = assemble(art_dirs, records, name="golf demo: tiny recurrent GPT on the embedded sample",
-                       author="golf demo", github_id="golf-demo", data_dir=data, device="cpu", force=True,
-                       summary=None, log=log)
-    import json
+                       author="golf demo", github_id="golf-demo", data_dir=data, device="cpu", force=True, log=log)
     sub = json.loads((path / "submission.json").read_text(encoding="utf-8"))
     return DemoResult(out=out, data=data, runs=run_dirs, artifacts=art_dirs, records=path, plots=plots,
                       val_bpb=sub["val_bpb"], val_bpb_std=sub["val_bpb_std"], artifact_bytes=sub["bytes_total"],
