@@ -19,6 +19,7 @@ import sentencepiece as spm
 import torch
 import torch.distributed as dist
 
+from golf import TOOLKIT
 from golf.progress import maybe_tqdm
 
 # (inputs (B,T) int64, targets (B,T) int64) -> (B,T) fp32 NLL in nats
@@ -111,7 +112,8 @@ def _run(nll_fn: NllFn, batches: Iterable, n_batches: int, luts: ByteLUTs, token
          device, return_nll: bool, progress: bool, desc: str) -> EvalResult:
     """Score ``(inputs, targets, mask or None)`` batches covering targets [t0, t1) in order; reduce."""
     start = time.perf_counter()
-    batches = maybe_tqdm(batches, progress, total=n_batches, desc=desc, unit="batch")
+    if TOOLKIT:
+        batches = maybe_tqdm(batches, progress, total=n_batches, desc=desc, unit="batch")
     nll_sum = torch.zeros((), dtype=torch.float64, device=device)
     parts = []
     with torch.no_grad():

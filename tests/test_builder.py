@@ -282,4 +282,8 @@ def test_train_mode_reproduces_the_run_without_golf(built, tiny_data, tmp_path):
     assert rt, proc.stdout[-2000:]
     # same recipe, same seed, same data on CPU: the same model (measured: equal to all 8 printed decimals)
     assert abs(float(rt.group(2)) - report["post_quant"]["roundtrip"]["val_bpb"]) < 1e-6
-    assert (work / entry.BLOB_NAME).is_file() and (work / "run" / "final_model.pt").is_file()
+    assert (work / entry.BLOB_NAME).is_file()
+    log = (work / "run" / "train.log").read_text()
+    assert "step:30/30" in log and "final_model val_loss:" in log
+    # toolkit-only outputs (metrics.jsonl, checkpoints, final_model.pt) are not part of the artifact's run
+    assert not (work / "run" / "metrics.jsonl").exists() and not (work / "run" / "final_model.pt").exists()

@@ -18,10 +18,12 @@ import ast
 import base64
 import json
 import lzma
+import symtable
 import sys
 from pathlib import Path
 
 import golf
+from golf.builder import slim as slim_mod
 
 # Paths relative to the golf package directory; globs allowed.  Order = install order.
 SHIPPABLE = (
@@ -145,8 +147,12 @@ def _modname(path: Path, root: Path) -> str:
     return ".".join(parts)
 
 
-def collect_sources(include_train: bool = True) -> tuple[dict, set, list[str]]:
-    """``({module: stripped source}, packages, notes)`` for the shippable list (+ train path when clean)."""
+def collect_sources(include_train: bool = True, slim: bool = True, minify: bool = True) -> tuple[dict, set, list[str]]:
+    """``({module: shipped source}, packages, notes)`` for the shippable list (+ train path when clean).
+
+    ``slim`` folds ``TOOLKIT`` blocks and shakes out unused code (golf.builder.slim);
+    ``minify`` also shortens local names when python-minifier is installed.
+    """
     root = _package_dir()
     files = _expand(SHIPPABLE, root)
     mods: dict[str, str] = {}
@@ -181,15 +187,56 @@ def collect_sources(include_train: bool = True) -> tuple[dict, set, list[str]]:
                 notes.append(f"not shipped: {m} ({problems[0]})")
                 del mods[m]
                 changed = True
-    stripped = {m: strip_source(src, m) for m, src in mods.items()}
-    return stripped, packages, notes
+    if not slim:
+        return {m: strip_source(src, m) for m, src in mods.items()}, packages, notes
+    trees = {}
+    for m, src in mods.items():
+        tree = ast.parse(src, filename=m)
+        _strip_node(tree)
+        trees[m] = slim_mod.fold_toolkit(tree)
+    dropped = slim_mod.shake(trees, roots=[ast.parse(_ENTRY_IMPORT)])
+    if dropped:
+        notes.append(f"not shipped (unused): {len(dropped)} definitions")
+    imported = {n.module for t in trees.values() for n in ast.walk(t) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for t in trees.values() for n in ast.walk(t) if isinstance(n, ast.Import) for a in n.names}
+    keep = slim_mod.external_names(trees, [ast.parse(_ENTRY_IMPORT)])
+    shipped = {}
+    for m, tree in trees.items():
+        if not tree.body and m not in imported and m not in packages:
+            continue  # everything in it was unused
+        text = _reindent(ast.unparse(tree)) if tree.body else ""
+        small = slim_mod.minify(text, keep) if minify and text else None
+        if small is not None:
+            _check_minified(small, text, m, keep)
+            text = small + "\n"
+        bad = slim_mod.undefined_globals(text, m)
+        if bad:
+            raise CodegenError(f"{m}: shipped code reads undefined names {sorted(bad)} (a TOOLKIT block or "
+                               "unused-code removal left a dangling reference)")
+        shipped[m] = text
+    packages = {p for p in packages if p in shipped}
+    return shipped, packages, notes
 
 
+def _check_minified(small: str, text: str, m: str, keep: set) -> None:
+    """The minified module must still define every name other modules may use (others may be renamed)."""
+    def top(src):
+        return {s.get_name() for s in symtable.symtable(src, m, "exec").get_symbols()
+                if s.is_assigned() or s.is_imported() or s.is_namespace()}
+    lost = (top(text) & keep) - top(small)
+    if lost:  # pragma: no cover - python-minifier misbehaving
+        raise CodegenError(f"{m}: python-minifier renamed {sorted(lost)}; build with minify off")
+
+
+_ENTRY_IMPORT = "from golf.builder.entry import main"
+# The payload: module sources in one raw string, split on a line holding only "#" (no shipped
+# source has one: comments are stripped and ast.unparse writes no multi-line literals).
+SEP = "\n#\n"
 _BOOT = '''import sys
 from importlib.abc import Loader,MetaPathFinder
 from importlib.util import spec_from_loader
-S=%s
-P=%s
+S=dict(zip(%r,%s.split(%r)))
+P=%r
 class F(MetaPathFinder,Loader):
  def find_spec(s,n,p=None,t=None):
   if n in S:return spec_from_loader(n,s,is_package=n in P)
@@ -197,8 +244,16 @@ class F(MetaPathFinder,Loader):
  def exec_module(s,m):exec(compile(S[m.__name__],'<'+m.__name__+'>','exec'),m.__dict__)
 sys.meta_path.insert(0,F())
 from golf.builder.entry import main
-main(__file__,%s)
+main(__file__,%r)
 '''
+
+
+def _raw_literal(text: str) -> str:
+    """``text`` as a raw triple-quoted literal, or its repr when it cannot be one."""
+    if "'''" in text or text.endswith("\\") or "\r" in text:
+        return repr(text)
+    lit = "r'''" + text + "'''"
+    return lit if ast.literal_eval(lit) == text else repr(text)
 
 
 # Per-run settings that must not be baked into the shared code: every seed of an entry ships
@@ -218,14 +273,16 @@ def code_config(cfg) -> dict:
     return conf
 
 
-def payload_source(cfg, include_train: bool = True) -> tuple[str, list[str], list[str]]:
+def payload_source(cfg, include_train: bool = True, slim: bool = True,
+                   minify: bool = True) -> tuple[str, list[str], list[str]]:
     """``(payload python source, shipped module names, notes)``."""
-    mods, packages, notes = collect_sources(include_train)
+    mods, packages, notes = collect_sources(include_train, slim=slim, minify=minify)
     order = sorted(mods, key=lambda m: (m.count("."), m))
-    S = "{" + ",".join(f"{m!r}:{mods[m]!r}" for m in order) + "}"
-    P = "{" + ",".join(repr(p) for p in sorted(packages)) + "}"
+    joined = SEP.join(mods[m] for m in order)
+    if joined.split(SEP) != [mods[m] for m in order]:  # pragma: no cover - a source holds the separator
+        raise CodegenError("a shipped module contains a line with only '#'; cannot pack it")
     conf = json.dumps(code_config(cfg), sort_keys=True, separators=(",", ":"))
-    return _BOOT % (S, P, repr(conf)), order, notes
+    return _BOOT % (tuple(order), _raw_literal(joined), SEP, tuple(sorted(packages)), conf), order, notes
 
 
 def _lzma_raw(data: bytes) -> bytes:

@@ -161,7 +161,6 @@ def run_train(script: str, cfg: GolfConfig) -> int:
     try:
         from golf.builder.quant import build_artifact_blob
         from golf.model.gpt import CONTROL_PATTERNS
-        from golf.trainer.checkpoint import load_final_full
         from golf.trainer.loop import RunOptions, train
     except ImportError as e:
         print(f"error: GOLF_MODE=train is not available: this artifact does not ship golf's training loop ({e}). "
@@ -173,10 +172,10 @@ def run_train(script: str, cfg: GolfConfig) -> int:
     apply_env(cfg)
     cfg.train.data_dir = os.environ.get("DATA_DIR") or "./data/"
     cfg.train.run_dir = os.environ.get("GOLF_RUN_DIR") or os.path.join(here, "run")
-    train(cfg, RunOptions(device=os.environ.get("GOLF_DEVICE") or "auto"))
+    summary = train(cfg, RunOptions(device=os.environ.get("GOLF_DEVICE") or "auto", return_state=True))
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
-    cfg, state, rec = load_final_full(cfg.train.run_dir)
+    state, rec = summary["state"], summary["recurrence_active"]
     device = pick_device()
     model = build_model(cfg, state, rec, device)
     blob = os.path.join(here, BLOB_NAME)

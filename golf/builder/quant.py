@@ -20,6 +20,7 @@ from golf.builder import container
 from golf.data.loader import TrainLoader
 from golf.data.shards import list_shards
 from golf.fsutil import atomic_write_bytes
+from golf import TOOLKIT
 from golf.progress import maybe_tqdm
 
 # tensor classes, in report order
@@ -178,7 +179,7 @@ def collect_hessians(model: nn.Module, batches, names: list[str], device="cpu", 
     was_training = model.training
     model.eval()
     n_tok = 0
-    it = maybe_tqdm(batches, progress, desc="calibration", unit="batch")
+    it = maybe_tqdm(batches, progress, desc="calibration", unit="batch") if TOOLKIT else batches
     try:
         for x, y in it:
             x = torch.as_tensor(x, device=device).long()
@@ -258,7 +259,7 @@ def quantize_state(state: dict, qcfg, control_patterns=(), embed_names=(), linea
     if method not in ("gptq", "rtn"):
         raise QuantError(f"unknown method {method!r} (gptq | rtn)")
     qmeta, info, qs, scales, rest = {}, {}, {}, {}, {}
-    it = maybe_tqdm(list(state.items()), progress, desc="quantize", unit="tensor")
+    it = maybe_tqdm(list(state.items()), progress, desc="quantize", unit="tensor") if TOOLKIT else state.items()
     for name, t in it:
         t = t.detach().cpu()
         dt = str(t.dtype).replace("torch.", "")
@@ -291,10 +292,12 @@ def quantize_state(state: dict, qcfg, control_patterns=(), embed_names=(), linea
                     used = "rtn (cholesky failed)"
             else:
                 q = quantize_rtn(w, s, bits)
-            wq = dequant(q, s)
-            rec.update(bits=bits, clip_sigmas=k, method=used, mse=float(((w - wq) ** 2).mean()))
-            if H is not None:
-                rec["hessian_error"] = hessian_error(w, wq, H)
+            rec.update(bits=bits, clip_sigmas=k, method=used)
+            if TOOLKIT:  # error measures for the build report
+                wq = dequant(q, s)
+                rec["mse"] = float(((w - wq) ** 2).mean())
+                if H is not None:
+                    rec["hessian_error"] = hessian_error(w, wq, H)
             qs[name + ".q"] = q.reshape(t.shape)
             scales[name + ".s"] = s.half()
             qmeta[name] = ["q", dt]

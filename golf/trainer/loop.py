@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from golf import TOOLKIT
 from golf.config import GolfConfig
 from golf.data.loader import TrainLoader, load_val_tokens
 from golf.data.shards import list_shards
@@ -45,6 +46,7 @@ class RunOptions:
     echo: bool = True  # print log lines to stdout (they always go to RUN/train.log)
     hub_endpoint: str | None = None  # default: HF_ENDPOINT or huggingface.co
     command: str = ""  # the command line that started the run (logged as `command: ...`)
+    return_state: bool = False  # put the final (post-EMA) state dict in the summary under "state"
 
 
 # -- setup helpers ---------------------------------------------------------------------
@@ -296,8 +298,8 @@ def _train(cfg: GolfConfig, opts: RunOptions, rank: int, world: int, device: tor
         files = files[:t.train_shards]
 
     # resume target (Hub download on rank 0 first)
-    resume_path = None
-    if opts.resume_from_hub:
+    resume_path = state = None
+    if TOOLKIT and opts.resume_from_hub:
         if master:
             from golf.trainer.hub import download_latest
             got = download_latest(opts.resume_from_hub, ckpt.checkpoint_dir(run_dir), endpoint=opts.hub_endpoint)
@@ -305,10 +307,10 @@ def _train(cfg: GolfConfig, opts: RunOptions, rank: int, world: int, device: tor
                 print(f"hub: no checkpoints in {opts.resume_from_hub} yet; starting from scratch", flush=True)
         _barrier(distributed)
         opts = dataclasses.replace(opts, resume=opts.resume or "auto")
-    if opts.resume:
+    if TOOLKIT and opts.resume:
         resume_path = ckpt.resolve_resume(opts.resume, run_dir)
-    state = ckpt.load_checkpoint(resume_path, map_location=device) if resume_path else None
-    if state is not None:
+        state = ckpt.load_checkpoint(resume_path, map_location=device) if resume_path else None
+    if TOOLKIT and state is not None:
         old = GolfConfig.from_json(state["config_json"])
         if old.model != cfg.model:
             diff = [f"model.{f.name}: checkpoint {getattr(old.model, f.name)!r} vs now {getattr(cfg.model, f.name)!r}"
@@ -317,7 +319,7 @@ def _train(cfg: GolfConfig, opts: RunOptions, rank: int, world: int, device: tor
 
     log = RunLog(run_dir, enabled=master, echo=opts.echo)
     try:
-        if master:
+        if TOOLKIT and master:
             write_json_atomic(run_dir / "config.json", cfg.to_dict())
             for line in config_summary(cfg):
                 log.line(line)
@@ -339,7 +341,7 @@ def _train(cfg: GolfConfig, opts: RunOptions, rank: int, world: int, device: tor
         ema = EMA(t.ema_decay)
         step, train_ms = 0, 0.0
         flags = {"recurrence_active": False, "warmdown_started": False, "ema_started": False}
-        if state is not None:
+        if TOOLKIT and state is not None:
             model.load_state_dict(state["model"])
             optim.load_state_dict(state["optimizers"])
             if scaler is not None and state.get("scaler"):
@@ -363,10 +365,11 @@ def _train(cfg: GolfConfig, opts: RunOptions, rank: int, world: int, device: tor
         if opts.command:
             log.line(f"command: {opts.command}")
         log.line(f"train_shards:{len(files)} val_tokens:{len(val_tokens) - 1} dataset:{dataset_dir}")
-        if resume_path is not None:
+        if TOOLKIT and resume_path is not None:
             log.line(f"resumed: {resume_path} step:{step}/{t.iterations} train_time:{train_ms:.0f}ms")
-        log.metric("start", model_params=n_params, world_size=world, accum=accum, micro_batch_seqs=micro_seqs,
-                   step=step, iterations=t.iterations, resumed_from=str(resume_path) if resume_path else None)
+        if TOOLKIT:
+            log.metric("start", model_params=n_params, world_size=world, accum=accum, micro_batch_seqs=micro_seqs,
+                       step=step, iterations=t.iterations, resumed_from=str(resume_path) if resume_path else None)
 
         fwd_model = model
         if distributed:
@@ -380,7 +383,7 @@ def _train(cfg: GolfConfig, opts: RunOptions, rank: int, world: int, device: tor
         sched = schedule_from_config(t)
         tokens_per_step = global_seqs * t.train_seq_len
         hub = None
-        if master and t.hub_repo and t.hub_every > 0:
+        if TOOLKIT and master and t.hub_repo and t.hub_every > 0:
             from golf.trainer.hub import HubSync
             hub = HubSync(t.hub_repo, endpoint=opts.hub_endpoint, private=t.hub_private, log=log.line,
                           staging_dir=run_dir / ".hub_staging")
@@ -394,26 +397,28 @@ def _train(cfg: GolfConfig, opts: RunOptions, rank: int, world: int, device: tor
                 model.train()
             return res.val_loss, res.val_bpb, res.elapsed_ms
 
-        def save_ckpt() -> Path | None:
-            path = None
-            if master:
-                path = ckpt.save_checkpoint(
-                    ckpt.checkpoint_path(run_dir, step), cfg=cfg, step=step, train_time_ms=train_ms,
-                    model_state=model.state_dict(), ema_state=ema.state_dict() if ema.active else None,
-                    optim_state=optim.state_dict(), scaler_state=scaler.state_dict() if scaler else None,
-                    loader_state=loader.state_dict(), flags=dict(flags), keep=t.keep_checkpoints)
-                log.metric("checkpoint", step=step, path=str(path))
-            _barrier(distributed)
-            return path
+        if TOOLKIT:
+            def save_ckpt() -> Path | None:
+                path = None
+                if master:
+                    path = ckpt.save_checkpoint(
+                        ckpt.checkpoint_path(run_dir, step), cfg=cfg, step=step, train_time_ms=train_ms,
+                        model_state=model.state_dict(), ema_state=ema.state_dict() if ema.active else None,
+                        optim_state=optim.state_dict(), scaler_state=scaler.state_dict() if scaler else None,
+                        loader_state=loader.state_dict(), flags=dict(flags), keep=t.keep_checkpoints)
+                    log.metric("checkpoint", step=step, path=str(path))
+                _barrier(distributed)
+                return path
 
         def maybe_start_ema() -> None:
             if not flags["ema_started"] and step >= t.ema_start_step:
                 ema.start(model)
                 flags["ema_started"] = True
                 log.line(f"ema:start step:{step}/{t.iterations} decay:{t.ema_decay}")
-                log.metric("ema_start", step=step, decay=t.ema_decay)
+                if TOOLKIT:
+                    log.metric("ema_start", step=step, decay=t.ema_decay)
 
-        if flags["ema_started"] and not ema.active:  # checkpoint predates EMA bookkeeping
+        if TOOLKIT and flags["ema_started"] and not ema.active:  # checkpoint predates EMA bookkeeping
             flags["ema_started"] = False
         maybe_start_ema()
 
@@ -422,7 +427,7 @@ def _train(cfg: GolfConfig, opts: RunOptions, rank: int, world: int, device: tor
                            recur_possible, log)
 
         bar = None
-        if master and (opts.progress if opts.progress is not None else stdout_is_terminal()):
+        if TOOLKIT and master and (opts.progress if opts.progress is not None else stdout_is_terminal()):
             try:
                 from tqdm import tqdm
                 bar = tqdm(total=t.iterations, initial=step, unit="step", dynamic_ncols=True, desc="train")
@@ -444,7 +449,8 @@ def _train(cfg: GolfConfig, opts: RunOptions, rank: int, world: int, device: tor
                     flags["recurrence_active"] = True
                     log.line(f"recurrence:on step:{step}/{t.iterations} train_time:{train_ms:.0f}ms "
                              f"layers:{cfg.model.recur_start}-{cfg.model.recur_end} loops:{cfg.model.recur_loops}")
-                    log.metric("recurrence_on", step=step, train_time_ms=train_ms)
+                    if TOOLKIT:
+                        log.metric("recurrence_on", step=step, train_time_ms=train_ms)
             mult = lr_multiplier(step, t.iterations, elapsed_ms=train_ms, cap_ms=cap_ms, **sched)
             mom = muon_momentum(step, t.muon_momentum, t.muon_momentum_warmup_start, t.muon_momentum_warmup_steps)
             if not flags["warmdown_started"] and in_warmdown(step, t.iterations, elapsed_ms=train_ms, cap_ms=cap_ms,
@@ -452,7 +458,8 @@ def _train(cfg: GolfConfig, opts: RunOptions, rank: int, world: int, device: tor
                                                             warmdown_frac=t.warmdown_frac):
                 flags["warmdown_started"] = True
                 log.line(f"warmdown:start step:{step}/{t.iterations} lr_mult:{mult:.4f} train_time:{train_ms:.0f}ms")
-                log.metric("warmdown_start", step=step, lr_mult=mult, train_time_ms=train_ms)
+                if TOOLKIT:
+                    log.metric("warmdown_start", step=step, lr_mult=mult, train_time_ms=train_ms)
             optim.set_schedule(mult, mom)
 
             t0 = time.perf_counter()
@@ -486,13 +493,14 @@ def _train(cfg: GolfConfig, opts: RunOptions, rank: int, world: int, device: tor
                 last_log_step, last_log_ms = step, train_ms
                 log.line(f"step:{step}/{t.iterations} train_loss:{lval:.4f} train_time:{train_ms:.0f}ms "
                          f"step_avg:{train_ms / step:.2f}ms tok/s:{tok_s:.0f}")
-                log.metric("train", step=step, train_loss=lval, train_time_ms=train_ms, step_avg_ms=train_ms / step,
-                           tok_s=tok_s, lr_mult=mult, muon_momentum=mom,
-                           recurrence=flags["recurrence_active"], ema=flags["ema_started"])
+                if TOOLKIT:
+                    log.metric("train", step=step, train_loss=lval, train_time_ms=train_ms,
+                               step_avg_ms=train_ms / step, tok_s=tok_s, lr_mult=mult, muon_momentum=mom,
+                               recurrence=flags["recurrence_active"], ema=flags["ema_started"])
                 if not math.isfinite(lval):
                     raise TrainError(f"training diverged: train_loss is {lval} at step {step} "
                                      f"(lower the learning rates or check the data)")
-            if bar is not None:
+            if TOOLKIT and bar is not None:
                 bar.update(1)
                 bar.set_postfix_str(f"loss {float(loss):.3f} tok/s {tokens_per_step * step / max(train_ms, 1e-9) * 1000:.0f}",
                                     refresh=False)
@@ -501,62 +509,68 @@ def _train(cfg: GolfConfig, opts: RunOptions, rank: int, world: int, device: tor
                 vl, vb, vms = run_val(step)
                 log.line(f"step:{step}/{t.iterations} val_loss:{vl:.4f} val_bpb:{vb:.4f} "
                          f"train_time:{train_ms:.0f}ms step_avg:{train_ms / step:.2f}ms eval_time:{vms:.0f}ms")
-                log.metric("val", step=step, val_loss=vl, val_bpb=vb, train_time_ms=train_ms, eval_time_ms=vms)
+                if TOOLKIT:
+                    log.metric("val", step=step, val_loss=vl, val_bpb=vb, train_time_ms=train_ms, eval_time_ms=vms)
 
             if reached_cap and step < t.iterations:
                 stopped_early = True
                 log.line(f"stopping_early: wallclock_cap train_time:{train_ms:.0f}ms step:{step}/{t.iterations}")
-                log.metric("stopping_early", step=step, train_time_ms=train_ms, cap_ms=cap_ms)
-            pause = bool(opts.stop_at_step) and step >= opts.stop_at_step and not last
-            want_ckpt = t.checkpoint_every > 0 and step % t.checkpoint_every == 0 and not last
-            want_hub = hub is not None and step % t.hub_every == 0 and not last
-            if pause or want_ckpt or want_hub:
-                path = save_ckpt()
-                if want_hub and path is not None:
-                    hub.push(path, step, extra={"config.json": run_dir / "config.json"})
-            if pause:
-                paused = True
-                log.line(f"paused: step:{step}/{t.iterations} train_time:{train_ms:.0f}ms "
-                         f"(continue with --resume auto)")
-                log.metric("paused", step=step, train_time_ms=train_ms)
-                break
+                if TOOLKIT:
+                    log.metric("stopping_early", step=step, train_time_ms=train_ms, cap_ms=cap_ms)
+            if TOOLKIT:
+                pause = bool(opts.stop_at_step) and step >= opts.stop_at_step and not last
+                want_ckpt = t.checkpoint_every > 0 and step % t.checkpoint_every == 0 and not last
+                want_hub = hub is not None and step % t.hub_every == 0 and not last
+                if pause or want_ckpt or want_hub:
+                    path = save_ckpt()
+                    if want_hub and path is not None:
+                        hub.push(path, step, extra={"config.json": run_dir / "config.json"})
+                if pause:
+                    paused = True
+                    log.line(f"paused: step:{step}/{t.iterations} train_time:{train_ms:.0f}ms "
+                             f"(continue with --resume auto)")
+                    log.metric("paused", step=step, train_time_ms=train_ms)
+                    break
             if stopped_early:
                 break
 
-        if bar is not None:
+        if TOOLKIT and bar is not None:
             bar.close()
             log.bar = None
         summary: dict = {"steps": step, "iterations": t.iterations, "train_time_ms": round(train_ms, 3),
                          "model_params": n_params, "stopped_early": stopped_early, "world_size": world,
                          "recurrence_active": flags["recurrence_active"]}
-        if paused:
+        if TOOLKIT and paused:
             summary["paused"] = True
             if hub is not None:
                 hub.close(log_wait=True)
             return summary
 
         log.line(peak_memory_line(device))
-        final_ckpt = save_ckpt()
+        final_ckpt = save_ckpt() if TOOLKIT else None
         if ema.active:
             ema.copy_to(model)
             log.line(f"ema:applied decay:{t.ema_decay}")
-            log.metric("ema_applied", step=step)
-        if master:
+            if TOOLKIT:
+                log.metric("ema_applied", step=step)
+        if TOOLKIT and master:
             ckpt.save_final(run_dir, cfg, model.state_dict(), flags["recurrence_active"],
                             extra={"step": step, "train_time_ms": train_ms})
         _barrier(distributed)
         vl, vb, vms = run_val(step)
         log.line(f"final_model val_loss:{vl:.8f} val_bpb:{vb:.8f} eval_time:{vms:.0f}ms")
-        log.metric("final", step=step, val_loss=vl, val_bpb=vb, train_time_ms=train_ms, eval_time_ms=vms)
         summary.update({"val_loss": vl, "val_bpb": vb, "eval_time_ms": round(vms, 3), "ema": ema.active,
                         "val_tokens": len(val_tokens) - 1, "seq_len": cfg.eval.eval_seq_len})
-        if master:
+        if TOOLKIT and master:
+            log.metric("final", step=step, val_loss=vl, val_bpb=vb, train_time_ms=train_ms, eval_time_ms=vms)
             write_json_atomic(run_dir / "final.json", summary)
             if hub is not None:
                 hub.push(final_ckpt, step, extra={"config.json": run_dir / "config.json",
                                                   "final_model.pt": run_dir / ckpt.FINAL_NAME,
                                                   "final.json": run_dir / "final.json"})
                 hub.close(log_wait=True)
+        if opts.return_state:
+            summary["state"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         return summary
     finally:
         log.close()

@@ -6,24 +6,27 @@ import sys
 import time
 from pathlib import Path
 
+from golf import TOOLKIT
+
 
 class RunLog:
     def __init__(self, run_dir: str | Path | None, enabled: bool = True, echo: bool = True):
         self.enabled = enabled
         self.echo = echo
-        self.bar = None  # a tqdm bar: lines go through bar.write so the bar stays intact
+        self.bar = None  # a tqdm bar (toolkit only): lines go through bar.write so the bar stays intact
         self._log = self._jsonl = None
         if enabled and run_dir is not None:
             run_dir = Path(run_dir)
             run_dir.mkdir(parents=True, exist_ok=True)
             self._log = open(run_dir / "train.log", "a", encoding="utf-8", buffering=1)
-            self._jsonl = open(run_dir / "metrics.jsonl", "a", encoding="utf-8", buffering=1)
+            if TOOLKIT:
+                self._jsonl = open(run_dir / "metrics.jsonl", "a", encoding="utf-8", buffering=1)
 
     def line(self, text: str) -> None:
         if not self.enabled:
             return
         if self.echo:
-            if self.bar is not None:
+            if TOOLKIT and self.bar is not None:
                 self.bar.write(text)
             else:
                 print(text, flush=True)

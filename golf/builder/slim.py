@@ -1,0 +1,278 @@
+"""Source-level slimming of the modules shipped in ``train_gpt.py`` (used by codegen).
+
+Every step works on the ``ast`` of golf's own modules, so the shipped code stays generated
+from the code golf runs:
+
+1. ``TOOLKIT`` folding.  ``golf.TOOLKIT`` is ``True`` in the installed toolkit and ``False``
+   inside a generated ``train_gpt.py``: blocks that only the toolkit needs (resuming,
+   periodic checkpoints, Hub sync, progress bars, metrics.jsonl, config validation with
+   long messages) are written as ``if TOOLKIT: ...`` and removed here.  Supported forms:
+   ``if TOOLKIT:``/``if not TOOLKIT:`` (with ``else``/``elif``), ``if TOOLKIT and x:``,
+   ``a if TOOLKIT else b``, ``TOOLKIT and x``; any other use becomes ``False``.
+2. Tree shaking: unused imports, then top-level definitions that no shipped module (nor the
+   boot code) refers to, repeated until nothing changes.  Conservative: a name counts as
+   used wherever it appears as a name, an attribute or a string constant.
+3. A check that every global a shipped module reads is defined there or a builtin
+   (``undefined_globals``), so slimming can never leave a dangling reference.
+4. Optional renaming of local names with python-minifier (globals are kept: modules import
+   each other's names).
+"""
+from __future__ import annotations
+
+import ast
+import builtins
+import symtable
+
+FLAG = "TOOLKIT"
+
+
+class SlimError(ValueError):
+    pass
+
+
+# -- 1. TOOLKIT folding --------------------------------------------------------------------
+def _static(node: ast.AST):
+    """``True``/``False`` when ``node`` is a TOOLKIT test with a known value in shipped code, else None."""
+    if isinstance(node, ast.Name) and node.id == FLAG:
+        return False
+    if isinstance(node, ast.Constant) and isinstance(node.value, bool):
+        return node.value
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+        v = _static(node.operand)
+        return None if v is None else not v
+    if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.And):
+        if any(_static(v) is False for v in node.values):
+            return False
+    if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or):
+        if any(_static(v) is True for v in node.values):
+            return True
+    return None
+
+
+class _Fold(ast.NodeTransformer):
+    def visit_If(self, node: ast.If):
+        self.generic_visit(node)
+        v = _static(node.test)
+        if v is None:
+            if isinstance(node.test, ast.BoolOp):  # `not TOOLKIT and x` -> `x`
+                rest = [t for t in node.test.values if _static(t) is not True]
+                if len(rest) != len(node.test.values) and isinstance(node.test.op, ast.And):
+                    node.test = rest[0] if len(rest) == 1 else ast.BoolOp(op=ast.And(), values=rest)
+            return node
+        return (node.body if v else node.orelse) or None
+
+    def visit_IfExp(self, node: ast.IfExp):
+        self.generic_visit(node)
+        v = _static(node.test)
+        if v is None:
+            return node
+        return node.body if v else node.orelse
+
+    def visit_BoolOp(self, node: ast.BoolOp):
+        self.generic_visit(node)
+        v = _static(node)
+        return node if v is None else ast.Constant(v)
+
+    def visit_Name(self, node: ast.Name):
+        if node.id == FLAG and isinstance(node.ctx, ast.Load):
+            return ast.Constant(False)
+        return node
+
+
+def _fill_empty_bodies(tree: ast.AST) -> None:
+    for n in ast.walk(tree):
+        for attr in ("body", "orelse", "finalbody"):
+            body = getattr(n, attr, None)
+            if attr == "body" and isinstance(body, list) and not body and not isinstance(n, ast.Module):
+                body.append(ast.Pass())
+        if isinstance(n, ast.Try):
+            for h in n.handlers:
+                if not h.body:
+                    h.body.append(ast.Pass())
+
+
+def fold_toolkit(tree: ast.Module) -> ast.Module:
+    """Remove ``TOOLKIT`` blocks (shipped value: False) and the ``from golf import TOOLKIT`` imports."""
+    for node in list(tree.body):
+        if isinstance(node, ast.ImportFrom) and node.module == "golf":
+            node.names = [a for a in node.names if a.name != FLAG]
+            if not node.names:
+                tree.body.remove(node)
+    tree = _Fold().visit(tree)
+    _fill_empty_bodies(tree)
+    return ast.fix_missing_locations(tree)
+
+
+# -- 2. tree shaking --------------------------------------------------------------------------
+def _bound_names(node: ast.stmt) -> list[str] | None:
+    """Names a removable top-level statement binds (None = not removable)."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return [node.name]
+    if isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) for t in node.targets):
+        return [t.id for t in node.targets]
+    if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.simple:
+        return [node.target.id]
+    return None
+
+
+def _refs(node: ast.AST, into: set) -> None:
+    for x in ast.walk(node):
+        if isinstance(x, ast.Name):
+            into.add(x.id)
+        elif isinstance(x, ast.Attribute):
+            into.add(x.attr)
+        elif isinstance(x, ast.Constant) and isinstance(x.value, str):
+            into.add(x.value)
+        elif isinstance(x, ast.alias) and x.name != "*":
+            into.add(x.name.split(".")[-1])
+
+
+def _drop_unused_imports(tree: ast.Module) -> bool:
+    used: set = set()
+    for node in tree.body:
+        if not isinstance(node, (ast.Import, ast.ImportFrom)):
+            for x in ast.walk(node):
+                if isinstance(x, ast.Name):
+                    used.add(x.id)
+    changed = False
+    for node in list(tree.body):
+        if not isinstance(node, (ast.Import, ast.ImportFrom)) or \
+                (isinstance(node, ast.ImportFrom) and node.module == "__future__"):
+            continue
+        keep = [a for a in node.names if (a.asname or a.name.split(".")[0]) in used]
+        if len(keep) != len(node.names):
+            changed = True
+            if keep:
+                node.names = keep
+            else:
+                tree.body.remove(node)
+    return changed
+
+
+def shake(trees: dict[str, ast.Module], roots: list[ast.AST] = ()) -> list[str]:
+    """Drop unused imports and unreferenced top-level definitions in place; returns what was dropped."""
+    dropped = []
+    changed = True
+    while changed:
+        changed = False
+        for t in trees.values():
+            changed |= _drop_unused_imports(t)
+        refs_by_stmt = {}
+        for m, t in trees.items():
+            for node in t.body:
+                s: set = set()
+                _refs(node, s)
+                refs_by_stmt[id(node)] = s
+        root_refs: set = set()
+        for r in roots:
+            _refs(r, root_refs)
+        for m, t in trees.items():
+            for node in list(t.body):
+                names = _bound_names(node)
+                if not names or any(n.startswith("__") and n.endswith("__") for n in names):
+                    continue
+                if any(n in root_refs for n in names):
+                    continue
+                used = any(n in refs for other in trees.values() for stmt in other.body
+                           if stmt is not node for refs in [refs_by_stmt[id(stmt)]] for n in names)
+                if not used:
+                    t.body.remove(node)
+                    dropped.append(f"{m}.{names[0]}")
+                    changed = True
+        changed |= _shake_methods(trees, root_refs, dropped)
+    return dropped
+
+
+# methods that Python or torch call by name without the shipped code spelling it out
+_IMPLICIT = {"forward", "extra_repr", "reset_parameters", "step", "zero_grad", "state_dict", "load_state_dict",
+             "find_spec", "create_module", "exec_module"}
+
+
+def _shake_methods(trees: dict[str, ast.Module], root_refs: set, dropped: list) -> bool:
+    """Drop methods whose name appears nowhere else (as an attribute, a name or a string)."""
+    refs: dict[int, set] = {}
+    methods = []
+    for m, t in trees.items():
+        for node in t.body:
+            if isinstance(node, ast.ClassDef):
+                for fn in node.body:
+                    if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) and not fn.decorator_list \
+                            and not fn.name.startswith("__") and fn.name not in _IMPLICIT:
+                        methods.append((m, node, fn))
+    if not methods:
+        return False
+    everything: dict[str, int] = {}
+    for t in trees.values():
+        for x in ast.walk(t):
+            name = (x.attr if isinstance(x, ast.Attribute) else x.id if isinstance(x, ast.Name)
+                    else x.value if isinstance(x, ast.Constant) and isinstance(x.value, str) else None)
+            if name is not None:
+                everything[name] = everything.get(name, 0) + 1
+    changed = False
+    for m, cls, fn in methods:
+        own: set = set()
+        _refs(fn, own)
+        # uses inside the method itself (recursion) do not count
+        inside = sum(1 for x in ast.walk(fn) if isinstance(x, ast.Attribute) and x.attr == fn.name)
+        if fn.name in root_refs or everything.get(fn.name, 0) - inside > 0:
+            continue
+        cls.body.remove(fn)
+        if not cls.body:
+            cls.body.append(ast.Pass())
+        dropped.append(f"{m}.{cls.name}.{fn.name}")
+        changed = True
+    return changed
+
+
+# -- 3. dangling-reference check ------------------------------------------------------------------
+_BUILTINS = set(dir(builtins)) | {"__file__", "__name__", "__spec__", "__loader__", "__builtins__", "__path__"}
+
+
+def undefined_globals(src: str, name: str = "<module>") -> set[str]:
+    """Global names read somewhere in ``src`` that the module neither defines nor imports."""
+    top = symtable.symtable(src, name, "exec")
+    tables, stack = [], [top]
+    while stack:
+        t = stack.pop()
+        tables.append(t)
+        stack.extend(t.get_children())
+    defined = {s.get_name() for s in top.get_symbols() if s.is_assigned() or s.is_imported() or s.is_namespace()}
+    for t in tables[1:]:  # `global x; x = ...` inside a function also defines x
+        defined |= {s.get_name() for s in t.get_symbols() if s.is_declared_global() and s.is_assigned()}
+    missing = set()
+    for t in tables:
+        for s in t.get_symbols():
+            if s.is_referenced() and (t is top or s.is_global()) and s.get_name() not in defined:
+                missing.add(s.get_name())
+    return missing - _BUILTINS
+
+
+# -- 4. local renaming ----------------------------------------------------------------------------
+def external_names(trees: dict[str, ast.Module], roots: list[ast.AST] = ()) -> set[str]:
+    """Names that code outside a module may use: imported names, attribute names, string constants."""
+    out: set = set()
+    for t in [*trees.values(), *roots]:
+        for x in ast.walk(t):
+            if isinstance(x, ast.alias):
+                out.add(x.name.split(".")[-1])
+            elif isinstance(x, ast.Attribute):
+                out.add(x.attr)
+            elif isinstance(x, ast.Constant) and isinstance(x.value, str):
+                out.add(x.value)
+    return out
+
+
+def minify(src: str, keep_globals: set | None = None) -> str | None:
+    """Locals (and, given ``keep_globals``, the other module-level names) renamed and whitespace
+    squeezed by python-minifier; None when it is not installed."""
+    try:
+        import python_minifier
+    except ImportError:
+        return None
+    return python_minifier.minify(
+        src, remove_annotations=True, remove_pass=True, remove_literal_statements=True,
+        combine_imports=True, hoist_literals=False, rename_locals=True,
+        rename_globals=keep_globals is not None, preserve_globals=sorted(keep_globals or ()),
+        remove_object_base=True, convert_posargs_to_args=False, preserve_shebang=False,
+        remove_asserts=False, remove_debug=False, remove_explicit_return_none=True,
+        remove_builtin_exception_brackets=True, constant_folding=False)
