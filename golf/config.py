@@ -16,6 +16,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from golf import TOOLKIT
+
 
 @dataclass
 class ModelConfig:
@@ -221,11 +223,11 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
 
 def set_field(cfg: GolfConfig, dotted: str, value: Any) -> None:
     """Set ``section.name`` on ``cfg`` with type coercion; unknown keys raise ConfigError."""
-    if "." not in dotted:
+    if TOOLKIT and "." not in dotted:  # --set syntax: toolkit only
         raise ConfigError(f"{dotted}: expected 'section.name' (sections: model, train, eval, quant)")
     section, name = dotted.split(".", 1)
     obj = getattr(cfg, section, None)
-    if obj is None or not dataclasses.is_dataclass(obj):
+    if TOOLKIT and (obj is None or not dataclasses.is_dataclass(obj)):
         raise ConfigError(f"{dotted}: unknown section {section!r}")
     fields = {f.name: f for f in dataclasses.fields(obj)}
     if name not in fields:
@@ -233,89 +235,36 @@ def set_field(cfg: GolfConfig, dotted: str, value: Any) -> None:
     setattr(obj, name, _coerce(value, fields[name].type, dotted))
 
 
-# Official (and golf) environment-variable names -> config keys.
+def _own_names(section: str, names: str) -> dict[str, str]:
+    return {n.upper(): f"{section}.{n}" for n in names.split()}
+
+
+# Environment-variable names -> config keys: the official aliases, then the settings whose
+# variable is their own name upper-cased (listed later, so they win when both are set).
 ENV_VARS: dict[str, str] = {
-    "DATA_DIR": "train.data_dir",
-    "SEED": "train.seed",
-    "ITERATIONS": "train.iterations",
-    "WARMUP_STEPS": "train.warmup_steps",
-    "WARMDOWN_ITERS": "train.warmdown_iters",
-    "WARMDOWN_FRAC": "train.warmdown_frac",
-    "MIN_LR": "train.min_lr",
-    "TRAIN_BATCH_TOKENS": "train.train_batch_tokens",
-    "TRAIN_SEQ_LEN": "train.train_seq_len",
-    "MICRO_BATCH_SEQS": "train.micro_batch_seqs",
-    "MAX_WALLCLOCK_SECONDS": "train.max_wallclock_seconds",
-    "GPTQ_RESERVE_SECONDS": "train.gptq_reserve_seconds",
-    "VAL_LOSS_EVERY": "train.val_loss_every",
-    "VAL_BATCH_TOKENS": "train.val_batch_tokens",
     "VAL_BATCH_SIZE": "train.val_batch_tokens",
-    "VAL_MAX_TOKENS": "train.val_max_tokens",
-    "TRAIN_LOG_EVERY": "train.train_log_every",
-    "TRAIN_SHARDS": "train.train_shards",
-    "MATRIX_LR": "train.matrix_lr",
-    "MUON_MOMENTUM": "train.muon_momentum",
-    "MUON_MOMENTUM_WARMUP_START": "train.muon_momentum_warmup_start",
-    "MUON_MOMENTUM_WARMUP_STEPS": "train.muon_momentum_warmup_steps",
-    "MUON_BACKEND_STEPS": "train.muon_backend_steps",
-    "MUON_WD": "train.muon_wd",
-    "MUON_ROW_NORM": "train.muon_row_norm",
-    "TIED_EMBED_LR": "train.tied_embed_lr",
-    "EMBED_WD": "train.embed_wd",
-    "SCALAR_LR": "train.scalar_lr",
-    "ADAM_WD": "train.adam_wd",
-    "BETA1": "train.beta1",
-    "BETA2": "train.beta2",
-    "ADAM_EPS": "train.adam_eps",
-    "GRAD_CLIP_NORM": "train.grad_clip_norm",
-    "EMA_DECAY": "train.ema_decay",
-    "EMA_START_STEP": "train.ema_start_step",
     "ENABLE_LOOPING_AT": "train.recur_start_frac",
-    "RECUR_START_FRAC": "train.recur_start_frac",
-    "RECUR_START_STEP": "train.recur_start_step",
-    "CHECKPOINT_EVERY": "train.checkpoint_every",
-    "HUB_REPO": "train.hub_repo",
-    "HUB_EVERY": "train.hub_every",
-    "KEEP_CHECKPOINTS": "train.keep_checkpoints",
-    "HUB_PRIVATE": "train.hub_private",
-    "COMPILE_WARMUP_STEPS": "train.compile_warmup_steps",
-    "VOCAB_SIZE": "model.vocab_size",
-    "NUM_LAYERS": "model.num_layers",
-    "MODEL_DIM": "model.model_dim",
-    "NUM_HEADS": "model.num_heads",
-    "NUM_KV_HEADS": "model.num_kv_heads",
-    "MLP_MULT": "model.mlp_mult",
-    "TIE_EMBEDDINGS": "model.tie_embeddings",
-    "TIED_EMBED_INIT_STD": "model.tied_embed_init_std",
-    "LOGIT_SOFTCAP": "model.logit_softcap",
-    "ROPE_BASE": "model.rope_base",
-    "ROPE_DIMS": "model.rope_dims",
-    "QK_GAIN_INIT": "model.qk_gain_init",
     "SKIP_GATES_ENABLED": "model.skip_gates",
-    "PARALLEL_START_LAYER": "model.parallel_start_layer",
     "LOOP_START": "model.recur_start",
     "LOOP_END": "model.recur_end",
     "NUM_LOOPS": "model.recur_loops",
-    "XSA_LAST_N": "model.xsa_last_n",
-    "LN_SCALE": "model.ln_scale",
-    "VE_ENABLED": "model.ve_enabled",
-    "VE_DIM": "model.ve_dim",
-    "VE_LAYERS": "model.ve_layers",
-    "PARALLEL_MODE": "model.parallel_mode",
-    "PARALLEL_SKIP_QUIRK": "model.parallel_skip_quirk",
-    "SKIP_COUNT_PHYSICAL": "model.skip_count_physical",
-    "RESID_MIX": "model.resid_mix",
     "SKIP_WEIGHTS_ENABLED": "model.skip_weights",
-    "LEAKY_SLOPE": "model.leaky_slope",
-    "EVAL_SEQ_LEN": "eval.eval_seq_len",
-    "EVAL_STRIDE": "eval.eval_stride",
     "SLIDING_WINDOW_ENABLED": "eval.sliding_window",
-    "MATRIX_BITS": "quant.matrix_bits",
-    "EMBED_BITS": "quant.embed_bits",
-    "MATRIX_CLIP_SIGMAS": "quant.matrix_clip_sigmas",
-    "EMBED_CLIP_SIGMAS": "quant.embed_clip_sigmas",
     "GPTQ_CALIBRATION_BATCHES": "quant.calibration_batches",
-    "COMPRESSOR": "quant.compressor",
+    **_own_names("train", "data_dir seed iterations warmup_steps warmdown_iters warmdown_frac min_lr "
+                          "train_batch_tokens train_seq_len micro_batch_seqs max_wallclock_seconds "
+                          "gptq_reserve_seconds val_loss_every val_batch_tokens val_max_tokens train_log_every "
+                          "train_shards matrix_lr muon_momentum muon_momentum_warmup_start "
+                          "muon_momentum_warmup_steps muon_backend_steps muon_wd muon_row_norm tied_embed_lr "
+                          "embed_wd scalar_lr adam_wd beta1 beta2 adam_eps grad_clip_norm ema_decay "
+                          "ema_start_step recur_start_frac recur_start_step checkpoint_every hub_repo hub_every "
+                          "keep_checkpoints hub_private compile_warmup_steps"),
+    **_own_names("model", "vocab_size num_layers model_dim num_heads num_kv_heads mlp_mult tie_embeddings "
+                          "tied_embed_init_std logit_softcap rope_base rope_dims qk_gain_init "
+                          "parallel_start_layer xsa_last_n ln_scale ve_enabled ve_dim ve_layers parallel_mode "
+                          "parallel_skip_quirk skip_count_physical resid_mix leaky_slope"),
+    **_own_names("eval", "eval_seq_len eval_stride"),
+    **_own_names("quant", "matrix_bits embed_bits matrix_clip_sigmas embed_clip_sigmas compressor"),
 }
 
 

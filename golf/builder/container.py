@@ -35,6 +35,8 @@ import zlib
 import numpy as np
 import torch
 
+from golf import TOOLKIT
+
 MAGIC = b"GOLF"
 VERSION = 1
 HEADER = struct.Struct("<4sBBBBQI")
@@ -104,10 +106,10 @@ def decompress(data: bytes, name: str) -> bytes:
 def _to_numpy(t) -> tuple[str, np.ndarray]:
     if isinstance(t, np.ndarray):
         t = torch.from_numpy(np.ascontiguousarray(t))
-    if not isinstance(t, torch.Tensor):
+    if TOOLKIT and not isinstance(t, torch.Tensor):  # packing checks: the artifact packs its own model
         raise ContainerError(f"cannot store object of type {type(t).__name__}")
     dt = str(t.dtype).replace("torch.", "")
-    if dt not in _DTYPES:
+    if TOOLKIT and dt not in _DTYPES:
         raise ContainerError(f"unsupported dtype {dt}")
     t = t.detach().cpu().contiguous()
     if dt == "bfloat16":

@@ -163,9 +163,8 @@ def run_train(script: str, cfg: GolfConfig) -> int:
         from golf.model.gpt import CONTROL_PATTERNS
         from golf.trainer.loop import RunOptions, train
     except ImportError as e:
-        print(f"error: GOLF_MODE=train is not available: this artifact does not ship golf's training loop ({e}). "
-              f"Reproduce the run with `golf train` + `golf build` using the config embedded in this script, "
-              f"or put {BLOB_NAME} beside it to evaluate.", file=sys.stderr)
+        print(f"error: GOLF_MODE=train: this train_gpt.py ships no training path ({e}); use golf train + golf build "
+              f"with its embedded config, or put {BLOB_NAME} beside it", file=sys.stderr)
         return 2
     from golf.config import apply_env
     here = os.path.dirname(script)

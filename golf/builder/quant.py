@@ -64,7 +64,7 @@ def gptq(w: torch.Tensor, H: torch.Tensor, s: torch.Tensor, bits: int, block_siz
     W = w.detach().float().clone()
     rows, cols = W.shape
     H = H.detach().float().clone()
-    if H.shape != (cols, cols):
+    if TOOLKIT and H.shape != (cols, cols):  # caller checks: toolkit only
         raise QuantError(f"Hessian shape {tuple(H.shape)} does not match weight columns {cols}")
     dead = torch.diag(H) == 0
     H[dead, dead] = 1.0
@@ -151,12 +151,8 @@ def embedding_weights(model: nn.Module) -> list[str]:
 
 
 def head_input_module(model: nn.Module) -> nn.Module | None:
-    """The module whose output feeds a tied output head (the final norm), if the model names one."""
-    for attr in ("final_norm", "norm_f", "ln_f", "norm"):
-        m = getattr(model, attr, None)
-        if isinstance(m, nn.Module):
-            return m
-    return None
+    """The module whose output feeds a tied output head (golf's GPT: ``final_norm``), if any."""
+    return getattr(model, "final_norm", None)
 
 
 @torch.no_grad()
@@ -214,30 +210,21 @@ def classify(name: str, t: torch.Tensor, qcfg, control_patterns, embed_names, li
     if name in embed_names:
         return "embed"
     if name in linear_names:
-        low = name.lower()
-        if "attn" in low or "attention" in low:
-            return "attn"
-        if "mlp" in low or "ffn" in low or "feed" in low:
-            return "mlp"
-        return "other"
+        return "attn" if ".attn." in name else "mlp" if ".mlp." in name else "other"
     return "other"
 
 
 def class_bits(cls: str, qcfg) -> tuple[int, float]:
     """(bits, clip sigmas k) for a quantized class."""
-    ab = getattr(qcfg, "attn_bits", 0) or qcfg.matrix_bits
-    mb = getattr(qcfg, "mlp_bits", 0) or qcfg.matrix_bits
-    ak = getattr(qcfg, "attn_clip_sigmas", 0.0) or qcfg.matrix_clip_sigmas
-    mk = getattr(qcfg, "mlp_clip_sigmas", 0.0) or qcfg.matrix_clip_sigmas
-    if cls == "attn":
-        return ab, ak
-    if cls == "mlp":
-        return mb, mk
+    if cls in ("attn", "mlp"):
+        return (getattr(qcfg, cls + "_bits") or qcfg.matrix_bits,
+                getattr(qcfg, cls + "_clip_sigmas") or qcfg.matrix_clip_sigmas)
     if cls == "embed":
         return qcfg.embed_bits, qcfg.embed_clip_sigmas
     if cls == "other":
         return qcfg.matrix_bits, qcfg.matrix_clip_sigmas
-    raise QuantError(f"class {cls} is not quantized")
+    if TOOLKIT:
+        raise QuantError(f"class {cls} is not quantized")
 
 
 def _order_key(name: str) -> tuple:
@@ -265,18 +252,11 @@ def quantize_state(state: dict, qcfg, control_patterns=(), embed_names=(), linea
         dt = str(t.dtype).replace("torch.", "")
         cls = classify(name, t, qcfg, control_patterns, embed_names, linear_names, exact_names)
         rec = {"class": cls, "params": t.numel(), "shape": list(t.shape), "dtype": dt}
-        if cls == "control":
-            rest[name] = t.float() if torch.is_floating_point(t) else t
-            qmeta[name] = ["r", dt]
-            rec.update(bits=32 if torch.is_floating_point(t) else t.element_size() * 8, method="fp32")
-        elif cls == "int":
-            rest[name] = t
-            qmeta[name] = ["r", dt]
-            rec.update(bits=t.element_size() * 8, method="raw")
-        elif cls == "fp16":
-            rest[name] = t.half()
-            qmeta[name] = ["h", dt]
-            rec.update(bits=16, method="fp16")
+        if cls in ("control", "int", "fp16"):
+            fp16 = cls == "fp16"
+            rest[name] = t.half() if fp16 else t.float() if torch.is_floating_point(t) else t
+            qmeta[name] = ["h" if fp16 else "r", dt]
+            rec.update(bits=rest[name].element_size() * 8, method={"control": "fp32", "int": "raw"}.get(cls, cls))
         else:
             bits, k = class_bits(cls, qcfg)
             w = t.float().reshape(t.shape[0], -1)

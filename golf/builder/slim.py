@@ -188,15 +188,24 @@ _IMPLICIT = {"forward", "extra_repr", "reset_parameters", "step", "zero_grad", "
              "find_spec", "create_module", "exec_module"}
 
 
+def _plain_or_property(fn: ast.FunctionDef) -> bool:
+    """Undecorated, or a property (getter/setter): safe to drop together when the name is unused."""
+    for d in fn.decorator_list:
+        if not ((isinstance(d, ast.Name) and d.id == "property")
+                or (isinstance(d, ast.Attribute) and d.attr in ("setter", "getter", "deleter")
+                    and isinstance(d.value, ast.Name) and d.value.id == fn.name)):
+            return False
+    return True
+
+
 def _shake_methods(trees: dict[str, ast.Module], root_refs: set, dropped: list) -> bool:
     """Drop methods whose name appears nowhere else (as an attribute, a name or a string)."""
-    refs: dict[int, set] = {}
     methods = []
     for m, t in trees.items():
         for node in t.body:
             if isinstance(node, ast.ClassDef):
                 for fn in node.body:
-                    if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) and not fn.decorator_list \
+                    if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) and _plain_or_property(fn) \
                             and not fn.name.startswith("__") and fn.name not in _IMPLICIT:
                         methods.append((m, node, fn))
     if not methods:
@@ -210,8 +219,6 @@ def _shake_methods(trees: dict[str, ast.Module], root_refs: set, dropped: list) 
                 everything[name] = everything.get(name, 0) + 1
     changed = False
     for m, cls, fn in methods:
-        own: set = set()
-        _refs(fn, own)
         # uses inside the method itself (recursion) do not count
         inside = sum(1 for x in ast.walk(fn) if isinstance(x, ast.Attribute) and x.attr == fn.name)
         if fn.name in root_refs or everything.get(fn.name, 0) - inside > 0:

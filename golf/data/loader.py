@@ -18,6 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
+from golf import TOOLKIT
 from golf.data.shards import ShardError, list_shards, read_shard
 
 
@@ -74,7 +75,7 @@ class TokenStream:
 
     def load_state_dict(self, state: dict) -> None:
         names = [f.name for f in self.files]
-        if state.get("files") and list(state["files"]) != names:
+        if TOOLKIT and state.get("files") and list(state["files"]) != names:  # resume check
             raise ShardError(
                 f"resume: the checkpoint was trained on shards {state['files'][:3]}... but {names[:3]}... were given"
             )
@@ -86,7 +87,7 @@ class TrainLoader:
 
     def __init__(self, files: Sequence[str | os.PathLike], seq_len: int, rank: int = 0, world_size: int = 1,
                  vocab_size: int | None = None):
-        if world_size < 1 or not 0 <= rank < world_size:
+        if TOOLKIT and (world_size < 1 or not 0 <= rank < world_size):  # caller checks: toolkit only
             raise ValueError(f"bad rank/world_size {rank}/{world_size}")
         self.stream = TokenStream(files, vocab_size)
         self.seq_len = seq_len
@@ -95,7 +96,7 @@ class TrainLoader:
     def next_batch(self, global_seqs: int, accum_steps: int = 1) -> list[tuple[np.ndarray, np.ndarray]]:
         """Consume one global step; return this rank's ``accum_steps`` micro-batches as int64 arrays."""
         W, L = self.world_size, self.seq_len
-        if global_seqs % (W * accum_steps):
+        if TOOLKIT and global_seqs % (W * accum_steps):
             raise ValueError(
                 f"global batch of {global_seqs} sequences is not divisible by world_size*accum_steps = {W * accum_steps}"
             )

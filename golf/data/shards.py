@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from golf import TOOLKIT
 from golf.fsutil import atomic_write
 
 SHARD_MAGIC = 20240520
@@ -92,7 +93,7 @@ def read_shard(path: str | os.PathLike, vocab_size: int | None = None, check_tok
 
 def list_shards(dataset_dir: str | os.PathLike, split: str) -> list[Path]:
     """Sorted ``fineweb_{split}_NNNNNN.bin`` files (never the ``_bytes_`` sidecars)."""
-    if split not in ("train", "val"):
+    if TOOLKIT and split not in ("train", "val"):  # caller checks: toolkit only
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
     d = Path(dataset_dir)
     files = [p for p in d.glob(f"fineweb_{split}_*.bin") if "_bytes_" not in p.name]

@@ -62,14 +62,8 @@ _SDPA_GQA = tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2]
 
 
 def _autocast_dtype(device_type: str):
-    """The active autocast dtype for ``device_type`` (None when autocast is off)."""
-    try:
-        on = torch.is_autocast_enabled(device_type)
-        return torch.get_autocast_dtype(device_type) if on else None
-    except (TypeError, AttributeError):  # torch < 2.4
-        if device_type == "cuda":
-            return torch.get_autocast_gpu_dtype() if torch.is_autocast_enabled() else None
-        return torch.get_autocast_cpu_dtype() if torch.is_autocast_cpu_enabled() else None
+    """The active autocast dtype for ``device_type`` (None when autocast is off; torch >= 2.4)."""
+    return torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
 
 
 def _load_fa3():

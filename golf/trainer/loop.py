@@ -190,10 +190,6 @@ def write_json_atomic(path: Path, obj) -> None:
     atomic_write_json(path, obj, sort_keys=True)
 
 
-def _recurrence_possible(model, mcfg) -> bool:
-    return hasattr(model, "set_recurrence") and mcfg.recur_start >= 0 and mcfg.recur_loops > 0
-
-
 def _unwrap(m):
     m = getattr(m, "_orig_mod", m)
     return getattr(m, "module", m)
@@ -282,7 +278,7 @@ def _barrier(distributed: bool) -> None:
 
 def _train(cfg: GolfConfig, opts: RunOptions, rank: int, world: int, device: torch.device) -> dict:
     from golf.metric import build_byte_luts, eval_plain, model_nll_fn
-    from golf.model.gpt import GPT
+    from golf.model.gpt import GPT, recurrence_enabled
 
     t = cfg.train
     master = rank == 0
@@ -335,7 +331,7 @@ def _train(cfg: GolfConfig, opts: RunOptions, rank: int, world: int, device: tor
         val_batch_seqs = max(1, t.val_batch_tokens // cfg.eval.eval_seq_len // world)
 
         model = GPT(cfg.model).to(device)
-        n_params = count_params(model)
+        n_params = sum(p.numel() for p in model.parameters())
         optim = Optimizers(model, t, device, rank, world)
         scaler = torch.amp.GradScaler("cuda") if use_scaler else None
         ema = EMA(t.ema_decay)
@@ -355,14 +351,14 @@ def _train(cfg: GolfConfig, opts: RunOptions, rank: int, world: int, device: tor
             if flags["recurrence_active"]:
                 model.set_recurrence(True)
             del state
-        recur_possible = _recurrence_possible(model, cfg.model)
+        recur_possible = recurrence_enabled(cfg.model)
 
         log.line(f"model_params:{n_params}")
         log.line(f"device:{device} dtype:{prec_label} world_size:{world} grad_accum_steps:{accum} "
                  f"micro_batch_seqs:{micro_seqs} global_batch_tokens:{global_seqs * t.train_seq_len} "
                  f"seq_len:{t.train_seq_len}")
         log.line(f"hardware:{hardware_summary(device, world)}")
-        if opts.command:
+        if TOOLKIT and opts.command:
             log.line(f"command: {opts.command}")
         log.line(f"train_shards:{len(files)} val_tokens:{len(val_tokens) - 1} dataset:{dataset_dir}")
         if TOOLKIT and resume_path is not None:

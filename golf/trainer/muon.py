@@ -23,6 +23,8 @@ import math
 import torch
 import torch.distributed as dist
 
+from golf import TOOLKIT
+
 NS_COEFFS = (3.4445, -4.7750, 2.0315)
 
 
@@ -32,7 +34,7 @@ def zeropower_ns5(G: torch.Tensor, steps: int = 5, eps: float = 1e-7, dtype: tor
     The result's singular values land in roughly [0.7, 1.2] (the quintic trades exactness
     for speed).  ``dtype`` defaults to bf16 on CUDA and fp32 elsewhere.
     """
-    if G.ndim != 2:
+    if TOOLKIT and G.ndim != 2:  # caller checks: toolkit only
         raise ValueError(f"zeropower_ns5 expects a matrix, got shape {tuple(G.shape)}")
     a, b, c = NS_COEFFS
     if dtype is None:
@@ -63,10 +65,11 @@ class Muon(torch.optim.Optimizer):
         defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, backend_steps=backend_steps,
                         weight_decay=weight_decay, row_norm=row_norm)
         super().__init__(params, defaults)
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.ndim < 2:
-                    raise ValueError(f"Muon needs matrices; got a parameter of shape {tuple(p.shape)}")
+        if TOOLKIT:  # caller checks: toolkit only
+            for group in self.param_groups:
+                for p in group["params"]:
+                    if p.ndim < 2:
+                        raise ValueError(f"Muon needs matrices; got a parameter of shape {tuple(p.shape)}")
         distributed = dist.is_available() and dist.is_initialized()
         self.world_size = world_size if world_size is not None else (dist.get_world_size() if distributed else 1)
         self.rank = rank if rank is not None else (dist.get_rank() if distributed else 0)

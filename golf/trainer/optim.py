@@ -8,7 +8,24 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from golf import TOOLKIT
 from golf.trainer.muon import Muon
+
+
+def _check_groups(model: nn.Module, groups: dict) -> None:
+    """Every trainable parameter in exactly one of the matrix/embed/scalar groups."""
+    missing = set(groups) ^ {"matrix", "embed", "scalar"}
+    if missing:
+        raise ValueError(f"model.param_groups() must return keys matrix/embed/scalar, got {sorted(groups)}")
+    seen: dict[int, str] = {}
+    for key, items in groups.items():
+        for name, p in items:
+            if id(p) in seen:
+                raise ValueError(f"parameter {name} is in both {seen[id(p)]!r} and {key!r} groups")
+            seen[id(p)] = key
+    unassigned = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in seen]
+    if unassigned:
+        raise ValueError(f"parameters not in any optimizer group: {', '.join(unassigned[:8])}")
 
 
 class Optimizers:
@@ -17,18 +34,8 @@ class Optimizers:
     def __init__(self, model: nn.Module, tcfg, device: torch.device | str = "cpu", rank: int = 0,
                  world_size: int = 1):
         groups = model.param_groups()
-        missing = set(groups) ^ {"matrix", "embed", "scalar"}
-        if missing:
-            raise ValueError(f"model.param_groups() must return keys matrix/embed/scalar, got {sorted(groups)}")
-        seen: dict[int, str] = {}
-        for key, items in groups.items():
-            for name, p in items:
-                if id(p) in seen:
-                    raise ValueError(f"parameter {name} is in both {seen[id(p)]!r} and {key!r} groups")
-                seen[id(p)] = key
-        unassigned = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in seen]
-        if unassigned:
-            raise ValueError(f"parameters not in any optimizer group: {', '.join(unassigned[:8])}")
+        if TOOLKIT:  # caller checks: toolkit only
+            _check_groups(model, groups)
         self.tcfg = tcfg
         matrices = [p for _, p in groups["matrix"]]
         self.muon = Muon(matrices, lr=tcfg.matrix_lr, momentum=tcfg.muon_momentum, nesterov=True,
@@ -87,7 +94,7 @@ class Optimizers:
 
     def load_state_dict(self, states: list[dict]) -> None:
         opts = self.optimizers
-        if len(states) != len(opts):
+        if TOOLKIT and len(states) != len(opts):  # resume check
             raise ValueError(f"checkpoint holds {len(states)} optimizer states, this run has {len(opts)}")
         for opt, st in zip(opts, states):
             opt.load_state_dict(st)
