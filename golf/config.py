@@ -152,7 +152,7 @@ class QuantConfig:
     attn_clip_sigmas: float = 0.0
     mlp_clip_sigmas: float = 0.0
     calibration_batch_tokens: int = 98304  # training tokens per calibration batch (48 x 2048)
-    code_compressor: str = "lzma"  # lzma | brotli | auto: compression of the train_gpt.py wrapper
+    code_compressor: str = "auto"  # lzma | brotli | auto (brotli when the blob is brotli, else lzma): train_gpt.py
     prune: bool = True  # selective +-1 pruning when the artifact is over target_bytes
 
 
@@ -235,8 +235,11 @@ def set_field(cfg: GolfConfig, dotted: str, value: Any) -> None:
     setattr(obj, name, _coerce(value, fields[name].type, dotted))
 
 
-def _own_names(section: str, names: str) -> dict[str, str]:
-    return {n.upper(): f"{section}.{n}" for n in names.split()}
+def _own_names(section: str, names: str = "", skip: str = "") -> dict[str, str]:
+    """``{NAME: "section.name"}`` for ``names`` (default: every field of the section but ``skip``)."""
+    cls = {"model": ModelConfig, "train": TrainConfig, "eval": EvalConfig, "quant": QuantConfig}[section]
+    keep = names.split() or [f.name for f in dataclasses.fields(cls) if f.name not in skip.split()]
+    return {n.upper(): f"{section}.{n}" for n in keep}
 
 
 # Environment-variable names -> config keys: the official aliases, then the settings whose
@@ -251,18 +254,8 @@ ENV_VARS: dict[str, str] = {
     "SKIP_WEIGHTS_ENABLED": "model.skip_weights",
     "SLIDING_WINDOW_ENABLED": "eval.sliding_window",
     "GPTQ_CALIBRATION_BATCHES": "quant.calibration_batches",
-    **_own_names("train", "data_dir seed iterations warmup_steps warmdown_iters warmdown_frac min_lr "
-                          "train_batch_tokens train_seq_len micro_batch_seqs max_wallclock_seconds "
-                          "gptq_reserve_seconds val_loss_every val_batch_tokens val_max_tokens train_log_every "
-                          "train_shards matrix_lr muon_momentum muon_momentum_warmup_start "
-                          "muon_momentum_warmup_steps muon_backend_steps muon_wd muon_row_norm tied_embed_lr "
-                          "embed_wd scalar_lr adam_wd beta1 beta2 adam_eps grad_clip_norm ema_decay "
-                          "ema_start_step recur_start_frac recur_start_step checkpoint_every hub_repo hub_every "
-                          "keep_checkpoints hub_private compile_warmup_steps"),
-    **_own_names("model", "vocab_size num_layers model_dim num_heads num_kv_heads mlp_mult tie_embeddings "
-                          "tied_embed_init_std logit_softcap rope_base rope_dims qk_gain_init "
-                          "parallel_start_layer xsa_last_n ln_scale ve_enabled ve_dim ve_layers parallel_mode "
-                          "parallel_skip_quirk skip_count_physical resid_mix leaky_slope"),
+    **_own_names("train", skip="run_dir dtype compile"),
+    **_own_names("model", skip="skip_weights skip_gates recur_start recur_end recur_loops"),
     **_own_names("eval", "eval_seq_len eval_stride"),
     **_own_names("quant", "matrix_bits embed_bits matrix_clip_sigmas embed_clip_sigmas compressor"),
 }

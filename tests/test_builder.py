@@ -123,9 +123,11 @@ def test_artifact_rescored_in_clean_process_matches(built, tiny_data, tmp_path):
     assert [len(x) for x in pr["logsumexp"]] == [5, 2] and [len(x) for x in pr["nll"]] == [4, 1]
     assert max(abs(v) for row in pr["logsumexp"] for v in row) < 1e-4
     assert min(v for row in pr["nll"] for v in row) > 0
-    # the wrapper is the short two-line exec form
+    # the wrapper is the short two-line exec form; with a brotli blob, code_compressor=auto takes the
+    # smaller of brotli and raw LZMA2 (brotli on golf's sources)
     text = (art / "train_gpt.py").read_text()
-    assert text.count("\n") == 2 and text.startswith("import lzma as L,base64 as B\nexec(")
+    assert text.count("\n") == 2 and text.startswith("import brotli as R,base64 as B\nexec(")
+    assert report["code_compressor"] == "brotli"
 
 
 def test_truncated_blob_in_artifact_gives_clear_error(built, tiny_data, tmp_path):

@@ -154,7 +154,10 @@ def build(checkpoint, data_dir, out_dir, *, target_bytes: int | None = None, com
     del model
 
     # -- code ---------------------------------------------------------------------------------
-    code_text, code_info = codegen.generate(cfg, q.code_compressor, include_train=train_code)
+    code_comp = q.code_compressor
+    if code_comp == "auto":  # the smaller of the two, but never a new runtime dependency for the artifact
+        code_comp = "auto" if q.compressor == "brotli" else "lzma"
+    code_text, code_info = codegen.generate(cfg, code_comp, include_train=train_code)
     code = code_text.encode("utf-8")
     notes += code_info["notes"]
 

@@ -46,10 +46,11 @@ def _parse_bits(values: tuple[str, ...]) -> dict:
               help="gptq (Hessian-aware, default) or rtn (round-to-nearest, for comparison). Both use SDClip scales.")
 @click.option("--allow-oversize", is_flag=True, help="Exit 0 even when code + blob exceed 16,000,000 bytes.")
 @click.option("--code-compressor", type=click.Choice(["lzma", "brotli", "auto"]), default=None,
-              help="Compression of the train_gpt.py wrapper (default raw LZMA2: needs only the stdlib).")
+              help="Compression of the train_gpt.py wrapper. auto (default): the smaller of brotli and raw LZMA2 "
+                   "when the blob is brotli-compressed anyway, else LZMA2 (stdlib only).")
 @click.option("--train-code/--no-train-code", default=True, show_default=True,
               help="Ship golf's training loop + quantizer in train_gpt.py so GOLF_MODE=train reproduces the run "
-                   "(about 14 KB more code); --no-train-code gives an evaluation-only artifact.")
+                   "(about 8 KB more code); --no-train-code gives an evaluation-only artifact.")
 @click.option("--no-prune", is_flag=True, help="Never prune, even above --target-bytes.")
 @click.option("--sliding/--no-sliding", default=False, show_default=True,
               help="Also report pre/post sliding-window BPB (slow on CPU).")

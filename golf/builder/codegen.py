@@ -18,7 +18,6 @@ import ast
 import base64
 import json
 import lzma
-import symtable
 import sys
 from pathlib import Path
 
@@ -214,16 +213,16 @@ def collect_sources(include_train: bool = True, slim: bool = True, minify: bool 
             raise CodegenError(f"{m}: shipped code reads undefined names {sorted(bad)} (a TOOLKIT block or "
                                "unused-code removal left a dangling reference)")
         shipped[m] = text
+    bad = slim_mod.dangling_imports(shipped)
+    if bad:
+        raise CodegenError("shipped code imports names that slimming removed: " + "; ".join(bad))
     packages = {p for p in packages if p in shipped}
     return shipped, packages, notes
 
 
 def _check_minified(small: str, text: str, m: str, keep: set) -> None:
     """The minified module must still define every name other modules may use (others may be renamed)."""
-    def top(src):
-        return {s.get_name() for s in symtable.symtable(src, m, "exec").get_symbols()
-                if s.is_assigned() or s.is_imported() or s.is_namespace()}
-    lost = (top(text) & keep) - top(small)
+    lost = (slim_mod.top_level_names(text, m) & keep) - slim_mod.top_level_names(small, m)
     if lost:  # pragma: no cover - python-minifier misbehaving
         raise CodegenError(f"{m}: python-minifier renamed {sorted(lost)}; build with minify off")
 
@@ -309,9 +308,10 @@ def wrap(payload: str, compressor: str = "lzma") -> str:
     raise CodegenError(f"unknown code compressor {compressor!r} (lzma | brotli)")
 
 
-def generate(cfg, compressor: str = "lzma", include_train: bool = True) -> tuple[str, dict]:
+def generate(cfg, compressor: str = "lzma", include_train: bool = True, slim: bool = True,
+             minify: bool = True) -> tuple[str, dict]:
     """Return ``(train_gpt.py text, info)``; ``compressor`` may be ``auto`` (smaller of lzma/brotli)."""
-    payload, mods, notes = payload_source(cfg, include_train)
+    payload, mods, notes = payload_source(cfg, include_train, slim=slim, minify=minify)
     if compressor == "auto":
         cands = [wrap(payload, "lzma")]
         try:

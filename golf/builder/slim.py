@@ -254,6 +254,83 @@ def undefined_globals(src: str, name: str = "<module>") -> set[str]:
     return missing - _BUILTINS
 
 
+def top_level_names(src: str, name: str = "<module>") -> set[str]:
+    return {s.get_name() for s in symtable.symtable(src, name, "exec").get_symbols()
+            if s.is_assigned() or s.is_imported() or s.is_namespace()}
+
+
+def dangling_imports(sources: dict[str, str]) -> list[str]:
+    """``from golf.x import y`` / ``mod.y`` uses (``mod`` a shipped golf module) whose ``y`` is gone."""
+    tops = {m: top_level_names(src, m) for m, src in sources.items()}
+    problems = []
+    for m, src in sources.items():
+        aliases = {}  # local name -> shipped module it stands for
+        for node in ast.walk(ast.parse(src)):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "golf":
+                for a in node.names:
+                    sub = f"{node.module}.{a.name}"
+                    if sub in sources:
+                        aliases[a.asname or a.name] = sub
+                    elif node.module in tops and a.name not in tops[node.module]:
+                        problems.append(f"{m} imports {a.name} from {node.module}, which no longer defines it")
+            elif isinstance(node, ast.Import):
+                for a in node.names:
+                    if a.asname and a.name in sources:
+                        aliases[a.asname] = a.name
+        for node in _global_attribute_uses(ast.parse(src), set(aliases)):
+            target = aliases[node.value.id]
+            if node.attr not in tops[target] and f"{target}.{node.attr}" not in sources:
+                problems.append(f"{m} uses {node.value.id}.{node.attr}, which {target} no longer defines")
+    return sorted(set(problems))
+
+
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp,
+           ast.GeneratorExp)
+
+
+def _local_names(scope: ast.AST) -> set[str]:
+    """Names bound inside ``scope`` itself (parameters, assignments, loop/with/except targets, ...)."""
+    out: set = set()
+    if isinstance(scope, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+        a = scope.args
+        out |= {x.arg for x in a.posonlyargs + a.args + a.kwonlyargs + [a.vararg, a.kwarg] if x is not None}
+        body = scope.body if isinstance(scope.body, list) else [scope.body]
+    else:
+        out |= {n.id for g in scope.generators for n in ast.walk(g.target) if isinstance(n, ast.Name)}
+        body = []
+    declared = set()
+    stack = list(body)
+    while stack:
+        n = stack.pop()
+        if isinstance(n, (ast.Global, ast.Nonlocal)):
+            declared |= set(n.names)
+        elif isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Store, ast.Del)):
+            out.add(n.id)
+        elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            out.add(n.name)
+            stack.extend(n.decorator_list)
+            continue  # a nested scope: its own locals are not ours
+        elif isinstance(n, ast.alias):
+            out.add((n.asname or n.name).split(".")[0])
+        elif isinstance(n, ast.ExceptHandler) and n.name:
+            out.add(n.name)
+        if not isinstance(n, _SCOPES):
+            stack.extend(ast.iter_child_nodes(n))
+    return out - declared
+
+
+def _global_attribute_uses(tree: ast.AST, names: set[str], shadow: frozenset = frozenset()):
+    """``name.attr`` nodes whose ``name`` (one of ``names``) resolves to the module-level binding."""
+    for child in ast.iter_child_nodes(tree):
+        if isinstance(child, _SCOPES):
+            yield from _global_attribute_uses(child, names, shadow | _local_names(child))
+            continue
+        if isinstance(child, ast.Attribute) and isinstance(child.value, ast.Name) \
+                and child.value.id in names and child.value.id not in shadow:
+            yield child
+        yield from _global_attribute_uses(child, names, shadow)
+
+
 # -- 4. local renaming ----------------------------------------------------------------------------
 def external_names(trees: dict[str, ast.Module], roots: list[ast.AST] = ()) -> set[str]:
     """Names that code outside a module may use: imported names, attribute names, string constants."""
