@@ -123,3 +123,9 @@ def test_dangling_imports_follow_scopes():
     sources["golf.v"] = "from golf.m import missing\n"
     bad = slim.dangling_imports(sources)
     assert len(bad) == 2 and any("M.gone" in b for b in bad) and any("missing" in b for b in bad)
+
+
+def test_generation_is_deterministic():
+    a, _ = codegen.generate(GolfConfig(), "brotli")
+    b, _ = codegen.generate(GolfConfig(), "brotli")
+    assert a == b
