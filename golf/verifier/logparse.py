@@ -33,6 +33,9 @@ RE_STEP_AVG = re.compile(r"step_avg" + SEP + NUM + r"\s*(ms|s)\b", re.IGNORECASE
 RE_CODE = re.compile(r"code size" + SEP + INT + r"\s*bytes", re.IGNORECASE)
 RE_MODEL = re.compile(r"serialized model\s*([^:=\s]*)" + SEP + INT + r"\s*bytes", re.IGNORECASE)
 RE_TOTAL = re.compile(r"total submission size\s*([^:=\s]*)" + SEP + INT + r"\s*bytes", re.IGNORECASE)
+# lower-cased line marker -> (regex, name in messages); checked in this order
+SIZE_LINES = {"code size": (RE_CODE, "Code size"), "serialized model": (RE_MODEL, "Serialized model"),
+              "total submission size": (RE_TOTAL, "Total submission size")}
 RE_LOSS = re.compile(r"(?<![A-Za-z_])val_loss" + SEP + NUM, re.IGNORECASE)
 RE_BPB = re.compile(r"(?<![A-Za-z_])val_bpb" + SEP + NUM, re.IGNORECASE)
 RE_EVAL_TIME = re.compile(r"(?<![A-Za-z_])eval_time" + SEP + NUM + r"\s*(ms|s)\b", re.IGNORECASE)
@@ -142,8 +145,7 @@ def parse_log(text: str, path: str = "<log>") -> LogInfo:
     content_seeds: list[int] = []
     step_times: list[tuple[float, int | None]] = []
     stop_time: float | None = None
-    models: list[tuple[str, int]] = []
-    totals: list[tuple[str, int]] = []
+    sizes: dict[str, list[tuple[str, int]]] = {k: [] for k in SIZE_LINES}
 
     for no, raw in enumerate(text.splitlines(), 1):
         line = RE_PREFIX.sub("", raw).strip()
@@ -177,26 +179,14 @@ def parse_log(text: str, path: str = "<log>") -> LogInfo:
                 info.step_avg_ms = _ms(a.group(1), a.group(2))
             continue
 
-        if "code size" in low:
-            m = RE_CODE.search(line)
-            if m:
-                info.code_bytes = _int(m.group(1))
+        key = next((k for k in SIZE_LINES if k in low), None)
+        if key is not None:
+            rx, label = SIZE_LINES[key]
+            m = rx.search(line)
+            if m:  # (format, bytes); the code-size line has no format
+                sizes[key].append((m.group(1) if rx.groups > 1 else "", _int(m.group(rx.groups))))
             else:
-                info.unparsed.append(f"line {no}: 'Code size' line without a byte count: {raw.strip()[:160]}")
-            continue
-        if "serialized model" in low:
-            m = RE_MODEL.search(line)
-            if m:
-                models.append((m.group(1), _int(m.group(2))))
-            else:
-                info.unparsed.append(f"line {no}: 'Serialized model' line without a byte count: {raw.strip()[:160]}")
-            continue
-        if "total submission size" in low:
-            m = RE_TOTAL.search(line)
-            if m:
-                totals.append((m.group(1), _int(m.group(2))))
-            else:
-                info.unparsed.append(f"line {no}: 'Total submission size' line without a byte count: {raw.strip()[:160]}")
+                info.unparsed.append(f"line {no}: '{label}' line without a byte count: {raw.strip()[:160]}")
             continue
 
         if "val_bpb" in low:
@@ -241,8 +231,10 @@ def parse_log(text: str, path: str = "<log>") -> LogInfo:
         fmt, n = (packed or found)[-1]
         return fmt or "raw", n
 
-    info.model_format, info.model_bytes = pick(models)
-    info.total_format, info.total_bytes = pick(totals)
+    if sizes["code size"]:
+        info.code_bytes = sizes["code size"][-1][1]
+    info.model_format, info.model_bytes = pick(sizes["serialized model"])
+    info.total_format, info.total_bytes = pick(sizes["total submission size"])
     if info.code_bytes is None:
         info.missing.append("code size ('Code size: N bytes')")
     if info.model_bytes is None:
