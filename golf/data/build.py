@@ -267,6 +267,15 @@ def _write_json(path: Path, obj) -> None:
     atomic_write_json(path, obj)
 
 
+def _read_json_dict(path: Path) -> dict:
+    """An existing JSON object file's content; {} when absent, unreadable or not an object."""
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
 def _merge_entries(old: list, new: dict) -> list:
     return [e for e in (old or []) if isinstance(e, dict) and e.get("name") != new["name"]] + [new]
 
@@ -470,14 +479,7 @@ def build_dataset(docs: Sequence[str | os.PathLike], vocab_size: int, out_dir: s
         "eos_id": EOS_ID, "recommended_bigram_vocab_size": rbv, "stats": stats,
     }
     manifest_path = out / "manifest.json"
-    old: dict = {}
-    if manifest_path.is_file():
-        try:
-            old = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            old = {}
-        if not isinstance(old, dict):
-            old = {}
+    old = _read_json_dict(manifest_path)
     sidecar = _source_sidecar(paths)
     docs_rel = [_rel(p, out) for p in paths]
     manifest = {
@@ -494,14 +496,7 @@ def build_dataset(docs: Sequence[str | os.PathLike], vocab_size: int, out_dir: s
         "datasets": _merge_entries(old.get("datasets"), dataset_entry),
     }
     specs_path = out / "tokenizer_config.export.json"
-    old_specs: dict = {}
-    if specs_path.is_file():
-        try:
-            old_specs = json.loads(specs_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            old_specs = {}
-    _write_json(specs_path, {"tokenizers": _merge_entries(
-        old_specs.get("tokenizers") if isinstance(old_specs, dict) else None, spec)})
+    _write_json(specs_path, {"tokenizers": _merge_entries(_read_json_dict(specs_path).get("tokenizers"), spec)})
     _write_json(manifest_path, manifest)
     _write_json(out / "manifest.source.json", {"source": "golf data build", "repo_id": None})
 
