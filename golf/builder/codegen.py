@@ -201,7 +201,8 @@ def collect_sources(include_train: bool = True, slim: bool = True, minify: bool 
     keep = slim_mod.external_names(trees, [ast.parse(_ENTRY_IMPORT)])
     shipped = {}
     for m, tree in trees.items():
-        if not tree.body and m not in imported and m not in packages:
+        future_only = all(isinstance(n, ast.ImportFrom) and n.module == "__future__" for n in tree.body)
+        if future_only and m not in imported and m not in packages:
             continue  # everything in it was unused
         text = _reindent(ast.unparse(tree)) if tree.body else ""
         small = slim_mod.minify(text, keep) if minify and text else None

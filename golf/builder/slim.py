@@ -151,31 +151,28 @@ def _drop_unused_imports(tree: ast.Module) -> bool:
 
 def shake(trees: dict[str, ast.Module], roots: list[ast.AST] = ()) -> list[str]:
     """Drop unused imports and unreferenced top-level definitions in place; returns what was dropped."""
-    dropped = []
+    root_refs: set = set()
+    for r in roots:
+        _refs(r, root_refs)
+    dropped: list[str] = []
     changed = True
     while changed:
         changed = False
         for t in trees.values():
             changed |= _drop_unused_imports(t)
-        refs_by_stmt = {}
-        for m, t in trees.items():
+        refs: dict[int, set] = {}
+        for t in trees.values():
             for node in t.body:
-                s: set = set()
-                _refs(node, s)
-                refs_by_stmt[id(node)] = s
-        root_refs: set = set()
-        for r in roots:
-            _refs(r, root_refs)
+                refs[id(node)] = set()
+                _refs(node, refs[id(node)])
         for m, t in trees.items():
             for node in list(t.body):
                 names = _bound_names(node)
-                if not names or any(n.startswith("__") and n.endswith("__") for n in names):
+                if not names or any(n.startswith("__") and n.endswith("__") for n in names) \
+                        or root_refs.intersection(names):
                     continue
-                if any(n in root_refs for n in names):
-                    continue
-                used = any(n in refs for other in trees.values() for stmt in other.body
-                           if stmt is not node for refs in [refs_by_stmt[id(stmt)]] for n in names)
-                if not used:
+                if not any(refs[id(stmt)].intersection(names)
+                           for other in trees.values() for stmt in other.body if stmt is not node):
                     t.body.remove(node)
                     dropped.append(f"{m}.{names[0]}")
                     changed = True
