@@ -190,8 +190,8 @@ class ConfigError(ValueError):
     """A bad configuration value; the message names the offending key."""
 
 
-def _coerce(value: Any, typ: Any, key: str) -> Any:
-    typ_s = typ if isinstance(typ, str) else getattr(typ, "__name__", str(typ))
+def _coerce(value: Any, typ_s: str, key: str) -> Any:
+    """``value`` as a ``typ_s`` (bool, int, float, str or tuple of ints)."""
     try:
         if typ_s == "bool":
             if isinstance(value, str):
@@ -232,7 +232,8 @@ def set_field(cfg: GolfConfig, dotted: str, value: Any) -> None:
     fields = {f.name: f for f in dataclasses.fields(obj)}
     if name not in fields:
         raise ConfigError(f"{dotted}: unknown setting (known: {', '.join(sorted(fields))})")
-    setattr(obj, name, _coerce(value, fields[name].type, dotted))
+    # typed by the default, not the annotation: train_gpt.py renames the names annotations use
+    setattr(obj, name, _coerce(value, type(fields[name].default).__name__, dotted))
 
 
 def _own_names(section: str, names: str = "", skip: str = "") -> dict[str, str]:

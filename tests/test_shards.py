@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from golf.data.shards import (HEADER_BYTES, SHARD_MAGIC, SHARD_VERSION, ShardError, list_shards, read_shard,
+from golf.data.shards import (HEADER_BYTES, SHARD_MAGIC, SHARD_VERSION, ShardError, data_paths, list_shards, read_shard,
                               read_shard_header, shard_name, write_shard)
 
 
@@ -102,3 +102,20 @@ def test_list_shards_sorted_and_skips_byte_sidecars(tmp_path):
     assert [p.name for p in list_shards(tmp_path, "train")] == ["fineweb_train_000002.bin", "fineweb_train_000010.bin"]
     with pytest.raises(ValueError):
         list_shards(tmp_path, "test")
+
+
+def test_data_paths_follow_the_layout_and_the_overrides(tmp_path):
+    root = tmp_path / "data"
+    ds = root / "datasets" / "fineweb10B_sp1024"
+    tok = root / "tokenizers" / "fineweb_1024_bpe.model"
+    write_shard(ds / shard_name("val", 0), np.arange(10))
+    tok.parent.mkdir(parents=True)
+    tok.write_bytes(b"x")
+    assert data_paths(root, 1024, environ={}) == (ds, tok)
+    # a root that is the dataset folder itself; the tokenizer is found two levels up
+    assert data_paths(ds, 1024, environ={}) == (ds, tok)
+    # nothing there: the official paths, for the caller to report
+    assert data_paths(tmp_path / "none", 4096, environ={}) == (
+        tmp_path / "none" / "datasets" / "fineweb10B_sp4096", tmp_path / "none" / "tokenizers" / "fineweb_4096_bpe.model")
+    env = {"DATA_PATH": str(tmp_path / "elsewhere"), "TOKENIZER_PATH": str(tmp_path / "t.model")}
+    assert data_paths(root, 1024, environ=env) == (tmp_path / "elsewhere", tmp_path / "t.model")

@@ -94,38 +94,98 @@ def test_codegen_refuses_a_dangling_reference(monkeypatch, victim):
 
     monkeypatch.setattr(slim, "shake", overeager)
     with pytest.raises(codegen.CodegenError, match=victim):
-        codegen.collect_sources(True)
+        codegen.shipped_source(True)
 
 
 def test_shipped_sources_are_slim_and_toolkit_free():
-    mods, _, notes = codegen.collect_sources(True)
-    text = "\n".join(mods.values())
+    text, mods, notes = codegen.shipped_source(True)
     assert "TOOLKIT" not in text and "metrics.jsonl" not in text and "HubSync" not in text
     assert "save_checkpoint" not in text and "tqdm" not in text
     assert any("unused" in n for n in notes)
-    for m, src in mods.items():
-        ast.parse(src)
-        assert slim.undefined_globals(src, m) == set(), m
+    ast.parse(text)
+    assert slim.undefined_globals(text) == set()
     slimmed, _ = codegen.generate(GolfConfig(), "lzma")
     plain, _ = codegen.generate(GolfConfig(), "lzma", slim=False)
     assert len(slimmed) < 0.85 * len(plain)
-
-
-def test_dangling_imports_follow_scopes():
-    sources = {
-        "golf.m": "def f():\n    return 1\n",
-        "golf.u": ("from golf import m as M\nfrom golf.m import f\n"
-                   "def g(M):\n    return M.anything\n"          # a parameter shadows the module alias
-                   "def h():\n    return M.f() + f()\n"),
-    }
-    assert slim.dangling_imports(sources) == []
-    sources["golf.u"] += "def k():\n    return M.gone\n"
-    sources["golf.v"] = "from golf.m import missing\n"
-    bad = slim.dangling_imports(sources)
-    assert len(bad) == 2 and any("M.gone" in b for b in bad) and any("missing" in b for b in bad)
 
 
 def test_generation_is_deterministic():
     a, _ = codegen.generate(GolfConfig(), "brotli")
     b, _ = codegen.generate(GolfConfig(), "brotli")
     assert a == b
+
+
+def _flat(mods: dict[str, str]) -> str:
+    return ast.unparse(slim.flatten({m: ast.parse(src) for m, src in mods.items()}))
+
+
+def test_flatten_merges_modules_into_one_namespace():
+    mods = {
+        "golf.b": ("from __future__ import annotations\nimport os\nfrom golf.a import f, X as Y\n"
+                   "from golf import a as A\n"
+                   "def g():\n    from golf.a import E as Err\n    return f() + Y + A.X + issubclass(Err, ValueError)\n"
+                   "def k(A):\n    return A.real\n"),  # a parameter shadows the module alias: left alone
+        "golf.a": ("from __future__ import annotations\nimport os\nX = 1\n"
+                   "def f():\n    return X + len(os.sep)\nclass E(ValueError):\n    pass\n"),
+        "golf": "",
+    }
+    src = _flat(mods)
+    assert "golf" not in src and src.count("import os") == 1 and src.startswith("from __future__ import annotations")
+    assert src.index("def f") < src.index("def g")  # a module comes after the ones it imports
+    assert _run(src)["g"]() == 2 + 1 + 1 + 1 and _run(src)["k"](3) == 3
+    assert slim.undefined_globals(src) == set()
+
+
+@pytest.mark.parametrize("mods, match", [
+    ({"golf.a": "X = 1\n", "golf.b": "X = 2\n"}, "'X' means different things in golf.a and golf.b"),
+    ({"golf.a": "import numpy as np\n", "golf.b": "np = 3\n"}, "'np'"),
+    ({"golf.a": "def open():\n    return 1\n", "golf.b": "def g():\n    return open('f')\n"}, "golf.b reads 'open'"),
+    ({"golf.a": "X = 1\n", "golf.b": "import golf.a\n"}, "cannot be shipped"),
+    ({"golf.a": "X = 1\n", "golf.b": "from golf.a import Y\ndef g():\n    return Y\n"}, "does not define it"),
+    ({"golf.a": "X = 1\n", "golf.b": "def g():\n    from golf.a import X\n    X = 2\n    return X\n"},
+     "imports X and also assigns it"),
+])
+def test_flatten_refuses_modules_that_disagree(mods, match):
+    with pytest.raises(slim.SlimError, match=match):
+        _flat(mods)
+
+
+def test_build_flags_fold_and_drop_unreachable_code():
+    src = ("def run():\n    if not TRAIN_CODE:\n        print('no training path')\n        return 2\n"
+           "    from golf.trainer.loop import train\n    return train()\n")
+    off = ast.unparse(slim.fold_toolkit(ast.parse(src), {"TRAIN_CODE": False}))
+    assert "train()" not in off and "golf.trainer" not in off and "return 2" in off
+    on = ast.unparse(slim.fold_toolkit(ast.parse(src), {"TRAIN_CODE": True}))
+    assert "no training path" not in on and "return train()" in on
+
+
+def test_dead_constant_stores_are_dropped():
+    src = ("def f(c0):\n    hub = None\n    bar = c = 0\n    n = 0\n    n += 1\n    done = False\n"
+           "    def inner():\n        nonlocal done\n        done = True\n    inner()\n    c += c0\n    return c + n + done\n")
+    tree = ast.parse(src)
+    slim.shake({"m": tree}, roots=[ast.parse("f")])
+    out = ast.unparse(tree)
+    assert "hub" not in out and "bar" not in out and "n = 0" in out and "c = 0" in out and "done = False" in out
+    assert _run(out)["f"](5) == _run(src)["f"](5) == 7
+
+
+def test_dataclass_field_types_are_erased_but_markers_kept():
+    src = ("from dataclasses import dataclass, field\nfrom typing import ClassVar\n@dataclass\nclass C:\n"
+           "    a: int = 1\n    b: tuple[int, ...] = ()\n    c: list = field(default_factory=list)\n"
+           "    K: ClassVar[int] = 3\n")
+    tree = ast.parse(src)
+    assert slim.erase_field_types(tree) == 3
+    out = ast.unparse(tree)
+    assert "ClassVar[int]" in out and "int = 1" not in out
+    import dataclasses
+    import sys
+    import types
+
+    mod = types.ModuleType("erased_fields")
+    sys.modules[mod.__name__] = mod  # dataclasses resolves string annotations through the module
+    try:
+        exec(compile(out, "<t>", "exec"), mod.__dict__)
+    finally:
+        del sys.modules[mod.__name__]
+    C = mod.C
+    assert [f.name for f in dataclasses.fields(C)] == ["a", "b", "c"] and C().a == 1 and C.K == 3

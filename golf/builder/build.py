@@ -15,6 +15,8 @@ from pathlib import Path
 
 from golf import __version__
 from golf.builder import codegen, container, entry, quant
+from golf.data.shards import data_paths
+from golf.device import autocast_dtype
 from golf.fsutil import atomic_write_bytes
 
 LIMIT_BYTES = 16_000_000
@@ -129,7 +131,7 @@ def build(checkpoint, data_dir, out_dir, *, target_bytes: int | None = None, com
     notes = [comp_note] if comp_note else []
 
     dev = entry.pick_device(device)
-    ds_dir, tok_path = entry.data_paths(cfg.model.vocab_size, {"DATA_DIR": str(data_dir)})
+    ds_dir, tok_path = data_paths(data_dir, cfg.model.vocab_size, environ={})
     if not Path(ds_dir).is_dir():
         raise BuildError(f"--data {data_dir}: no dataset directory {ds_dir} for vocab {cfg.model.vocab_size}")
     if not Path(tok_path).is_file():
@@ -149,7 +151,7 @@ def build(checkpoint, data_dir, out_dir, *, target_bytes: int | None = None, com
     # -- calibration (training data) + quantization ------------------------------------
     t0 = time.perf_counter()
     arrays, qmeta, info, hessians = quant.quantize_model(model, cfg, ds_dir, CONTROL_PATTERNS, dev,
-                                                         entry.autocast_dtype(dev), progress)
+                                                         autocast_dtype(dev), progress)
     timings["calibrate_quantize_s"] = time.perf_counter() - t0
     del model
 

@@ -80,6 +80,7 @@ def build(checkpoint, data_dir, out_dir, target_bytes, compressor, bits, method,
     from golf.builder.quant import QuantError
     from golf.config import ConfigError
     from golf.data.shards import ShardError
+    from golf.device import RunError
 
     try:
         from golf.trainer.checkpoint import CheckpointError
@@ -92,5 +93,6 @@ def build(checkpoint, data_dir, out_dir, target_bytes, compressor, bits, method,
                   device=device, prune=False if no_prune else None, limit_bytes=limit_bytes, train_code=train_code,
                   command=shlex.join(["golf", "build", *sys.argv[2:]]) if sys.argv[1:2] == ["build"] else "",
                   progress=not quiet, log=click.echo)
-    except (BuildError, CodegenError, ContainerError, QuantError, ConfigError, ShardError, CheckpointError) as e:
+    except (BuildError, CodegenError, ContainerError, QuantError, ConfigError, ShardError, CheckpointError,
+            RunError) as e:
         raise click.ClickException(str(e)) from None

@@ -5,12 +5,11 @@ The generated file is a two-line exec wrapper::
     import lzma as L,base64 as B
     exec(L.decompress(B.b85decode("..."),format=L.FORMAT_RAW,filters=[{"id":L.FILTER_LZMA2}]))
 
-whose payload holds the source text of every shippable module (read from the installed
-golf package at build time, docstrings/comments/annotations stripped with ``ast``), a
-tiny ``sys.meta_path`` finder that installs them under their real names (first in the
-path, so an installed golf never shadows them) and a call of
-``golf.builder.entry.main(__file__, CONFIG)``.  The same modules are what golf itself
-runs, so there is no second copy of the model to drift.
+(or the brotli equivalent) whose payload is one flat module: the source text of every
+shippable module (read from the installed golf package at build time, docstrings/comments/
+annotations stripped with ``ast``), slimmed and merged into one namespace by
+:mod:`golf.builder.slim`, then ``main(__file__, CONFIG)`` of ``golf.builder.entry``.  The same
+modules are what golf itself runs, so there is no second copy of the model to drift.
 """
 from __future__ import annotations
 
@@ -27,6 +26,7 @@ from golf.builder import slim as slim_mod
 # Paths relative to the golf package directory; globs allowed.  Order = install order.
 SHIPPABLE = (
     "fsutil.py",
+    "device.py",
     "progress.py",
     "config.py",
     "data/shards.py",
@@ -146,12 +146,9 @@ def _modname(path: Path, root: Path) -> str:
     return ".".join(parts)
 
 
-def collect_sources(include_train: bool = True, slim: bool = True, minify: bool = True) -> tuple[dict, set, list[str]]:
-    """``({module: shipped source}, packages, notes)`` for the shippable list (+ train path when clean).
-
-    ``slim`` folds ``TOOLKIT`` blocks and shakes out unused code (golf.builder.slim);
-    ``minify`` also shortens local names when python-minifier is installed.
-    """
+def _module_sources(include_train: bool) -> tuple[dict, set, list[str]]:
+    """``({module: source as written}, packages, notes)``: the shippable list (+ the train path when
+    clean), checked against the shipping rules."""
     root = _package_dir()
     files = _expand(SHIPPABLE, root)
     mods: dict[str, str] = {}
@@ -186,74 +183,51 @@ def collect_sources(include_train: bool = True, slim: bool = True, minify: bool 
                 notes.append(f"not shipped: {m} ({problems[0]})")
                 del mods[m]
                 changed = True
-    if not slim:
-        return {m: strip_source(src, m) for m, src in mods.items()}, packages, notes
+    return mods, packages, notes
+
+
+def shipped_source(include_train: bool = True, slim: bool = True, minify: bool = True) -> tuple[str, list, list]:
+    """``(source, modules, notes)``: every shipped module merged into one flat module.
+
+    Always: docstrings/comments/annotations stripped, the build flags folded (``TOOLKIT`` False,
+    ``TRAIN_CODE`` = ``include_train``) and the modules merged into one namespace
+    (golf.builder.slim.flatten, which refuses modules that disagree on a top-level name).
+    ``slim`` also shakes out unused code; ``minify`` then renames names with python-minifier
+    (when installed).  The result defines ``main``; nothing in it reads an undefined global.
+    """
+    mods, packages, notes = _module_sources(include_train)
     trees = {}
     for m, src in mods.items():
         tree = ast.parse(src, filename=m)
         _strip_node(tree)
-        trees[m] = slim_mod.fold_toolkit(tree)
-    dropped = slim_mod.shake(trees, roots=[ast.parse(_ENTRY_IMPORT)])
-    if dropped:
-        notes.append(f"not shipped (unused): {len(dropped)} definitions")
-    imported = {n.module for t in trees.values() for n in ast.walk(t) if isinstance(n, ast.ImportFrom)}
-    imported |= {a.name for t in trees.values() for n in ast.walk(t) if isinstance(n, ast.Import) for a in n.names}
-    keep = slim_mod.external_names(trees, [ast.parse(_ENTRY_IMPORT)])
-    shipped = {}
-    for m, tree in trees.items():
-        future_only = all(isinstance(n, ast.ImportFrom) and n.module == "__future__" for n in tree.body)
-        if future_only and m not in imported and m not in packages:
-            continue  # everything in it was unused
-        text = _reindent(ast.unparse(tree)) if tree.body else ""
-        small = slim_mod.minify(text, keep) if minify and text else None
+        trees[m] = slim_mod.fold_toolkit(tree, {"TRAIN_CODE": include_train})
+    if slim:
+        dropped = slim_mod.shake(trees, roots=[ast.parse(_ENTRY_IMPORT)])
+        for tree in trees.values():
+            slim_mod.erase_field_types(tree)
+        if dropped:
+            notes.append(f"not shipped (unused): {len(dropped)} definitions")
+    shipped = [m for m in trees if any(not (isinstance(n, ast.ImportFrom) and n.module == "__future__")
+                                       for n in trees[m].body)]
+    try:
+        flat = slim_mod.flatten(trees)
+    except slim_mod.SlimError as e:
+        raise CodegenError(f"cannot merge the shipped modules: {e}") from None
+    text = _reindent(ast.unparse(flat))
+    if slim and minify:
+        small = slim_mod.minify(text, {"main"})
         if small is not None:
-            _check_minified(small, text, m, keep)
+            if "main" not in slim_mod.top_level_names(small):  # pragma: no cover - python-minifier misbehaving
+                raise CodegenError("python-minifier renamed main(); build with minify off")
             text = small + "\n"
-        bad = slim_mod.undefined_globals(text, m)
-        if bad:
-            raise CodegenError(f"{m}: shipped code reads undefined names {sorted(bad)} (a TOOLKIT block or "
-                               "unused-code removal left a dangling reference)")
-        shipped[m] = text
-    bad = slim_mod.dangling_imports(shipped)
+    bad = slim_mod.undefined_globals(text, "train_gpt")
     if bad:
-        raise CodegenError("shipped code imports names that slimming removed: " + "; ".join(bad))
-    packages = {p for p in packages if p in shipped}
-    return shipped, packages, notes
-
-
-def _check_minified(small: str, text: str, m: str, keep: set) -> None:
-    """The minified module must still define every name other modules may use (others may be renamed)."""
-    lost = (slim_mod.top_level_names(text, m) & keep) - slim_mod.top_level_names(small, m)
-    if lost:  # pragma: no cover - python-minifier misbehaving
-        raise CodegenError(f"{m}: python-minifier renamed {sorted(lost)}; build with minify off")
+        raise CodegenError(f"shipped code reads undefined names {sorted(bad)} (a TOOLKIT block or "
+                           "unused-code removal left a dangling reference)")
+    return text, sorted(shipped, key=lambda m: (m.count("."), m)), notes
 
 
 _ENTRY_IMPORT = "from golf.builder.entry import main"
-# The payload: module sources in one raw string, split on a line holding only "#" (no shipped
-# source has one: comments are stripped and ast.unparse writes no multi-line literals).
-SEP = "\n#\n"
-_BOOT = '''import sys
-from importlib.abc import Loader,MetaPathFinder
-from importlib.util import spec_from_loader
-S=dict(zip(%r,%s.split(%r)))
-P=%r
-class F(MetaPathFinder,Loader):
- def find_spec(s,n,p=None,t=None):
-  if n in S:return spec_from_loader(n,s,is_package=n in P)
- def create_module(s,spec):return None
- def exec_module(s,m):exec(compile(S[m.__name__],'<'+m.__name__+'>','exec'),m.__dict__)
-sys.meta_path.insert(0,F())
-from golf.builder.entry import main
-main(__file__,%r)
-'''
-
-
-def _raw_literal(text: str) -> str:
-    """``text`` as a raw triple-quoted literal, or its repr when it cannot be one."""
-    if "'''" in text or text.endswith("\\") or "\r" in text:
-        return repr(text)
-    lit = "r'''" + text + "'''"
-    return lit if ast.literal_eval(lit) == text else repr(text)
 
 
 # Per-run settings that must not be baked into the shared code: every seed of an entry ships
@@ -275,14 +249,11 @@ def code_config(cfg) -> dict:
 
 def payload_source(cfg, include_train: bool = True, slim: bool = True,
                    minify: bool = True) -> tuple[str, list[str], list[str]]:
-    """``(payload python source, shipped module names, notes)``."""
-    mods, packages, notes = collect_sources(include_train, slim=slim, minify=minify)
-    order = sorted(mods, key=lambda m: (m.count("."), m))
-    joined = SEP.join(mods[m] for m in order)
-    if joined.split(SEP) != [mods[m] for m in order]:  # pragma: no cover - a source holds the separator
-        raise CodegenError("a shipped module contains a line with only '#'; cannot pack it")
+    """``(payload python source, shipped module names, notes)``: the flat source and the call of
+    ``main(__file__, CONFIG)``."""
+    src, mods, notes = shipped_source(include_train, slim=slim, minify=minify)
     conf = json.dumps(code_config(cfg), sort_keys=True, separators=(",", ":"))
-    return _BOOT % (tuple(order), _raw_literal(joined), SEP, tuple(sorted(packages)), conf), order, notes
+    return src + "main(__file__,%r)\n" % conf, mods, notes
 
 
 def _lzma_raw(data: bytes) -> bytes:

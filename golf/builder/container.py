@@ -65,13 +65,18 @@ def available_compressors() -> list[str]:
     return out
 
 
+def _brotli():
+    try:
+        import brotli
+    except ImportError:
+        raise ContainerError("this blob needs brotli, but the brotli module is not installed (pip install brotli)") \
+            from None
+    return brotli
+
+
 def compress(raw: bytes, name: str) -> bytes:
     if name == "brotli":
-        try:
-            import brotli
-        except ImportError:
-            raise ContainerError("compressor 'brotli' requested but the brotli module is not installed") from None
-        return brotli.compress(raw, quality=11, lgwin=24)
+        return _brotli().compress(raw, quality=11, lgwin=24)
     if name == "lzma":
         return lzma.compress(raw, format=lzma.FORMAT_RAW, filters=_LZMA_FILTERS)
     if name == "zlib":
@@ -84,12 +89,7 @@ def compress(raw: bytes, name: str) -> bytes:
 def decompress(data: bytes, name: str) -> bytes:
     try:
         if name == "brotli":
-            try:
-                import brotli
-            except ImportError:
-                raise ContainerError("this blob is brotli-compressed but the brotli module is not installed "
-                                     "(pip install brotli)") from None
-            return brotli.decompress(data)
+            return _brotli().decompress(data)
         if name == "lzma":
             return lzma.decompress(data, format=lzma.FORMAT_RAW, filters=_LZMA_FILTERS)
         if name == "zlib":

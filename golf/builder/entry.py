@@ -9,7 +9,7 @@ Environment: ``DATA_DIR`` (default ``./data/``), ``DATA_PATH``, ``TOKENIZER_PATH
 ``VAL_MAX_TOKENS``, ``EVAL_SEQ_LEN``, ``EVAL_STRIDE``, ``SLIDING_WINDOW_ENABLED``,
 ``GOLF_DEVICE`` (cpu|cuda), ``GOLF_NLL_OUT`` (dir for per-target NLLs),
 ``GOLF_PROBE_IN``/``GOLF_PROBE_OUT`` (normalization/causality probe).
-Exit codes: 0 ok, 2 bad mode / train path unavailable, 3 malformed blob, 4 data not found.
+Exit codes: 0 ok, 2 bad mode / train path unavailable / device, precision or training-data problem, 3 malformed blob, 4 data not found.
 
 Shipped inside ``train_gpt.py``: stdlib, numpy, torch, sentencepiece and golf's shippable modules.
 """
@@ -25,7 +25,8 @@ import torch
 from golf.builder.container import ContainerError, load_blob
 from golf.config import GolfConfig
 from golf.data.loader import load_val_tokens
-from golf.data.shards import ShardError
+from golf.data.shards import ShardError, data_paths
+from golf.device import RunError, autocast_dtype, resolve_device
 from golf.fsutil import atomic_write_bytes, atomic_write_json
 from golf.metric import build_byte_luts, eval_plain, eval_sliding, model_nll_fn
 from golf.model.gpt import GPT
@@ -33,19 +34,13 @@ from golf.model.gpt import GPT
 BLOB_NAME = "final_model.int6.ptz"
 EXIT_BAD_BLOB = 3  # the blob is truncated, corrupt or of an unknown version
 EXIT_NO_DATA = 4  # validation shards / tokenizer not found
+# Build flag like golf.TOOLKIT: False in an evaluation-only train_gpt.py (golf build --no-train-code),
+# where the training path is not shipped; the builder folds it (golf/builder/slim.py).
+TRAIN_CODE = True
 
 
 def pick_device(name: str | None = None) -> torch.device:
-    name = name or os.environ.get("GOLF_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("GOLF_DEVICE=cuda but no CUDA device is available")
-    return torch.device(name)
-
-
-def autocast_dtype(device: torch.device):
-    if device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return resolve_device(name or os.environ.get("GOLF_DEVICE") or "auto")
 
 
 def eval_settings(cfg: GolfConfig, environ=None) -> dict:
@@ -59,14 +54,6 @@ def eval_settings(cfg: GolfConfig, environ=None) -> dict:
         "sliding": cfg.eval.sliding_window if sw == "" else sw.strip().lower() in ("1", "true", "yes", "on"),
         "max_tokens": int(env.get("VAL_MAX_TOKENS") or 0),
     }
-
-
-def data_paths(vocab_size: int, environ=None) -> tuple[str, str]:
-    env = os.environ if environ is None else environ
-    root = env.get("DATA_DIR") or "./data/"
-    ds = env.get("DATA_PATH") or os.path.join(root, "datasets", f"fineweb10B_sp{vocab_size}")
-    tok = env.get("TOKENIZER_PATH") or os.path.join(root, "tokenizers", f"fineweb_{vocab_size}_bpe.model")
-    return ds, tok
 
 
 def load_eval_data(cfg: GolfConfig, settings: dict, dataset_dir: str, tokenizer: str):
@@ -125,10 +112,10 @@ def _write_f32(path: str, arr) -> None:
 
 def run_eval(script: str, blob: str) -> int:
     state, meta, info = load_blob(blob)
-    cfg = GolfConfig.from_json(meta["config"]) if isinstance(meta["config"], str) else GolfConfig.from_dict(meta["config"])
+    cfg = GolfConfig.from_dict(meta["config"])
     device = pick_device()
     settings = eval_settings(cfg)
-    ds, tok = data_paths(cfg.model.vocab_size)
+    ds, tok = data_paths(os.environ.get("DATA_DIR") or "./data/", cfg.model.vocab_size)
     val, luts = load_eval_data(cfg, settings, ds, tok)
     model = build_model(cfg, state, meta.get("recurrence_active", False), device)
     probe_in, probe_out = os.environ.get("GOLF_PROBE_IN"), os.environ.get("GOLF_PROBE_OUT")
@@ -158,14 +145,13 @@ def run_eval(script: str, blob: str) -> int:
 
 def run_train(script: str, cfg: GolfConfig) -> int:
     """Reproduce the run: golf's training loop, then quantize, write the blob beside the script, evaluate."""
-    try:
-        from golf.builder.quant import build_artifact_blob
-        from golf.model.gpt import CONTROL_PATTERNS
-        from golf.trainer.loop import RunOptions, train
-    except ImportError as e:
-        print(f"error: GOLF_MODE=train: this train_gpt.py ships no training path ({e}); use golf train + golf build "
+    if not TRAIN_CODE:
+        print(f"error: GOLF_MODE=train: this train_gpt.py ships no training path; use golf train + golf build "
               f"with its embedded config, or put {BLOB_NAME} beside it", file=sys.stderr)
         return 2
+    from golf.builder.quant import build_artifact_blob
+    from golf.model.gpt import CONTROL_PATTERNS
+    from golf.trainer.loop import RunOptions, train
     from golf.config import apply_env
     here = os.path.dirname(script)
     apply_env(cfg)
@@ -178,7 +164,7 @@ def run_train(script: str, cfg: GolfConfig) -> int:
     device = pick_device()
     model = build_model(cfg, state, rec, device)
     blob = os.path.join(here, BLOB_NAME)
-    ds, _ = data_paths(cfg.model.vocab_size)
+    ds, _ = data_paths(cfg.train.data_dir, cfg.model.vocab_size)
     build_artifact_blob(model, cfg, rec, ds, blob, os.path.getsize(script), CONTROL_PATTERNS, device,
                         autocast_dtype(device))
     del model
@@ -205,6 +191,9 @@ def main(script: str | None = None, config_json: str | None = None) -> int:
     except ContainerError as e:
         print(f"error: malformed model blob {blob}: {e}", file=sys.stderr)
         rc = EXIT_BAD_BLOB
+    except RunError as e:  # device, precision, training data, divergence
+        print(f"error: {e}", file=sys.stderr)
+        rc = 2
     except (ShardError, FileNotFoundError, OSError) as e:
         print(f"error: {e} (set DATA_DIR, DATA_PATH or TOKENIZER_PATH)", file=sys.stderr)
         rc = EXIT_NO_DATA

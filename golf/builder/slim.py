@@ -8,14 +8,17 @@ from the code golf runs:
    periodic checkpoints, Hub sync, progress bars, metrics.jsonl, config validation with
    long messages) are written as ``if TOOLKIT: ...`` and removed here.  Supported forms:
    ``if TOOLKIT:``/``if not TOOLKIT:`` (with ``else``/``elif``), ``if TOOLKIT and x:``,
-   ``a if TOOLKIT else b``, ``TOOLKIT and x``; any other use becomes ``False``.
-2. Tree shaking: unused imports, then top-level definitions that no shipped module (nor the
-   boot code) refers to, repeated until nothing changes.  Conservative: a name counts as
+   ``a if TOOLKIT else b``, ``TOOLKIT and x``; any other use becomes ``False``.  Other build
+   flags fold the same way (``TRAIN_CODE``: False in an evaluation-only build), and
+   statements after an unconditional ``return``/``raise`` are dropped.
+2. Tree shaking: unused imports, constant stores nothing reads, then top-level definitions
+   that no shipped module (nor the entry call) refers to, repeated until nothing changes.  Conservative: a name counts as
    used wherever it appears as a name, an attribute or a string constant.
-3. A check that every global a shipped module reads is defined there or a builtin
-   (``undefined_globals``), so slimming can never leave a dangling reference.
-4. Optional renaming of local names with python-minifier (globals are kept: modules import
-   each other's names).
+3. ``@dataclass`` field annotations erased to ``0`` (``erase_field_types``).
+4. ``flatten``: all shipped modules merged into one namespace, with checks that every name
+   still means what it meant in its own module.
+5. Renaming of locals and globals with python-minifier, then a check that the result reads
+   no undefined global (``undefined_globals``), so slimming can never leave a dangling reference.
 """
 from __future__ import annotations
 
@@ -31,31 +34,34 @@ class SlimError(ValueError):
 
 
 # -- 1. TOOLKIT folding --------------------------------------------------------------------
-def _static(node: ast.AST):
-    """``True``/``False`` when ``node`` is a TOOLKIT test with a known value in shipped code, else None."""
-    if isinstance(node, ast.Name) and node.id == FLAG:
-        return False
+def _static(node: ast.AST, flags: dict):
+    """``True``/``False`` when ``node`` is a flag test with a known value in shipped code, else None."""
+    if isinstance(node, ast.Name) and node.id in flags:
+        return flags[node.id]
     if isinstance(node, ast.Constant) and isinstance(node.value, bool):
         return node.value
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
-        v = _static(node.operand)
+        v = _static(node.operand, flags)
         return None if v is None else not v
     if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.And):
-        if any(_static(v) is False for v in node.values):
+        if any(_static(v, flags) is False for v in node.values):
             return False
     if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or):
-        if any(_static(v) is True for v in node.values):
+        if any(_static(v, flags) is True for v in node.values):
             return True
     return None
 
 
 class _Fold(ast.NodeTransformer):
+    def __init__(self, flags: dict):
+        self.flags = flags
+
     def visit_If(self, node: ast.If):
         self.generic_visit(node)
-        v = _static(node.test)
+        v = _static(node.test, self.flags)
         if v is None:
             if isinstance(node.test, ast.BoolOp):  # `not TOOLKIT and x` -> `x`
-                rest = [t for t in node.test.values if _static(t) is not True]
+                rest = [t for t in node.test.values if _static(t, self.flags) is not True]
                 if len(rest) != len(node.test.values) and isinstance(node.test.op, ast.And):
                     node.test = rest[0] if len(rest) == 1 else ast.BoolOp(op=ast.And(), values=rest)
             return node
@@ -63,20 +69,35 @@ class _Fold(ast.NodeTransformer):
 
     def visit_IfExp(self, node: ast.IfExp):
         self.generic_visit(node)
-        v = _static(node.test)
+        v = _static(node.test, self.flags)
         if v is None:
             return node
         return node.body if v else node.orelse
 
     def visit_BoolOp(self, node: ast.BoolOp):
         self.generic_visit(node)
-        v = _static(node)
+        v = _static(node, self.flags)
         return node if v is None else ast.Constant(v)
 
     def visit_Name(self, node: ast.Name):
-        if node.id == FLAG and isinstance(node.ctx, ast.Load):
-            return ast.Constant(False)
+        if node.id in self.flags and isinstance(node.ctx, ast.Load):
+            return ast.Constant(self.flags[node.id])
         return node
+
+
+_EXITS = (ast.Return, ast.Raise, ast.Continue, ast.Break)
+
+
+def _drop_unreachable(tree: ast.AST) -> None:
+    """Statements after a ``return``/``raise``/``continue``/``break`` in the same block never run."""
+    for n in ast.walk(tree):
+        for attr in ("body", "orelse", "finalbody"):
+            body = getattr(n, attr, None)
+            if isinstance(body, list):
+                for i, stmt in enumerate(body):
+                    if isinstance(stmt, _EXITS):
+                        del body[i + 1:]
+                        break
 
 
 def _fill_empty_bodies(tree: ast.AST) -> None:
@@ -91,14 +112,20 @@ def _fill_empty_bodies(tree: ast.AST) -> None:
                     h.body.append(ast.Pass())
 
 
-def fold_toolkit(tree: ast.Module) -> ast.Module:
-    """Remove ``TOOLKIT`` blocks (shipped value: False) and the ``from golf import TOOLKIT`` imports."""
+def fold_toolkit(tree: ast.Module, flags: dict | None = None) -> ast.Module:
+    """Fold the build flags (default: ``TOOLKIT`` = False) and drop ``from golf import TOOLKIT``.
+
+    ``flags`` maps flag names to their shipped values, e.g. ``{"TOOLKIT": False, "TRAIN_CODE": True}``;
+    branches that cannot run are removed, and so are statements after an unconditional exit.
+    """
+    flags = {FLAG: False, **(flags or {})}
     for node in list(tree.body):
         if isinstance(node, ast.ImportFrom) and node.module == "golf":
-            node.names = [a for a in node.names if a.name != FLAG]
+            node.names = [a for a in node.names if a.name not in flags]
             if not node.names:
                 tree.body.remove(node)
-    tree = _Fold().visit(tree)
+    tree = _Fold(flags).visit(tree)
+    _drop_unreachable(tree)
     _fill_empty_bodies(tree)
     return ast.fix_missing_locations(tree)
 
@@ -149,6 +176,46 @@ def _drop_unused_imports(tree: ast.Module) -> bool:
     return changed
 
 
+def _inert(node: ast.AST) -> bool:
+    """An expression whose evaluation has no effect: constants and tuples/lists of them."""
+    if isinstance(node, ast.Constant):
+        return True
+    return isinstance(node, (ast.Tuple, ast.List)) and all(_inert(e) for e in node.elts)
+
+
+def _drop_dead_stores(tree: ast.Module) -> bool:
+    """In functions, drop ``x = <constant>`` targets that nothing in the function reads
+    (what folded-away TOOLKIT code leaves behind, e.g. ``hub = None``)."""
+    changed = False
+    for fn in ast.walk(tree):
+        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        loads = {n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Store)}
+        loads |= {n.target.id for n in ast.walk(fn) if isinstance(n, ast.AugAssign) and isinstance(n.target, ast.Name)}
+        declared = {name for n in ast.walk(fn) if isinstance(n, (ast.Global, ast.Nonlocal)) for name in n.names}
+        if any(isinstance(n, ast.Name) and n.id in ("locals", "vars", "eval", "exec") for n in ast.walk(fn)):
+            continue
+        for block in ast.walk(fn):
+            for attr in ("body", "orelse", "finalbody"):
+                body = getattr(block, attr, None)
+                if not isinstance(body, list):
+                    continue
+                for stmt in list(body):
+                    if not (isinstance(stmt, ast.Assign) and _inert(stmt.value)
+                            and all(isinstance(t, ast.Name) for t in stmt.targets)):
+                        continue
+                    keep = [t for t in stmt.targets if t.id in loads or t.id in declared]
+                    if len(keep) != len(stmt.targets):
+                        changed = True
+                        if keep:
+                            stmt.targets = keep
+                        else:
+                            body.remove(stmt)
+                if not body and attr == "body":
+                    body.append(ast.Pass())
+    return changed
+
+
 def shake(trees: dict[str, ast.Module], roots: list[ast.AST] = ()) -> list[str]:
     """Drop unused imports and unreferenced top-level definitions in place; returns what was dropped."""
     root_refs: set = set()
@@ -160,6 +227,7 @@ def shake(trees: dict[str, ast.Module], roots: list[ast.AST] = ()) -> list[str]:
         changed = False
         for t in trees.values():
             changed |= _drop_unused_imports(t)
+            changed |= _drop_dead_stores(t)
         refs: dict[int, set] = {}
         for t in trees.values():
             for node in t.body:
@@ -181,8 +249,7 @@ def shake(trees: dict[str, ast.Module], roots: list[ast.AST] = ()) -> list[str]:
 
 
 # methods that Python or torch call by name without the shipped code spelling it out
-_IMPLICIT = {"forward", "extra_repr", "reset_parameters", "step", "zero_grad", "state_dict", "load_state_dict",
-             "find_spec", "create_module", "exec_module"}
+_IMPLICIT = {"forward", "extra_repr", "reset_parameters", "step", "zero_grad", "state_dict", "load_state_dict"}
 
 
 def _plain_or_property(fn: ast.FunctionDef) -> bool:
@@ -228,6 +295,27 @@ def _shake_methods(trees: dict[str, ast.Module], root_refs: set, dropped: list) 
     return changed
 
 
+def erase_field_types(tree: ast.Module) -> int:
+    """Replace the annotations of ``@dataclass`` fields by ``0``; returns how many.
+
+    A field's annotation only marks it as a field (golf reads no ``Field.type``: config values
+    are coerced by their default's type), so any expression will do, and ``0`` compresses best.
+    Annotations naming ``ClassVar``, ``InitVar`` or ``KW_ONLY`` change what dataclasses does
+    and are kept.
+    """
+    n = 0
+    for cls in ast.walk(tree):
+        if not isinstance(cls, ast.ClassDef) or not any(
+                "dataclass" in ast.unparse(d) for d in cls.decorator_list):
+            continue
+        for stmt in cls.body:
+            if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and not any(
+                    k in ast.unparse(stmt.annotation) for k in ("ClassVar", "InitVar", "KW_ONLY")):
+                stmt.annotation = ast.Constant(0)
+                n += 1
+    return n
+
+
 # -- 3. dangling-reference check ------------------------------------------------------------------
 _BUILTINS = set(dir(builtins)) | {"__file__", "__name__", "__spec__", "__loader__", "__builtins__", "__path__"}
 
@@ -254,31 +342,6 @@ def undefined_globals(src: str, name: str = "<module>") -> set[str]:
 def top_level_names(src: str, name: str = "<module>") -> set[str]:
     return {s.get_name() for s in symtable.symtable(src, name, "exec").get_symbols()
             if s.is_assigned() or s.is_imported() or s.is_namespace()}
-
-
-def dangling_imports(sources: dict[str, str]) -> list[str]:
-    """``from golf.x import y`` / ``mod.y`` uses (``mod`` a shipped golf module) whose ``y`` is gone."""
-    tops = {m: top_level_names(src, m) for m, src in sources.items()}
-    problems = []
-    for m, src in sources.items():
-        aliases = {}  # local name -> shipped module it stands for
-        for node in ast.walk(ast.parse(src)):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "golf":
-                for a in node.names:
-                    sub = f"{node.module}.{a.name}"
-                    if sub in sources:
-                        aliases[a.asname or a.name] = sub
-                    elif node.module in tops and a.name not in tops[node.module]:
-                        problems.append(f"{m} imports {a.name} from {node.module}, which no longer defines it")
-            elif isinstance(node, ast.Import):
-                for a in node.names:
-                    if a.asname and a.name in sources:
-                        aliases[a.asname] = a.name
-        for node in _global_attribute_uses(ast.parse(src), set(aliases)):
-            target = aliases[node.value.id]
-            if node.attr not in tops[target] and f"{target}.{node.attr}" not in sources:
-                problems.append(f"{m} uses {node.value.id}.{node.attr}, which {target} no longer defines")
-    return sorted(set(problems))
 
 
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp,
@@ -328,21 +391,7 @@ def _global_attribute_uses(tree: ast.AST, names: set[str], shadow: frozenset = f
         yield from _global_attribute_uses(child, names, shadow)
 
 
-# -- 4. local renaming ----------------------------------------------------------------------------
-def external_names(trees: dict[str, ast.Module], roots: list[ast.AST] = ()) -> set[str]:
-    """Names that code outside a module may use: imported names, attribute names, string constants."""
-    out: set = set()
-    for t in [*trees.values(), *roots]:
-        for x in ast.walk(t):
-            if isinstance(x, ast.alias):
-                out.add(x.name.split(".")[-1])
-            elif isinstance(x, ast.Attribute):
-                out.add(x.attr)
-            elif isinstance(x, ast.Constant) and isinstance(x.value, str):
-                out.add(x.value)
-    return out
-
-
+# -- 4. renaming ----------------------------------------------------------------------------
 def minify(src: str, keep_globals: set | None = None) -> str | None:
     """Locals (and, given ``keep_globals``, the other module-level names) renamed and whitespace
     squeezed by python-minifier; None when it is not installed."""
@@ -357,3 +406,215 @@ def minify(src: str, keep_globals: set | None = None) -> str | None:
         remove_object_base=True, convert_posargs_to_args=False, preserve_shebang=False,
         remove_asserts=False, remove_debug=False, remove_explicit_return_none=True,
         remove_builtin_exception_brackets=True, constant_folding=False)
+
+
+# -- 5. one namespace ------------------------------------------------------------------------------
+def _is_golf(module: str | None) -> bool:
+    return module == "golf" or (module or "").startswith("golf.")
+
+
+def _global_reads(src: str, name: str) -> set[str]:
+    """Every global name ``src`` reads (defined in it or not, builtins included)."""
+    top = symtable.symtable(src, name, "exec")
+    out, stack = set(), [top]
+    while stack:
+        t = stack.pop()
+        stack.extend(t.get_children())
+        out |= {s.get_name() for s in t.get_symbols() if s.is_referenced() and (t is top or s.is_global())}
+    return out
+
+
+def _order(trees: dict[str, ast.Module]) -> list[str]:
+    """Modules so that each comes after the golf modules its top level imports."""
+    deps = {}
+    for m, t in trees.items():
+        deps[m] = set()
+        for n in t.body:
+            if isinstance(n, ast.ImportFrom) and _is_golf(n.module):
+                deps[m] |= {f"{n.module}.{a.name}" if f"{n.module}.{a.name}" in trees else n.module for a in n.names}
+    out: list[str] = []
+    state: dict[str, int] = {}
+
+    def visit(m: str) -> None:
+        if state.get(m) == 2:
+            return
+        if state.get(m) == 1:
+            raise SlimError(f"import cycle through {m}")
+        state[m] = 1
+        for d in sorted(deps[m] & set(trees)):
+            visit(d)
+        state[m] = 2
+        out.append(m)
+
+    for m in trees:
+        visit(m)
+    return out
+
+
+def _binding(a: ast.alias, node: ast.stmt) -> tuple[str, tuple]:
+    """``(bound name, what it is)`` for one non-golf import alias."""
+    if isinstance(node, ast.ImportFrom):
+        return a.asname or a.name, ("import", node.module, a.name)
+    if a.asname:
+        return a.asname, ("import", a.name)
+    return a.name.split(".")[0], ("import", a.name.split(".")[0])
+
+
+def _assign(local: str, name: str, like: ast.AST) -> ast.Assign:
+    return ast.copy_location(ast.Assign(targets=[ast.Name(id=local, ctx=ast.Store())],
+                                        value=ast.Name(id=name, ctx=ast.Load())), like)
+
+
+class _Rewrite(ast.NodeTransformer):
+    """In one module: ``alias.attr`` (alias of a shipped golf module) -> ``attr``; function-level
+    golf imports -> nothing (same name) or a local assignment (imported ``as`` another name)."""
+
+    def __init__(self, m: str, modules: set, attr_ids: dict, via: dict):
+        self.m, self.modules, self.ids, self.via = m, modules, attr_ids, via
+        self.fns: list[ast.AST] = []
+        self.removed: list[tuple] = []  # (function, name) whose import was dropped
+
+    def visit_Attribute(self, node: ast.Attribute):
+        if id(node) in self.ids:
+            self.via.setdefault(node.attr, set()).add(self.ids[id(node)])
+            return ast.copy_location(ast.Name(id=node.attr, ctx=node.ctx), node)
+        return self.generic_visit(node)
+
+    def _scope(self, node):
+        self.fns.append(node)
+        self.generic_visit(node)
+        self.fns.pop()
+        return node
+
+    visit_FunctionDef = visit_AsyncFunctionDef = visit_Lambda = _scope
+
+    def visit_ImportFrom(self, node: ast.ImportFrom):
+        if not _is_golf(node.module):
+            return node
+        out = []
+        for a in node.names:
+            if f"{node.module}.{a.name}" in self.modules:
+                raise SlimError(f"{self.m}: imports the module {node.module}.{a.name} inside a function; "
+                                "import the names it needs instead")
+            if node.module not in self.modules:
+                raise SlimError(f"{self.m}: imports {a.name} from {node.module}, which is not shipped")
+            self.via.setdefault(a.name, set()).add(node.module)
+            if a.asname and a.asname != a.name:
+                out.append(_assign(a.asname, a.name, node))
+            elif self.fns:
+                self.removed.append((self.fns[-1], a.name))
+        return out or None
+
+    def visit_Import(self, node: ast.Import):
+        if any(_is_golf(a.name) for a in node.names):
+            raise SlimError(f"{self.m}: `import golf...` cannot be shipped; use `from golf.x import name`")
+        return node
+
+
+def flatten(trees: dict[str, ast.Module]) -> ast.Module:
+    """All shipped modules as one module: one namespace, no import machinery, no golf imports.
+
+    Sound only when the modules agree on their top-level names, which is checked: a name
+    has one meaning across all modules (the same import may repeat; it is kept once), and
+    every global a module reads resolves to what it resolved to before -- its own binding,
+    the binding of the golf module it imports it from (``from golf.x import y`` or ``x.y``
+    on a module alias), or a builtin that no module redefines.  Otherwise ``SlimError``
+    names the module and the name.
+    """
+    modules = set(trees)
+    owner: dict[str, tuple] = {}  # flat name -> what binds it
+    where: dict[str, str] = {}    # flat name -> module binding it first
+    binds: dict[str, dict] = {}   # module -> {name: what its own top level binds}
+    via: dict[str, dict] = {}     # module -> {name: {golf modules it imports the name from}}
+    reads: dict[str, set] = {}
+    futures: list[ast.alias] = []
+    body: list[ast.stmt] = []
+
+    def bind(name: str, what: tuple, m: str) -> bool:
+        """Record a top-level binding; False when the same import/alias is already bound."""
+        if name in owner:
+            if owner[name] == what and what[0] != "def":
+                return False
+            raise SlimError(f"top-level name {name!r} means different things in {where[name]} and {m}; "
+                            "shipped modules share one namespace in train_gpt.py, rename one")
+        owner[name], where[name] = what, m
+        return True
+
+    order = _order(trees)
+    for m in order:
+        t = trees[m]
+        binds[m], via[m] = {}, {}
+        mod_alias: dict[str, str] = {}
+        kept: list[ast.stmt] = []
+        for node in t.body:
+            if isinstance(node, ast.ImportFrom) and node.module == "__future__":
+                futures += [a for a in node.names if a.name not in {f.name for f in futures}]
+            elif isinstance(node, ast.ImportFrom) and _is_golf(node.module):
+                for a in node.names:
+                    local = a.asname or a.name
+                    if f"{node.module}.{a.name}" in modules:
+                        mod_alias[local] = f"{node.module}.{a.name}"
+                        continue
+                    if node.module not in modules:
+                        raise SlimError(f"{m}: imports {a.name} from {node.module}, which is not shipped")
+                    via[m].setdefault(a.name, set()).add(node.module)
+                    if local != a.name:
+                        kept.append(_assign(local, a.name, node))
+                        kept[-1].golf_alias = ("alias", node.module, a.name)
+            else:
+                kept.append(node)
+        t.body = kept
+        ids = {id(n): mod_alias[n.value.id] for n in _global_attribute_uses(t, set(mod_alias))}
+        rw = _Rewrite(m, modules, ids, via[m])
+        t = ast.fix_missing_locations(rw.visit(t))
+        for fn, name in rw.removed:
+            if name in _local_names(fn):
+                raise SlimError(f"{m}: {getattr(fn, 'name', 'lambda')} imports {name} and also assigns it")
+        src = ast.unparse(t)
+        defined = top_level_names(src, m) if src.strip() else set()
+        reads[m] = _global_reads(src, m) if src.strip() else set()
+        for node in t.body:
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                keep = []
+                for a in node.names:
+                    name, what = _binding(a, node)
+                    binds[m][name] = what
+                    if bind(name, what, m) or (isinstance(node, ast.Import) and "." in a.name and not a.asname):
+                        keep.append(a)
+                if keep:
+                    node.names = keep
+                    body.append(node)
+                continue
+            what = getattr(node, "golf_alias", None)
+            if what is not None:
+                binds[m][node.targets[0].id] = what
+                if not bind(node.targets[0].id, what, m):
+                    continue
+            body.append(node)
+        for name in sorted(defined - set(binds[m])):
+            binds[m][name] = ("def", m)
+            bind(name, ("def", m), m)
+
+    def resolve(mod: str, name: str, seen: tuple = ()) -> tuple:
+        if name in binds[mod]:
+            return binds[mod][name]
+        src = via[mod].get(name, ())
+        if len(src) != 1 or mod in seen:
+            raise SlimError(f"{name} is imported from {mod}, which does not define it")
+        return resolve(next(iter(src)), name, seen + (mod,))
+
+    for m in order:
+        for name in sorted(reads[m]):
+            src = via[m].get(name, set())
+            if len(src) > 1:
+                raise SlimError(f"{m} imports {name} from several modules: {sorted(src)}")
+            if src and name not in binds[m]:
+                expected = resolve(next(iter(src)), name)
+            else:
+                expected = binds[m].get(name)
+            if owner.get(name) != expected:
+                what = "a builtin" if expected is None else f"{expected}"
+                raise SlimError(f"{m} reads {name!r} as {what}, but in one namespace it is {where[name]}'s "
+                                f"{owner[name]}")
+    head = [ast.ImportFrom(module="__future__", names=futures, level=0)] if futures else []
+    return ast.fix_missing_locations(ast.Module(body=head + body, type_ignores=[]))

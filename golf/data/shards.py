@@ -72,10 +72,9 @@ def read_shard_header(path: str | os.PathLike) -> int:
     if n < 0:
         raise ShardError(f"{path}: negative token count {n}")
     expected = HEADER_BYTES + 2 * n
-    if size < expected:
-        raise ShardError(f"{path}: truncated: {size} bytes, header promises {n} tokens ({expected} bytes)")
-    if size > expected:
-        raise ShardError(f"{path}: padded: {size} bytes, header promises {n} tokens ({expected} bytes)")
+    if size != expected:
+        raise ShardError(f"{path}: {'truncated' if size < expected else 'padded'}: {size} bytes, "
+                         f"header promises {n} tokens ({expected} bytes)")
     return n
 
 
@@ -98,6 +97,28 @@ def list_shards(dataset_dir: str | os.PathLike, split: str) -> list[Path]:
     d = Path(dataset_dir)
     files = [p for p in d.glob(f"fineweb_{split}_*.bin") if "_bytes_" not in p.name]
     return sorted(files, key=lambda p: p.name)
+
+
+def data_paths(root: str | os.PathLike, vocab_size: int, environ=None) -> tuple[Path, Path]:
+    """``(dataset dir, tokenizer path)`` for vocab ``vocab_size`` under a data root laid out as
+    ``golf data`` writes it (``datasets/fineweb10B_spV/``, ``tokenizers/fineweb_V_bpe.model``).
+
+    ``DATA_PATH`` / ``TOKENIZER_PATH`` in ``environ`` (default: the process environment) override;
+    a root that holds the validation shards itself is taken as the dataset dir.  Nothing is
+    required to exist: callers check what they need and say so.
+    """
+    env = os.environ if environ is None else environ
+    root = Path(root)
+    ds = root / "datasets" / f"fineweb10B_sp{vocab_size}"
+    if env.get("DATA_PATH"):
+        ds = Path(env["DATA_PATH"])
+    elif not ds.is_dir() and list_shards(root, "val"):
+        ds = root
+    if env.get("TOKENIZER_PATH"):
+        return ds, Path(env["TOKENIZER_PATH"])
+    name = f"fineweb_{vocab_size}_bpe.model"
+    cands = [root / "tokenizers" / name, ds.parent.parent / "tokenizers" / name, ds / name]
+    return ds, next((c for c in cands if c.is_file()), cands[0])
 
 
 def shard_name(split: str, index: int) -> str:

@@ -13,8 +13,8 @@ import time
 import torch
 
 from golf.config import GolfConfig
-from golf.trainer.loop import (Optimizers, Stepper, TrainError, count_params, resolve_device, resolve_precision,
-                               seed_everything)
+from golf.device import RunError, resolve_device, resolve_precision
+from golf.trainer.loop import Optimizers, Stepper, numel_params, seed_everything
 
 PEAK_TFLOPS = {  # dense bf16/fp16 tensor-core peaks
     "H100": 989.0, "H200": 989.0, "GH200": 989.0, "A100": 312.0, "A10G": 125.0, "L4": 121.0, "L40": 181.0,
@@ -79,7 +79,7 @@ def run_bench(cfg: GolfConfig, *, steps: int = 20, warmup: int = 5, micro_batch_
 
     try:
         dev = resolve_device(device)
-    except TrainError as e:
+    except RunError as e:
         raise BenchError(str(e)) from None
     if dev.type != "cuda" and cfg.preset != "tiny":
         raise BenchError(f"no CUDA GPU (device {dev}): `golf bench train --preset {cfg.preset}` measures GPU "
@@ -90,7 +90,7 @@ def run_bench(cfg: GolfConfig, *, steps: int = 20, warmup: int = 5, micro_batch_
     micro = micro_batch_seqs or t.micro_batch_seqs or max(1, t.train_batch_tokens // L)
     seed_everything(t.seed)
     model = GPT(cfg.model).to(dev)
-    n_params = count_params(model)
+    n_params = numel_params(model)
     optim = Optimizers(model, t, dev)
     scaler = torch.amp.GradScaler("cuda") if use_scaler else None
     use_compile = (dev.type == "cuda") if compile is None else compile

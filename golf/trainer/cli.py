@@ -172,7 +172,8 @@ def train(ctx, preset, config_file, sets, device, resume, resume_from_hub, stop_
     """
     from golf.data.shards import ShardError
     from golf.trainer import checkpoint as ckpt
-    from golf.trainer.loop import RunOptions, TrainError
+    from golf.device import RunError
+    from golf.trainer.loop import RunOptions
     from golf.trainer.loop import train as run_train
 
     if nproc < 1:
@@ -204,7 +205,7 @@ def train(ctx, preset, config_file, sets, device, resume, resume_from_hub, stop_
     from golf.trainer.loop import setup_distributed
     try:
         rank, _world, _lr, _dev, init_here = setup_distributed(device)
-    except TrainError as e:
+    except RunError as e:
         raise click.ClickException(str(e)) from None
     try:
         if resume_from_hub:
@@ -239,7 +240,7 @@ def train(ctx, preset, config_file, sets, device, resume, resume_from_hub, stop_
                           command=command)
         try:
             run_train(cfg, opts)
-        except (TrainError, ckpt.CheckpointError, ConfigError, ShardError) as e:
+        except (RunError, ckpt.CheckpointError, ConfigError, ShardError) as e:
             raise click.ClickException(str(e)) from None
     finally:
         if init_here:

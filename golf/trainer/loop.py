@@ -22,7 +22,8 @@ import torch.distributed as dist
 from golf import TOOLKIT
 from golf.config import GolfConfig
 from golf.data.loader import TrainLoader, load_val_tokens
-from golf.data.shards import list_shards
+from golf.data.shards import data_paths, list_shards
+from golf.device import RunError, resolve_device, resolve_precision
 from golf.fsutil import atomic_write_json
 from golf.trainer import checkpoint as ckpt
 from golf.trainer.ema import EMA
@@ -32,44 +33,32 @@ from golf.trainer.schedule import (effective_cap_ms, in_warmdown, lr_multiplier,
                                    schedule_from_config)
 
 
-class TrainError(RuntimeError):
+class TrainError(RunError):
     """A problem with the run's inputs or settings; the message says what to change."""
 
 
 @dataclass
 class RunOptions:
-    resume: str | None = None  # "auto" | checkpoint file | run dir
-    resume_from_hub: str | None = None  # Hub repo id to fetch the latest checkpoint from
-    stop_at_step: int = 0  # pause (checkpoint, no final eval) once this many steps are done
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    progress: bool | None = None  # tqdm bar; None = only when stdout is a terminal
     echo: bool = True  # print log lines to stdout (they always go to RUN/train.log)
-    hub_endpoint: str | None = None  # default: HF_ENDPOINT or huggingface.co
-    command: str = ""  # the command line that started the run (logged as `command: ...`)
+    if TOOLKIT:  # the rest steer toolkit-only features (not fields in train_gpt.py)
+        resume: str | None = None  # "auto" | checkpoint file | run dir
+        resume_from_hub: str | None = None  # Hub repo id to fetch the latest checkpoint from
+        stop_at_step: int = 0  # pause (checkpoint, no final eval) once this many steps are done
+        progress: bool | None = None  # tqdm bar; None = only when stdout is a terminal
+        hub_endpoint: str | None = None  # default: HF_ENDPOINT or huggingface.co
+        command: str = ""  # the command line that started the run (logged as `command: ...`)
     return_state: bool = False  # put the final (post-EMA) state dict in the summary under "state"
 
 
 # -- setup helpers ---------------------------------------------------------------------
 def resolve_data_paths(data_dir: str | os.PathLike, vocab_size: int) -> tuple[Path, Path]:
-    """``(dataset_dir, tokenizer_path)`` for a data root (or a dataset dir); DATA_PATH/TOKENIZER_PATH override."""
-    root = Path(data_dir)
-    name = f"fineweb10B_sp{vocab_size}"
-    if os.environ.get("DATA_PATH"):
-        dataset = Path(os.environ["DATA_PATH"])
-    else:
-        dataset = root / "datasets" / name
-        if not list_shards(dataset, "train") and list_shards(root, "train"):
-            dataset = root  # pointed straight at the dataset folder
+    """``(dataset_dir, tokenizer_path)`` for a data root (or a dataset dir), checked for training."""
+    dataset, tok = data_paths(data_dir, vocab_size)
     if not list_shards(dataset, "train"):
-        raise TrainError(
-            f"no training shards for vocab {vocab_size}: expected {root / 'datasets' / name}/fineweb_train_*.bin "
-            f"(get them with `golf data download` or `golf data build`, or pass --data DIR)")
-    if os.environ.get("TOKENIZER_PATH"):
-        tok = Path(os.environ["TOKENIZER_PATH"])
-    else:
-        tname = f"fineweb_{vocab_size}_bpe.model"
-        cands = [root / "tokenizers" / tname, dataset.parent.parent / "tokenizers" / tname, dataset / tname]
-        tok = next((c for c in cands if c.is_file()), cands[0])
+        hint = "get them with `golf data download` or `golf data build`, or pass --data DIR" if TOOLKIT else \
+            "set DATA_DIR or DATA_PATH"  # train_gpt.py has no CLI: env vars only
+        raise TrainError(f"no training shards for vocab {vocab_size}: expected {dataset}/fineweb_train_*.bin ({hint})")
     if not tok.is_file():
         raise TrainError(f"tokenizer not found: {tok} (needed for val_bpb; set TOKENIZER_PATH to override)")
     return dataset, tok
@@ -90,35 +79,6 @@ def batch_plan(tcfg, world_size: int) -> tuple[int, int, int]:
         raise TrainError(f"micro_batch_seqs={micro} must divide the per-process batch of {per_rank} sequences "
                          f"({global_seqs} sequences / {world_size} processes)")
     return global_seqs, micro, per_rank // micro
-
-
-def resolve_device(spec: str = "auto", local_rank: int = 0) -> torch.device:
-    if spec == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    dev = torch.device(spec)
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise TrainError("--device cuda requested but no CUDA GPU is visible to torch")
-        if dev.index is None:
-            dev = torch.device(f"cuda:{local_rank}")
-    return dev
-
-
-def resolve_precision(dtype: str, device: torch.device) -> tuple[torch.dtype | None, bool, str]:
-    """``(autocast dtype or None, use GradScaler, label)`` for ``train.dtype`` on ``device``."""
-    if dtype not in ("auto", "bf16", "fp16", "fp32"):
-        raise TrainError(f"train.dtype must be auto|bf16|fp16|fp32, got {dtype!r}")
-    if device.type != "cuda":
-        if dtype == "fp16":
-            raise TrainError("fp16 training needs a CUDA GPU; use --dtype fp32 (or bf16) on CPU")
-        return (torch.bfloat16, False, "bf16") if dtype == "bf16" else (None, False, "fp32")
-    if dtype == "auto":
-        dtype = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if dtype == "bf16":
-        return torch.bfloat16, False, "bf16"
-    if dtype == "fp16":
-        return torch.float16, True, "fp16"
-    return None, False, "fp32"
 
 
 def setup_distributed(device_spec: str) -> tuple[int, int, int, torch.device, bool]:
@@ -162,7 +122,7 @@ def config_summary(cfg: GolfConfig) -> list[str]:
     return lines
 
 
-def count_params(model: torch.nn.Module) -> int:
+def numel_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 

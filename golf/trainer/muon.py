@@ -86,7 +86,7 @@ class Muon(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure=None):
         loss = None
-        if closure is not None:
+        if TOOLKIT and closure is not None:  # torch's Optimizer API; train_gpt.py never passes one
             with torch.enable_grad():
                 loss = closure()
         params = [(p, g) for g in self.param_groups for p in g["params"]]
