@@ -161,11 +161,13 @@ def test_build_flags_fold_and_drop_unreachable_code():
 
 def test_dead_constant_stores_are_dropped():
     src = ("def f(c0):\n    hub = None\n    bar = c = 0\n    n = 0\n    n += 1\n    done = False\n"
-           "    def inner():\n        nonlocal done\n        done = True\n    inner()\n    c += c0\n    return c + n + done\n")
+           "    def inner():\n        nonlocal done\n        done = True\n    inner()\n    c += c0\n"
+           "    class K:\n        unread = 0\n    return c + n + done + K.unread\n")  # a class attribute is not a dead store
     tree = ast.parse(src)
     slim.shake({"m": tree}, roots=[ast.parse("f")])
     out = ast.unparse(tree)
     assert "hub" not in out and "bar" not in out and "n = 0" in out and "c = 0" in out and "done = False" in out
+    assert "unread = 0" in out
     assert _run(out)["f"](5) == _run(src)["f"](5) == 7
 
 

@@ -82,15 +82,20 @@ def _reindent(src: str) -> str:
     return "\n".join(out) + "\n"
 
 
-def strip_source(src: str, name: str = "<module>") -> str:
-    """Comments, docstrings and function annotations removed; semantics checked via the AST."""
-    tree = ast.parse(src, filename=name)
-    _strip_node(tree)
+def _source(tree: ast.AST) -> str:
+    """``tree`` as compact source (1-space indents); the result is checked to parse back to ``tree``."""
     text = ast.unparse(tree)
     small = _reindent(text)
     if ast.dump(ast.parse(small)) != ast.dump(ast.parse(text)):  # pragma: no cover - safety net
         small = text + "\n"
     return small
+
+
+def strip_source(src: str, name: str = "<module>") -> str:
+    """Comments, docstrings and function annotations removed; semantics checked via the AST."""
+    tree = ast.parse(src, filename=name)
+    _strip_node(tree)
+    return _source(tree)
 
 
 def _stdlib() -> set:
@@ -146,9 +151,9 @@ def _modname(path: Path, root: Path) -> str:
     return ".".join(parts)
 
 
-def _module_sources(include_train: bool) -> tuple[dict, set, list[str]]:
-    """``({module: source as written}, packages, notes)``: the shippable list (+ the train path when
-    clean), checked against the shipping rules."""
+def _module_sources(include_train: bool) -> tuple[dict, list[str]]:
+    """``({module: source as written}, notes)``: the shippable list (+ the train path when clean)
+    and the packages around it, checked against the shipping rules."""
     root = _package_dir()
     files = _expand(SHIPPABLE, root)
     mods: dict[str, str] = {}
@@ -183,7 +188,7 @@ def _module_sources(include_train: bool) -> tuple[dict, set, list[str]]:
                 notes.append(f"not shipped: {m} ({problems[0]})")
                 del mods[m]
                 changed = True
-    return mods, packages, notes
+    return mods, notes
 
 
 def shipped_source(include_train: bool = True, slim: bool = True, minify: bool = True) -> tuple[str, list, list]:
@@ -195,7 +200,7 @@ def shipped_source(include_train: bool = True, slim: bool = True, minify: bool =
     ``slim`` also shakes out unused code; ``minify`` then renames names with python-minifier
     (when installed).  The result defines ``main``; nothing in it reads an undefined global.
     """
-    mods, packages, notes = _module_sources(include_train)
+    mods, notes = _module_sources(include_train)
     trees = {}
     for m, src in mods.items():
         tree = ast.parse(src, filename=m)
@@ -213,7 +218,7 @@ def shipped_source(include_train: bool = True, slim: bool = True, minify: bool =
         flat = slim_mod.flatten(trees)
     except slim_mod.SlimError as e:
         raise CodegenError(f"cannot merge the shipped modules: {e}") from None
-    text = _reindent(ast.unparse(flat))
+    text = _source(flat)
     if slim and minify:
         small = slim_mod.minify(text, {"main"})
         if small is not None:

@@ -88,28 +88,33 @@ class _Fold(ast.NodeTransformer):
 _EXITS = (ast.Return, ast.Raise, ast.Continue, ast.Break)
 
 
-def _drop_unreachable(tree: ast.AST) -> None:
-    """Statements after a ``return``/``raise``/``continue``/``break`` in the same block never run."""
-    for n in ast.walk(tree):
+def _blocks(tree: ast.AST, skip: tuple = ()):
+    """``(owner, field, statements)`` for every statement list (``body``/``orelse``/``finalbody``,
+    except-handler bodies included) in ``tree``, not descending into ``skip`` node types.
+    The lists may be edited while iterating: children are read after their block is yielded."""
+    stack = [tree]
+    while stack:
+        n = stack.pop()
         for attr in ("body", "orelse", "finalbody"):
             body = getattr(n, attr, None)
             if isinstance(body, list):
-                for i, stmt in enumerate(body):
-                    if isinstance(stmt, _EXITS):
-                        del body[i + 1:]
-                        break
+                yield n, attr, body
+        stack.extend(c for c in ast.iter_child_nodes(n) if not isinstance(c, skip))
+
+
+def _drop_unreachable(tree: ast.AST) -> None:
+    """Statements after a ``return``/``raise``/``continue``/``break`` in the same block never run."""
+    for _, _, body in _blocks(tree):
+        for i, stmt in enumerate(body):
+            if isinstance(stmt, _EXITS):
+                del body[i + 1:]
+                break
 
 
 def _fill_empty_bodies(tree: ast.AST) -> None:
-    for n in ast.walk(tree):
-        for attr in ("body", "orelse", "finalbody"):
-            body = getattr(n, attr, None)
-            if attr == "body" and isinstance(body, list) and not body and not isinstance(n, ast.Module):
-                body.append(ast.Pass())
-        if isinstance(n, ast.Try):
-            for h in n.handlers:
-                if not h.body:
-                    h.body.append(ast.Pass())
+    for n, attr, body in _blocks(tree):
+        if attr == "body" and not body and not isinstance(n, ast.Module):
+            body.append(ast.Pass())
 
 
 def fold_toolkit(tree: ast.Module, flags: dict | None = None) -> ast.Module:
@@ -185,7 +190,8 @@ def _inert(node: ast.AST) -> bool:
 
 def _drop_dead_stores(tree: ast.Module) -> bool:
     """In functions, drop ``x = <constant>`` targets that nothing in the function reads
-    (what folded-away TOOLKIT code leaves behind, e.g. ``hub = None``)."""
+    (what folded-away TOOLKIT code leaves behind, e.g. ``hub = None``).  Class bodies are left
+    alone: their assignments are attributes."""
     changed = False
     for fn in ast.walk(tree):
         if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -195,24 +201,20 @@ def _drop_dead_stores(tree: ast.Module) -> bool:
         declared = {name for n in ast.walk(fn) if isinstance(n, (ast.Global, ast.Nonlocal)) for name in n.names}
         if any(isinstance(n, ast.Name) and n.id in ("locals", "vars", "eval", "exec") for n in ast.walk(fn)):
             continue
-        for block in ast.walk(fn):
-            for attr in ("body", "orelse", "finalbody"):
-                body = getattr(block, attr, None)
-                if not isinstance(body, list):
+        for _, _, body in _blocks(fn, skip=(ast.ClassDef,)):
+            for stmt in list(body):
+                if not (isinstance(stmt, ast.Assign) and _inert(stmt.value)
+                        and all(isinstance(t, ast.Name) for t in stmt.targets)):
                     continue
-                for stmt in list(body):
-                    if not (isinstance(stmt, ast.Assign) and _inert(stmt.value)
-                            and all(isinstance(t, ast.Name) for t in stmt.targets)):
-                        continue
-                    keep = [t for t in stmt.targets if t.id in loads or t.id in declared]
-                    if len(keep) != len(stmt.targets):
-                        changed = True
-                        if keep:
-                            stmt.targets = keep
-                        else:
-                            body.remove(stmt)
-                if not body and attr == "body":
-                    body.append(ast.Pass())
+                keep = [t for t in stmt.targets if t.id in loads or t.id in declared]
+                if len(keep) != len(stmt.targets):
+                    changed = True
+                    if keep:
+                        stmt.targets = keep
+                    else:
+                        body.remove(stmt)
+    if changed:
+        _fill_empty_bodies(tree)
     return changed
 
 
@@ -320,23 +322,29 @@ def erase_field_types(tree: ast.Module) -> int:
 _BUILTINS = set(dir(builtins)) | {"__file__", "__name__", "__spec__", "__loader__", "__builtins__", "__path__"}
 
 
-def undefined_globals(src: str, name: str = "<module>") -> set[str]:
-    """Global names read somewhere in ``src`` that the module neither defines nor imports."""
-    top = symtable.symtable(src, name, "exec")
-    tables, stack = [], [top]
+def _tables(src: str, name: str) -> list:
+    """The module's symbol table first, then every nested one."""
+    tables, stack = [], [symtable.symtable(src, name, "exec")]
     while stack:
         t = stack.pop()
         tables.append(t)
         stack.extend(t.get_children())
-    defined = {s.get_name() for s in top.get_symbols() if s.is_assigned() or s.is_imported() or s.is_namespace()}
+    return tables
+
+
+def _global_reads(tables: list) -> set[str]:
+    """Every global name the module reads (defined in it or not, builtins included)."""
+    return {s.get_name() for t in tables for s in t.get_symbols()
+            if s.is_referenced() and (t is tables[0] or s.is_global())}
+
+
+def undefined_globals(src: str, name: str = "<module>") -> set[str]:
+    """Global names read somewhere in ``src`` that the module neither defines nor imports."""
+    tables = _tables(src, name)
+    defined = {s.get_name() for s in tables[0].get_symbols() if s.is_assigned() or s.is_imported() or s.is_namespace()}
     for t in tables[1:]:  # `global x; x = ...` inside a function also defines x
         defined |= {s.get_name() for s in t.get_symbols() if s.is_declared_global() and s.is_assigned()}
-    missing = set()
-    for t in tables:
-        for s in t.get_symbols():
-            if s.is_referenced() and (t is top or s.is_global()) and s.get_name() not in defined:
-                missing.add(s.get_name())
-    return missing - _BUILTINS
+    return _global_reads(tables) - defined - _BUILTINS
 
 
 def top_level_names(src: str, name: str = "<module>") -> set[str]:
@@ -413,17 +421,6 @@ def _is_golf(module: str | None) -> bool:
     return module == "golf" or (module or "").startswith("golf.")
 
 
-def _global_reads(src: str, name: str) -> set[str]:
-    """Every global name ``src`` reads (defined in it or not, builtins included)."""
-    top = symtable.symtable(src, name, "exec")
-    out, stack = set(), [top]
-    while stack:
-        t = stack.pop()
-        stack.extend(t.get_children())
-        out |= {s.get_name() for s in t.get_symbols() if s.is_referenced() and (t is top or s.is_global())}
-    return out
-
-
 def _order(trees: dict[str, ast.Module]) -> list[str]:
     """Modules so that each comes after the golf modules its top level imports."""
     deps = {}
@@ -466,8 +463,8 @@ def _assign(local: str, name: str, like: ast.AST) -> ast.Assign:
 
 
 class _Rewrite(ast.NodeTransformer):
-    """In one module: ``alias.attr`` (alias of a shipped golf module) -> ``attr``; function-level
-    golf imports -> nothing (same name) or a local assignment (imported ``as`` another name)."""
+    """In one module: ``alias.attr`` (alias of a shipped golf module) -> ``attr``; golf imports ->
+    nothing (same name) or an assignment (imported ``as`` another name)."""
 
     def __init__(self, m: str, modules: set, attr_ids: dict, via: dict):
         self.m, self.modules, self.ids, self.via = m, modules, attr_ids, via
@@ -494,13 +491,17 @@ class _Rewrite(ast.NodeTransformer):
         out = []
         for a in node.names:
             if f"{node.module}.{a.name}" in self.modules:
-                raise SlimError(f"{self.m}: imports the module {node.module}.{a.name} inside a function; "
-                                "import the names it needs instead")
+                if self.fns:
+                    raise SlimError(f"{self.m}: imports the module {node.module}.{a.name} inside a function; "
+                                    "import the names it needs instead")
+                continue  # a top-level module alias: its uses became plain names
             if node.module not in self.modules:
                 raise SlimError(f"{self.m}: imports {a.name} from {node.module}, which is not shipped")
             self.via.setdefault(a.name, set()).add(node.module)
             if a.asname and a.asname != a.name:
                 out.append(_assign(a.asname, a.name, node))
+                if not self.fns:  # a top-level binding: kept once in the namespace
+                    out[-1].golf_alias = ("alias", node.module, a.name)
             elif self.fns:
                 self.removed.append((self.fns[-1], a.name))
         return out or None
@@ -544,26 +545,12 @@ def flatten(trees: dict[str, ast.Module]) -> ast.Module:
     for m in order:
         t = trees[m]
         binds[m], via[m] = {}, {}
-        mod_alias: dict[str, str] = {}
-        kept: list[ast.stmt] = []
-        for node in t.body:
-            if isinstance(node, ast.ImportFrom) and node.module == "__future__":
-                futures += [a for a in node.names if a.name not in {f.name for f in futures}]
-            elif isinstance(node, ast.ImportFrom) and _is_golf(node.module):
-                for a in node.names:
-                    local = a.asname or a.name
-                    if f"{node.module}.{a.name}" in modules:
-                        mod_alias[local] = f"{node.module}.{a.name}"
-                        continue
-                    if node.module not in modules:
-                        raise SlimError(f"{m}: imports {a.name} from {node.module}, which is not shipped")
-                    via[m].setdefault(a.name, set()).add(node.module)
-                    if local != a.name:
-                        kept.append(_assign(local, a.name, node))
-                        kept[-1].golf_alias = ("alias", node.module, a.name)
-            else:
-                kept.append(node)
-        t.body = kept
+        for node in [n for n in t.body if isinstance(n, ast.ImportFrom) and n.module == "__future__"]:
+            futures += [a for a in node.names if a.name not in {f.name for f in futures}]
+            t.body.remove(node)
+        mod_alias = {a.asname or a.name: f"{n.module}.{a.name}" for n in t.body
+                     if isinstance(n, ast.ImportFrom) and _is_golf(n.module)
+                     for a in n.names if f"{n.module}.{a.name}" in modules}
         ids = {id(n): mod_alias[n.value.id] for n in _global_attribute_uses(t, set(mod_alias))}
         rw = _Rewrite(m, modules, ids, via[m])
         t = ast.fix_missing_locations(rw.visit(t))
@@ -572,7 +559,7 @@ def flatten(trees: dict[str, ast.Module]) -> ast.Module:
                 raise SlimError(f"{m}: {getattr(fn, 'name', 'lambda')} imports {name} and also assigns it")
         src = ast.unparse(t)
         defined = top_level_names(src, m) if src.strip() else set()
-        reads[m] = _global_reads(src, m) if src.strip() else set()
+        reads[m] = _global_reads(_tables(src, m)) if src.strip() else set()
         for node in t.body:
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 keep = []
