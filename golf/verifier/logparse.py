@@ -11,6 +11,14 @@ separators in byte counts, optional prefixes such as timestamps or ``[rank0]``):
 - ``Total submission size int6+brotli: 15999533 bytes``
 - evaluation lines: any non-``step`` line with ``val_bpb`` such as
   ``final_int6_sliding_window val_loss:... val_bpb:... eval_time:76195ms``.
+- hardware: ``world_size:8``, nvidia-smi table rows (``NVIDIA H100 80GB HBM3``) and golf's
+  ``hardware:1xCPU (2 threads)``.
+- artifact-production time: ``total_elapsed:858s train_budget:600s``, and timed GPTQ /
+  calibration / Hessian lines printed after training stopped (``gptq_time:41.2s``).
+
+Many official logs start with the full source of ``train_gpt.py`` (the baseline logs its
+own code) followed by a ``====`` rule: that header is detected and skipped, so code such as
+``seed=0`` is never read as a log line (:attr:`LogInfo.source_lines`).
 
 Nothing is guessed: what could not be found is listed in :attr:`LogInfo.missing`, and
 lines that look relevant but do not parse are listed in :attr:`LogInfo.unparsed`.
@@ -39,6 +47,17 @@ SIZE_LINES = {"code size": (RE_CODE, "Code size"), "serialized model": (RE_MODEL
 RE_LOSS = re.compile(r"(?<![A-Za-z_])val_loss" + SEP + NUM, re.IGNORECASE)
 RE_BPB = re.compile(r"(?<![A-Za-z_])val_bpb" + SEP + NUM, re.IGNORECASE)
 RE_EVAL_TIME = re.compile(r"(?<![A-Za-z_])eval_time" + SEP + NUM + r"\s*(ms|s)\b", re.IGNORECASE)
+RE_WORLD = re.compile(r"(?<![A-Za-z_])world_size" + SEP + r"(\d+)", re.IGNORECASE)
+RE_HARDWARE = re.compile(r"^hardware" + SEP + r"(.+)$", re.IGNORECASE)
+RE_GPU_ROW = re.compile(r"\|\s*\d+\s+(NVIDIA [A-Za-z0-9 ._-]+?|Tesla [A-Za-z0-9 ._-]+?)\s{2,}", re.IGNORECASE)
+RE_ELAPSED = re.compile(r"total_elapsed" + SEP + NUM + r"\s*(ms|s)\b", re.IGNORECASE)
+RE_BUDGET = re.compile(r"train_budget" + SEP + NUM + r"\s*(ms|s)\b", re.IGNORECASE)
+RE_PRODUCTION = re.compile(r"gptq|calibrat|hessian", re.IGNORECASE)
+RE_ANY_TIME = re.compile(r"(?<![A-Za-z0-9_])(?:[a-z_]*time|elapsed|took|in)" + SEP.replace("[:=]", "[:= ]") + NUM
+                         + r"\s*(ms|s)\b", re.IGNORECASE)
+RE_RULE = re.compile(r"^\s*(={20,}|-{20,})\s*$")
+RE_CODE_START = re.compile(r'^(\"\"\"|\'\'\'|#!|from __future__|import \w|from \w[\w.]* import )')
+PY_MARKERS = re.compile(r"^(\s+\S|def |class |import |from \S+ import|@|if __name__|#|\"\"\"|\'\'\'|\)|\]|\})")
 RE_PREFIX = re.compile(r"^\s*(?:\[[^\]]*\]\s*|\d{4}-\d\d-\d\d[T ][\d:.,]+\S*\s*[-|:]?\s*)*")
 
 
@@ -92,6 +111,13 @@ class LogInfo:
     evals: list[EvalLine] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     unparsed: list[str] = field(default_factory=list)
+    source_lines: tuple[int, int] | None = None  # embedded train_gpt.py source skipped (first, last line)
+    step_times_ms: list[tuple[int, float]] = field(default_factory=list)  # (step, train_time) of step lines
+    world_size: int | None = None
+    hardware: list[str] = field(default_factory=list)  # golf `hardware:` text and nvidia-smi GPU names
+    total_elapsed_ms: float | None = None  # `total_elapsed:` printed by the run (training + artifact work)
+    train_budget_ms: float | None = None
+    production: list[tuple[int, str, float]] = field(default_factory=list)  # (line, text, ms) of GPTQ/calibration
 
     @property
     def name(self) -> str:
@@ -124,7 +150,19 @@ class LogInfo:
             "total_bytes": self.total_bytes, "total_format": self.total_format,
             "evals": [e.to_dict() for e in self.evals], "scored": s.to_dict() if s else None,
             "eval_time_total_ms": self.eval_time_total_ms, "missing": self.missing, "unparsed": self.unparsed,
+            "source_lines": list(self.source_lines) if self.source_lines else None, "world_size": self.world_size,
+            "hardware": self.hardware, "total_elapsed_ms": self.total_elapsed_ms,
+            "train_budget_ms": self.train_budget_ms,
+            "production": [{"line": n, "text": t, "ms": ms} for n, t, ms in self.production],
         }
+
+    @property
+    def max_step_ms(self) -> float | None:
+        """The slowest per-step time the log shows: ``step_avg`` and every interval between step lines."""
+        rates = [self.step_avg_ms] if self.step_avg_ms else []
+        pts = sorted(dict(self.step_times_ms).items())
+        rates += [(t1 - t0) / (s1 - s0) for (s0, t0), (s1, t1) in zip(pts, pts[1:]) if s1 > s0 and t1 >= t0]
+        return max(rates) if rates else None
 
 
 RE_TRAINING_EVAL = re.compile(r"^final_model$|pre[-_ ]?quant", re.IGNORECASE)
@@ -140,20 +178,84 @@ def seed_from_name(name: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def embedded_source(lines: list[str]) -> tuple[int, int] | None:
+    """(first, last) 1-based line numbers of a ``train_gpt.py`` source printed at the top of a log.
+
+    The source starts at the first non-empty line when that line opens a Python module
+    (docstring, ``from __future__``, ``import``) and ends at the first ``====`` / ``----``
+    rule after it; without such a rule, at the last line before the first log-style line
+    (``key:value`` at column 0 that is not Python)."""
+    first = next((i for i, ln in enumerate(lines) if ln.strip()), None)
+    if first is None or not RE_CODE_START.match(lines[first]):
+        return None
+    in_doc = False
+    for i in range(first, len(lines)):
+        if lines[i].count('"""') % 2 or lines[i].count("'''") % 2:
+            in_doc = not in_doc
+        elif not in_doc and RE_RULE.match(lines[i]):
+            return first + 1, i + 1
+    in_doc = False
+    for i in range(first, len(lines)):
+        ln = lines[i]
+        if ln.count('"""') % 2 or ln.count("'''") % 2:
+            in_doc = not in_doc
+        if not in_doc and ln.strip() and not PY_MARKERS.match(ln) and re.match(r"^[A-Za-z_]\w*[:=]\S", ln) \
+                and not re.match(r"^[A-Za-z_]\w*\s*=\s", ln):
+            return (first + 1, i) if i > first else None
+    return None
+
+
+def _hardware_line(info: LogInfo, line: str, raw: str, gpu_rows: dict[int, str]) -> None:
+    w = RE_WORLD.search(line)
+    if w:
+        info.world_size = int(w.group(1))
+    h = RE_HARDWARE.match(line)
+    if h:
+        info.hardware.append(h.group(1).strip())
+    g = RE_GPU_ROW.search(raw)
+    if g:
+        idx = int(re.search(r"\|\s*(\d+)", raw).group(1))
+        gpu_rows[idx] = g.group(1).strip()
+
+
+def _timing_line(info: LogInfo, no: int, line: str, after_training: bool) -> None:
+    e, b = RE_ELAPSED.search(line), RE_BUDGET.search(line)
+    if e:
+        info.total_elapsed_ms = _ms(e.group(1), e.group(2))
+    if b:
+        info.train_budget_ms = _ms(b.group(1), b.group(2))
+    if after_training and not e and RE_PRODUCTION.search(line):
+        t = RE_ANY_TIME.search(line)
+        if t:
+            info.production.append((no, line[:160], _ms(t.group(1), t.group(2))))
+
+
 def parse_log(text: str, path: str = "<log>") -> LogInfo:
     info = LogInfo(path=str(path))
     content_seeds: list[int] = []
+    line_seeds: list[int] = []  # whole-line `seed:N` (the run's own line), preferred over seeds inside other lines
     step_times: list[tuple[float, int | None]] = []
     stop_time: float | None = None
     sizes: dict[str, list[tuple[str, int]]] = {k: [] for k in SIZE_LINES}
+    gpu_rows: dict[int, str] = {}
+    lines = text.splitlines()
+    info.source_lines = embedded_source(lines)
+    skip_to = info.source_lines[1] if info.source_lines else 0
 
-    for no, raw in enumerate(text.splitlines(), 1):
+    for no, raw in enumerate(lines, 1):
+        if no <= skip_to:
+            continue
         line = RE_PREFIX.sub("", raw).strip()
         if not line:
             continue
         low = line.lower()
-        for m in RE_SEED.finditer(line):
-            content_seeds.append(int(m.group(1)))
+        _hardware_line(info, line, raw, gpu_rows)
+        _timing_line(info, no, line, stop_time is not None or bool(info.evals) or bool(sizes["serialized model"]))
+        if not PY_MARKERS.match(raw):
+            if re.match(r"^seed" + SEP + r"(\d+)\s*$", line, re.IGNORECASE):
+                line_seeds.append(int(RE_SEED.search(line).group(1)))
+            for m in RE_SEED.finditer(line):
+                content_seeds.append(int(m.group(1)))
 
         if low.startswith("stopping_early") or "stopping_early" in low:
             t = RE_TRAIN_TIME.search(line)
@@ -174,6 +276,7 @@ def parse_log(text: str, path: str = "<log>") -> LogInfo:
                 step_times.append((_ms(t.group(1), t.group(2)), no))
                 if st:
                     info.steps = (int(st.group(1)), int(st.group(2)))
+                    info.step_times_ms.append((int(st.group(1)), _ms(t.group(1), t.group(2))))
             a = RE_STEP_AVG.search(line)
             if a:
                 info.step_avg_ms = _ms(a.group(1), a.group(2))
@@ -203,6 +306,11 @@ def parse_log(text: str, path: str = "<log>") -> LogInfo:
                 eval_time_ms=_ms(et.group(1), et.group(2)) if et else None, line_no=no,
                 bpb_decimals=decimals(b.group(1)), loss_decimals=decimals(l_.group(1)) if l_ else None))
 
+    if gpu_rows:
+        names = sorted(set(gpu_rows.values()))
+        info.hardware.append(" + ".join(f"{sum(v == n for v in gpu_rows.values())}x{n}" for n in names))
+    if line_seeds:
+        content_seeds = line_seeds + content_seeds
     # seed: content first, file name as a cross-check
     name_seed = seed_from_name(info.path)
     distinct = list(dict.fromkeys(content_seeds))

@@ -1,10 +1,12 @@
-"""Records-folder lint: ``golf verify --records PATH``.
+"""Records-folder lint: ``golf verify records PATH``.
 
 A records folder is the official layout ``records/track_*/DATE_NAME/`` holding
 ``README.md``, ``submission.json``, ``train_gpt.py`` and one log per seed.  Each folder
-gets a :class:`~golf.verifier.report.Section` of checks (layout, log parsing, score
-provenance, size, time and, with ``against``, significance); a folder fails when any
-check fails.
+gets a :class:`~golf.verifier.report.Section` built by the ``check_*`` functions in
+:data:`CHECKS` (layout, logs, provenance, claim, size, time, legality, significance);
+a folder fails when any check fails.  Rules depend on the folder's track
+(:data:`TRACKS`): the 10-minute track caps training and evaluation at 600 s on 8×H100,
+the non-record track keeps only the 16,000,000-byte cap.
 """
 from __future__ import annotations
 
@@ -93,6 +95,8 @@ class Claims:
     per_seed_loss: dict[int, float] = field(default_factory=dict)
     bytes_total: int | None = None
     bytes_code: int | None = None
+    track: str | None = None  # submission.json 'track' as written
+    hardware: str | None = None  # submission.json 'hardware' / 'gpu' as written
     notes: list[str] = field(default_factory=list)
 
 
@@ -130,6 +134,9 @@ def parse_submission(text: str) -> Claims:
             break
     c.bytes_total = int(doc["bytes_total"]) if _num(doc.get("bytes_total")) is not None else None
     c.bytes_code = int(doc["bytes_code"]) if _num(doc.get("bytes_code")) is not None else None
+    c.track = str(doc["track"]) if isinstance(doc.get("track"), str) else None
+    hw = doc.get("hardware", doc.get("gpu"))
+    c.hardware = str(hw) if isinstance(hw, (str, int)) else None
 
     seeds = doc.get("seeds", doc.get("seed"))
     if isinstance(seeds, (int, str)) and _seed(seeds) is not None:
@@ -180,7 +187,159 @@ def parse_submission(text: str) -> Claims:
     return c
 
 
-# ----------------------------------------------------------------------------- lint
+# ----------------------------------------------------------------------------- tracks and options
+
+
+@dataclass(frozen=True)
+class Track:
+    """The rules of one leaderboard track (``records/track_<key>/``)."""
+
+    key: str
+    train_limit_s: float | None  # None: no training-time cap
+    eval_limit_s: float | None
+    max_bytes: int = LIMIT_BYTES
+    hardware: str | None = None  # the hardware the time caps assume
+
+
+TRACK_10MIN = "10min_16mb"
+TRACK_NON_RECORD = "non_record_16mb"
+TRACKS = {TRACK_10MIN: Track(TRACK_10MIN, 600.0, 600.0, hardware="8xH100"),
+          TRACK_NON_RECORD: Track(TRACK_NON_RECORD, None, None)}
+CLAIM_MEAN_TOL = 1e-4  # a claim equal to one log's line this close to the seeds' mean is a warning, not a failure
+# significance rules: name -> (minimum improvement in nats, alpha, what it is)
+SIGNIFICANCE_RULES = {
+    "readme": (0.005, 0.01, "README rule: >= 0.005 nats better at p < 0.01 (one-sided t-test over seeds)"),
+    "chained": (0.0, 0.25, "chained leaderboard rule: better than the previous record at p < 0.25"),
+}
+DEFAULT_RULE = "readme"
+
+
+def normalize_track(text: str | None) -> str | None:
+    """``track_10min_16mb``, ``10min_16mb``, ``non-record-16mb``, ``non-record-unlimited-compute-16mb`` -> a key."""
+    if not text:
+        return None
+    t = text.lower().replace("-", "_").removeprefix("track_")
+    if "non_record" in t or "nonrecord" in t or "unlimited" in t:
+        return TRACK_NON_RECORD
+    if "10min" in t or "10_min" in t:
+        return TRACK_10MIN
+    return None
+
+
+@dataclass
+class LintOptions:
+    """Limits default to the folder's track; an explicit value overrides it for every folder."""
+
+    against: float | None = None
+    rule: str = DEFAULT_RULE
+    min_improvement: float | None = None
+    alpha: float | None = None
+    max_bytes: int | None = None
+    train_limit_s: float | None = None
+    eval_limit_s: float | None = None
+    track: str | None = None  # force a track instead of inferring it
+    legality: bool = True
+
+
+@dataclass
+class FolderState:
+    """Everything the checks read about one folder, gathered once by :func:`load_folder`."""
+
+    folder: Path
+    opts: LintOptions
+    files: list[Path]
+    log_paths: list[Path]
+    track: Track
+    track_source: str
+    track_note: str = ""
+    claims: Claims | None = None
+    claims_error: str | None = None
+    logs: list[LogInfo] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+    by_seed: dict = field(default_factory=dict)
+    unknown: list[LogInfo] = field(default_factory=list)
+    claimed: list = field(default_factory=list)
+    seed_notes: list[str] = field(default_factory=list)
+    per_seed: dict = field(default_factory=dict)
+
+    @property
+    def max_bytes(self) -> int:
+        return self.opts.max_bytes or self.track.max_bytes
+
+    def limit(self, kind: str) -> float | None:
+        explicit = getattr(self.opts, f"{kind}_limit_s")
+        return explicit if explicit is not None else getattr(self.track, f"{kind}_limit_s")
+
+
+def infer_track(folder: Path, claims: Claims | None, forced: str | None = None) -> tuple[Track, str, str]:
+    """(track, where it came from, a note when the tree and submission.json disagree or say nothing)."""
+    if forced:
+        key = normalize_track(forced)
+        if key is None:
+            raise RecordsError(f"--track {forced!r}: unknown track (known: {', '.join(TRACKS)})")
+        return TRACKS[key], "--track", ""
+    from_tree = next((normalize_track(p.name) for p in [folder, *folder.parents] if p.name.startswith("track_")), None)
+    from_json = normalize_track(claims.track) if claims and claims.track else None
+    if from_tree:
+        note = (f"submission.json says track {claims.track!r} but the folder sits in track_{from_tree}"
+                if from_json and from_json != from_tree else "")
+        return TRACKS[from_tree], "the folder's place in the tree", note
+    if from_json:
+        return TRACKS[from_json], f"submission.json track {claims.track!r}", ""
+    return TRACKS[TRACK_10MIN], "default", "track unknown (no track_* parent, no submission.json track): " \
+                                           "judged by the 10-minute track's rules"
+
+
+def load_folder(folder: str | Path, opts: LintOptions) -> FolderState:
+    folder = Path(folder)
+    files = _files(folder) if folder.is_dir() else []
+    claims, err = None, None
+    sub = folder / "submission.json"
+    if sub.is_file() and sub.stat().st_size:
+        try:
+            claims = parse_submission(sub.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as e:
+            err = str(e)
+    track, source, note = infer_track(folder, claims, opts.track)
+    st = FolderState(folder, opts, files, find_logs(folder) if folder.is_dir() else [], track, source, note,
+                     claims, err)
+    for p in st.log_paths:
+        try:
+            info = parse_log_file(p)
+        except OSError as e:
+            st.unreadable.append(f"{p.relative_to(folder)}: cannot read ({e})")
+            continue
+        info.path = str(p.relative_to(folder))
+        st.logs.append(info)
+    _match_seeds(st)
+    return st
+
+
+def _match_seeds(st: FolderState) -> None:
+    """Group the logs by seed and pair them with the claimed seeds (fills by_seed, claimed, per_seed)."""
+    for lg in st.logs:
+        (st.by_seed.setdefault(lg.seed, []) if lg.seed is not None else st.unknown).append(lg)
+    claims = st.claims
+    st.claimed = list(claims.seeds) if claims and claims.seeds else []
+    if not st.claimed:
+        st.claimed = sorted(st.by_seed)
+        if claims is not None:
+            st.seed_notes.append("submission.json names no seeds; using the seeds of the logs" if st.claimed else
+                                 "submission.json names no seeds")
+    missing = [s for s in st.claimed if s not in st.by_seed]
+    if len(missing) == 1 and len(st.unknown) == 1:
+        st.by_seed[missing[0]] = [st.unknown.pop()]
+        st.seed_notes.append(f"log {st.by_seed[missing[0]][0].path} states no seed; assumed to be seed {missing[0]}")
+    if not st.claimed and len(st.unknown) == 1 and len(st.logs) == 1:
+        st.claimed = [None]
+        st.by_seed[None] = [st.unknown.pop()]
+        st.seed_notes.append("single log without a seed")
+    for s in st.claimed:
+        if s in st.by_seed and len(st.by_seed[s]) == 1 and st.by_seed[s][0].scored is not None:
+            st.per_seed[s] = st.by_seed[s][0]
+
+
+# ----------------------------------------------------------------------------- checks
 
 
 def _tol(*decs: int) -> float:
@@ -188,19 +347,22 @@ def _tol(*decs: int) -> float:
     return sum(0.5 * 10.0 ** -d for d in decs) + 1e-12
 
 
+def agrees(claim: float, claim_dec: int, value: float, value_dec: int) -> bool:
+    """Does a claim written with ``claim_dec`` decimals state ``value`` (printed with ``value_dec``)?
+
+    Compared at the claim's own precision: ``value`` rounded to the claim's decimals equals
+    the claim, allowing half a unit of the value's own printed last digit (a value printed
+    with fewer decimals than the claim is itself rounded)."""
+    return abs(claim - value) <= _tol(claim_dec, value_dec) + 1e-9 * 10.0 ** -claim_dec
+
+
 def _is_wrapper(code: str) -> bool:
     lines = [ln for ln in code.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     return len(lines) <= 4 and bool(RE_WRAPPER.search(code)) and bool(RE_DECOMP.search(code))
 
 
-def lint_folder(folder: str | Path, against: float | None = None, max_bytes: int = LIMIT_BYTES,
-                train_limit_s: float = 600.0, eval_limit_s: float = 600.0, min_improvement: float = 0.005,
-                alpha: float = 0.01) -> Section:
-    folder = Path(folder)
-    sec = Section(title=str(folder))
-    files = _files(folder) if folder.is_dir() else []
-
-    # ---------------- layout
+def check_layout(st: FolderState) -> list[Check]:
+    folder, out = st.folder, []
     problems = []
     for name in REQUIRED:
         p = folder / name
@@ -208,301 +370,438 @@ def lint_folder(folder: str | Path, against: float | None = None, max_bytes: int
             problems.append(f"{name} missing")
         elif p.stat().st_size == 0:
             problems.append(f"{name} is empty")
-    logs_paths = find_logs(folder) if folder.is_dir() else []
-    if not logs_paths:
+    if not st.log_paths:
         problems.append("no per-seed log (*.log, or *.txt with log lines)")
     else:
-        problems += [f"{p.relative_to(folder)} is empty" for p in logs_paths if p.stat().st_size == 0]
-    sec.add("layout.files", FAIL if problems else PASS, measured=len(files),
-            message="; ".join(problems) if problems else
-            f"README.md, submission.json, train_gpt.py and {len(logs_paths)} log(s) present and non-empty")
-
-    spaced = [str(p.relative_to(folder)) for p in files if " " in str(p.relative_to(folder))]
+        problems += [f"{p.relative_to(folder)} is empty" for p in st.log_paths if p.stat().st_size == 0]
+    out.append(Check("layout.files", FAIL if problems else PASS, measured=len(st.files),
+                     message="; ".join(problems) if problems else
+                     f"README.md, submission.json, train_gpt.py and {len(st.log_paths)} log(s) present and non-empty"))
+    spaced = [str(p.relative_to(folder)) for p in st.files if " " in str(p.relative_to(folder))]
     if " " in folder.name:
         spaced.insert(0, f"folder name '{folder.name}'")
-    sec.add("layout.names", FAIL if spaced else PASS,
-            message=("names with spaces: " + ", ".join(spaced[:10])) if spaced else "no spaces in folder or file names")
-
-    subs = [p for p in files if p.name.lower().startswith("submission") and p.suffix.lower() == ".json"]
-    claims: Claims | None = None
-    if len(subs) != 1:
-        sec.add("layout.submission_json", FAIL, measured=len(subs), limit=1,
-                message=f"expected exactly one submission.json, found {len(subs)}"
-                        + (": " + ", ".join(str(p.relative_to(folder)) for p in subs) if subs else ""))
-    sub = folder / "submission.json"
-    if sub.is_file() and sub.stat().st_size:
-        try:
-            claims = parse_submission(sub.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError) as e:
-            sec.add("layout.submission_json", FAIL, message=f"submission.json is not valid JSON: {e}")
-        else:
-            if claims.val_bpb is None:
-                sec.add("layout.submission_json", FAIL, message="submission.json has no val_bpb")
-            elif len(subs) == 1:
-                notes = "; ".join(claims.notes)
-                sec.add("layout.submission_json", WARN if notes else PASS, measured=claims.val_bpb,
-                        message=f"claims val_bpb {claims.val_bpb}" + (f", seeds {claims.seeds}" if claims.seeds else "")
-                        + (f"; {notes}" if notes else ""))
-
+    out.append(Check("layout.names", FAIL if spaced else PASS,
+                     message=("names with spaces: " + ", ".join(spaced[:10])) if spaced else
+                     "no spaces in folder or file names"))
+    out += _submission_checks(st)
     name_ok = bool(RE_DATE_NAME.match(folder.name))
     track_ok = folder.parent.name.startswith("track_")
     if not (name_ok and track_ok):
-        sec.add("layout.folder_name", WARN, message=(
+        out.append(Check("layout.folder_name", WARN, message=(
             ("" if name_ok else f"folder name '{folder.name}' is not DATE_NAME (YYYY-MM-DD_Name); ")
-            + ("" if track_ok else f"parent '{folder.parent.name}' is not a records/track_* directory")).strip("; "))
+            + ("" if track_ok else f"parent '{folder.parent.name}' is not a records/track_* directory")).strip("; ")))
     else:
-        sec.add("layout.folder_name", PASS, message=f"{folder.parent.name}/{folder.name}")
+        out.append(Check("layout.folder_name", PASS, message=f"{folder.parent.name}/{folder.name}"))
+    t = st.track
+    rules = (f"training <= {t.train_limit_s:g} s and evaluation <= {t.eval_limit_s:g} s on {t.hardware}"
+             if t.train_limit_s else "no training-time cap")
+    out.append(Check("layout.track", WARN if st.track_note else PASS, measured=t.key,
+                     message=f"track {t.key} (from {st.track_source}): {rules}, {t.max_bytes:,} bytes"
+                             + (f"; {st.track_note}" if st.track_note else "")))
+    return out
 
-    # ---------------- logs
-    logs: list[LogInfo] = []
-    for p in logs_paths:
-        try:
-            info = parse_log_file(p)
-        except OSError as e:
-            sec.add("logs.parse", FAIL, message=f"{p.relative_to(folder)}: cannot read ({e})")
-            continue
-        info.path = str(p.relative_to(folder))
-        logs.append(info)
+
+def _submission_checks(st: FolderState) -> list[Check]:
+    subs = [p for p in st.files if p.name.lower().startswith("submission") and p.suffix.lower() == ".json"]
+    out = []
+    if len(subs) != 1:
+        out.append(Check("layout.submission_json", FAIL, measured=len(subs), limit=1,
+                         message=f"expected exactly one submission.json, found {len(subs)}"
+                                 + (": " + ", ".join(str(p.relative_to(st.folder)) for p in subs) if subs else "")))
+    claims = st.claims
+    if st.claims_error:
+        out.append(Check("layout.submission_json", FAIL, message=f"submission.json is not valid JSON: {st.claims_error}"))
+    elif claims is not None and claims.val_bpb is None:
+        out.append(Check("layout.submission_json", FAIL, message="submission.json has no val_bpb"))
+    elif claims is not None and len(subs) == 1:
+        notes = "; ".join(claims.notes)
+        out.append(Check("layout.submission_json", WARN if notes else PASS, measured=claims.val_bpb,
+                         message=f"claims val_bpb {claims.val_bpb}" + (f", seeds {claims.seeds}" if claims.seeds else "")
+                                 + (f"; {notes}" if notes else "")))
+    return out
+
+
+def check_logs(st: FolderState) -> list[Check]:
+    out = [Check("logs.parse", FAIL, message=m) for m in st.unreadable]
+    for info in st.logs:
         issues = info.missing + info.unparsed + info.seed_notes
-        sec.add(f"logs.parse[{info.path}]", WARN if issues else PASS,
-                measured=info.scored.val_bpb if info.scored else None,
-                message=(f"seed {info.seed} ({info.seed_source}); scored line: "
-                         + (f"'{info.scored.label}' (line {info.scored.line_no})" if info.scored else "none")
-                         + ("; could not parse: " + "; ".join(issues) if issues else "")))
-    sec.info["logs"] = [lg.to_dict() for lg in logs]
-    sec.info["claims"] = claims.__dict__ if claims else None
+        src = (f"; skipped the train_gpt.py source embedded at lines {info.source_lines[0]}-{info.source_lines[1]}"
+               if info.source_lines else "")
+        out.append(Check(f"logs.parse[{info.path}]", WARN if issues else PASS,
+                         measured=info.scored.val_bpb if info.scored else None,
+                         message=(f"seed {info.seed} ({info.seed_source}); scored line: "
+                                  + (f"'{info.scored.label}' (line {info.scored.line_no})" if info.scored else "none")
+                                  + src + ("; could not parse: " + "; ".join(issues) if issues else ""))))
+    return out
 
-    # ---------------- provenance
-    by_seed: dict[int, list[LogInfo]] = {}
-    unknown: list[LogInfo] = []
-    for lg in logs:
-        (by_seed.setdefault(lg.seed, []) if lg.seed is not None else unknown).append(lg)
-    claimed = list(claims.seeds) if claims and claims.seeds else []
-    notes, fails = [], []
-    if not claimed:
-        claimed = sorted(by_seed)
-        if claims is not None:
-            notes.append("submission.json names no seeds; using the seeds of the logs" if claimed else
-                         "submission.json names no seeds")
-    missing = [s for s in claimed if s not in by_seed]
-    if len(missing) == 1 and len(unknown) == 1:
-        by_seed[missing[0]] = [unknown.pop()]
-        notes.append(f"log {by_seed[missing[0]][0].path} states no seed; assumed to be seed {missing[0]}")
-        missing = []
-    if not claimed and len(unknown) == 1 and len(logs) == 1:
-        claimed = [None]  # type: ignore[list-item]
-        by_seed[None] = [unknown.pop()]  # type: ignore[index]
-        notes.append("single log without a seed")
+
+def check_provenance(st: FolderState) -> list[Check]:
+    fails, notes = [], list(st.seed_notes)
+    missing = [s for s in st.claimed if s not in st.by_seed]
     if missing:
         fails.append(f"no log for claimed seed(s) {', '.join(map(str, missing))}")
-    dup = {s: v for s, v in by_seed.items() if len(v) > 1}
-    for s, v in dup.items():
-        fails.append(f"seed {s} has {len(v)} logs ({', '.join(x.path for x in v)})")
-    sig_seen: dict[tuple, str] = {}
-    for lg in logs:
+    for s, v in st.by_seed.items():
+        if len(v) > 1:
+            fails.append(f"seed {s} has {len(v)} logs ({', '.join(x.path for x in v)})")
+    seen: dict[tuple, LogInfo] = {}
+    for lg in st.logs:
         sc = lg.scored
         if sc is None:
             continue
         key = (sc.val_bpb, sc.val_loss, lg.train_time_ms, lg.total_bytes)
-        if key in sig_seen and (lg.seed is None or sig_seen[key].split("|")[0] != str(lg.seed)):
-            fails.append(f"{lg.path} repeats the final numbers of {sig_seen[key].split('|')[1]} (copied log?)")
-        sig_seen.setdefault(key, f"{lg.seed}|{lg.path}")
-    for lg in logs:
+        if key in seen and (lg.seed is None or seen[key].seed != lg.seed):
+            fails.append(f"{lg.path} repeats the final numbers of {seen[key].path} (copied log?)")
+        seen.setdefault(key, lg)
+    for lg in st.logs:
         if any("file name says seed" in n for n in lg.seed_notes):
             fails.append(f"{lg.path}: " + "; ".join(lg.seed_notes))
-    unclaimed = [s for s in by_seed if s not in claimed]
+    unclaimed = [s for s in st.by_seed if s not in st.claimed]
     if unclaimed:
         notes.append(f"log(s) for unclaimed seed(s) {', '.join(map(str, unclaimed))} "
                      "(runs left out of the reported set? the lint cannot tell)")
-    if unknown:
-        notes.append("logs without a seed: " + ", ".join(lg.path for lg in unknown))
-    status = FAIL if fails else (WARN if (unclaimed or unknown) else PASS)
-    sec.add("provenance.seeds", status, measured=len([s for s in claimed if s in by_seed]), limit=len(claimed),
-            message="; ".join(fails + notes) or f"each of {len(claimed)} claimed seed(s) has exactly one log")
-
-    per_seed: dict = {}
-    for s in claimed:
-        if s in by_seed and len(by_seed[s]) == 1 and by_seed[s][0].scored is not None:
-            per_seed[s] = by_seed[s][0]
-    sec.info["per_seed_scored"] = {str(s): lg.scored.to_dict() for s, lg in per_seed.items()}
-
+    if st.unknown:
+        notes.append("logs without a seed: " + ", ".join(lg.path for lg in st.unknown))
+    status = FAIL if fails else (WARN if (unclaimed or st.unknown) else PASS)
+    out = [Check("provenance.seeds", status, measured=len([s for s in st.claimed if s in st.by_seed]),
+                 limit=len(st.claimed),
+                 message="; ".join(fails + notes) or f"each of {len(st.claimed)} claimed seed(s) has exactly one log")]
+    claims = st.claims
     if claims is not None and claims.per_seed_bpb:
         bad = []
         for s, v in claims.per_seed_bpb.items():
-            lg = by_seed.get(s, [None])[0]
-            if lg is None:
-                continue
-            if not any(abs(v - e.val_bpb) <= _tol(decimals(repr(v)), e.bpb_decimals) for e in lg.evals):
+            lg = st.by_seed.get(s, [None])[0]
+            if lg is not None and not any(agrees(v, decimals(repr(v)), e.val_bpb, e.bpb_decimals) for e in lg.evals):
                 bad.append(f"seed {s}: claimed {v} matches no final line of {lg.path}")
-        sec.add("provenance.per_seed_claims", FAIL if bad else PASS, measured=len(claims.per_seed_bpb),
-                message="; ".join(bad) or "every per-seed claim matches a final line of its log")
+        out.append(Check("provenance.per_seed_claims", FAIL if bad else PASS, measured=len(claims.per_seed_bpb),
+                         message="; ".join(bad) or "every per-seed claim matches a final line of its log"))
+    return out
 
-    if claims is not None and claims.val_bpb is not None:
-        c = claims.val_bpb
-        if not per_seed:
-            all_lines = [(lg, e) for lg in logs for e in lg.evals]
-            hit = [f"{lg.path}:{e.line_no}" for lg, e in all_lines
-                   if abs(c - e.val_bpb) <= _tol(claims.bpb_decimals, e.bpb_decimals)]
-            sec.add("provenance.claimed_score", FAIL, measured=c,
-                    message="no seed log with a final evaluation line to check the claim against"
-                            + (f" (matches {', '.join(hit)})" if hit else ""))
-        else:
-            vals = {s: lg.scored for s, lg in per_seed.items()}
-            dl = min(e.bpb_decimals for e in vals.values())
-            mean = sum(e.val_bpb for e in vals.values()) / len(vals)
-            tol = _tol(claims.bpb_decimals, dl)
-            sec.info["recomputed_mean_bpb"] = mean
-            n = len(vals)
-            labels = ", ".join(sorted({e.label for e in vals.values()}))
-            if abs(c - mean) <= tol:
-                sec.add("provenance.claimed_score", PASS, measured=mean, limit=c,
-                        message=f"claimed {c} = mean of the {n} seed(s)' '{labels}' lines ({mean:.8f})")
-            else:
-                # mean of another line kind present in every log (e.g. round-trip instead of sliding)
-                common = set.intersection(*[{e.label for e in lg.evals} for lg in per_seed.values()])
-                alt = None
-                for lab in sorted(common):
-                    es = [[e for e in lg.evals if e.label == lab][-1] for lg in per_seed.values()]
-                    m = sum(e.val_bpb for e in es) / len(es)
-                    if abs(c - m) <= _tol(claims.bpb_decimals, min(e.bpb_decimals for e in es)):
-                        alt = (lab, m)
-                        break
-                best_seed = min(vals, key=lambda s: vals[s].val_bpb)
-                best = vals[best_seed].val_bpb
-                lines = [(lg, e) for lg in logs for e in lg.evals
-                         if abs(c - e.val_bpb) <= _tol(claims.bpb_decimals, e.bpb_decimals)]
-                if alt is not None:
-                    sec.add("provenance.claimed_score", WARN, measured=alt[1], limit=c,
-                            message=f"claimed {c} = mean of the '{alt[0]}' lines, not of the last evaluation "
-                                    f"lines ('{labels}', mean {mean:.8f}); check which number is the score")
-                elif n > 1 and abs(c - best) <= _tol(claims.bpb_decimals, vals[best_seed].bpb_decimals):
-                    sec.add("provenance.claimed_score", FAIL, measured=mean, limit=c,
-                            message=f"best-seed reporting: claimed {c} is seed {best_seed}'s score, "
-                                    f"the mean of the {n} seeds is {mean:.8f}")
-                elif lines:
-                    lg, e = lines[0]
-                    sec.add("provenance.claimed_score", FAIL, measured=mean, limit=c,
-                            message=f"claimed {c} is the '{e.label}' line of {lg.path} (line {e.line_no}), "
-                                    f"not the mean of the seeds ({mean:.8f})")
-                else:
-                    sec.add("provenance.claimed_score", FAIL, measured=mean, limit=c,
-                            message=f"claimed {c} matches no final line in any log and not the recomputed "
-                                    f"mean {mean:.8f} (difference {c - mean:+.8f})")
-            if claims.val_loss is not None and all(e.val_loss is not None for e in vals.values()):
-                ml = sum(e.val_loss for e in vals.values()) / n
-                tl = _tol(decimals(repr(claims.val_loss)), min(e.loss_decimals or 8 for e in vals.values()))
-                ok = abs(claims.val_loss - ml) <= tl
-                sec.add("provenance.claimed_loss", PASS if ok else WARN, measured=ml, limit=claims.val_loss,
-                        message=f"claimed val_loss {claims.val_loss} vs recomputed mean {ml:.8f}")
 
-    # ---------------- size
-    totals = [(lg.path, lg.total_bytes, lg.total_format) for lg in logs if lg.total_bytes is not None]
+def check_claim(st: FolderState) -> list[Check]:
+    """The claimed val_bpb against the mean of the seeds' scored lines (and val_loss likewise)."""
+    claims = st.claims
+    if claims is None or claims.val_bpb is None:
+        return []
+    c, cd = claims.val_bpb, claims.bpb_decimals
+    name = "provenance.claimed_score"
+    if not st.per_seed:
+        hit = [f"{lg.path}:{e.line_no}" for lg in st.logs for e in lg.evals if agrees(c, cd, e.val_bpb, e.bpb_decimals)]
+        return [Check(name, FAIL, measured=c, message="no seed log with a final evaluation line to check the claim "
+                                                      "against" + (f" (matches {', '.join(hit)})" if hit else ""))]
+    vals = {s: lg.scored for s, lg in st.per_seed.items()}
+    n = len(vals)
+    mean = sum(e.val_bpb for e in vals.values()) / n
+    labels = ", ".join(sorted({e.label for e in vals.values()}))
+    out = []
+    if agrees(c, cd, mean, min(e.bpb_decimals for e in vals.values())):
+        out.append(Check(name, PASS, measured=mean, limit=c,
+                         message=f"claimed {c} = mean of the {n} seed(s)' '{labels}' lines ({mean:.8f}) "
+                                 f"at the claim's {cd} decimals"))
+    else:
+        out.append(_claim_mismatch(st, c, cd, mean, labels))
+    if claims.val_loss is not None and all(e.val_loss is not None for e in vals.values()):
+        ml = sum(e.val_loss for e in vals.values()) / n
+        ok = agrees(claims.val_loss, decimals(repr(claims.val_loss)), ml,
+                    min(e.loss_decimals or 8 for e in vals.values()))
+        out.append(Check("provenance.claimed_loss", PASS if ok else WARN, measured=ml, limit=claims.val_loss,
+                         message=f"claimed val_loss {claims.val_loss} vs recomputed mean {ml:.8f}"))
+    return out
+
+
+def _claim_mismatch(st: FolderState, c: float, cd: int, mean: float, labels: str) -> Check:
+    """Why a claim is not the seeds' mean: another line kind's mean, one log's line (best seed), or nothing."""
+    name = "provenance.claimed_score"
+    per_seed = st.per_seed
+    common = set.intersection(*[{e.label for e in lg.evals} for lg in per_seed.values()])
+    for lab in sorted(common):
+        es = [[e for e in lg.evals if e.label == lab][-1] for lg in per_seed.values()]
+        m = sum(e.val_bpb for e in es) / len(es)
+        if agrees(c, cd, m, min(e.bpb_decimals for e in es)):
+            return Check(name, WARN, measured=m, limit=c,
+                         message=f"claimed {c} = mean of the '{lab}' lines, not of the last evaluation lines "
+                                 f"('{labels}', mean {mean:.8f}); check which number is the score")
+    hits = [(lg, e) for lg in st.logs for e in lg.evals if agrees(c, cd, e.val_bpb, e.bpb_decimals)]
+    vals = {s: lg.scored for s, lg in per_seed.items()}
+    best_seed = min(vals, key=lambda s: vals[s].val_bpb)
+    is_best = len(vals) > 1 and agrees(c, cd, vals[best_seed].val_bpb, vals[best_seed].bpb_decimals)
+    if hits and abs(c - mean) <= CLAIM_MEAN_TOL:
+        lg, e = hits[0]
+        return Check(name, WARN, measured=mean, limit=c,
+                     message=f"claimed {c} is the '{e.label}' line of {lg.path} (line {e.line_no}), not the mean "
+                             f"of the {len(vals)} seeds {mean:.8f}; they differ by {abs(c - mean):.2e} "
+                             f"<= {CLAIM_MEAN_TOL:g}")
+    if is_best:
+        return Check(name, FAIL, measured=mean, limit=c,
+                     message=f"best-seed reporting: claimed {c} is seed {best_seed}'s score, the mean of the "
+                             f"{len(vals)} seeds is {mean:.8f} (more than {CLAIM_MEAN_TOL:g} away)")
+    if hits:
+        lg, e = hits[0]
+        return Check(name, FAIL, measured=mean, limit=c,
+                     message=f"claimed {c} is the '{e.label}' line of {lg.path} (line {e.line_no}), not the mean "
+                             f"of the seeds ({mean:.8f})")
+    return Check(name, FAIL, measured=mean, limit=c,
+                 message=f"claimed {c} matches no final line in any log and not the recomputed mean {mean:.8f} "
+                         f"(difference {c - mean:+.8f}) at the claim's {cd} decimals")
+
+
+def check_size(st: FolderState) -> list[Check]:
+    limit, out = st.max_bytes, []
+    totals = [(lg.path, lg.total_bytes, lg.total_format) for lg in st.logs if lg.total_bytes is not None]
     if totals:
         worst = max(totals, key=lambda t: t[1])
-        over = [t for t in totals if t[1] > max_bytes]
-        sec.add("size.logged_total", FAIL if over else PASS, measured=worst[1], limit=max_bytes,
-                message=("over the limit: " + ", ".join(f"{p} {n:,} B" for p, n, _ in over)) if over else
-                        f"largest logged total {worst[1]:,} B ({worst[2]}) in {worst[0]}; "
-                        f"margin {max_bytes - worst[1]:,} B")
+        over = [t for t in totals if t[1] > limit]
+        out.append(Check("size.logged_total", FAIL if over else PASS, measured=worst[1], limit=limit,
+                         message=("over the limit: " + ", ".join(f"{p} {n:,} B" for p, n, _ in over)) if over else
+                         f"largest logged total {worst[1]:,} B ({worst[2]}) in {worst[0]}; "
+                         f"margin {limit - worst[1]:,} B"))
     else:
-        sec.add("size.logged_total", WARN if logs else FAIL,
-                message="no 'Total submission size ... bytes' line in any log")
-
-    code_path = folder / "train_gpt.py"
-    models = [(lg.path, lg.model_bytes, lg.code_bytes) for lg in logs if lg.model_bytes is not None]
-    if code_path.is_file() and models:
-        code = code_path.read_bytes()
-        n_code = len(code)
-        wrapped = _is_wrapper(code.decode("utf-8", errors="replace"))
-        worst = max(models, key=lambda t: t[1])
-        total = n_code + worst[1]
-        logged_codes = sorted({c for _, _, c in models if c is not None})
-        if logged_codes and logged_codes != [n_code]:
-            code_note = (f"logged code size {', '.join(f'{x:,}' for x in logged_codes)} B differs from the committed "
-                         f"train_gpt.py ({n_code:,} B): the log counted another file (e.g. a computed wrapper vs the "
-                         "shipped raw source)")
-        else:
-            code_note = "logged code size equals the committed file" if logged_codes else "no logged code size"
-        others = [str(p.relative_to(folder)) for p in files if p.suffix == ".py" and p.name != "train_gpt.py"]
-        msg = (f"committed train_gpt.py {n_code:,} B ({'self-extracting wrapper' if wrapped else 'raw source'}) "
-               f"+ largest logged model {worst[1]:,} B ({worst[0]}) = {total:,} B; {code_note}")
-        if others:
-            msg += f"; other code not counted: {', '.join(others)}"
-        sec.add("size.committed", FAIL if total > max_bytes else PASS, measured=total, limit=max_bytes, message=msg)
-    else:
-        sec.add("size.committed", SKIP, message="needs train_gpt.py and a logged 'Serialized model' size")
-
+        out.append(Check("size.logged_total", WARN if st.logs else FAIL,
+                         message="no 'Total submission size ... bytes' line in any log"))
+    out.append(_committed_size(st))
+    claims = st.claims
     if claims is not None and claims.bytes_total is not None:
         logged = {t[1] for t in totals}
-        bad = claims.bytes_total > max_bytes
-        sec.add("size.claimed_total", FAIL if bad else (PASS if (not logged or claims.bytes_total in logged
-                                                                   or claims.bytes_total >= max(logged)) else WARN),
-                measured=claims.bytes_total, limit=max_bytes,
-                message=f"submission.json bytes_total {claims.bytes_total:,}"
-                        + ("" if not logged else f"; logged totals {', '.join(f'{x:,}' for x in sorted(logged))}"))
+        bad = claims.bytes_total > limit
+        ok = not logged or claims.bytes_total in logged or claims.bytes_total >= max(logged)
+        out.append(Check("size.claimed_total", FAIL if bad else (PASS if ok else WARN), measured=claims.bytes_total,
+                         limit=limit, message=f"submission.json bytes_total {claims.bytes_total:,}"
+                         + ("" if not logged else f"; logged totals {', '.join(f'{x:,}' for x in sorted(logged))}")))
+    return out
 
-    # ---------------- time
-    tt = [lg for lg in logs if lg.train_time_ms is not None]
-    if tt:
-        worst = max(tt, key=lambda lg: lg.train_time_ms)
-        secs = worst.train_time_ms / 1000.0
-        over = secs - train_limit_s
-        step = (worst.step_avg_ms or 0.0) / 1000.0
-        if over <= 0:
-            st, msg = PASS, f"longest training {secs:.3f} s ({worst.path}), {-over:.3f} s under the cap"
-        elif over <= step:
-            st, msg = WARN, (f"{worst.path}: training {secs:.3f} s overshoots the cap by {over:.3f} s, within one "
-                             f"step ({step * 1000:.1f} ms; the cap is checked between steps)")
-        else:
-            st, msg = FAIL, f"{worst.path}: training {secs:.3f} s overshoots the cap by {over:.3f} s"
-        sec.add("time.train", st, measured=round(secs, 3), limit=train_limit_s, message=msg)
-    else:
-        sec.add("time.train", WARN if logs else FAIL, message="no training time in any log")
-    et = [lg for lg in logs if lg.eval_time_total_ms is not None]
-    if et:
-        worst = max(et, key=lambda lg: lg.eval_time_total_ms)
-        secs = worst.eval_time_total_ms / 1000.0
-        sec.add("time.eval", FAIL if secs > eval_limit_s else PASS, measured=round(secs, 3), limit=eval_limit_s,
-                message=f"longest logged evaluation {secs:.3f} s ({worst.path}, sum of eval_time over "
-                        f"{sum(e.eval_time_ms is not None for e in worst.evals)} final line(s)); logged eval_time "
-                        "excludes decompression and compile warm-up — `golf verify ARTIFACT` measures end to end")
-    else:
-        sec.add("time.eval", WARN if logs else FAIL, message="no eval_time on any final line")
 
-    # ---------------- significance
-    if against is not None:
-        sec.checks.append(significance(per_seed, against, min_improvement, alpha))
+def _committed_size(st: FolderState) -> Check:
+    code_path = st.folder / "train_gpt.py"
+    models = [(lg.path, lg.model_bytes, lg.code_bytes) for lg in st.logs if lg.model_bytes is not None]
+    if not (code_path.is_file() and models):
+        return Check("size.committed", SKIP, message="needs train_gpt.py and a logged 'Serialized model' size")
+    code = code_path.read_bytes()
+    n_code = len(code)
+    wrapped = _is_wrapper(code.decode("utf-8", errors="replace"))
+    worst = max(models, key=lambda t: t[1])
+    total = n_code + worst[1]
+    logged_codes = sorted({c for _, _, c in models if c is not None})
+    if logged_codes and logged_codes != [n_code]:
+        code_note = (f"logged code size {', '.join(f'{x:,}' for x in logged_codes)} B differs from the committed "
+                     f"train_gpt.py ({n_code:,} B): the log counted another file (e.g. a computed wrapper vs the "
+                     "shipped raw source)")
+    else:
+        code_note = "logged code size equals the committed file" if logged_codes else "no logged code size"
+    others = [str(p.relative_to(st.folder)) for p in st.files if p.suffix == ".py" and p.name != "train_gpt.py"]
+    msg = (f"committed train_gpt.py {n_code:,} B ({'self-extracting wrapper' if wrapped else 'raw source'}) "
+           f"+ largest logged model {worst[1]:,} B ({worst[0]}) = {total:,} B; {code_note}")
+    if others:
+        msg += f"; other code not counted: {', '.join(others)}"
+    return Check("size.committed", FAIL if total > st.max_bytes else PASS, measured=total, limit=st.max_bytes,
+                 message=msg)
+
+
+def check_time(st: FolderState) -> list[Check]:
+    return [_train_time(st), _production_time(st), _eval_time(st), _hardware(st)]
+
+
+def _train_time(st: FolderState) -> Check:
+    """Training time against the track's cap.
+
+    The cap is checked between steps, so a run stops at the first step boundary past it:
+    an overshoot of at most one step is accepted (a warning with the measured overshoot).
+    The bound is the slowest per-step time the log itself shows (``step_avg`` and the
+    train_time/step rate between consecutive step lines, :attr:`LogInfo.max_step_ms`);
+    beyond it the run fails.  A log without step times gets no allowance."""
+    tt = [lg for lg in st.logs if lg.train_time_ms is not None]
+    limit = st.limit("train")
+    if not tt:
+        return Check("time.train", WARN if st.logs else FAIL, message="no training time in any log")
+    worst = max(tt, key=lambda lg: lg.train_time_ms)
+    secs = worst.train_time_ms / 1000.0
+    if limit is None:
+        return Check("time.train", PASS, measured=round(secs, 3),
+                     message=f"track {st.track.key} has no training-time cap; longest logged training {secs:.3f} s "
+                             f"({worst.path})")
+    over = secs - limit
+    step_s = (worst.max_step_ms or 0.0) / 1000.0
+    if over <= 0:
+        st_, msg = PASS, f"longest training {secs:.3f} s ({worst.path}), {-over:.3f} s under the cap"
+    elif over <= step_s:
+        st_, msg = WARN, (f"{worst.path}: training {secs:.3f} s overshoots the cap by {over:.3f} s, within one "
+                          f"step (slowest logged step {step_s * 1000:.1f} ms; the cap is checked between steps)")
+    else:
+        st_, msg = FAIL, (f"{worst.path}: training {secs:.3f} s overshoots the cap by {over:.3f} s, more than one "
+                          + (f"step (slowest logged step {step_s * 1000:.1f} ms)" if step_s else
+                             "step could explain (the log has no step times)"))
+    return Check("time.train", st_, measured=round(secs, 3), limit=limit, message=msg)
+
+
+def _production_time(st: FolderState) -> Check:
+    """Work that produces the artifact (GPTQ, calibration, Hessians) after training counts against the budget.
+
+    Measured as the log's own ``total_elapsed`` when it prints one, else as the training
+    time plus the longest timed GPTQ/calibration/Hessian line printed after training
+    (those lines are often cumulative, so the longest one, not their sum)."""
+    limit = st.limit("train")
+    rows = []
+    for lg in st.logs:
+        if lg.total_elapsed_ms is not None:
+            budget = f", train_budget {lg.train_budget_ms / 1000:g} s" if lg.train_budget_ms else ""
+            rows.append((lg.total_elapsed_ms / 1000, lg, f"total_elapsed printed by the log{budget}"))
+        elif lg.production and lg.train_time_ms is not None:
+            no, text, ms = max(lg.production, key=lambda x: x[2])
+            rows.append(((lg.train_time_ms + ms) / 1000, lg,
+                         f"train_time {lg.train_time_ms / 1000:.1f} s + '{text}' (line {no})"))
+    if not rows:
+        return Check("time.artifact_production", SKIP, message="no artifact-production work (GPTQ, calibration) "
+                                                               "timed after training in the logs")
+    secs, lg, how = max(rows, key=lambda r: r[0])
+    if limit is None:
+        return Check("time.artifact_production", PASS, measured=round(secs, 1),
+                     message=f"{lg.path}: training + artifact production {secs:.1f} s ({how}); no cap in "
+                             f"track {st.track.key}")
+    bound = limit + (lg.max_step_ms or 0.0) / 1000.0
+    bad = secs > bound
+    return Check("time.artifact_production", FAIL if bad else PASS, measured=round(secs, 1), limit=limit,
+                 message=f"{lg.path}: training + artifact production {secs:.1f} s ({how})"
+                         + ("; work that produces the artifact counts against the training budget" if bad else ""))
+
+
+def _eval_time(st: FolderState) -> Check:
+    et = [lg for lg in st.logs if lg.eval_time_total_ms is not None]
+    limit = st.limit("eval")
+    if not et:
+        return Check("time.eval", WARN if st.logs else FAIL, message="no eval_time on any final line")
+    worst = max(et, key=lambda lg: lg.eval_time_total_ms)
+    secs = worst.eval_time_total_ms / 1000.0
+    msg = (f"longest logged evaluation {secs:.3f} s ({worst.path}, sum of eval_time over "
+           f"{sum(e.eval_time_ms is not None for e in worst.evals)} final line(s)); logged eval_time excludes "
+           "decompression and compile warm-up — `golf verify artifact` measures end to end")
+    if limit is None:
+        return Check("time.eval", PASS, measured=round(secs, 3), message=f"no evaluation cap in track "
+                                                                         f"{st.track.key}; {msg}")
+    return Check("time.eval", FAIL if secs > limit else PASS, measured=round(secs, 3), limit=limit, message=msg)
+
+
+RE_8XH100 = re.compile(r"\b8\s*x\s*(nvidia\s*)?h100", re.IGNORECASE)
+
+
+def found_hardware(st: FolderState) -> list[str]:
+    """What the logs and submission.json say the runs ran on."""
+    found = []
+    for lg in st.logs:
+        hw = list(lg.hardware)
+        if lg.world_size is not None and not any(h.startswith(f"{lg.world_size}x") for h in hw):
+            hw.append(f"world_size {lg.world_size}")
+        found += [f"{h} ({lg.path})" for h in hw]
+    if st.claims and st.claims.hardware:
+        found.append(f"{st.claims.hardware} (submission.json)")
+    return found
+
+
+def _hardware(st: FolderState) -> Check:
+    found = found_hardware(st)
+    want = st.track.hardware
+    if want is None:
+        return Check("time.hardware", PASS, message=f"track {st.track.key} allows any hardware; found: "
+                                                    + ("; ".join(found[:4]) or "nothing stated"))
+    if not found:
+        return Check("time.hardware", SKIP, message=f"no hardware stated in the logs or submission.json "
+                                                    f"(the track assumes {want})")
+    other = [h for h in found if not (RE_8XH100.search(h) or h.startswith("world_size 8 "))]
+    if other:
+        return Check("time.hardware", WARN, measured=len(other),
+                     message=f"the {st.track.key} track's caps assume {want}; found: " + "; ".join(other[:4]))
+    return Check("time.hardware", PASS, message="8xH100: " + "; ".join(found[:4]))
+
+
+def check_legality(st: FolderState) -> list[Check]:
+    if not st.opts.legality:
+        return []
+    from golf.verifier.legality import legality_checks
+
+    return legality_checks(st.folder)
+
+
+def check_significance(st: FolderState) -> list[Check]:
+    o = st.opts
+    if o.against is None:
+        return []
+    return [significance(st.per_seed, o.against, rule=o.rule, min_improvement=o.min_improvement, alpha=o.alpha)]
+
+
+CHECKS = (check_layout, check_logs, check_provenance, check_claim, check_size, check_time, check_legality,
+          check_significance)
+
+
+def lint_folder(folder: str | Path, against: float | None = None, *, opts: LintOptions | None = None,
+                **kw) -> Section:
+    """Lint one records folder: the checks of every function in :data:`CHECKS`, in order.
+
+    ``kw`` are :class:`LintOptions` fields (``max_bytes``, ``train_limit_s``, ``rule``, ...)."""
+    opts = opts or LintOptions(against=against, **kw)
+    st = load_folder(folder, opts)
+    sec = Section(title=str(st.folder))
+    for fn in CHECKS:
+        sec.checks += fn(st)
+    sec.info["track"] = st.track.key
+    sec.info["track_source"] = st.track_source
+    sec.info["logs"] = [lg.to_dict() for lg in st.logs]
+    sec.info["claims"] = st.claims.__dict__ if st.claims else None
+    sec.info["per_seed_scored"] = {str(s): lg.scored.to_dict() for s, lg in st.per_seed.items()}
+    if st.per_seed:
+        sec.info["recomputed_mean_bpb"] = sum(lg.scored.val_bpb for lg in st.per_seed.values()) / len(st.per_seed)
     return sec
 
 
-def significance(per_seed: dict, against_bpb: float, min_improvement: float = 0.005,
-                 alpha: float = 0.01) -> Check:
-    """One-sided t-test that the seeds improve on ``against_bpb`` by >= ``min_improvement`` nats.
-
-    Per seed i the bpb gap is converted to nats with that run's own ratio
-    ``r_i = val_loss_i / val_bpb_i = ln2 · bytes / tokens``: ``d_i = (against − bpb_i) · r_i``.
-    """
-    name = "significance"
+def _nats_gaps(per_seed: dict, against_bpb: float) -> tuple[list[float], float] | str:
+    """Per-seed improvements in nats, ``d_i = (against − bpb_i) · r_i`` with that run's own
+    ``r_i = val_loss_i / val_bpb_i = ln2 · bytes / tokens``; or why they cannot be computed."""
     scored = {s: lg.scored for s, lg in per_seed.items() if lg.scored is not None}
     if len(scored) < 2:
-        return Check(name, FAIL, measured=len(scored), limit=2,
-                     message=f"needs at least 2 seeds with a final line to test (have {len(scored)})")
+        return f"needs at least 2 seeds with a final line to test (have {len(scored)})"
     ratios = [e.val_loss / e.val_bpb for e in scored.values() if e.val_loss is not None and e.val_bpb > 0]
     if not ratios:
-        return Check(name, FAIL, message="no val_loss next to val_bpb in the logs: cannot convert bpb to nats")
+        return "no val_loss next to val_bpb in the logs: cannot convert bpb to nats"
     fallback = sum(ratios) / len(ratios)
-    d = []
-    for e in scored.values():
-        r = e.val_loss / e.val_bpb if e.val_loss is not None and e.val_bpb > 0 else fallback
-        d.append((against_bpb - e.val_bpb) * r)
-    t = one_sided_ttest(d, min_improvement)
-    ok = t.p < alpha
-    return Check(name, PASS if ok else FAIL, measured=round(t.p, 6), limit=alpha, message=(
-        f"mean improvement {t.mean:.5f} nats (std {t.std:.5f}, n={t.n}) over {against_bpb} bpb "
-        f"(≈ {against_bpb * fallback:.5f} nats at the bytes/token of these runs); H0: improvement ≤ "
-        f"{min_improvement} nats, t={t.t:.3f}, df={t.df}, one-sided p={t.p:.3g} "
-        + ("< " if ok else "≥ ") + f"{alpha}"))
+    d = [(against_bpb - e.val_bpb) * (e.val_loss / e.val_bpb if e.val_loss is not None and e.val_bpb > 0
+                                      else fallback) for e in scored.values()]
+    return d, fallback
+
+
+def significance(per_seed: dict, against_bpb: float, rule: str = DEFAULT_RULE, min_improvement: float | None = None,
+                 alpha: float | None = None) -> Check:
+    """Both significance rules over the seeds, the verdict from ``rule`` (see :data:`SIGNIFICANCE_RULES`).
+
+    ``min_improvement`` / ``alpha`` override the chosen rule's numbers."""
+    if rule not in SIGNIFICANCE_RULES:
+        raise RecordsError(f"unknown significance rule {rule!r} (known: {', '.join(SIGNIFICANCE_RULES)})")
+    name = "significance"
+    gaps = _nats_gaps(per_seed, against_bpb)
+    if isinstance(gaps, str):
+        return Check(name, FAIL, measured=len([1 for lg in per_seed.values() if lg.scored]), limit=2, message=gaps)
+    d, ratio = gaps
+    results = {}
+    for r, (delta, a, _) in SIGNIFICANCE_RULES.items():
+        if r == rule:
+            delta = delta if min_improvement is None else min_improvement
+            a = a if alpha is None else alpha
+        t = one_sided_ttest(d, delta)
+        results[r] = (t, delta, a, t.p < a)
+    t, delta, a, ok = results[rule]
+    parts = [f"{r}: H0 improvement <= {dl:g} nats, t={tt.t:.3f}, p={tt.p:.3g} {'<' if k else '>='} {al:g} -> "
+             f"{'pass' if k else 'fail'}" for r, (tt, dl, al, k) in results.items()]
+    return Check(name, PASS if ok else FAIL, measured=round(t.p, 6), limit=a, message=(
+        f"verdict by the {rule} rule ({SIGNIFICANCE_RULES[rule][2]}); mean improvement {t.mean:.5f} nats "
+        f"(std {t.std:.5f}, n={t.n}, df={t.df}) over {against_bpb} bpb (≈ {against_bpb * ratio:.5f} nats at the "
+        f"bytes/token of these runs); " + "; ".join(parts)))
 
 
 def lint_records(path: str | Path, **kw) -> list[Section]:
     return [lint_folder(f, **kw) for f in find_record_folders(path)]
+
+
+def summary_line(sec: Section) -> str:
+    """``FAIL  <folder>  [track]  check: first reason`` (first failure, else first warning)."""
+    first = next((c for c in sec.checks if c.status == FAIL), None) or \
+        next((c for c in sec.checks if c.status == WARN), None)
+    verdict = "FAIL" if not sec.ok else ("WARN" if first else "PASS")
+    reason = f"{first.name}: {first.message}" if first else "all checks pass"
+    if len(reason) > 140:
+        reason = reason[:139] + "…"
+    return f"{verdict:<4}  {Path(sec.title).name}  [{sec.info.get('track', '?')}]  {reason}"
