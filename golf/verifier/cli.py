@@ -1,21 +1,38 @@
-"""``golf verify``: re-score an artifact in a clean process, or lint records folders."""
+"""``golf verify``: ``golf verify artifact ART`` re-scores an artifact in a clean process,
+``golf verify records PATH`` lints records folders; ``golf verify PATH`` picks one by what PATH is."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import click
 
 from golf.verifier.artifact import (EXIT_NAMES, EXIT_OK, EXIT_RECORDS, LIMIT_BYTES, VerifyInputError,
                                     VerifyOptions, exit_code_for, verify_artifact)
-from golf.verifier.records import RecordsError, lint_records, parse_submission
+from golf.verifier.records import (DEFAULT_RULE, SIGNIFICANCE_RULES, TRACKS, LintOptions, RecordsError,
+                                   find_record_folders, lint_folder, parse_submission, summary_line)
 from golf.verifier.report import Section, render_table, write_json
 
 _CODES = "\n".join(f"  {code:>2}  {text}" for code, text in sorted(EXIT_NAMES.items()))
+_RULES = "\n".join(f"  {name:<8} {text}" for name, (_, _, text) in SIGNIFICANCE_RULES.items())
 
-HELP = f"""Verify an artifact (ARTIFACT_DIR) or lint records folders (--records PATH).
+HELP = """Verify an artifact or lint records folders.
 
 \b
-Artifact mode:  golf verify ART --data DIR [--claimed-bpb X | --submission submission.json]
+  golf verify artifact ART --data DIR [...]   re-score an artifact in a clean process
+  golf verify records PATH [--against BPB]    lint one records folder or a tree of them
+  golf verify PATH [...]                      either one, picked by what PATH is (a records
+                                              folder/tree, or a directory with train_gpt.py and
+                                              a model blob); the choice is printed
+  golf verify --records PATH                  deprecated alias of `golf verify records PATH`
+
+Run `golf verify artifact --help` / `golf verify records --help` for the options.
+"""
+
+ARTIFACT_HELP = f"""Re-score the artifact ART in a clean process.
+
+\b
+  golf verify artifact ART --data DIR [--claimed-bpb X | --submission submission.json]
   Copies ART to a fresh temp dir and runs its train_gpt.py in eval mode in a separate
   `python -I` with a minimal environment (no tokens, HF_HUB_OFFLINE=1), a wall-clock and a
   memory limit, a new network namespace where the OS allows it, and an audit hook that
@@ -26,18 +43,35 @@ Artifact mode:  golf verify ART --data DIR [--claimed-bpb X | --submission submi
   train_gpt.py + blob + every other artifact file the run opened (decimal bytes).
 
 \b
-Records mode:   golf verify --records records/ [--against BPB]
-  Lints one records folder or a tree (records/track_*/DATE_NAME/): layout, log parsing,
-  score provenance (seed logs, recomputed mean, best-seed reporting), size, time and, with
-  --against (the current record's val_bpb), a one-sided t-test that the seeds' mean
-  improves by >= --min-improvement nats at p < --alpha.
-
-\b
-Exit codes (artifact mode: when several checks fail, the first in the order
+Exit codes (when several checks fail, the first in the order
 malformed, network, access, timeout, runtime, invalid, score, size wins):
 {_CODES}
    1  bad input to the verifier itself (missing --data, unreadable files)
    2  usage error
+"""
+
+RECORDS_HELP = f"""Lint a records folder or a tree of them (records/track_*/DATE_NAME/).
+
+\b
+Checks per folder: layout, log parsing (an embedded train_gpt.py source header is
+skipped), score provenance (seed logs, recomputed mean, best-seed reporting), size, time
+(training overshoot within one logged step is a warning; GPTQ/calibration after training
+counts against the budget), hardware, a static legality scan of train_gpt.py and its
+sibling imports (warnings, "needs a human") and, with --against, significance.
+
+\b
+Tracks (inferred from the folder's track_* parent, else submission.json 'track'):
+  10min_16mb       training <= 600 s and evaluation <= 600 s on 8xH100, 16,000,000 bytes
+  non_record_16mb  no training-time cap, 16,000,000 bytes
+
+\b
+Significance rules (--significance picks the verdict, default {DEFAULT_RULE}; both are reported):
+{_RULES}
+
+\b
+Output: one summary line per folder (verdict and first reason), then each folder's
+checks, then --json. Exit 0 when every folder passes (warnings allowed), 3 otherwise,
+1 for bad input (no such PATH, no records folder in it).
 """
 
 
@@ -49,22 +83,150 @@ def _print_section(sec: Section, kind: str) -> None:
     click.secho(f"-> {verdict}", fg="green" if sec.ok else "red", bold=True)
 
 
-@click.command("verify", help=HELP)
-@click.argument("artifact_dir", required=False, type=click.Path(path_type=Path))
-@click.option("--records", "records", type=click.Path(path_type=Path),
-              help="Lint a records folder or a tree of them instead of verifying an artifact.")
+class VerifyGroup(click.Group):
+    """``golf verify PATH`` dispatches to ``artifact`` or ``records`` by what PATH is, and says which."""
+
+    def parse_args(self, ctx, args):
+        if not args or args[0] in self.commands or args[0] in ("--help", "-h"):
+            return super().parse_args(ctx, args)
+        sub, rest, why = self.dispatch(ctx, list(args))
+        click.echo(f"golf verify: {why}: running `golf verify {sub}`", err=True)
+        return super().parse_args(ctx, [sub, *rest])
+
+    def _value_options(self, ctx) -> set[str]:
+        out = set()
+        for cmd in self.commands.values():
+            for p in cmd.params:
+                if isinstance(p, click.Option) and not p.is_flag:
+                    out.update(p.opts)
+        return out
+
+    def _only_in(self, ctx, args: list[str]) -> set[str]:
+        """Subcommands that alone accept one of the options in ``args``."""
+        owners = {}
+        for name, cmd in self.commands.items():
+            for p in cmd.params:
+                if isinstance(p, click.Option):
+                    for o in p.opts + p.secondary_opts:
+                        owners.setdefault(o, set()).add(name)
+        return {next(iter(owners[a.split("=")[0]])) for a in args
+                if a.startswith("--") and len(owners.get(a.split("=")[0], ())) == 1}
+
+    def dispatch(self, ctx, args: list[str]) -> tuple[str, list[str], str]:
+        """(subcommand, its arguments, why) for a ``golf verify ...`` line without a subcommand."""
+        if "--records" in args:
+            i = args.index("--records")
+            if i + 1 >= len(args):
+                raise click.UsageError("--records needs a PATH", ctx=ctx)
+            path = args[i + 1]
+            return "records", [path, *args[:i], *args[i + 2:]], \
+                f"--records {path} (deprecated: use `golf verify records PATH`)"
+        takes_value, pos, i = self._value_options(ctx), None, 0
+        while i < len(args):
+            a = args[i]
+            if a.startswith("-"):
+                i += 2 if (a in takes_value and "=" not in a) else 1
+                continue
+            pos = a
+            break
+        if pos is None:
+            raise click.UsageError("give a PATH: an artifact directory or a records folder/tree "
+                                   "(or a subcommand: artifact, records)", ctx=ctx)
+        kind, why = path_kind(Path(pos))
+        if kind is None:
+            hinted = self._only_in(ctx, args)
+            if len(hinted) != 1:
+                raise click.UsageError(f"{pos}: {why}; say which with `golf verify artifact` or "
+                                       "`golf verify records`", ctx=ctx)
+            kind = hinted.pop()
+            why = f"{pos} does not exist; the options given belong to `{kind}`"
+        return kind, args, why
+
+
+def path_kind(path: Path) -> tuple[str | None, str]:
+    """("artifact" | "records" | None, why) for ``golf verify PATH``."""
+    if not path.exists():
+        return None, "no such file or directory"
+    if path.is_file():
+        if path.name.startswith("submission") and path.suffix == ".json":
+            return "records", f"{path} is a submission JSON"
+        return None, "a file that is neither an artifact directory nor a submission.json"
+    has_blob = any(path.glob("*.ptz")) or (path / "build_report.json").is_file()
+    if (path / "train_gpt.py").is_file() and has_blob and not (path / "submission.json").is_file():
+        return "artifact", f"{path} holds train_gpt.py and a model blob (an artifact directory)"
+    try:
+        n = len(find_record_folders(path))
+    except RecordsError as e:
+        return None, str(e)
+    return "records", f"{path} holds {n} records folder(s)"
+
+
+@click.group("verify", cls=VerifyGroup, help=HELP)
+def verify() -> None:
+    pass
+
+
+@verify.command("records", help=RECORDS_HELP)
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--against", type=float, help="The current record's val_bpb: test that the seeds improve on it.")
+@click.option("--significance", "rule", type=click.Choice(sorted(SIGNIFICANCE_RULES)), default=DEFAULT_RULE,
+              show_default=True, help="Which significance rule gives the verdict (both are reported).")
+@click.option("--min-improvement", type=float, default=None,
+              help="Override the chosen rule's required improvement in nats of val_loss (readme 0.005, chained 0).")
+@click.option("--alpha", type=float, default=None,
+              help="Override the chosen rule's significance level (readme 0.01, chained 0.25).")
+@click.option("--track", type=click.Choice(sorted(TRACKS)), default=None,
+              help="Judge every folder by this track's rules instead of inferring the track.")
+@click.option("--max-bytes", type=int, default=None, help="Size limit in decimal bytes (default: the track's).")
+@click.option("--train-time-limit", type=float, default=None,
+              help="Seconds of logged training time (default: the track's; none in non_record_16mb).")
+@click.option("--eval-time-limit", type=float, default=None,
+              help="Seconds of logged eval_time (default: the track's; none in non_record_16mb).")
+@click.option("--no-legality", is_flag=True, help="Skip the static legality scan of train_gpt.py.")
+@click.option("--json", "json_out", type=click.Path(path_type=Path, dir_okay=False),
+              help="Also write every folder's checks (name, status, measured, limit, message) as JSON.")
+def records_cmd(path, against, rule, min_improvement, alpha, track, max_bytes, train_time_limit, eval_time_limit,
+                no_legality, json_out) -> None:
+    opts = LintOptions(against=against, rule=rule, min_improvement=min_improvement, alpha=alpha,
+                       max_bytes=max_bytes, train_limit_s=train_time_limit, eval_limit_s=eval_time_limit,
+                       track=track, legality=not no_legality)
+    t0 = time.perf_counter()
+    try:
+        folders = find_record_folders(path)
+        sections = [lint_folder(f, opts=opts) for f in folders]
+    except (RecordsError, OSError) as e:
+        raise click.ClickException(str(e)) from None
+    seconds = time.perf_counter() - t0
+    click.secho("== summary", bold=True)
+    for sec in sections:
+        click.echo(summary_line(sec))
+    for sec in sections:
+        _print_section(sec, f"records [{sec.info.get('track')}]")
+    failed = [s for s in sections if not s.ok]
+    warned = [s for s in sections if s.ok and any(c.status == "warn" for c in s.checks)]
+    code = EXIT_RECORDS if failed else EXIT_OK
+    click.echo(f"\n{len(sections) - len(failed)} of {len(sections)} folder(s) pass "
+               f"({len(warned)} with warnings, {len(failed)} failed) in {seconds:.1f} s")
+    if json_out:
+        write_json(json_out, {"mode": "records", "ok": not failed, "exit_code": code, "against": against,
+                              "significance_rule": rule, "seconds": round(seconds, 3),
+                              "summary": [summary_line(s) for s in sections],
+                              "folders": [{"path": s.title, "ok": s.ok, "checks": [c.to_dict() for c in s.checks],
+                                           **s.info} for s in sections]})
+    raise SystemExit(code)
+
+
+@verify.command("artifact", help=ARTIFACT_HELP)
+@click.argument("artifact_dir", type=click.Path(path_type=Path))
 @click.option("--data", "data_dir", type=click.Path(path_type=Path),
-              help="Data dir with datasets/fineweb10B_sp{V}/ and tokenizers/fineweb_{V}_bpe.model (artifact mode).")
-@click.option("--claimed-bpb", type=float, help="The val_bpb the entry claims (artifact mode).")
+              help="Data dir with datasets/fineweb10B_sp{V}/ and tokenizers/fineweb_{V}_bpe.model.")
+@click.option("--claimed-bpb", type=float, help="The val_bpb the entry claims.")
 @click.option("--submission", type=click.Path(path_type=Path, dir_okay=False),
-              help="Take the claimed val_bpb from this submission.json (artifact mode).")
+              help="Take the claimed val_bpb from this submission.json.")
 @click.option("--max-bytes", type=int, default=LIMIT_BYTES, show_default=True,
               help="Size limit in decimal bytes (code + blob + other files the run opened).")
 @click.option("--eval-time-limit", type=float, default=600.0, show_default=True,
-              help="Seconds: artifact mode = end-to-end wall clock of the clean run (the child is killed at it); "
-                   "records mode = logged eval_time.")
-@click.option("--train-time-limit", type=float, default=600.0, show_default=True,
-              help="Records mode: seconds of logged training time.")
+              help="Seconds: end-to-end wall clock of the clean run (the child is killed at it).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
               help="Device the artifact evaluates on (GOLF_DEVICE).")
 @click.option("--json", "json_out", type=click.Path(path_type=Path, dir_okay=False),
@@ -81,32 +243,8 @@ def _print_section(sec: Section, kind: str) -> None:
                    "(CUDA reserves huge virtual ranges); 0 = no limit.")
 @click.option("--no-netns", is_flag=True, help="Do not try a network namespace (the audit hook still blocks).")
 @click.option("--keep-temp", is_flag=True, help="Keep the temp dir of the clean run (path in the JSON report).")
-@click.option("--against", type=float, help="Records mode: the current record's val_bpb for the significance test.")
-@click.option("--min-improvement", type=float, default=0.005, show_default=True,
-              help="Records mode: required improvement in nats of val_loss.")
-@click.option("--alpha", type=float, default=0.01, show_default=True, help="Records mode: significance level.")
-def verify(artifact_dir, records, data_dir, claimed_bpb, submission, max_bytes, eval_time_limit, train_time_limit,
-           device, json_out, val_max_tokens, eval_seq_len, eval_stride, tolerance, max_memory_gb, no_netns,
-           keep_temp, against, min_improvement, alpha) -> None:
-    if (artifact_dir is None) == (records is None):
-        raise click.UsageError("give either ARTIFACT_DIR (verify an artifact) or --records PATH (lint records)")
-    if records is not None:
-        try:
-            sections = lint_records(records, against=against, max_bytes=max_bytes, train_limit_s=train_time_limit,
-                                    eval_limit_s=eval_time_limit, min_improvement=min_improvement, alpha=alpha)
-        except (RecordsError, OSError) as e:
-            raise click.ClickException(str(e)) from None
-        for sec in sections:
-            _print_section(sec, "records")
-        failed = [s for s in sections if not s.ok]
-        code = EXIT_RECORDS if failed else EXIT_OK
-        click.echo(f"\n{len(sections) - len(failed)} of {len(sections)} folder(s) pass")
-        if json_out:
-            write_json(json_out, {"mode": "records", "ok": not failed, "exit_code": code, "against": against,
-                                  "folders": [{"path": s.title, "ok": s.ok, "checks": [c.to_dict() for c in s.checks],
-                                               **s.info} for s in sections]})
-        raise SystemExit(code)
-
+def artifact_cmd(artifact_dir, data_dir, claimed_bpb, submission, max_bytes, eval_time_limit, device, json_out,
+                 val_max_tokens, eval_seq_len, eval_stride, tolerance, max_memory_gb, no_netns, keep_temp) -> None:
     if data_dir is None:
         raise click.UsageError("artifact mode needs --data DIR (datasets/ + tokenizers/)")
     if claimed_bpb is not None and submission is not None:

@@ -429,9 +429,10 @@ def check_logs(st: FolderState) -> list[Check]:
                if info.source_lines else "")
         out.append(Check(f"logs.parse[{info.path}]", WARN if issues else PASS,
                          measured=info.scored.val_bpb if info.scored else None,
-                         message=(f"seed {info.seed} ({info.seed_source}); scored line: "
+                         message=(("could not find or parse: " + "; ".join(issues) + "; " if issues else "")
+                                  + f"seed {info.seed} ({info.seed_source}); scored line: "
                                   + (f"'{info.scored.label}' (line {info.scored.line_no})" if info.scored else "none")
-                                  + src + ("; could not parse: " + "; ".join(issues) if issues else ""))))
+                                  + src)))
     return out
 
 
