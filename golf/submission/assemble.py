@@ -9,7 +9,7 @@ numbers in the folder are the verifier's, never the trainer's own claim.
 The folder gets the shared ``train_gpt.py``, one ``train_seed<S>.log`` per seed (training
 log + the artifact's final evaluation lines from the clean run), ``submission.json`` and a
 ``README.md``.  It is written into a temporary sibling, linted with the same code as
-``golf verify --records`` and only then renamed into place; a folder that fails the lint
+``golf verify records`` and only then renamed into place; a folder that fails the lint
 is not left behind.
 """
 from __future__ import annotations
@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 LIMIT_BYTES = 16_000_000
-DEFAULT_TRACK = "10min_16mb"
 VERIFY_NAME = "verify.json"
 
 
@@ -34,7 +33,7 @@ class SubmitError(ValueError):
 
 
 class LintFailed(SubmitError):
-    """The assembled folder failed ``golf verify --records``; ``section`` holds the checks."""
+    """The assembled folder failed ``golf verify records``; ``section`` holds the checks."""
 
     def __init__(self, msg: str, section):
         super().__init__(msg)
@@ -279,6 +278,55 @@ evaluation run.
 """
 
 
+# ----------------------------------------------------------------------------- track
+
+
+def runs_qualify_for_10min(runs: list[SeedRun], train_limit_s: float) -> list[str]:
+    """Why these runs cannot enter the 10-minute track (empty: they can): 8xH100 and training <= the cap."""
+    from golf.verifier.records import RE_8XH100
+
+    why = []
+    for r in runs:
+        if not r.hardware:
+            why.append(f"seed {r.seed}: hardware not recorded in its train.log")
+        elif not RE_8XH100.search(r.hardware):
+            why.append(f"seed {r.seed} ran on {r.hardware}, not 8xH100")
+        if r.train_time_ms is None:
+            why.append(f"seed {r.seed}: training time not recorded (final.json)")
+        elif r.train_time_ms / 1000 > train_limit_s:
+            why.append(f"seed {r.seed} trained {r.train_time_ms / 1000:.0f} s, over {train_limit_s:g} s")
+    return why
+
+
+def choose_track(runs: list[SeedRun], out: Path, track: str | None, log=print) -> tuple[str, Path]:
+    """(track key, folder path) for the records folder, from what the runs were.
+
+    An explicit ``track`` that the runs contradict is refused; a ``track_*`` parent of
+    ``out`` that they contradict is replaced by ``track_non_record_16mb`` (and said so)."""
+    from golf.verifier.records import TRACK_10MIN, TRACK_NON_RECORD, TRACKS, normalize_track
+
+    cap = TRACKS[TRACK_10MIN].train_limit_s
+    why = runs_qualify_for_10min(runs, cap)
+    if track is not None:
+        key = normalize_track(track)
+        if key is None:
+            raise SubmitError(f"--track {track!r}: unknown track (known: {', '.join(TRACKS)})")
+        if key == TRACK_10MIN and why:
+            raise SubmitError(f"--track {track} contradicts the logs: " + "; ".join(why)
+                              + f". Submit to {TRACK_NON_RECORD} instead")
+    else:
+        key = normalize_track(out.parent.name) if out.parent.name.startswith("track_") else None
+        if key is None or (key == TRACK_10MIN and why):
+            key = TRACK_NON_RECORD if why else TRACK_10MIN
+            if why:
+                log(f"track: {TRACK_NON_RECORD} (" + "; ".join(why) + ")")
+    if out.parent.name.startswith("track_") and normalize_track(out.parent.name) != key:
+        moved = out.parent.parent / f"track_{key}" / out.name
+        log(f"records folder goes to {moved} (the runs belong to track {key}, not {out.parent.name})")
+        out = moved
+    return key, out
+
+
 # ----------------------------------------------------------------------------- assembly
 
 
@@ -286,9 +334,14 @@ def assemble(artifacts: list[str | Path], out: str | Path, *, name: str, author:
              data_dir: str | Path | None = None, device: str = "cpu", against: float | None = None,
              baseline_name: str | None = None, track: str | None = None, hardware: str | None = None,
              summary: str | None = None, date: str | None = None, force: bool = False,
-             eval_time_limit: float = 600.0, train_time_limit: float = 600.0, submit_command: str = "",
+             eval_time_limit: float = 600.0, train_time_limit: float | None = None, submit_command: str = "",
              log=print) -> tuple[Path, object]:
-    """Write the records folder ``out``; returns (path, lint section). Raises SubmitError / LintFailed."""
+    """Write the records folder ``out``; returns (path, lint section). Raises SubmitError / LintFailed.
+
+    The track comes from what the runs were (:func:`choose_track`); ``out`` moves to the
+    matching ``track_*`` sibling when its parent names another one.  ``eval_time_limit``
+    bounds each clean verification run; the lint applies the track's own limits
+    (``train_time_limit`` overrides the track's training cap)."""
     from golf.verifier.records import lint_folder
 
     if not artifacts:
@@ -320,14 +373,15 @@ def assemble(artifacts: list[str | Path], out: str | Path, *, name: str, author:
     if len(metrics) > 1:
         raise SubmitError(f"the seeds were scored on different lines ({', '.join(sorted(metrics))})")
     runs.sort(key=lambda r: r.seed)
+    track, out = choose_track(runs, out, track, log=log)
+    if out.exists() and not force:
+        raise SubmitError(f"--out {out} already exists (pass --force to replace it)")
 
     import torch
 
     # the mean of the printed per-seed numbers, to the printed precision (what the lint recomputes)
     mean_bpb, std_bpb = mean_std([r.val_bpb for r in runs])
     mean_loss, _ = mean_std([r.val_loss for r in runs])
-    if track is None:
-        track = out.parent.name[len("track_"):] if out.parent.name.startswith("track_") else DEFAULT_TRACK
     hw = hardware or "; ".join(sorted({r.hardware for r in runs if r.hardware})) or "unknown"
     sub = {
         "name": name,
@@ -369,10 +423,10 @@ def assemble(artifacts: list[str | Path], out: str | Path, *, name: str, author:
             (stage / f"train_seed{r.seed}.log").write_text(r.log_text, encoding="utf-8")
         (stage / "submission.json").write_text(json.dumps(sub, indent=2) + "\n", encoding="utf-8")
         (stage / "README.md").write_text(readme, encoding="utf-8")
-        sec = lint_folder(stage, against=against, train_limit_s=train_time_limit, eval_limit_s=eval_time_limit)
+        sec = lint_folder(stage, against=against, train_limit_s=train_time_limit, track=track)
         sec.title = str(out)
         if not sec.ok:
-            raise LintFailed(f"the assembled folder fails `golf verify --records`; nothing was written to {out}",
+            raise LintFailed(f"the assembled folder fails `golf verify records`; nothing was written to {out}",
                              sec)
         if out.exists():  # --force: swap the old folder out only once the new one passed
             old = stage_root / "replaced"

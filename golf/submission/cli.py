@@ -50,12 +50,18 @@ class _ManyValues(click.Command):
               help="val_bpb of the baseline/record this entry claims to beat: recorded in submission.json and "
                    "tested for significance (>= 0.005 nats at p < 0.01) by the lint.")
 @click.option("--baseline-name", default=None, help="Name of the baseline given with --against.")
-@click.option("--track", default=None, help="Track id (default: from the parent folder track_*, else 10min_16mb).")
+@click.option("--track", default=None,
+              help="Track id: 10min_16mb or non_record_16mb. Default: from what the runs were: 8xH100 and "
+                   "training <= 600 s -> the --out parent's track_* (else 10min_16mb); a CPU, T4 or 1-GPU run, or "
+                   "training over 600 s -> non_record_16mb (the folder moves to track_non_record_16mb, and it says "
+                   "so). An explicit --track the logs contradict is refused.")
 @click.option("--hardware", default=None, help="Hardware text (default: from the training logs).")
 @click.option("--summary", default=None, help="Technique summary (default: generated from the configuration).")
 @click.option("--date", default=None, help="Date for submission.json (default: today, YYYY-MM-DD).")
-@click.option("--eval-time-limit", type=float, default=600.0, show_default=True, help="Seconds allowed for evaluation.")
-@click.option("--train-time-limit", type=float, default=600.0, show_default=True, help="Seconds allowed for training.")
+@click.option("--eval-time-limit", type=float, default=600.0, show_default=True,
+              help="Wall-clock seconds allowed for each clean verification run (the lint applies the track's limit).")
+@click.option("--train-time-limit", type=float, default=None,
+              help="Seconds of training the lint allows (default: the track's cap; none in non_record_16mb).")
 @click.option("--force", is_flag=True, help="Replace --out if it exists (only after the new folder passed the lint).")
 def submit(runs, name, author, github_id, out, data_dir, device, against, baseline_name, track, hardware, summary,
            date, eval_time_limit, train_time_limit, force):
@@ -66,7 +72,7 @@ def submit(runs, name, author, github_id, out, data_dir, device, against, baseli
     the final lines of the clean evaluation run), OUT/submission.json (val_bpb = mean over
     seeds, val_bpb_std, seed_results, ...) and OUT/README.md (results table, configuration,
     exact commands). Scores come from `golf verify` re-running each artifact in a clean
-    process. The folder is linted with `golf verify --records` before it appears; if the
+    process. The folder is linted with `golf verify records` before it appears; if the
     lint fails nothing is left at OUT and the exit status is 3.
 
     \b
@@ -127,7 +133,8 @@ def demo(out, seeds, iterations, num_val_docs, quiet):
     2. golf train        the tiny preset (every seed feature on) for each seed
     3. golf build        GPTQ int6 + int8 embeddings + brotli, self-contained train_gpt.py
     4. golf verify       each artifact re-scored in a clean, network-less process
-    5. golf submit       a records folder, linted with golf verify --records
+    5. golf submit       a records folder (track non_record_16mb: a CPU run), linted
+                         with golf verify records
     """
     from golf.submission.assemble import LintFailed, SubmitError
     from golf.submission.demo import run_demo
