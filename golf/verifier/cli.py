@@ -133,13 +133,16 @@ class VerifyGroup(click.Group):
             raise click.UsageError("give a PATH: an artifact directory or a records folder/tree "
                                    "(or a subcommand: artifact, records)", ctx=ctx)
         kind, why = path_kind(Path(pos))
+        hinted = self._only_in(ctx, args)
+        if len(hinted) == 1:  # options only one subcommand has (--data, --against) say what is meant
+            hint = hinted.pop()
+            if kind != hint:
+                why = (f"{pos} does not exist" if not Path(pos).exists() else f"{pos}: {why}") + \
+                    f"; the options given belong to `{hint}`"
+            kind = hint
         if kind is None:
-            hinted = self._only_in(ctx, args)
-            if len(hinted) != 1:
-                raise click.UsageError(f"{pos}: {why}; say which with `golf verify artifact` or "
-                                       "`golf verify records`", ctx=ctx)
-            kind = hinted.pop()
-            why = f"{pos} does not exist; the options given belong to `{kind}`"
+            raise click.UsageError(f"{pos}: {why}; say which with `golf verify artifact` or "
+                                   "`golf verify records`", ctx=ctx)
         return kind, args, why
 
 

@@ -148,11 +148,20 @@ class ModuleScan:
 
     def __init__(self, tree: ast.Module, name: str, res: ScanResult):
         self.tree, self.name, self.res = tree, name, res
+        self._walks: dict[int, list[ast.AST]] = {}  # id -> [node, *descendants]
+        self._scopes: list[ast.AST] | None = None
+        self.parents = {c: n for n in self.walk(tree) for c in ast.iter_child_nodes(n)}
         self.aliases: dict[str, str] = {}
-        self.parents = {c: n for n in ast.walk(tree) for c in ast.iter_child_nodes(n)}
         self.scope: ast.AST = tree
         self._collect_aliases()
         self._collect_taint()
+
+    def walk(self, node: ast.AST) -> list[ast.AST]:
+        """``ast.walk`` of a node, memoised (the rules walk the same statements many times)."""
+        got = self._walks.get(id(node))
+        if got is None or got[0] is not node:  # the node itself is kept, so an id is never reused
+            got = self._walks[id(node)] = list(ast.walk(node))
+        return got
 
     # -- names
     def resolve(self, node: ast.AST) -> str:
@@ -175,7 +184,7 @@ class ModuleScan:
         self.res.unresolved.append(f"{self.name}:{node.lineno}: {what}")
 
     def _collect_aliases(self) -> None:
-        for n in ast.walk(self.tree):
+        for n in self.walk(self.tree):
             if isinstance(n, ast.Import):
                 for a in n.names:
                     self.aliases[a.asname or a.name.split(".")[0]] = a.name if a.asname else a.name.split(".")[0]
@@ -220,7 +229,7 @@ class ModuleScan:
     def _names_in(self, node: ast.AST | None) -> tuple[set[str], set[str]]:
         names, attrs = set(), set()
         if node is not None:
-            for n in ast.walk(node):
+            for n in self.walk(node):
                 if isinstance(n, ast.Name):
                     names.add(n.id)
                 elif isinstance(n, ast.Attribute):
@@ -242,7 +251,7 @@ class ModuleScan:
         scope = scope if scope is not None else self.scope
         sites = self.sites.get(scope, {})
         glob = self.sites.get(self.tree, {})
-        for n in ast.walk(node):
+        for n in self.walk(node):
             if isinstance(n, ast.Name):
                 if RE_VAL_NAME.match(n.id):
                     return True
@@ -271,13 +280,15 @@ class ModuleScan:
         return not (isinstance(value, ast.Tuple) and value.elts and not any(self._carries_data(e) for e in value.elts))
 
     def scopes(self) -> list[ast.AST]:
-        return [self.tree] + [n for n in ast.walk(self.tree) if isinstance(n, (ast.FunctionDef,
-                                                                               ast.AsyncFunctionDef))]
+        if self._scopes is None:
+            self._scopes = [self.tree] + [n for n in self.walk(self.tree)
+                                          if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        return self._scopes
 
     def _collect_taint(self) -> None:
         self.sites: dict[ast.AST, dict[str, list[tuple[int, bool]]]] = {}
         self.attr_taint: set[str] = set()
-        for n in ast.walk(self.tree):
+        for n in self.walk(self.tree):
             if isinstance(n, ast.Attribute) and RE_VAL_NAME.match(n.attr):
                 self.attr_taint.add(n.attr)
         for scope in self.scopes():
@@ -323,12 +334,12 @@ class ModuleScan:
 
     # -- helpers for the rules
     def _calls(self, node: ast.AST):
-        for n in ast.walk(node):
+        for n in self.walk(node):
             if isinstance(n, ast.Call):
                 yield n, self.resolve(n.func)
 
     def _is_scoring(self, stmt: ast.AST) -> bool:
-        for n in ast.walk(stmt):
+        for n in self.walk(stmt):
             if isinstance(n, ast.With):
                 for item in n.items:
                     name = self.resolve(item.context_expr.func if isinstance(item.context_expr, ast.Call)
@@ -389,7 +400,7 @@ class ModuleScan:
     def _loop_rules(self, loop: ast.For | ast.While) -> None:
         body = loop.body
         backward_val = any(isinstance(c.func, ast.Attribute) and c.func.attr == "backward"
-                           and self.is_val(c.func.value) for s in body for c in ast.walk(s)
+                           and self.is_val(c.func.value) for s in body for c in self.walk(s)
                            if isinstance(c, ast.Call))
         over_val = (isinstance(loop, ast.For) and self.is_val(loop.iter)) or backward_val
         score_at = next((i for i, s in enumerate(body) if self._is_scoring(s)), None)
@@ -425,7 +436,7 @@ class ModuleScan:
 
     def _table_fill(self, stmt: ast.AST) -> str | None:
         """The table a statement fills from validation data (``counts[ctx] += 1``, ``cache.update(...)``)."""
-        for n in ast.walk(stmt):
+        for n in self.walk(stmt):
             if isinstance(n, (ast.AugAssign, ast.Assign)):
                 targets = [n.target] if isinstance(n, ast.AugAssign) else n.targets
                 for t in targets:
@@ -450,20 +461,20 @@ class ModuleScan:
             self.add("eval_io", call, f"{name}() (network access)")
         if name.startswith("subprocess.") and any(isinstance(c, ast.Constant) and isinstance(c.value, str) and
                                                   re.search(r"\b(curl|wget|scp|rsync)\b", c.value)
-                                                  for a in args for c in ast.walk(a)):
+                                                  for a in args for c in self.walk(a)):
             self.add("eval_io", call, f"{name}() runs a network tool")
 
     def _function_rules(self, fn: ast.FunctionDef) -> None:
         if RE_TWO_PASS.search(fn.name):
             self.add("two_pass", fn, f"function {fn.name}() (rescoring)")
         if RE_EVAL_FN.search(fn.name):
-            for n in ast.walk(fn):
+            for n in self.walk(fn):
                 if isinstance(n, ast.Constant) and isinstance(n.value, str) and re.search(r"fineweb_train|train_\*",
                                                                                           n.value):
                     self.add("eval_io", n, f"{fn.name}() reads training data ({n.value[:60]!r}) at evaluation")
         # the same scoring call on validation data twice, the second fed with the first's result
         results: dict[str, tuple[str, int]] = {}
-        for stmt in ast.walk(fn):
+        for stmt in self.walk(fn):
             if not (isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Call)):
                 continue
             call = stmt.value

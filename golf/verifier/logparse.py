@@ -55,6 +55,7 @@ RE_BUDGET = re.compile(r"train_budget" + SEP + NUM + r"\s*(ms|s)\b", re.IGNORECA
 RE_PRODUCTION = re.compile(r"gptq|calibrat|hessian", re.IGNORECASE)
 RE_ANY_TIME = re.compile(r"(?<![A-Za-z0-9_])(?:[a-z_]*time|elapsed|took|in)" + SEP.replace("[:=]", "[:= ]") + NUM
                          + r"\s*(ms|s)\b", re.IGNORECASE)
+RE_BPB_SETUP = re.compile(r"^val_bpb\s*[:=]\s*(enabled|disabled|on|off)\b", re.IGNORECASE)
 RE_RULE = re.compile(r"^\s*(={20,}|-{20,})\s*$")
 RE_CODE_START = re.compile(r'^(\"\"\"|\'\'\'|#!|from __future__|import \w|from \w[\w.]* import )')
 PY_MARKERS = re.compile(r"^(\s+\S|def |class |import |from \S+ import|@|if __name__|#|\"\"\"|\'\'\'|\)|\]|\})")
@@ -295,7 +296,10 @@ def parse_log(text: str, path: str = "<log>") -> LogInfo:
         if "val_bpb" in low:
             b = RE_BPB.search(line)
             if not b:
-                info.unparsed.append(f"line {no}: val_bpb without a number: {raw.strip()[:160]}")
+                # `val_bpb:enabled tokenizer_kind=...` (the baseline's setup line) and code or comments are
+                # not metric lines
+                if not (RE_BPB_SETUP.match(line) or PY_MARKERS.match(raw) or "(" in line):
+                    info.unparsed.append(f"line {no}: val_bpb without a number: {raw.strip()[:160]}")
                 continue
             l_ = RE_LOSS.search(line)
             first = min(x.start() for x in (b, l_) if x is not None)
