@@ -448,15 +448,18 @@ def test_artifact_production_after_the_cap_counts(dev_records, tmp_path):
 
 
 def test_rounded_claims_compare_at_the_claims_precision(tmp_path):
-    bpbs = (1.08938974, 1.08982552, 1.08993367)
-    mean = sum(bpbs) / 3
-    folder = make_record(tmp_path, claimed=round(mean, 5))
+    # README-style: each seed rounded to 5 decimals, then the mean of those rounded again.
+    # 1.10000, 1.10000, 1.10001 -> 1.10000, while the exact mean is 1.10000832 (8.3e-6 away:
+    # more than half a unit of the 5th decimal, less than one unit)
+    bpbs = (1.10000499, 1.10000499, 1.10001499)
+    folder = make_record(tmp_path, bpbs=bpbs, claimed=1.1)
     (folder / "submission.json").write_text((folder / "submission.json").read_text().replace(
-        f"{round(mean, 8)}", f"{round(mean, 5):.5f}", 1))
+        '"val_bpb": 1.1,', '"val_bpb": 1.10000,', 1))
     c = check(lint_folder(folder), "provenance.claimed_score")
-    assert c.status == "pass" and "5 decimals" in c.message
-    folder = make_record(tmp_path, name="2026-04-04_Off", claimed=round(mean, 5) + 2e-5)
-    assert check(lint_folder(folder), "provenance.claimed_score").status == "fail"
+    assert c.status == "pass" and "5 decimals" in c.message, c.message
+    folder = make_record(tmp_path, name="2026-04-04_Off", bpbs=bpbs, claimed=1.10002)  # 1.2 units off
+    c = check(lint_folder(folder), "provenance.claimed_score")
+    assert c.status == "fail" and "matches no final line" in c.message
 
 
 def test_claim_equal_to_one_log_within_1e4_of_the_mean_is_a_warning(tmp_path):
