@@ -82,6 +82,17 @@ def test_score_first_ttt_is_recognised_as_the_legal_form(tmp_path):
     assert c.status == "pass" and "score-first" in c.message
 
 
+def test_a_table_built_from_the_whole_validation_stream(tmp_path):
+    bad = HEAD + ("def run(model, val_tokens):\n    bigram_counts = np.bincount(val_tokens[:-1] * 1024 + val_tokens[1:])\n"
+                  "    return eval_with_cache(model, val_tokens, bigram_counts)\n")
+    good = HEAD + ("def run(model, val_tokens, train_tokens):\n"
+                   "    bigram_counts = np.bincount(train_tokens[:-1] * 1024 + train_tokens[1:])\n"
+                   "    return eval_with_cache(model, val_tokens, bigram_counts)\n")
+    c = _status(legality_checks(_folder(tmp_path, "b", bad)), "legality.val_cache")
+    assert c.status == "warn" and "whole validation stream" in c.message and "train_gpt.py:4" in c.message
+    assert _status(legality_checks(_folder(tmp_path, "g", good)), "legality.val_cache").status == "pass"
+
+
 def test_gptq_calibration_on_validation_data(tmp_path):
     bad = HEAD + "def build(model, val_tokens):\n    H = gptq_collect_hessians(model, val_tokens[:65536])\n"
     good = HEAD + "def build(model, train_tokens):\n    H = gptq_collect_hessians(model, train_tokens[:65536])\n"
@@ -94,10 +105,12 @@ def test_aliases_are_resolved_and_dynamic_names_reported(tmp_path):
                       "def eval_val(model):\n    open_conn(('example.org', 80))\n")
     res = scan_folder(_folder(tmp_path, "a", aliased))
     assert any("socket.create_connection" in f.evidence for f in res.findings if f.pattern == "eval_io")
-    dyn = HEAD + "name = 'save'\nstore = getattr(torch, name)\n"
-    checks = legality_checks(_folder(tmp_path, "d", dyn))
-    scan = _status(checks, "legality.scan")
-    assert scan.status == "warn" and "could not resolve train_gpt.py:4" in scan.message
+    dyn = HEAD + "import os\nname = 'system'\nrun = getattr(os, name)\n"
+    scan = _status(legality_checks(_folder(tmp_path, "d", dyn)), "legality.scan")
+    assert scan.status == "warn" and "could not resolve train_gpt.py:5: getattr(os, <computed name>)" in scan.message
+    benign = HEAD + "def cast(x, name):\n    return x.to(getattr(torch, name))\n"
+    scan = _status(legality_checks(_folder(tmp_path, "t", benign)), "legality.scan")
+    assert scan.status == "pass" and "getattr(torch, <computed name>)" in scan.message
 
 
 def test_wrappers_are_decoded_and_sibling_imports_scanned(tmp_path):
