@@ -14,6 +14,10 @@ from golf.verifier.records import (DEFAULT_RULE, SIGNIFICANCE_RULES, TRACKS, Lin
 from golf.verifier.report import Section, render_table, write_json
 
 _CODES = "\n".join(f"  {code:>2}  {text}" for code, text in sorted(EXIT_NAMES.items()))
+_TRACKS = "\n".join(
+    f"  {t.key:<16} " + (f"training <= {t.train_limit_s:g} s, evaluation <= {t.eval_limit_s:g} s on {t.hardware}, "
+                         if t.train_limit_s else "no training or evaluation cap, ") + f"{t.max_bytes:,} bytes"
+    for t in TRACKS.values())
 _RULES = "\n".join(f"  {name:<8} {text}" for name, (_, _, text) in SIGNIFICANCE_RULES.items())
 
 HELP = """Verify an artifact or lint records folders.
@@ -61,8 +65,7 @@ sibling imports (warnings, "needs a human") and, with --against, significance.
 
 \b
 Tracks (inferred from the folder's track_* parent, else submission.json 'track'):
-  10min_16mb       training <= 600 s and evaluation <= 600 s on 8xH100, 16,000,000 bytes
-  non_record_16mb  no training-time cap, 16,000,000 bytes
+{_TRACKS}
 
 \b
 Significance rules (--significance picks the verdict, default {DEFAULT_RULE}; both are reported):
