@@ -500,3 +500,24 @@ def test_verify_dispatches_on_path_and_keeps_the_records_alias(tmp_path):
     assert "does not exist; the options given belong to `artifact`" in r.output
     r = CliRunner().invoke(main, ["verify", str(tmp_path / "nope")])
     assert r.exit_code == 2 and "no such file or directory" in r.output
+
+
+def test_real_seed_logs_rounded_claim_passes_and_best_seed_fails(dev_records, tmp_path):
+    """The XNOR folder's three real 10-minute seed logs (4-decimal final lines), completed into a records folder."""
+    import shutil
+    src = dev_records / "2026-04-05_118M_XNOR-Net_FP8_1024D_10L"
+    folder = tmp_path / "records" / NR / "2026-04-05_XNOR"
+    folder.mkdir(parents=True)
+    for s in (1337, 42, 7):
+        shutil.copy(src / f"log_10mins_seed-{s}.txt", folder)
+    shutil.copy(src / "train_gpt_cuda_xnor.py", folder / "train_gpt.py")
+    shutil.copy(src / "README.md", folder)
+    mean = (1.5649 + 1.5561 + 1.5799) / 3  # 1.5669667
+    for text, want in (("1.567", "pass"), ("1.56697", "pass"), ("1.5561", "fail"), ("1.5672", "fail")):
+        (folder / "submission.json").write_text('{"val_bpb": %s, "seeds": [1337, 42, 7]}' % text)
+        c = check(lint_folder(folder), "provenance.claimed_score")
+        assert c.status == want, (text, c.message)
+        assert c.measured == pytest.approx(mean)
+    (folder / "submission.json").write_text('{"val_bpb": 1.5561, "seeds": [1337, 42, 7]}')
+    assert "best-seed reporting: claimed 1.5561 is seed 42" in check(lint_folder(folder),
+                                                                     "provenance.claimed_score").message
