@@ -224,3 +224,34 @@ def test_readme_commands_exist_in_the_cli():
     assert any(ln.startswith("golf verify records") for ln in lines)  # the CI example
     for ln in lines:
         _check_against_cli(shlex.split(ln)[1:])
+
+
+def _seed_run(seed: int, hardware: str, train_ms: float | None):
+    from golf.submission.assemble import SeedRun
+    return SeedRun(seed=seed, artifact_dir=Path("a"), run_dir=None, val_bpb=1.1, val_loss=1.9, metric="m",
+                   roundtrip_bpb=None, artifact_bytes=1, code_bytes=1, blob_bytes=1, log_text="", code=b"",
+                   hardware=hardware, train_time_ms=train_ms)
+
+
+def test_track_choice_follows_hardware_and_training_time(tmp_path):
+    from golf.submission.assemble import SubmitError, choose_track
+    out = tmp_path / "records" / "track_10min_16mb" / "2026-11-25_X"
+    msgs: list[str] = []
+    h100 = "8xNVIDIA H100 80GB HBM3"
+    assert choose_track([_seed_run(1, h100, 590_000), _seed_run(2, h100, 599_900)], out, None, msgs.append) == \
+        ("10min_16mb", out) and not msgs
+    # a slow machine (the demo took 1,626 s) or another GPU goes to the non-record track, and says so
+    for runs, why in (([_seed_run(1, h100, 1_626_000)], "trained 1626 s, over 600 s"),
+                      ([_seed_run(1, "2xTesla T4", 500_000)], "ran on 2xTesla T4, not 8xH100"),
+                      ([_seed_run(1, "1xNVIDIA H100 80GB HBM3", 500_000)], "not 8xH100"),
+                      ([_seed_run(1, "", 500_000)], "hardware not recorded")):
+        msgs.clear()
+        key, path = choose_track(runs, out, None, msgs.append)
+        assert key == "non_record_16mb" and path == tmp_path / "records" / "track_non_record_16mb" / out.name
+        assert any(why in m for m in msgs) and any(str(path) in m for m in msgs)
+        with pytest.raises(SubmitError, match="--track 10min_16mb contradicts the logs: .*" + why.split(",")[0][:12]):
+            choose_track(runs, out, "10min_16mb", msgs.append)
+    # an explicit non-record choice is always allowed; a folder outside records/ keeps its path
+    other = tmp_path / "elsewhere" / "X"
+    assert choose_track([_seed_run(1, h100, 590_000)], other, "non_record_16mb", msgs.append) == \
+        ("non_record_16mb", other)
