@@ -310,9 +310,12 @@ def parse_log(text: str, path: str = "<log>") -> LogInfo:
                 eval_time_ms=_ms(et.group(1), et.group(2)) if et else None, line_no=no,
                 bpb_decimals=decimals(b.group(1)), loss_decimals=decimals(l_.group(1)) if l_ else None))
 
-    if gpu_rows:
+    if gpu_rows:  # nvidia-smi lists the node's GPUs; the run used world_size of them when it says so
         names = sorted(set(gpu_rows.values()))
-        info.hardware.append(" + ".join(f"{sum(v == n for v in gpu_rows.values())}x{n}" for n in names))
+        if len(names) == 1:
+            info.hardware.append(f"{info.world_size or len(gpu_rows)}x{names[0]}")
+        else:
+            info.hardware.append(" + ".join(f"{sum(v == n for v in gpu_rows.values())}x{n}" for n in names))
     if line_seeds:
         content_seeds = line_seeds + content_seeds
     # seed: content first, file name as a cross-check

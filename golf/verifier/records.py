@@ -688,7 +688,7 @@ def _eval_time(st: FolderState) -> Check:
     return Check("time.eval", FAIL if secs > limit else PASS, measured=round(secs, 3), limit=limit, message=msg)
 
 
-RE_8XH100 = re.compile(r"\b8\s*x\s*(nvidia\s*)?h100", re.IGNORECASE)
+RE_8XH100 = re.compile(r"\b8\s*[x×]\s*(nvidia\s*)?h100|\b8\s+(nvidia\s+)?h100", re.IGNORECASE)
 
 
 def found_hardware(st: FolderState) -> list[str]:
