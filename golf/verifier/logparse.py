@@ -55,6 +55,9 @@ RE_BUDGET = re.compile(r"train_budget" + SEP + NUM + r"\s*(ms|s)\b", re.IGNORECA
 RE_PRODUCTION = re.compile(r"gptq|calibrat|hessian", re.IGNORECASE)
 RE_ANY_TIME = re.compile(r"(?<![A-Za-z0-9_])(?:[a-z_]*time|elapsed|took|in)" + SEP.replace("[:=]", "[:= ]") + NUM
                          + r"\s*(ms|s)\b", re.IGNORECASE)
+# a line of code (an f-string template, a call or a string literal), e.g. a second copy of the source later in
+# a log: `log0(f"Serialized model: {model_bytes} bytes")` is never a size line
+RE_CODE_LINE = re.compile(r"\{[A-Za-z_][\w.]*(\[[^\]]*\])?(:[^}]*)?\}|^\s*(f?[\"\']|[A-Za-z_][\w.]*\()")
 RE_BPB_SETUP = re.compile(r"^val_bpb\s*[:=]\s*(enabled|disabled|on|off)\b", re.IGNORECASE)
 RE_RULE = re.compile(r"^\s*(={20,}|-{20,})\s*$")
 RE_CODE_START = re.compile(r'^(\"\"\"|\'\'\'|#!|from __future__|import \w|from \w[\w.]* import )')
@@ -247,7 +250,7 @@ def parse_log(text: str, path: str = "<log>") -> LogInfo:
         if no <= skip_to:
             continue
         line = RE_PREFIX.sub("", raw).strip()
-        if not line:
+        if not line or RE_CODE_LINE.search(raw):
             continue
         low = line.lower()
         _hardware_line(info, line, raw, gpu_rows)
