@@ -362,6 +362,9 @@ def _verdict(end: dict, timed_out: bool, events: list[dict], limits: Limits, sur
         return "cpu-time"
     if rc == -signal.SIGXFSZ or (last.get("errno") == 27):  # EFBIG
         return "file-size"
+    if rc not in (0, None) and limits.processes and (last.get("errno") == 11 or  # EAGAIN from fork/clone
+                                                     "can't start new thread" in str(last.get("message"))):
+        return "processes"
     if rc not in (0, None) and limits.memory_bytes and (last.get("type") == "MemoryError"
                                                        or last.get("errno") == 12):  # ENOMEM
         return "memory"
@@ -528,9 +531,25 @@ def outside_code(result: RunResult) -> list[str]:
     """Code files opened from outside the work dir, the allowed environment and the private /tmp, and any
     file of the installed golf (not part of any artifact; masked inside the sandbox)."""
     allowed, golf = (result.work, *result.env_roots, *ALLOWED_CODE_DIRS), golf_masks(result.env_roots)
-    return sorted({e["path"] for e in result.of("open") if isinstance(e.get("path"), str)
-                   and (_under(e["path"], golf) or e["path"].endswith(CODE_SUFFIXES)
-                        and not _under(e["path"], allowed))})
+    bad = set()
+    for e in result.of("open"):
+        raw = e.get("path")
+        if not isinstance(raw, str):
+            continue
+        p = _inside_path(raw, result.work)
+        if _under(p, golf) or (p.endswith(CODE_SUFFIXES) and not _under(p, allowed)):
+            bad.add(raw)
+    return sorted(bad)
+
+
+def _inside_path(path: str, work: str) -> str:
+    """``/proc/self/cwd/x`` -> work/x (the cwd the run started in), ``/proc/*/root/x`` -> /x, else as is."""
+    parts = path.split("/")
+    if len(parts) > 3 and parts[1] == "proc" and parts[3] in ("cwd", "root") and (
+            parts[2] in ("self", "thread-self") or parts[2].isdigit()):
+        rest = "/".join(parts[4:])
+        return os.path.normpath((work if parts[3] == "cwd" else "/") + "/" + rest)
+    return path
 
 
 def _listing(items: list, n: int = 5) -> str:
@@ -597,6 +616,12 @@ def limit_checks(result: RunResult, limits: Limits) -> list[Check]:
         checks.append(Check("run.exit", PASS if v == "ok" else FAIL, measured=result.returncode,
                             exit_code=codes.get(v), message=f"verdict {v} after {result.wall_s:.2f} s"))
     return checks
+
+
+def cannot_isolate_check(exc: CannotIsolate) -> Check:
+    """The failing check for a run that could not be isolated (the report's only isolation verdict)."""
+    return Check("isolation.namespaces", FAIL, measured="none", exit_code=EXIT_CANNOT_ISOLATE,
+                 message=f"{exc}; --weak-isolation runs it without namespaces (every check is then marked weak)")
 
 
 def mark_weak(checks: list[Check]) -> list[Check]:
