@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Callable
 
 from golf.verifier.inventory import size_checks  # noqa: F401  (part of this module's API)
-from golf.verifier.report import FAIL, PASS, WARN, Check
+from golf.verifier.report import FAIL, PASS, SKIP, WARN, Check
 
 # ---------------------------------------------------------------------------- settings
 
@@ -512,7 +512,8 @@ def run(spec: SandboxSpec, heartbeat: Callable[[float], None] | None = None) -> 
 # ---------------------------------------------------------------------------- report checks
 
 CODE_SUFFIXES = (".py", ".pyc", ".pyo", ".pyw", ".so", ".pth", ".pyd")
-ALLOWED_CODE_DIRS = ("/tmp", "/dev/shm")  # code the artifact generates at run time (counted in its bytes)
+# code the artifact generates at run time (its source is counted in its bytes), and the recorder itself
+ALLOWED_CODE_DIRS = ("/tmp", "/dev/shm", os.path.dirname(RECORDER_INSIDE))
 
 
 def _codes() -> dict[str, int]:
@@ -537,7 +538,7 @@ def outside_code(result: RunResult) -> list[str]:
         if not isinstance(raw, str):
             continue
         p = _inside_path(raw, result.work)
-        if _under(p, golf) or (p.endswith(CODE_SUFFIXES) and not _under(p, allowed)):
+        if p.endswith(CODE_SUFFIXES) and (_under(p, golf) or not _under(p, allowed)):
             bad.add(raw)
     return sorted(bad)
 
@@ -612,9 +613,9 @@ def limit_checks(result: RunResult, limits: Limits) -> list[Check]:
         why = f"{ex[-1].get('type')}: {ex[-1].get('message')}" if ex else _last_line(result.stderr)
         checks.append(Check("run.exit", FAIL, measured=result.returncode, limit=0, exit_code=codes["exit"],
                             message=f"exited with status {result.returncode}: {why}".strip()))
-    else:
-        checks.append(Check("run.exit", PASS if v == "ok" else FAIL, measured=result.returncode,
-                            exit_code=codes.get(v), message=f"verdict {v} after {result.wall_s:.2f} s"))
+    else:  # a breach is reported by its own limits.* check (or isolation.survivors), not twice
+        checks.append(Check("run.exit", PASS if v == "ok" else SKIP, measured=result.returncode,
+                            message=f"finished in {result.wall_s:.2f} s" if v == "ok" else f"stopped: {v}"))
     return checks
 
 
