@@ -92,7 +92,7 @@ def build_root(cfg, root):
         src = "/dev/" + name
         if os.path.exists(src):
             _mkpoint(dev + "/" + name, os.path.isdir(src))
-            bind(src, dev + "/" + name, readonly=False, recursive=False)
+            bind(src, dev + "/" + name, readonly=False, recursive=os.path.isdir(src))
     os.makedirs(dev + "/shm", exist_ok=True)
     mount("golf-shm", dev + "/shm", "tmpfs", MS_NOSUID | MS_NODEV, f"mode=1777,size={cfg['tmp_bytes']}")
     for src in cfg["rw_binds"]:  # the work dir (and, for the legacy wrapper, its parent)
@@ -171,7 +171,7 @@ def exec_artifact(cfg, events_fd, namespaced):
     os.execve(cfg["python"], argv, cfg["env"])
 
 
-def _tree(root_pid):
+def descendants(root_pid):
     """Live descendants of ``root_pid`` (by PPid), as {pid: (threads, cpu seconds incl. reaped children)}."""
     procs, tick = {}, os.sysconf("SC_CLK_TCK")
     for name in os.listdir("/proc"):
@@ -199,7 +199,7 @@ def _tree(root_pid):
 def kill_tree(me):
     """SIGKILL every descendant of this process until none is left; returns how many could not be killed."""
     for _ in range(100):
-        tree = _tree(me)
+        tree = descendants(me)
         if not tree:
             return 0
         for pid in tree:
@@ -209,7 +209,7 @@ def kill_tree(me):
                 pass
         _reap_all()
         time.sleep(0.02)
-    return len(_tree(me))
+    return len(descendants(me))
 
 
 def _reap_all():
@@ -231,7 +231,7 @@ def supervise(cfg, child, status):
         if pid == child:
             break
         _reap_all_but(child)
-        tree = _tree(me)
+        tree = descendants(me)
         tasks = sum(t for t, _ in tree.values())
         ru = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = ru.ru_utime + ru.ru_stime + sum(c for _, c in tree.values())
@@ -254,7 +254,7 @@ def supervise(cfg, child, status):
 
 def _reap_all_but(child):
     """Reap orphans re-parented to this process (not the main child: its status is read above)."""
-    for pid in [p for p in _tree(os.getpid()) if p != child]:
+    for pid in [p for p in descendants(os.getpid()) if p != child]:
         try:
             os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:

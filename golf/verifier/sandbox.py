@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Callable
 
 from golf.verifier.inventory import size_checks  # noqa: F401  (part of this module's API)
+from golf.verifier.launcher import descendants
 from golf.verifier.report import FAIL, PASS, SKIP, WARN, Check
 
 # ---------------------------------------------------------------------------- settings
@@ -48,7 +49,8 @@ READY_TIMEOUT_S = 60.0         # supervisor set-up (mounts) must finish within t
 HEARTBEAT_S = 5.0
 SURVIVOR_WAIT_S = 2.0
 TMP_BYTES_DEFAULT = 1 << 30    # size of the private /tmp and /dev/shm
-GPU_DEVICE_PREFIXES = ("nvidia", "dri")
+GPU_DEVICE_PREFIXES = ("nvidia", "dri")  # /dev entries bound for device="cuda"
+GPU_RO = ("/sys", "/etc/nvidia")           # read-only extras for device="cuda" (PCI topology, driver config)
 GOLF_PACKAGE = "golf"
 SYSTEM_RO = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc/ld.so.cache", "/etc/ld.so.conf",
              "/etc/ld.so.conf.d", "/etc/alternatives")
@@ -207,6 +209,7 @@ class Running:
         self._timed_out = False
         self._status_buf = b""
         self._result: RunResult | None = None
+        self._known: set[int] = set()  # without namespaces: descendants seen when killing
         self._watchdog = threading.Timer(spec.limits.wall_s, self._on_deadline)
         self._watchdog.daemon = True
         self._watchdog.start()
@@ -224,7 +227,10 @@ class Running:
         return self._proc.poll()
 
     def kill(self) -> None:
-        """Kill every descendant: the supervisor first (namespace: its death kills the namespace)."""
+        """Kill every descendant: the supervisor first (namespace: its death kills the namespace; without
+        namespaces the supervisor kills its tree, and what it left is killed from here)."""
+        if not self.isolation.get("pid_ns") and self._proc.poll() is None:
+            self._known |= set(descendants(self._proc.pid))
         for sig in (signal.SIGTERM, signal.SIGKILL):
             if self._proc.poll() is not None:
                 break
@@ -235,6 +241,11 @@ class Running:
             try:
                 self._proc.wait(timeout=1.0)
             except subprocess.TimeoutExpired:
+                pass
+        for pid in self._known:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
                 pass
 
     def wait(self, timeout: float | None = None) -> RunResult:
@@ -265,14 +276,20 @@ class Running:
     def _count_survivors(self, end: dict) -> int:
         ns = self.isolation.get("pid_ns")
         left = int(end.get("survivors") or 0)
-        if not ns:
-            return left
         deadline = time.monotonic() + SURVIVOR_WAIT_S
         while True:
-            n = _processes_in_pid_ns(ns)
+            n = _processes_in_pid_ns(ns) if ns else sum(_alive(p) for p in self._known)
             if n == 0 or time.monotonic() > deadline:
                 return max(left, n)
             time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _processes_in_pid_ns(ns: str) -> int:
@@ -392,7 +409,8 @@ def _config(spec: SandboxSpec, namespaced: bool, status_w: int, python: str, roo
         "env": minimal_env(spec.env), "pass_fds": list(spec.pass_fds), "status_fd": status_w,
         "events": str(spec.private_dir / "events.jsonl"), "recorder_src": str(RECORDER),
         "recorder_inside": RECORDER_INSIDE, "root": str(spec.private_dir / "root"),
-        "ro_binds": sorted(set(roots) | set(SYSTEM_RO)), "masks": golf_masks(roots),
+        "ro_binds": sorted(set(roots) | set(SYSTEM_RO) | (set(GPU_RO) if spec.device == "cuda" else set())),
+        "masks": golf_masks(roots),
         "rw_binds": sorted({work, *(os.path.realpath(p) for p in spec.shared)}),
         "inputs": [(os.path.join(work, k), os.path.realpath(p)) for k, p in sorted(spec.inputs.items())],
         "devices": _devices(spec.device), "tmp_bytes": lim.file_bytes or TMP_BYTES_DEFAULT,
