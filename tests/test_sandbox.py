@@ -147,3 +147,19 @@ def test_inventory_counts_every_file_and_copies_the_same_bytes(tmp_path):
     assert "__pycache__/blob.bin 5,000" in c["size.total"].message
     assert c["size.uncounted"].status == PASS
     assert {c.status for c in size_checks(inv, 16_000_000)} == {PASS}
+
+
+@needs_ns
+def test_fork_burst_is_stopped_at_the_task_limit(tmp_path):
+    """200 forks against a limit of 16: refused by the pids cgroup (root) or RLIMIT_NPROC (unprivileged),
+    or killed by the supervisor's count; either way the verdict is "processes" and nothing survives."""
+    res = sandboxed(tmp_path, """
+        import os, time
+        for _ in range(200):
+            if os.fork() == 0:
+                time.sleep(3)
+                os._exit(0)
+    """, processes=16, wall_s=30)
+    assert res.verdict == "processes" and res.survivors == 0, (res.returncode, res.stderr[-300:])
+    assert {c.name: c.exit_code for c in sb.limit_checks(res, sb.Limits(processes=16)) if c.status == FAIL} == {
+        "limits.processes": sb.EXIT_PROCESSES}

@@ -274,6 +274,14 @@ def main():
     _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
     _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     events_fd = os.open(cfg["events"], os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    in_cgroup = False
+    if cfg.get("cgroup_procs"):  # before any fork: every descendant is then counted by pids.max
+        try:
+            with open(cfg["cgroup_procs"], "w") as f:
+                f.write("0")
+            in_cgroup = True
+        except OSError:
+            pass
     try:
         if namespaced:
             if os.getpid() != 1:
@@ -284,7 +292,7 @@ def main():
         status({"error": str(e)})
         return 3
     ns = os.readlink("/proc/self/ns/pid") if namespaced else None
-    status({"ready": {"pid_ns": ns}})
+    status({"ready": {"pid_ns": ns, "cgroup": in_cgroup}})
     child = os.fork()
     if child == 0:
         try:

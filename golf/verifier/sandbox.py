@@ -34,6 +34,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
+from golf.verifier import cgroup
 from golf.verifier.inventory import size_checks  # noqa: F401  (part of this module's API)
 from golf.verifier.launcher import descendants
 from golf.verifier.report import FAIL, PASS, SKIP, WARN, Check
@@ -210,6 +211,7 @@ class Running:
         self._status_buf = b""
         self._result: RunResult | None = None
         self._known: set[int] = set()  # without namespaces: descendants seen when killing
+        self._cgroup: Path | None = None
         self._watchdog = threading.Timer(spec.limits.wall_s, self._on_deadline)
         self._watchdog.daemon = True
         self._watchdog.start()
@@ -262,6 +264,9 @@ class Running:
         wall = self.elapsed
         end = self._read_end()
         survivors = self._count_survivors(end)
+        if self._cgroup:
+            end["pids_denied"] = cgroup.denied(self._cgroup)
+            cgroup.remove(self._cgroup)
         self._result = _result(self, end, wall, survivors)
         return self._result
 
@@ -379,7 +384,7 @@ def _verdict(end: dict, timed_out: bool, events: list[dict], limits: Limits, sur
         return "cpu-time"
     if rc == -signal.SIGXFSZ or (last.get("errno") == 27):  # EFBIG
         return "file-size"
-    if rc not in (0, None) and limits.processes and (last.get("errno") == 11 or  # EAGAIN from fork/clone
+    if rc not in (0, None) and limits.processes and (end.get("pids_denied") or last.get("errno") == 11 or  # EAGAIN
                                                      "can't start new thread" in str(last.get("message"))):
         return "processes"
     if rc not in (0, None) and limits.memory_bytes and (last.get("type") == "MemoryError"
@@ -475,6 +480,8 @@ def _start(spec: SandboxSpec, namespaced: bool, how: str) -> Running:
     roots = python_env_roots(python)
     status_r, status_w = os.pipe()
     cfg = _config(spec, namespaced, status_w, python, roots)
+    cg = cgroup.create(spec.limits.processes) if spec.limits.processes else None
+    cfg["cgroup_procs"] = str(cg / "cgroup.procs") if cg else None
     cfg_path = priv / "sandbox.json"
     cfg_path.write_text(json.dumps(cfg), encoding="utf-8")
     cmd = [os.path.realpath(getattr(sys, "_base_executable", sys.executable)), "-I", "-S", "-B", str(LAUNCHER),
@@ -496,12 +503,17 @@ def _start(spec: SandboxSpec, namespaced: bool, how: str) -> Running:
     first, rest = _read_first_status(status_r, READY_TIMEOUT_S)
     if "ready" not in first:
         _abort(proc, status_r)
+        if cg:
+            cgroup.remove(cg)
         raise _SetupFailed(first.get("error", "unknown") + ": "
                            + _read_capped(priv / "stderr.txt", 2000).decode("utf-8", "replace").strip())
+    in_cg = bool(cg and first["ready"].get("cgroup"))
     isolation = {"namespaces": list(NAMESPACES) if namespaced else [], "weak": not namespaced,
-                 "how": how if namespaced else f"no namespaces ({how}): plain process with rlimits; WEAK",
-                 "pid_ns": first["ready"].get("pid_ns")}
+                 "how": (how if namespaced else f"no namespaces ({how}): plain process with rlimits; WEAK")
+                 + (f"; task limit: pids cgroup {cg}" if in_cg else "; task limit: RLIMIT_NPROC + supervisor count"),
+                 "pid_ns": first["ready"].get("pid_ns"), "pids_cgroup": str(cg) if in_cg else None}
     run = Running(spec, proc, status_r, isolation, roots, t0)
+    run._cgroup = cg
     run._status_buf = rest
     return run
 
