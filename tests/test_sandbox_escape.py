@@ -218,3 +218,26 @@ def test_weak_isolation_still_kills_the_daemon(world, monkeypatch):
     assert res.verdict == "ok" and res.survivors == 0
     time.sleep(2.5)
     assert list(world.outside.iterdir()) == [] and world.report.read_text() == '{"val_bpb": 1.2345}'
+
+
+def test_daemon_cannot_rewrite_the_verifier_report(tmp_path, tiny_data):
+    """Through verify_artifact: the setsid daemon of a foreign artifact, told the report path, is dead
+    before the report is written and never rewrites it."""
+    from golf.verifier.artifact import VerifyOptions, verify_artifact
+    from golf.verifier.report import write_json
+    report, outside = tmp_path / "report.json", tmp_path / "outside"
+    outside.mkdir()
+    art = tmp_path / "art"
+    art.mkdir()
+    (art / "train_gpt.py").write_text(f"import os\nos.environ.update(ATTACK_REPORT={str(report)!r}, "
+                                      f"ATTACK_OUTSIDE={str(outside)!r}, ATTACK_DELAY='1.5')\n"
+                                      + (FIX / "daemon.py").read_text())
+    shutil.copy(FIX / "_attack.py", art / "_attack.py")
+    (art / "model.ptz").write_bytes(b"not a known codec")
+    sec = verify_artifact(art, VerifyOptions(data_dir=tiny_data["data_dir"], val_max_tokens=1024,
+                                                       eval_seq_len=64), log=lambda m: None)
+    assert "daemon started" in sec.info["stdout_tail"]
+    write_json(report, {"checks": [c.to_dict() for c in sec.checks], "val_bpb": None})
+    before = report.read_text()
+    time.sleep(2.5)
+    assert report.read_text() == before and list(outside.iterdir()) == []
