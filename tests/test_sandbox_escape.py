@@ -241,3 +241,13 @@ def test_daemon_cannot_rewrite_the_verifier_report(tmp_path, tiny_data):
     before = report.read_text()
     time.sleep(2.5)
     assert report.read_text() == before and list(outside.iterdir()) == []
+
+
+@needs_ns
+def test_recorder_log_cannot_be_erased(world):
+    res = run_fixture(world, "erase_log")
+    assert_contained(world, res)
+    a = attempts(res)
+    assert a["erase truncate"] == "blocked" and a["erase close"] == "ok"  # a pipe: nothing to truncate
+    assert check(res, "isolation.network").status == FAIL  # the attempt made before is still on record
+    assert "the recorder's log was closed while the artifact ran" in {e["how"] for e in res.of("tamper")}

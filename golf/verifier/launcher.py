@@ -20,11 +20,13 @@ import ctypes
 import json
 import os
 import resource
+import select
 import signal
 import sys
 import time
 
 POLL_S = 0.05
+EXIT_GRACE_S = 1.0  # between a process closing its files on exit and becoming reapable
 CAPS_MAX = 64
 PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS, PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE = 24, 38, 36, 4
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = \
@@ -207,34 +209,91 @@ def kill_tree(me):
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        _reap_all()
+        _reap(None)
         time.sleep(0.02)
     return len(descendants(me))
 
 
-def _reap_all():
+class EventLog:
+    """Copies the recorder's pipe into the verifier's events file.  A pipe, not a file the artifact
+    holds: what was recorded cannot be truncated or rewritten afterwards."""
+
+    def __init__(self, read_fd, file_fd, cap):
+        self.r, self.f, self.left, self.eof = read_fd, file_fd, cap, False
+        os.set_blocking(read_fd, False)
+
+    def pump(self, timeout):
+        if self.eof:
+            time.sleep(timeout)
+            return
+        ready, _, _ = select.select([self.r], [], [], timeout)
+        while ready:
+            try:
+                chunk = os.read(self.r, 1 << 20)
+            except BlockingIOError:
+                return
+            if not chunk:
+                self.eof = True
+                return
+            if self.left > 0:
+                os.write(self.f, chunk[:self.left])
+                self.left -= len(chunk)
+
+    def note(self, rec):
+        os.write(self.f, (json.dumps(rec) + "\n").encode())
+
+    def drain(self, timeout=1.0):
+        deadline = time.monotonic() + timeout
+        while not self.eof and time.monotonic() < deadline:
+            self.pump(0.05)
+
+
+def _reap(child):
+    """Reap every exited child (orphans are re-parented here); the wait status of ``child`` if it was one."""
+    found = None
     while True:
         try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
+            pid, wstatus = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return
+            return found
         if pid == 0:
-            return
+            return found
+        if pid == child:
+            found = wstatus
 
 
-def supervise(cfg, child, status):
+def _wait_briefly(child, grace):
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        wstatus = _reap(child)
+        if wstatus is not None:
+            return wstatus
+        time.sleep(0.01)
+    return None
+
+
+def _tree_usage(me):
+    """(tasks incl. threads, CPU seconds of the tree incl. reaped children) of this process's descendants."""
+    tree = descendants(me)
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return sum(t for t, _ in tree.values()), ru.ru_utime + ru.ru_stime + sum(c for _, c in tree.values())
+
+
+def supervise(cfg, child, log, status):
     """Wait for the artifact's main process while watching the tree's size and CPU time."""
     me, lim = os.getpid(), cfg["limits"]
-    max_tasks, breach, cpu = 1, None, 0.0
-    while True:
-        pid, wstatus = os.waitpid(child, os.WNOHANG)
-        if pid == child:
+    max_tasks, breach, cpu, wstatus, closed = 1, None, 0.0, None, False
+    while wstatus is None:
+        log.pump(POLL_S)
+        wstatus = _reap(child)
+        if wstatus is None and log.eof and not closed:  # an exiting process closes its files first
+            wstatus = _wait_briefly(child, EXIT_GRACE_S)
+            closed = True
+            if wstatus is None:
+                log.note({"e": "tamper", "how": "the recorder's log was closed while the artifact ran"})
+        if wstatus is not None:
             break
-        _reap_all_but(child)
-        tree = descendants(me)
-        tasks = sum(t for t, _ in tree.values())
-        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = ru.ru_utime + ru.ru_stime + sum(c for _, c in tree.values())
+        tasks, cpu = _tree_usage(me)
         max_tasks = max(max_tasks, tasks)
         if lim.get("processes") and tasks > lim["processes"]:
             breach = "processes"
@@ -243,22 +302,12 @@ def supervise(cfg, child, status):
         if breach:
             os.kill(child, signal.SIGKILL)
             _, wstatus = os.waitpid(child, 0)
-            break
-        time.sleep(POLL_S)
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     left = kill_tree(me)
+    log.drain()
     code = os.waitstatus_to_exitcode(wstatus)
     status({"end": {"returncode": code, "breach": breach, "max_tasks": max_tasks, "survivors": left,
                     "cpu_s": round(max(cpu, ru.ru_utime + ru.ru_stime), 3)}})
-
-
-def _reap_all_but(child):
-    """Reap orphans re-parented to this process (not the main child: its status is read above)."""
-    for pid in [p for p in descendants(os.getpid()) if p != child]:
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
 
 
 def main():
@@ -293,15 +342,17 @@ def main():
         return 3
     ns = os.readlink("/proc/self/ns/pid") if namespaced else None
     status({"ready": {"pid_ns": ns, "cgroup": in_cgroup}})
+    rec_r, rec_w = os.pipe()
     child = os.fork()
     if child == 0:
         try:
-            exec_artifact(cfg, events_fd, namespaced)
+            os.close(rec_r)
+            exec_artifact(cfg, rec_w, namespaced)
         finally:
             os._exit(127)
-    os.close(events_fd)
+    os.close(rec_w)
     signal.signal(signal.SIGTERM, lambda *_: os.kill(child, signal.SIGKILL))
-    supervise(cfg, child, status)
+    supervise(cfg, child, EventLog(rec_r, events_fd, cfg["events_cap"]), status)
     return 0
 
 

@@ -412,7 +412,7 @@ def _config(spec: SandboxSpec, namespaced: bool, status_w: int, python: str, roo
     return {
         "mode": "ns" if namespaced else "plain", "python": python, "argv": list(spec.argv), "work": work,
         "env": minimal_env(spec.env), "pass_fds": list(spec.pass_fds), "status_fd": status_w,
-        "events": str(spec.private_dir / "events.jsonl"), "recorder_src": str(RECORDER),
+        "events": str(spec.private_dir / "events.jsonl"), "events_cap": EVENTS_CAP, "recorder_src": str(RECORDER),
         "recorder_inside": RECORDER_INSIDE, "root": str(spec.private_dir / "root"),
         "ro_binds": sorted(set(roots) | set(SYSTEM_RO) | (set(GPU_RO) if spec.device == "cuda" else set())),
         "masks": golf_masks(roots),
