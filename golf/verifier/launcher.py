@@ -26,7 +26,7 @@ import sys
 import time
 
 POLL_S = 0.05
-EXIT_GRACE_S = 1.0  # between a process closing its files on exit and becoming reapable
+EXIT_GRACE_S = 0.5  # between a process closing its files on exit and becoming reapable
 CAPS_MAX = 64
 PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS, PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE = 24, 38, 36, 4
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = \
