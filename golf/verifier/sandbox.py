@@ -48,6 +48,7 @@ OUTPUT_CAP = 8 << 20           # bytes of stdout / stderr read back
 EVENTS_CAP = 64 << 20          # bytes of recorder log read back
 READY_TIMEOUT_S = 60.0         # supervisor set-up (mounts) must finish within this
 HEARTBEAT_S = 5.0
+MIN_TASKS, TASKS_PER_CORE = 64, 8  # default task limit (threads count: torch starts pools per core)
 SURVIVOR_WAIT_S = 2.0
 TMP_BYTES_DEFAULT = 1 << 30    # size of the private /tmp and /dev/shm
 GPU_DEVICE_PREFIXES = ("nvidia", "dri")  # /dev entries bound for device="cuda"
@@ -76,6 +77,11 @@ SANDBOX_EXIT_NAMES = {
 VERDICTS = ("ok", "exit", "timeout", "memory", "cpu-time", "file-size", "processes", "survivors")
 
 
+def default_tasks() -> int:
+    """Default task limit: 64, or 8 per core where torch's per-core thread pools need more."""
+    return max(MIN_TASKS, TASKS_PER_CORE * (os.cpu_count() or 1))
+
+
 class CannotIsolate(Exception):
     """Namespaces are refused by the OS and ``weak_isolation`` was not allowed."""
 
@@ -86,7 +92,8 @@ class Limits:
     cpu_s: float | None = None       # CPU seconds of the whole process tree -> "cpu-time"
     memory_bytes: int | None = None  # address space per process (RLIMIT_AS) -> "memory"
     file_bytes: int | None = 1 << 30  # RLIMIT_FSIZE (also caps stdout/stderr) -> "file-size"
-    processes: int | None = 64       # max tasks (threads included) in the sandbox -> "processes"
+    processes: int | None = field(default_factory=default_tasks)  # max tasks, threads included
+    #                                  (torch starts a thread per core) in the sandbox -> "processes"
 
 
 @dataclass
@@ -212,6 +219,7 @@ class Running:
         self._result: RunResult | None = None
         self._known: set[int] = set()  # without namespaces: descendants seen when killing
         self._cgroup: Path | None = None
+        self._ns_fd: int | None = None
         self._watchdog = threading.Timer(spec.limits.wall_s, self._on_deadline)
         self._watchdog.daemon = True
         self._watchdog.start()
@@ -264,6 +272,9 @@ class Running:
         wall = self.elapsed
         end = self._read_end()
         survivors = self._count_survivors(end)
+        if self._ns_fd is not None:
+            os.close(self._ns_fd)
+            self._ns_fd = None
         if self._cgroup:
             end["pids_denied"] = cgroup.denied(self._cgroup)
             cgroup.remove(self._cgroup)
@@ -287,6 +298,24 @@ class Running:
             if n == 0 or time.monotonic() > deadline:
                 return max(left, n)
             time.sleep(0.05)
+
+
+def _pin_pid_ns(unshare_pid: int, ns: str | None) -> int | None:
+    """An open descriptor of the run's PID namespace (the supervisor is unshare's only child): while it is
+    open the namespace's inode number cannot be reused, so the survivor check cannot mistake another run."""
+    try:
+        with open(f"/proc/{unshare_pid}/task/{unshare_pid}/children") as f:
+            kids = f.read().split()
+        fd = os.open(f"/proc/{kids[0]}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    except (OSError, IndexError):
+        return None
+    try:
+        if os.readlink(f"/proc/self/fd/{fd}") == ns:
+            return fd
+    except OSError:
+        pass
+    os.close(fd)
+    return None
 
 
 def _alive(pid: int) -> bool:
@@ -514,6 +543,7 @@ def _start(spec: SandboxSpec, namespaced: bool, how: str) -> Running:
                  "pid_ns": first["ready"].get("pid_ns"), "pids_cgroup": str(cg) if in_cg else None}
     run = Running(spec, proc, status_r, isolation, roots, t0)
     run._cgroup = cg
+    run._ns_fd = _pin_pid_ns(proc.pid, isolation["pid_ns"]) if namespaced else None
     run._status_buf = rest
     return run
 
@@ -720,8 +750,7 @@ def run_isolated(script: Path, work: Path, env: dict[str, str], timeout_s: float
     priv = Path(tempfile.mkdtemp(prefix="golf-sandbox-private-"))
     try:
         spec = SandboxSpec(work=Path(work), argv=[os.path.relpath(script, work)], env=env,
-                           limits=Limits(wall_s=timeout_s, memory_bytes=memory_limit_bytes,
-                                         processes=max(256, 8 * (os.cpu_count() or 1))),
+                           limits=Limits(wall_s=timeout_s, memory_bytes=memory_limit_bytes),
                            weak_isolation=True, private_dir=priv, python=python, shared=(Path(work).parent,))
         res = run(spec)
     finally:
