@@ -49,7 +49,7 @@ def test_view_inside_and_allowed_environment(tmp_path):
                           "golf": golf_ok, "input": open("data/val.bin").read(),
                           "input_w": writable("data/new.bin"), "env_w": writable(os.path.join(sys.prefix, "x")),
                           "work_w": writable("out.txt"), "home": os.path.exists(os.path.expanduser("~/.bashrc")),
-                          "root_w": writable("/x")}))
+                          "root_w": writable("/x"), "user": __import__("getpass").getuser()}))
     """, inputs={"data": data}, wall_s=120)
     assert res.verdict == "ok", res.stderr
     import json
@@ -58,7 +58,7 @@ def test_view_inside_and_allowed_environment(tmp_path):
     parts = tmp_path.parts  # /tmp is private and empty, but for the mount point of the work dir
     assert got["tmp"] == ([parts[2]] if parts[1] == "tmp" else [])
     assert got["pid"] == 2 and got["procs"] == [1, 2]  # PID namespace: the supervisor and the artifact
-    assert not got["golf"] and got["input"] == "abc"
+    assert not got["golf"] and got["input"] == "abc" and got["user"] == "golf"
     assert not got["input_w"] and not got["env_w"] and not got["root_w"] and got["work_w"] and not got["home"]
     assert {c.name: c.status for c in sb.isolation_checks(res)}["isolation.code"] == PASS
 

@@ -137,7 +137,8 @@ def minimal_env(extra: dict[str, str], home: Path | str = "/tmp", tmp: Path | st
     """Environment for the child: no tokens or credentials, Hub offline, caches in the temp dir."""
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "TMPDIR": str(tmp), "LANG": "C.UTF-8",
            "LC_ALL": "C.UTF-8", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
+           "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1",
+           "USER": "golf", "LOGNAME": "golf"}  # no /etc/passwd inside: getpass.getuser() (torch caches) reads these
     for k in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NVIDIA_VISIBLE_DEVICES"):
         if k in os.environ:
             env[k] = os.environ[k]
@@ -264,7 +265,8 @@ class Running:
             return self._result
         try:
             self._proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired:  # the caller's own deadline: same verdict as the watchdog's
+            self._timed_out = True
             self.kill()
         self._watchdog.cancel()
         self.kill()
