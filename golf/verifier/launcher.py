@@ -123,7 +123,8 @@ def build_root(cfg, root):
 
 
 def drop_privileges():
-    """No capabilities (in the user namespace), no way to regain any, and not ptrace-able by the artifact."""
+    """No capabilities (in the user namespace) and no way to regain any: the bounding set is emptied, so
+    exec gives uid 0 nothing, and no_new_privs disables set-uid binaries."""
     for cap in range(CAPS_MAX):
         _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
     nr = SYS_CAPSET.get(os.uname().machine)
@@ -166,8 +167,7 @@ def exec_artifact(cfg, events_fd, namespaced):
         signal.signal(sig, signal.SIG_DFL)
     os.chdir(cfg["work"])
     set_limits(cfg["limits"])
-    if namespaced:
-        drop_privileges()
+    drop_privileges()  # also without namespaces: a root verifier's artifact then execs with no capabilities
     argv = [cfg["python"], "-I", "-B", cfg["recorder_inside"] if namespaced else cfg["recorder_src"],
             str(rec_fd)] + cfg["argv"]
     os.execve(cfg["python"], argv, cfg["env"])
