@@ -3,7 +3,7 @@
 ``start(spec)`` / ``run(spec)`` run ``python -I -B recorder.py FD <spec.argv>`` in ``spec.work``
 through a trusted supervisor (:mod:`golf.verifier.launcher`).  Where the OS allows it (user
 namespaces, no root needed) the supervisor runs inside ``unshare --user --map-root-user --mount
---pid --net --fork --kill-child`` and the artifact sees only its work dir, the read-only
+--pid --net --ipc --uts --fork --kill-child`` and the artifact sees only its work dir, the read-only
 ``inputs``, a read-only python environment in which golf is masked, ``/dev/{null,zero,random,
 urandom}``, ``/proc`` of its own PID namespace and an empty ``/tmp``; it has no network and no
 capabilities.  The supervisor is PID 1 of the namespace, so every descendant dies with the run.
@@ -42,8 +42,8 @@ from golf.verifier.report import FAIL, PASS, SKIP, WARN, Check
 # ---------------------------------------------------------------------------- settings
 
 FORCE_NO_NS_ENV = "GOLF_SANDBOX_FORCE_NO_NS"  # "1": behave as if the OS refused namespaces (tests)
-NAMESPACES = ("user", "mount", "pid", "net")
-UNSHARE_OPTS = ("--user", "--map-root-user", "--mount", "--pid", "--net", "--fork", "--kill-child")
+NAMESPACES = ("user", "mount", "pid", "net", "ipc", "uts")  # ipc: no System V segments shared with the host
+UNSHARE_OPTS = ("--user", "--map-root-user", "--mount", "--pid", "--net", "--ipc", "--uts", "--fork", "--kill-child")
 OUTPUT_CAP = 8 << 20           # bytes of stdout / stderr read back
 EVENTS_CAP = 64 << 20          # bytes of recorder log read back
 READY_TIMEOUT_S = 60.0         # supervisor set-up (mounts) must finish within this
