@@ -163,3 +163,20 @@ def test_fork_burst_is_stopped_at_the_task_limit(tmp_path):
     assert res.verdict == "processes" and res.survivors == 0, (res.returncode, res.stderr[-300:])
     assert {c.name: c.exit_code for c in sb.limit_checks(res, sb.Limits(processes=16)) if c.status == FAIL} == {
         "limits.processes": sb.EXIT_PROCESSES}
+
+
+@pytest.mark.parametrize("code", [
+    "import numpy\nx = numpy.ones(1 << 31)",  # numpy's own MemoryError subclass
+    # torch's C++ allocators surface as RuntimeError (the message torch prints, without paying its import)
+    "raise RuntimeError(\"DefaultCPUAllocator: can't allocate memory: you tried to allocate 17179869184 bytes\")",
+])
+def test_allocation_failures_are_a_memory_verdict(tmp_path, code):
+    res = sandboxed(tmp_path, code, weak=True, memory_bytes=2 << 30)
+    assert res.verdict == "memory", res.stderr[-300:]
+
+
+def test_an_input_cannot_hide_a_shipped_file(tmp_path):
+    (tmp_path / "w" / "data").mkdir(parents=True)
+    with pytest.raises(ValueError, match="already has data"):
+        sb.start(sb.SandboxSpec(work=tmp_path / "w", argv=["x.py"], inputs={"data": tmp_path},
+                                private_dir=tmp_path / "p"))

@@ -74,6 +74,7 @@ SANDBOX_EXIT_NAMES = {
     EXIT_FILE_SIZE: "file-size limit exceeded",
     EXIT_PROCESSES: "process limit exceeded, or processes survived the run",
 }
+OOM_MESSAGES = ("can't allocate memory", "cannot allocate memory", "out of memory")  # ENOMEM, torch allocators
 VERDICTS = ("ok", "exit", "timeout", "memory", "cpu-time", "file-size", "processes", "survivors")
 
 
@@ -418,8 +419,9 @@ def _verdict(end: dict, timed_out: bool, events: list[dict], limits: Limits, sur
     if rc not in (0, None) and limits.processes and (end.get("pids_denied") or last.get("errno") == 11 or  # EAGAIN
                                                      "can't start new thread" in str(last.get("message"))):
         return "processes"
-    if rc not in (0, None) and limits.memory_bytes and (last.get("type") == "MemoryError"
-                                                       or last.get("errno") == 12):  # ENOMEM
+    if rc not in (0, None) and limits.memory_bytes and (last.get("type") == "MemoryError" or last.get("errno") == 12
+                                                       or any(m in str(last.get("message")).lower()
+                                                              for m in OOM_MESSAGES)):
         return "memory"
     if rc is None:
         return "exit"
@@ -467,6 +469,8 @@ def _check_spec(spec: SandboxSpec) -> None:
             raise ValueError(f"SandboxSpec.inputs key {k!r}: must be a plain name (visible at work/<key>)")
         if not Path(p).exists():
             raise ValueError(f"SandboxSpec.inputs[{k!r}] = {p}: does not exist")
+        if os.path.lexists(os.path.join(spec.work, k)):
+            raise ValueError(f"SandboxSpec.inputs key {k!r}: the work dir already has {k} (it would be hidden)")
     w = os.path.realpath(spec.work)
     pd = os.path.realpath(spec.private_dir)
     if pd == w or pd.startswith(w + "/") or any(pd.startswith(os.path.realpath(s) + "/") for s in spec.shared):
