@@ -28,8 +28,10 @@ from golf.verifier import sandbox as sb
 
 def plain(work: Path, script: str, env: dict[str, str]) -> float:
     t = time.perf_counter()
+    # a new session like the sandbox's: with autogroup scheduling a session is a CPU-share unit, and on a
+    # busy machine a child in the benchmark's own session would get a smaller share than the sandbox
     r = subprocess.run([sys.executable, "-I", "-B", script], cwd=work, env=sb.minimal_env(env),
-                       capture_output=True)
+                       capture_output=True, start_new_session=True)
     if r.returncode:
         raise SystemExit(f"plain run failed: {r.stderr.decode()[-2000:]}")
     return time.perf_counter() - t
