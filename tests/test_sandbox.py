@@ -177,6 +177,7 @@ def test_allocation_failures_are_a_memory_verdict(tmp_path, code):
 
 def test_an_input_cannot_hide_a_shipped_file(tmp_path):
     (tmp_path / "w" / "data").mkdir(parents=True)
+    (tmp_path / "w" / "data" / "weights.bin").write_bytes(b"x")  # an empty dir is a mount point left by a run
     with pytest.raises(ValueError, match="already has data"):
         sb.start(sb.SandboxSpec(work=tmp_path / "w", argv=["x.py"], inputs={"data": tmp_path},
                                 private_dir=tmp_path / "p"))

@@ -469,12 +469,19 @@ def _check_spec(spec: SandboxSpec) -> None:
             raise ValueError(f"SandboxSpec.inputs key {k!r}: must be a plain name (visible at work/<key>)")
         if not Path(p).exists():
             raise ValueError(f"SandboxSpec.inputs[{k!r}] = {p}: does not exist")
-        if os.path.lexists(os.path.join(spec.work, k)):
+        if _shipped(os.path.join(spec.work, k)):
             raise ValueError(f"SandboxSpec.inputs key {k!r}: the work dir already has {k} (it would be hidden)")
     w = os.path.realpath(spec.work)
     pd = os.path.realpath(spec.private_dir)
     if pd == w or pd.startswith(w + "/") or any(pd.startswith(os.path.realpath(s) + "/") for s in spec.shared):
         raise ValueError(f"SandboxSpec.private_dir {spec.private_dir} must be outside everything the child sees")
+
+
+def _shipped(path: str) -> bool:
+    """Something other than an empty mount point (left by an earlier run over the same work dir)."""
+    if os.path.islink(path) or (os.path.isfile(path) and os.path.getsize(path)):
+        return True
+    return os.path.isdir(path) and bool(os.listdir(path))
 
 
 def _isolation_mode(spec: SandboxSpec) -> tuple[bool, str]:
