@@ -43,20 +43,15 @@ def subprocess_env() -> dict:
 
 @pytest.fixture(scope="module")
 def short_run(tiny_data, tmp_path_factory):
-    """4 steps of the tiny preset (real loop, real shards): a run directory for build and plot."""
-    from golf.config import apply_overrides
-    from golf.presets import preset_config
-    from golf.trainer.loop import RunOptions, train
-
+    """4 steps of the tiny preset by `golf train` (real loop, real shards): a run for build and plot."""
     run = tmp_path_factory.mktemp("short_run")
-    cfg = preset_config("tiny")
-    apply_overrides(cfg, {
-        "train.iterations": 4, "train.warmdown_iters": 2, "train.val_loss_every": 0, "train.ema_start_step": 2,
-        "train.train_batch_tokens": 1024, "train.data_dir": str(tiny_data["data_dir"]), "train.run_dir": str(run),
-        "train.val_max_tokens": VAL_TOKENS, "train.checkpoint_every": 0, "train.train_log_every": 1,
-        "quant.small_tensor_numel": 1024, "quant.calibration_batch_tokens": 2048, "quant.calibration_batches": 2,
-    })
-    train(cfg, RunOptions(progress=False, echo=False, device="cpu"))
+    sets = {"train.ema_start_step": 2, "quant.small_tensor_numel": 1024, "quant.calibration_batch_tokens": 2048,
+            "quant.calibration_batches": 2}
+    res = cli(["train", "--preset", "tiny", "--data", tiny_data["data_dir"], "--run-dir", run, "--device", "cpu",
+               "--iterations", 4, "--warmdown-iters", 2, "--train-batch-tokens", 1024, "--val-max-tokens", VAL_TOKENS,
+               "--val-loss-every", 0, "--no-progress", *[x for k, v in sets.items() for x in ("--set", f"{k}={v}")]],
+              env={"ITERATIONS": None, "TRAIN_SEQ_LEN": None})
+    assert res.exit_code == 0, res.output
     return run
 
 
@@ -238,10 +233,14 @@ def test_full_validation_set_gets_no_partial_label(tiny_data):
 
 
 # -- golf data -------------------------------------------------------------------------------------------
-def test_download_without_network_fails_at_once_and_leaves_nothing(tmp_path):
+def test_download_without_network_fails_at_once_and_leaves_nothing(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
     out = tmp_path / "data"
-    env = {"HF_ENDPOINT": "https://no-such-host.invalid", "HF_HUB_CACHE": str(tmp_path / "cache"),
-           "HTTPS_PROXY": None, "https_proxy": None, "ALL_PROXY": None, "all_proxy": None}
+    # HF_ENDPOINT and HF_HUB_CACHE as huggingface_hub read them at import time
+    monkeypatch.setattr(constants, "ENDPOINT", "https://no-such-host.invalid")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    env = {"HTTPS_PROXY": None, "https_proxy": None, "ALL_PROXY": None, "all_proxy": None}
     res = CliRunner().invoke(main, ["data", "download", "--variant", "sp1024", "--train-shards", "1", "--out",
                                     str(out), "--no-progress"], env=env)
     assert res.exit_code == 1 and "Traceback" not in res.output

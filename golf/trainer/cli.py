@@ -182,7 +182,7 @@ _PRESET_LIST = "\n".join(f"  {k:<14} {v}" for k, v in PRESET_HELP.items())
 @click.option("--stop-at-step", type=int, default=0, help="Pause after this many steps with a checkpoint "
               "(schedule unchanged; continue later with --resume auto). 0 = off.")
 @click.option("--nproc", type=int, default=1, help="Processes (GPUs) to launch with torchrun (DDP).")
-@click.option("--progress/--no-progress", default=None, help="tqdm progress bar (default: when stdout is a terminal).")
+@click.option("--progress/--no-progress", default=None, help="tqdm progress bar (default: when stderr is a terminal).")
 @click.option("--print-config", is_flag=True, help="Print the resolved config as JSON and exit.")
 @click.pass_context
 def train(ctx, preset, config_file, sets, device, resume, resume_from_hub, stop_at_step, nproc, progress,
@@ -208,6 +208,9 @@ def train(ctx, preset, config_file, sets, device, resume, resume_from_hub, stop_
     Output (RUN = --run-dir):
       RUN/config.json  RUN/train.log  RUN/metrics.jsonl  RUN/checkpoints/step_NNNNNN.pt
       RUN/final_model.pt (EMA weights)  RUN/final.json (final val_loss / val_bpb)
+
+    Ctrl-C finishes the current step, saves a checkpoint and prints the command that
+    continues the run (a second Ctrl-C aborts at once).
     """
     if nproc < 1:
         raise click.UsageError(f"--nproc must be >= 1, got {nproc}")
@@ -229,9 +232,10 @@ def train(ctx, preset, config_file, sets, device, resume, resume_from_hub, stop_
         _warn(preflight(cfg))
     if nproc > 1 and launcher:
         os.environ["GOLF_COMMAND"] = command  # the torchrun workers log the command the user typed
-        # the workers get the same arguments; --nproc is ignored where torchrun set LOCAL_RANK
+        # the workers get the same arguments (--nproc is ignored where torchrun set LOCAL_RANK); after
+        # "--" torchrun's parser leaves them alone (it would take --nproc for its --nproc-per-node)
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-               "-m", "golf", "train", *raw]
+               "-m", "golf", "--", "train", *raw]
         click.echo("launching: " + " ".join(cmd), err=True)
         rc = subprocess.call(cmd)
         if rc != 0:
