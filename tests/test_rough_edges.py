@@ -146,7 +146,8 @@ def test_plot_into_a_missing_folder_is_a_one_line_error(short_run, tmp_path):
 @pytest.mark.parametrize("flag", ["--name", "--author", "--github-id"])
 def test_submit_refuses_empty_names(tmp_path, flag):
     args = {"--name": "My entry", "--author": "Ada", "--github-id": "ada", flag: "  "}
-    res = cli(["submit", "--runs", tmp_path / "art", *[x for kv in args.items() for x in kv], "--out", tmp_path / "rec"])
+    flags = [x for kv in args.items() for x in kv]
+    res = cli(["submit", "--runs", tmp_path / "art", *flags, "--out", tmp_path / "rec"])
     assert res.exit_code == 2 and f"Invalid value for '{flag}': must not be empty" in res.output
     assert not (tmp_path / "rec").exists()
 
@@ -220,7 +221,8 @@ def test_ctrl_c_saves_a_checkpoint_and_the_printed_command_continues(tiny_data, 
     (final,) = [ln for ln in done.stdout.splitlines() if ln.startswith("final_model ")]
     assert final.endswith(f"ms (partial: {n:,} of {full:,} val tokens)") and n < full
     assert f"run:       {run} (final_model.pt" in done.stdout
-    assert f"next:      golf build --checkpoint {run} --data {tiny_data['data_dir']} --out artifacts/NAME" in done.stdout
+    data = tiny_data["data_dir"]
+    assert f"next:      golf build --checkpoint {run} --data {data} --out artifacts/NAME" in done.stdout
 
 
 def test_full_validation_set_gets_no_partial_label(tiny_data):
