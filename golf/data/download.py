@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import socket
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -326,7 +327,8 @@ def download_dataset(variant: str = "sp1024", train_shards: int = DEFAULT_TRAIN_
     # 3. fetch
     hf_bars_off = None
     bar = None
-    if isinstance(src, HubSource) and progress is False:
+    # huggingface_hub's own per-file bars follow the same rule as golf's (golf.progress)
+    if isinstance(src, HubSource) and (progress is False or (progress is None and not sys.stderr.isatty())):
         from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars
 
         hf_bars_off = are_progress_bars_disabled()
