@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from golf import TOOLKIT
 
-
 if TOOLKIT:
     class GolfError(Exception):
         """A problem golf can explain in one line: the message names the bad input and what to change."""

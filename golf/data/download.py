@@ -103,8 +103,8 @@ class HubSource:
             self.offline = f"cannot resolve {host} ({getattr(e, 'strerror', None) or e}; no network?)"
 
     def fetch(self, rel: str) -> Path:
-        from huggingface_hub import hf_hub_download
         from huggingface_hub import errors as hf_errors
+        from huggingface_hub import hf_hub_download
 
         if not self._checked:
             self._check_network()

@@ -187,7 +187,7 @@ class StopOnInterrupt:
             signal.signal(signal.SIGINT, self._previous)
             self._previous = None
 
-    def _on_signal(self, signum, frame) -> None:
+    def _on_signal(self, _signum, _frame) -> None:  # the signal.signal handler signature
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
