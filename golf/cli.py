@@ -6,12 +6,24 @@ import click
 from golf import __version__
 from golf.builder.cli import build
 from golf.data.cli import data
+from golf.errors import GolfError
 from golf.submission.cli import demo, plot, submit
 from golf.trainer.cli import bench, train
 from golf.verifier.cli import verify
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Golf(click.Group):
+    """The command group: any :class:`GolfError` a command raises becomes one ``Error: ...`` line
+    and exit status 1 (click's own error path), never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except GolfError as e:
+            raise click.ClickException(str(e)) from None
+
+
+@click.group(cls=_Golf, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="golf")
 def main() -> None:
     """golf: train, pack, verify and submit OpenAI Parameter Golf entries.

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from golf import TOOLKIT
+from golf.errors import GolfError
 
 
 @dataclass
@@ -186,7 +187,7 @@ class GolfConfig:
         return cls.from_dict(json.loads(text))
 
 
-class ConfigError(ValueError):
+class ConfigError(ValueError, GolfError):
     """A bad configuration value; the message names the offending key."""
 
 

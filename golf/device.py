@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import torch
 
+from golf.errors import GolfError
 
-class RunError(RuntimeError):
+
+class RunError(RuntimeError, GolfError):
     """A run cannot go on for a reason the message states (device, precision, data, divergence):
     shown to the user as one line, never as a traceback."""
 

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from conftest import read_sample_docs
 from golf.cli import main
-from golf.data.build import BuildError, build_dataset
+from golf.data.build import DatasetError, build_dataset
 from golf.data.shards import list_shards, read_shard, read_shard_header
 
 SPACE = "\u2581"
@@ -146,7 +146,7 @@ def test_long_documents_need_max_sentence_length(tmp_path):
             p.write_text(text, encoding="utf-8")
             files.append(p)
     files = files[:12]
-    with pytest.raises(BuildError, match="max_sentence_length"):
+    with pytest.raises(DatasetError, match="max_sentence_length"):
         build_dataset(files, 400, tmp_path / "a", num_val_docs=2, progress=False, workers=1)
     res = build_dataset(files, 400, tmp_path / "b", num_val_docs=2, progress=False, workers=1,
                         trainer_overrides={"max_sentence_length": 200_000})
@@ -160,7 +160,7 @@ def test_failed_build_leaves_no_shards_and_keeps_old_dataset(tiny_data, tmp_path
     with open(bad, "a", encoding="utf-8") as f:
         f.write('{"text": "unterminated\n')
     out = tmp_path / "out"
-    with pytest.raises(BuildError, match=r"bad\.jsonl:301: bad JSON line"):
+    with pytest.raises(DatasetError, match=r"bad\.jsonl:301: bad JSON line"):
         build_dataset([bad], 1024, out, num_val_docs=40, shard_tokens=50_000, progress=False, workers=1,
                       tokenizer_model=tiny_data["tokenizer"])
     assert not (out / "datasets" / "fineweb10B_sp1024").exists()
@@ -170,33 +170,33 @@ def test_failed_build_leaves_no_shards_and_keeps_old_dataset(tiny_data, tmp_path
     good = _write_jsonl(tmp_path / "good.jsonl", docs[:100])
     build_dataset([good], 1024, out, num_val_docs=10, progress=False, workers=1, tokenizer_model=tiny_data["tokenizer"])
     before = {p.name: p.read_bytes() for p in (out / "datasets" / "fineweb10B_sp1024").iterdir()}
-    with pytest.raises(BuildError):
+    with pytest.raises(DatasetError):
         build_dataset([bad], 1024, out, num_val_docs=40, shard_tokens=50_000, progress=False, workers=2)
     after = {p.name: p.read_bytes() for p in (out / "datasets" / "fineweb10B_sp1024").iterdir()}
     assert after == before
     assert (out / "tokenizers" / "fineweb_1024_bpe.model").read_bytes() == tiny_data["tokenizer"].read_bytes()
     assert not list((out / "datasets").glob(".*partial*"))
-    with pytest.raises(BuildError, match="already exists"):
+    with pytest.raises(DatasetError, match="already exists"):
         build_dataset([good], 1024, out, num_val_docs=10, progress=False, workers=1, overwrite=False,
                       tokenizer_model=tiny_data["tokenizer"])
 
 
 def test_bad_inputs(tiny_data, tmp_path):
     good = _write_jsonl(tmp_path / "d.jsonl", read_sample_docs(20))
-    with pytest.raises(BuildError, match="too big"):
+    with pytest.raises(DatasetError, match="too big"):
         build_dataset([good], 70_000, tmp_path / "o", num_val_docs=2, progress=False)
-    with pytest.raises(BuildError, match="has 1024 pieces but the vocab size asked for is 2048"):
+    with pytest.raises(DatasetError, match="has 1024 pieces but the vocab size asked for is 2048"):
         build_dataset([good], 2048, tmp_path / "o", num_val_docs=2, progress=False, tokenizer_model=tiny_data["tokenizer"])
-    with pytest.raises(BuildError, match="nothing would be left for training"):
+    with pytest.raises(DatasetError, match="nothing would be left for training"):
         build_dataset([good], 1024, tmp_path / "o", num_val_docs=20, progress=False, workers=1,
                       tokenizer_model=tiny_data["tokenizer"])
-    with pytest.raises(BuildError, match="not found"):
+    with pytest.raises(DatasetError, match="not found"):
         build_dataset([tmp_path / "nope.jsonl"], 1024, tmp_path / "o", num_val_docs=2, progress=False)
     (tmp_path / "x.csv").write_text("a,b\n")
-    with pytest.raises(BuildError, match="unknown document file type"):
+    with pytest.raises(DatasetError, match="unknown document file type"):
         build_dataset([tmp_path / "x.csv"], 1024, tmp_path / "o", num_val_docs=2, progress=False)
     (tmp_path / "notext.jsonl").write_text('{"body": "x"}\n')
-    with pytest.raises(BuildError, match=r"notext\.jsonl:1: expected a JSON object with a string field 'text'"):
+    with pytest.raises(DatasetError, match=r"notext\.jsonl:1: expected a JSON object with a string field 'text'"):
         build_dataset([tmp_path / "notext.jsonl"], 1024, tmp_path / "o", num_val_docs=1, progress=False, workers=1,
                       tokenizer_model=tiny_data["tokenizer"])
 
@@ -206,7 +206,7 @@ def test_tokenizer_without_space_piece_is_refused(tmp_path):
     rng = np.random.default_rng(0)
     docs = ["".join(rng.choice(list("abcdefgh"), size=2000)) for _ in range(30)]
     p = _write_jsonl(tmp_path / "nospace.jsonl", docs)
-    with pytest.raises(BuildError, match="no standalone '\u2581' piece"):
+    with pytest.raises(DatasetError, match="no standalone '\u2581' piece"):
         build_dataset([p], 300, tmp_path / "o", num_val_docs=2, progress=False, workers=1)
 
 
@@ -284,5 +284,5 @@ def test_killed_build_leaves_nothing_that_looks_complete(tiny_data, tmp_path):
     build_dataset([good], 1024, out, num_val_docs=5, progress=False, workers=1, tokenizer_model=tiny_data["tokenizer"])
     assert not list((out / "datasets").glob(".*partial*"))
     assert [p.name for p in (out / "datasets").iterdir() if not p.name.startswith(".")] == ["fineweb10B_sp1024"]
-    with pytest.raises(BuildError, match="pipe"):
+    with pytest.raises(DatasetError, match="pipe"):
         build_dataset([fifo], 1024, tmp_path / "o2", num_val_docs=5, progress=False)

@@ -17,14 +17,18 @@ from golf import __version__
 from golf.builder import codegen, container, entry, quant
 from golf.data.shards import data_paths
 from golf.device import autocast_dtype
+from golf.errors import GolfError
 from golf.fsutil import atomic_write_bytes
 
 LIMIT_BYTES = 16_000_000
+# Pruning more than this share of the +-1 values to reach --target-bytes gets a warning: the
+# values pruned first are the cheapest, the rest cost the model far more.
+PRUNE_WARN_SHARE = 0.5
 REPORT_NAME = "build_report.json"
 CODE_NAME = "train_gpt.py"
 
 
-class BuildError(ValueError):
+class BuildError(ValueError, GolfError):
     """A build cannot proceed; the message says why and what to change."""
 
 
@@ -95,9 +99,10 @@ def build(checkpoint, data_dir, out_dir, *, target_bytes: int | None = None, com
           code_compressor: str | None = None, val_max_tokens: int = 0, sliding: bool = False,
           device: str | None = None, prune: bool | None = None, limit_bytes: int = LIMIT_BYTES,
           train_code: bool = True, command: str = "",
-          progress: bool = True, log=print) -> dict:
+          progress: bool | None = None, log=print) -> dict:
     """Build an artifact; returns the report dict (also written to ``OUT/build_report.json``).
 
+    ``progress``: None = bars only on a terminal (golf.progress), False = none, and no pruning lines.
     Raises :class:`BuildError` for bad inputs and, unless ``allow_oversize``, when the total
     exceeds ``limit_bytes`` (the artifact is still written for inspection).
     """
@@ -117,6 +122,8 @@ def build(checkpoint, data_dir, out_dir, *, target_bytes: int | None = None, com
         q.code_compressor = code_compressor
     if prune is not None:
         q.prune = bool(prune)
+    if q.prune and q.target_bytes <= 0:
+        raise BuildError(f"--target-bytes {q.target_bytes}: the target must be a positive number of bytes")
     for key, value in (bits or {}).items():
         field = {"matrix": "matrix_bits", "attn": "attn_bits", "mlp": "mlp_bits", "embed": "embed_bits"}.get(key)
         if field is None:
@@ -165,10 +172,11 @@ def build(checkpoint, data_dir, out_dir, *, target_bytes: int | None = None, com
 
     # -- serialize, prune to target ----------------------------------------------------------
     t0 = time.perf_counter()
-    plog = (lambda m: log(m)) if progress else None
+    plog = None if progress is False else log
     blob, arrays, prune_info = quant.pack_to_target(arrays, qmeta, info, hessians,
                                                     quant.blob_meta(cfg, qmeta, recurrence), q, len(code), plog)
     timings["serialize_s"] = time.perf_counter() - t0
+    warnings = _target_warnings(prune_info, len(code) + len(blob)) if q.prune else []
 
     # -- post-quantization eval from the blob bytes ---------------------------------------
     t0 = time.perf_counter()
@@ -214,6 +222,7 @@ def build(checkpoint, data_dir, out_dir, *, target_bytes: int | None = None, com
         "pruning": prune_info,
         "timings": timings,
         "notes": notes,
+        "warnings": warnings,
     }
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -226,6 +235,19 @@ def build(checkpoint, data_dir, out_dir, *, target_bytes: int | None = None, com
                          f"(written to {out} for inspection); lower --bits, keep pruning on with --target-bytes, "
                          "or pass --allow-oversize")
     return report
+
+
+def _target_warnings(prune_info: dict, total: int) -> list[str]:
+    """Warnings when ``--target-bytes`` could not be met, or only by pruning most +-1 values."""
+    target, pruned, cands = prune_info["target_bytes"], prune_info["pruned"], prune_info["candidates"]
+    if total > target:
+        return [f"--target-bytes {target:,} is unreachable: pruning {pruned:,} of {cands:,} +-1 values still "
+                f"leaves {total:,} bytes; lower --bits instead"]
+    if cands and pruned > PRUNE_WARN_SHARE * cands:
+        return [f"--target-bytes {target:,} was reached only by zeroing {pruned:,} of {cands:,} +-1 values "
+                f"({100 * pruned / cands:.0f}%), which damages the model (see the post-quant val_bpb); "
+                "raise the target or lower --bits"]
+    return []
 
 
 def format_report(r: dict) -> str:
@@ -252,4 +274,6 @@ def format_report(r: dict) -> str:
                  f"{verdict}")
     for n in r["notes"]:
         lines.append(f"note: {n}")
+    for w in r.get("warnings", ()):
+        lines.append(f"warning: {w}")
     return "\n".join(lines)

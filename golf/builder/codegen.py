@@ -22,9 +22,11 @@ from pathlib import Path
 
 import golf
 from golf.builder import slim as slim_mod
+from golf.errors import GolfError
 
 # Paths relative to the golf package directory; globs allowed.  Order = install order.
 SHIPPABLE = (
+    "errors.py",
     "fsutil.py",
     "device.py",
     "progress.py",
@@ -50,7 +52,7 @@ TRAIN_PATH = (
 ALLOWED_THIRD_PARTY = {"numpy", "torch", "sentencepiece"}
 
 
-class CodegenError(ValueError):
+class CodegenError(ValueError, GolfError):
     pass
 
 
@@ -197,8 +199,7 @@ def shipped_source(include_train: bool = True, slim: bool = True, minify: bool =
     Always: docstrings/comments/annotations stripped, the build flags folded (``TOOLKIT`` False,
     ``TRAIN_CODE`` = ``include_train``) and the modules merged into one namespace
     (golf.builder.slim.flatten, which refuses modules that disagree on a top-level name).
-    ``slim`` also shakes out unused code; ``minify`` then renames names with python-minifier
-    (when installed).  The result defines ``main``; nothing in it reads an undefined global.
+    ``slim`` also shakes out unused code; ``minify`` then renames names with python-minifier.  The result defines ``main``; nothing in it reads an undefined global.
     """
     mods, notes = _module_sources(include_train)
     trees = {}
@@ -220,11 +221,9 @@ def shipped_source(include_train: bool = True, slim: bool = True, minify: bool =
         raise CodegenError(f"cannot merge the shipped modules: {e}") from None
     text = _source(flat)
     if slim and minify:
-        small = slim_mod.minify(text, {"main"})
-        if small is not None:
-            if "main" not in slim_mod.top_level_names(small):  # pragma: no cover - python-minifier misbehaving
-                raise CodegenError("python-minifier renamed main(); build with minify off")
-            text = small + "\n"
+        text = slim_mod.minify(text, {"main"}) + "\n"
+        if "main" not in slim_mod.top_level_names(text):  # pragma: no cover - python-minifier misbehaving
+            raise CodegenError("python-minifier renamed main(); build with minify off")
     bad = slim_mod.undefined_globals(text, "train_gpt")
     if bad:
         raise CodegenError(f"shipped code reads undefined names {sorted(bad)} (a TOOLKIT block or "

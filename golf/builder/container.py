@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from golf import TOOLKIT
+from golf.errors import GolfError
 
 MAGIC = b"GOLF"
 VERSION = 1
@@ -51,7 +52,7 @@ _DTYPES = {
 }
 
 
-class ContainerError(ValueError):
+class ContainerError(ValueError, GolfError):
     """A model blob is malformed, truncated, corrupt or of an unsupported version."""
 
 

@@ -19,6 +19,7 @@ from torch import nn
 from golf.builder import container
 from golf.data.loader import TrainLoader
 from golf.data.shards import list_shards
+from golf.errors import GolfError
 from golf.fsutil import atomic_write_bytes
 from golf import TOOLKIT
 from golf.progress import maybe_tqdm
@@ -27,7 +28,7 @@ from golf.progress import maybe_tqdm
 CLASSES = ("attn", "mlp", "embed", "other", "fp16", "control", "int")
 
 
-class QuantError(ValueError):
+class QuantError(ValueError, GolfError):
     pass
 
 

@@ -26,10 +26,12 @@ import ast
 import builtins
 import symtable
 
+from golf.errors import GolfError
+
 FLAG = "TOOLKIT"
 
 
-class SlimError(ValueError):
+class SlimError(ValueError, GolfError):
     pass
 
 
@@ -400,13 +402,11 @@ def _global_attribute_uses(tree: ast.AST, names: set[str], shadow: frozenset = f
 
 
 # -- 4. renaming ----------------------------------------------------------------------------
-def minify(src: str, keep_globals: set | None = None) -> str | None:
+def minify(src: str, keep_globals: set | None = None) -> str:
     """Locals (and, given ``keep_globals``, the other module-level names) renamed and whitespace
-    squeezed by python-minifier; None when it is not installed."""
-    try:
-        import python_minifier
-    except ImportError:
-        return None
+    squeezed by python-minifier (a required dependency)."""
+    import python_minifier
+
     return python_minifier.minify(
         src, remove_annotations=True, remove_pass=True, remove_literal_statements=True,
         combine_imports=True, hoist_literals=False, rename_locals=True,

@@ -31,7 +31,9 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from golf.data.shards import read_shard_header, shard_name, write_shard
+from golf.errors import GolfError
 from golf.fsutil import atomic_write_json
+from golf.progress import maybe_tqdm
 from golf.data.tokenizer import (
     BOS_ID, EOS_ID, TokenizerError, check_tokenizer, check_vocab_size, load_tokenizer,
     recommended_bigram_vocab_size, tokenizer_filename, train_tokenizer, write_vocab_file, OFFICIAL_TRAINER_OPTIONS,
@@ -43,10 +45,13 @@ DEFAULT_SP_BATCH = 1024
 JOB_CHARS = 1 << 20  # ~1 MB of text per encoding job
 JSONL_SUFFIXES = {".jsonl", ".json", ".ndjson"}
 TEXT_SUFFIXES = {".txt", ".text", ".md", ".rst"}
+# `--docs sample` means the corpus packaged with golf (golf/data/sample/, see its SOURCES.md)
+SAMPLE_NAME = "sample"
+SAMPLE_DOCS = Path(__file__).resolve().parent / "sample" / "sample_docs.jsonl.xz"
 OPENERS = {".xz": lzma.open, ".lzma": lzma.open, ".gz": gzip.open, ".bz2": bz2.open}
 
 
-class BuildError(ValueError):
+class DatasetError(ValueError, GolfError):
     """Bad input or a failed build; the message names the file and the problem."""
 
 
@@ -62,22 +67,24 @@ def _kind(path: Path) -> tuple[str, object]:
         return "jsonl", opener
     if last in TEXT_SUFFIXES:
         return "text", opener
-    raise BuildError(
+    raise DatasetError(
         f"{path}: unknown document file type (use .jsonl with a 'text' field per line, or .txt = one document "
         "per file; .xz/.gz/.bz2 compression allowed)"
     )
 
 
 def check_doc_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """The document files as paths (``sample`` = the packaged sample), each checked to exist and
+    to have a known type."""
     if not paths:
-        raise BuildError("no document files given")
+        raise DatasetError("no document files given")
     out = []
     for p in paths:
-        p = Path(p)
+        p = SAMPLE_DOCS if str(p) == SAMPLE_NAME and not Path(p).exists() else Path(p)
         if p.is_dir():
-            raise BuildError(f"{p}: is a folder; pass its document files with --docs (repeatable)")
+            raise DatasetError(f"{p}: is a folder; pass its document files with --docs (repeatable)")
         if not p.exists():
-            raise BuildError(f"{p}: document file not found")
+            raise DatasetError(f"{p}: document file not found")
         _kind(p)
         out.append(p)
     return out
@@ -98,16 +105,16 @@ def iter_documents(paths: Sequence[str | os.PathLike]) -> Iterator[str]:
                     try:
                         obj = json.loads(line)
                     except json.JSONDecodeError as e:
-                        raise BuildError(f"{p}:{lineno}: bad JSON line ({e.msg} at column {e.colno})") from None
+                        raise DatasetError(f"{p}:{lineno}: bad JSON line ({e.msg} at column {e.colno})") from None
                     if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
-                        raise BuildError(f"{p}:{lineno}: expected a JSON object with a string field 'text'")
+                        raise DatasetError(f"{p}:{lineno}: expected a JSON object with a string field 'text'")
                     yield obj["text"]
         except UnicodeDecodeError as e:
-            raise BuildError(f"{p}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+            raise DatasetError(f"{p}: not UTF-8 text ({e.reason} at byte {e.start})") from None
         except (lzma.LZMAError, EOFError, OSError) as e:
             if isinstance(e, FileNotFoundError):
-                raise BuildError(f"{p}: document file not found") from None
-            raise BuildError(f"{p}: cannot read ({e})") from None
+                raise DatasetError(f"{p}: document file not found") from None
+            raise DatasetError(f"{p}: cannot read ({e})") from None
 
 
 def _source_sidecar(paths: Sequence[Path]) -> dict:
@@ -298,7 +305,7 @@ def _remove_stale_staging(parent: Path, dataset_name: str) -> None:
 
 def build_dataset(docs: Sequence[str | os.PathLike], vocab_size: int, out_dir: str | os.PathLike,
                   num_val_docs: int, shard_tokens: int = DEFAULT_SHARD_TOKENS, workers: int | None = None,
-                  progress: bool = True, tokenizer_model: str | os.PathLike | None = None,
+                  progress: bool | None = None, tokenizer_model: str | os.PathLike | None = None,
                   tokenizer_train_docs: int = 0, sp_batch_size: int | None = None, overwrite: bool = True,
                   trainer_overrides: dict | None = None, log=None) -> dict:
     """Documents -> tokenizer + shards + manifest.  Returns a summary (paths, per-split stats, timings).
@@ -315,18 +322,18 @@ def build_dataset(docs: Sequence[str | os.PathLike], vocab_size: int, out_dir: s
     try:
         check_vocab_size(vocab_size)
     except TokenizerError as e:
-        raise BuildError(str(e)) from None
+        raise DatasetError(str(e)) from None
     if shard_tokens < 1 or shard_tokens >= 2**31:
-        raise BuildError(f"shard size must be between 1 and 2^31-1 tokens, got {shard_tokens}")
+        raise DatasetError(f"shard size must be between 1 and 2^31-1 tokens, got {shard_tokens}")
     if num_val_docs < 1:
-        raise BuildError(f"--num-val-docs must be at least 1 (got {num_val_docs}); evaluation needs a validation split")
+        raise DatasetError(f"--num-val-docs must be at least 1 (got {num_val_docs}); evaluation needs a validation split")
     if tokenizer_train_docs < 0:
-        raise BuildError(f"tokenizer train docs must be >= 0, got {tokenizer_train_docs}")
+        raise DatasetError(f"tokenizer train docs must be >= 0, got {tokenizer_train_docs}")
     paths = check_doc_files(docs)
     if tokenizer_model is None:
         for p in paths:
             if not p.is_file():
-                raise BuildError(f"{p}: not a regular file (a pipe?); training a tokenizer reads the documents twice, "
+                raise DatasetError(f"{p}: not a regular file (a pipe?); training a tokenizer reads the documents twice, "
                                  "so pass --tokenizer to encode from a pipe")
     if workers is None:
         workers = int(os.environ.get("MATCHED_FINEWEB_TOKENIZER_THREADS") or 0) or os.cpu_count() or 1
@@ -341,7 +348,7 @@ def build_dataset(docs: Sequence[str | os.PathLike], vocab_size: int, out_dir: s
     dataset_name = f"fineweb10B_{suffix}"
     dataset_dir = out / "datasets" / dataset_name
     if dataset_dir.exists() and any(dataset_dir.iterdir()) and not overwrite:
-        raise BuildError(f"{dataset_dir} already exists (pass --force to replace it)")
+        raise DatasetError(f"{dataset_dir} already exists (pass --force to replace it)")
     tok_dir = out / "tokenizers"
     model_path = tok_dir / tokenizer_filename(vocab_size)
     vocab_path = model_path.with_suffix(".vocab")
@@ -364,7 +371,7 @@ def build_dataset(docs: Sequence[str | os.PathLike], vocab_size: int, out_dir: s
                 sp = load_tokenizer(src)
                 warnings += check_tokenizer(sp, vocab_size, name=str(src))
             except TokenizerError as e:
-                raise BuildError(str(e)) from None
+                raise DatasetError(str(e)) from None
             shutil.copyfile(src, st_model)
             if src.with_suffix(".vocab").is_file():
                 shutil.copyfile(src.with_suffix(".vocab"), st_vocab)
@@ -374,12 +381,8 @@ def build_dataset(docs: Sequence[str | os.PathLike], vocab_size: int, out_dir: s
         else:
             say(f"training a {vocab_size}-piece SentencePiece BPE tokenizer"
                 + (f" on the first {tokenizer_train_docs} documents" if tokenizer_train_docs else ""))
-            texts = iter_documents(paths)
-            if progress:
-                from tqdm.auto import tqdm
-
-                texts = tqdm(texts, desc="tokenizer text", unit="doc", total=tokenizer_train_docs or None,
-                             dynamic_ncols=True)
+            texts = maybe_tqdm(iter_documents(paths), progress, desc="tokenizer text", unit="doc",
+                               total=tokenizer_train_docs or None, dynamic_ncols=True)
             try:
                 info = train_tokenizer(texts, vocab_size, st_model, threads=workers, max_docs=tokenizer_train_docs,
                                        trainer_overrides=trainer_overrides)
@@ -391,10 +394,9 @@ def build_dataset(docs: Sequence[str | os.PathLike], vocab_size: int, out_dir: s
                 sp = load_tokenizer(st_model)
                 warnings += check_tokenizer(sp, vocab_size, name=f"trained tokenizer {model_path.name}")
             except TokenizerError as e:
-                raise BuildError(str(e)) from None
+                raise DatasetError(str(e)) from None
             finally:
-                if progress:
-                    texts.close()
+                texts.close()  # a generator or a tqdm bar
         tokenizer_seconds = time.perf_counter() - t_tok
         model_proto = st_model.read_bytes()
 
@@ -402,10 +404,7 @@ def build_dataset(docs: Sequence[str | os.PathLike], vocab_size: int, out_dir: s
         t_enc = time.perf_counter()
         writer = _ShardWriter(staging, shard_tokens)
         text_bytes = 0
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(desc=f"encoding ({workers} proc)", unit="doc", dynamic_ncols=True)
+        bar = maybe_tqdm(None, progress, desc=f"encoding ({workers} proc)", unit="doc", dynamic_ncols=True)
         jobs = _batches(iter_documents(paths), num_val_docs, sp_batch_size)
         for split, ndocs, nbytes, toks in _encoded_stream(jobs, model_proto, workers):
             writer.add(split, ndocs, toks)
@@ -418,7 +417,7 @@ def build_dataset(docs: Sequence[str | os.PathLike], vocab_size: int, out_dir: s
         st = writer.stats
         if st["val"]["docs"] < num_val_docs or st["train"]["docs"] == 0:
             total = st["val"]["docs"] + st["train"]["docs"]
-            raise BuildError(
+            raise DatasetError(
                 f"only {total} documents in the input but --num-val-docs is {num_val_docs}: nothing would be left "
                 "for training (lower --num-val-docs)"
             )

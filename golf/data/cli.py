@@ -18,15 +18,6 @@ def data() -> None:
     """
 
 
-def _errors():
-    from golf.data.build import BuildError
-    from golf.data.download import DownloadError
-    from golf.data.shards import ShardError
-    from golf.data.tokenizer import TokenizerError
-
-    return (BuildError, DownloadError, ShardError, TokenizerError, OSError)
-
-
 def _parse_sp_options(items: tuple[str, ...]) -> dict:
     out = {}
     for item in items:
@@ -45,9 +36,10 @@ def _plural(n: int, word: str) -> str:
 
 
 @data.command("build")
-@click.option("--docs", "docs", multiple=True, required=True, type=click.Path(dir_okay=False, path_type=str),
+@click.option("--docs", "docs", multiple=True, required=True, metavar="FILE|sample",
               help="Input documents; repeatable, read in the given order. .jsonl = one JSON object per line with a "
-                   "'text' field; .txt/.md = the whole file is ONE document. .xz/.gz/.bz2 compression is allowed.")
+                   "'text' field; .txt/.md = the whole file is ONE document. .xz/.gz/.bz2 compression is allowed. "
+                   "'sample' = the small corpus packaged with golf (golf/data/sample/).")
 @click.option("--vocab-size", type=int, required=True, help="Tokenizer vocabulary size V (at most 65536: ids are uint16).")
 @click.option("--out", "out_dir", default="data", show_default=True, type=click.Path(file_okay=False, path_type=str),
               help="Output root (gets datasets/, tokenizers/, manifest.json).")
@@ -68,7 +60,7 @@ def _plural(n: int, word: str) -> str:
 @click.option("--sp-option", "sp_options", multiple=True, metavar="KEY=VALUE",
               help="Extra SentencePiece trainer option, e.g. max_sentence_length=100000 (repeatable).")
 @click.option("--force", is_flag=True, help="Replace an existing fineweb10B_sp<V> dataset in --out.")
-@click.option("--no-progress", is_flag=True, help="No progress bars.")
+@click.option("--no-progress", is_flag=True, help="No progress bars (they are drawn only on a terminal anyway).")
 def build_cmd(docs, vocab_size, out_dir, num_val_docs, shard_tokens, tokenizer_model, tokenizer_train_docs, workers,
               sp_batch_size, sp_options, force, no_progress) -> None:
     """Build a dataset from your own documents: tokenizer + token shards + manifest.
@@ -80,8 +72,9 @@ def build_cmd(docs, vocab_size, out_dir, num_val_docs, shard_tokens, tokenizer_m
     encoding on all cores. Shards appear only when the whole build succeeded.
 
     \b
-    Example:
+    Examples:
       golf data build --docs docs.jsonl.xz --vocab-size 4096 --num-val-docs 5000 --out data
+      golf data build --docs sample --vocab-size 1024 --num-val-docs 60 --out data   # packaged sample
     """
     from golf.data.build import DEFAULT_NUM_VAL_DOCS, _source_sidecar, build_dataset, check_doc_files
 
@@ -91,11 +84,11 @@ def build_cmd(docs, vocab_size, out_dir, num_val_docs, shard_tokens, tokenizer_m
             num_val_docs = int(_source_sidecar(paths).get("docs_val") or DEFAULT_NUM_VAL_DOCS)
         summary = build_dataset(
             docs=paths, vocab_size=vocab_size, out_dir=out_dir, num_val_docs=num_val_docs, shard_tokens=shard_tokens,
-            workers=workers, progress=not no_progress, tokenizer_model=tokenizer_model,
+            workers=workers, progress=False if no_progress else None, tokenizer_model=tokenizer_model,
             tokenizer_train_docs=tokenizer_train_docs, sp_batch_size=sp_batch_size, overwrite=force,
             trainer_overrides=_parse_sp_options(sp_options), log=lambda m: click.echo(m, err=True),
         )
-    except _errors() as e:
+    except OSError as e:  # golf's own errors are reported by the `golf` group
         raise click.ClickException(str(e)) from None
     for w in summary["warnings"]:
         click.echo(f"warning: {w}", err=True)
@@ -139,7 +132,7 @@ def build_cmd(docs, vocab_size, out_dir, num_val_docs, shard_tokens, tokenizer_m
               help="Fetch manifest.json again even if one exists locally (needed after switching repo).")
 @click.option("--cache-dir", default=None, type=click.Path(file_okay=False, path_type=str),
               help="huggingface_hub cache folder. [default: HF_HUB_CACHE]")
-@click.option("--no-progress", is_flag=True, help="No progress bars.")
+@click.option("--no-progress", is_flag=True, help="No progress bars (they are drawn only on a terminal anyway).")
 def download_cmd(train_shards_arg, variant, train_shards, out_dir, repo_id, remote_root, revision, source, with_docs,
                  skip_manifest, refresh_manifest, cache_dir, no_progress) -> None:
     """Download published shards + tokenizer from the Hugging Face Hub, driven by the repo's manifest.
@@ -165,8 +158,9 @@ def download_cmd(train_shards_arg, variant, train_shards, out_dir, repo_id, remo
         res = download_dataset(variant=variant, train_shards=n, out_dir=out_dir, repo_id=repo_id,
                                remote_root=remote_root, source=source, with_docs=with_docs,
                                skip_manifest=skip_manifest, refresh_manifest=refresh_manifest, revision=revision,
-                               cache_dir=cache_dir, progress=not no_progress, log=lambda m: click.echo(m, err=True))
-    except _errors() as e:
+                               cache_dir=cache_dir, progress=False if no_progress else None,
+                               log=lambda m: click.echo(m, err=True))
+    except OSError as e:
         raise click.ClickException(str(e)) from None
     for w in res.warnings:
         click.echo(f"warning: {w}", err=True)

@@ -21,11 +21,15 @@ import json
 import os
 import re
 import shutil
+import socket
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from golf.data.shards import ShardError, read_shard_header, shard_name
+from golf.errors import GolfError
 from golf.fsutil import atomic_write_json
+from golf.progress import maybe_tqdm
 
 DEFAULT_REPO = "willdepueoai/parameter-golf"
 VARIANT_REPOS = {
@@ -41,7 +45,7 @@ ORIGIN_FILE = "manifest.source.json"
 _VARIANT_RE = re.compile(r"^(byte260|sp[0-9]+)$")
 
 
-class DownloadError(RuntimeError):
+class DownloadError(RuntimeError, GolfError):
     """A download could not be done; the message names the file/repo and the problem."""
 
 
@@ -71,6 +75,8 @@ class HubSource:
                  endpoint: str | None = None):
         self.repo_id, self.remote_root, self.revision = repo_id, remote_root.strip("/"), revision
         self.cache_dir, self.endpoint = cache_dir, endpoint
+        self.offline: str | None = None  # why the Hub is unreachable (then only the HF cache is used)
+        self._checked = False
 
     def describe(self) -> str:
         return f"hf://datasets/{self.repo_id}" + (f"@{self.revision}" if self.revision != "main" else "")
@@ -78,16 +84,36 @@ class HubSource:
     def remote(self, rel: str) -> str:
         return f"{self.remote_root}/{rel}" if self.remote_root else rel
 
-    def fetch(self, rel: str) -> Path:
-        from huggingface_hub import hf_hub_download
-        from huggingface_hub import errors as hf_errors
+    def _check_network(self) -> None:
+        """Resolve the Hub's host name once: without it huggingface_hub retries for about 24 s before
+        giving up, so a failed lookup switches to the local HF cache at once (``offline``)."""
+        from urllib.parse import urlparse
 
+        from huggingface_hub import constants
+
+        self._checked = True
+        if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+            return  # the proxy resolves the name, not this machine
+        host = urlparse(self.endpoint or constants.ENDPOINT).hostname
+        if not host:
+            return
+        try:
+            socket.getaddrinfo(host, 443)
+        except (socket.gaierror, UnicodeError) as e:
+            self.offline = f"cannot resolve {host} ({getattr(e, 'strerror', None) or e}; no network?)"
+
+    def fetch(self, rel: str) -> Path:
+        from huggingface_hub import errors as hf_errors
+        from huggingface_hub import hf_hub_download
+
+        if not self._checked:
+            self._check_network()
         remote = self.remote(rel)
         where = f"{self.repo_id}:{remote}"
         try:
             path = hf_hub_download(self.repo_id, remote, repo_type="dataset", revision=self.revision,
                                    cache_dir=self.cache_dir, endpoint=self.endpoint,
-                                   token=os.environ.get("HF_TOKEN") or None)
+                                   token=os.environ.get("HF_TOKEN") or None, local_files_only=bool(self.offline))
         except hf_errors.GatedRepoError:
             raise DownloadError(f"{where}: the repo is gated; accept its terms and set HF_TOKEN") from None
         except hf_errors.RepositoryNotFoundError:
@@ -97,7 +123,9 @@ class HubSource:
         except hf_errors.RemoteEntryNotFoundError:
             raise DownloadError(f"{where}: file not found in the repo") from None
         except hf_errors.LocalEntryNotFoundError as e:
-            raise DownloadError(f"{where}: cannot reach the Hub and the file is not cached ({e})") from None
+            why = self.offline or f"cannot reach the Hub ({e})"
+            raise DownloadError(f"{where}: {why} and the file is not in the HF cache; check the connection "
+                                "or copy from a local folder with --source DIR") from None
         except hf_errors.HfHubHTTPError as e:
             raise DownloadError(f"{where}: download failed ({e})") from None
         except OSError as e:
@@ -202,7 +230,7 @@ def download_dataset(variant: str = "sp1024", train_shards: int = DEFAULT_TRAIN_
                      out_dir: str | os.PathLike = "data", repo_id: str | None = None, remote_root: str | None = None,
                      source: str | os.PathLike | None = None, with_docs: bool = False, skip_manifest: bool = False,
                      refresh_manifest: bool = False, revision: str = "main", cache_dir: str | None = None,
-                     endpoint: str | None = None, progress: bool = True, log=None) -> DownloadResult:
+                     endpoint: str | None = None, progress: bool | None = None, log=None) -> DownloadResult:
     """Fetch the tokenizer, all validation shards and the first ``train_shards`` train shards of ``variant``."""
     say = log or (lambda msg: None)
     check_variant(variant)
@@ -210,9 +238,9 @@ def download_dataset(variant: str = "sp1024", train_shards: int = DEFAULT_TRAIN_
         raise DownloadError(f"--train-shards must be >= 0, got {train_shards}")
     repo_id = repo_id or default_repo(variant)
     remote_root = default_remote_root() if remote_root is None else remote_root
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out_dir)  # created by the first file placed in it, so a failed start leaves nothing behind
     src = LocalSource(source, remote_root) if source else HubSource(repo_id, remote_root, revision, cache_dir, endpoint)
+    origin_name = src.label if source else repo_id  # what error messages name: the folder or the Hub repo
     warnings: list[str] = []
 
     # 1. manifest (never silently reuse one that came from another repo)
@@ -222,7 +250,7 @@ def download_dataset(variant: str = "sp1024", train_shards: int = DEFAULT_TRAIN_
     if manifest_path.exists() and not refresh_manifest:
         rec = _read_json(origin_path)
         if rec is None:
-            warnings.append(f"{manifest_path} has no recorded origin; using it as {repo_id}'s "
+            warnings.append(f"{manifest_path} has no recorded origin; using it as {origin_name}'s "
                             "(--refresh-manifest fetches it again)")
         elif rec.get("repo_id") != repo_id or rec.get("remote_root", remote_root) != remote_root:
             came = rec.get("repo_id") or rec.get("source") or "another source"
@@ -250,8 +278,8 @@ def download_dataset(variant: str = "sp1024", train_shards: int = DEFAULT_TRAIN_
         entry = next((d for d in datasets if d.get("name") == dataset_name), None)
         if entry is None:
             have = ", ".join(str(d.get("name")) for d in datasets) or "none"
-            raise DownloadError(f"{repo_id}: the manifest has no dataset {dataset_name} (it has: {have}); "
-                                "pick another --variant or --repo-id")
+            raise DownloadError(f"{origin_name}: the manifest has no dataset {dataset_name} (it has: {have}); "
+                                "pick another --variant" + ("" if source else " or --repo-id"))
         stats = entry.get("stats") or {}
         try:
             files_val, files_train = int(stats["files_val"]), int(stats["files_train"])
@@ -266,7 +294,7 @@ def download_dataset(variant: str = "sp1024", train_shards: int = DEFAULT_TRAIN_
         tokenizer_files = [str(tok[k]).strip("/") for k in ("model_path", "vocab_path", "path") if tok.get(k)]
         if train_shards > files_train:
             raise DownloadError(f"--train-shards {train_shards} is more than the {files_train} train shards "
-                                f"{repo_id} has for {variant}")
+                                f"{origin_name} has for {variant}")
     else:
         files_val, files_train, dataset_rel = 1, None, f"datasets/{dataset_name}"
         if variant.startswith("sp"):
@@ -294,21 +322,20 @@ def download_dataset(variant: str = "sp1024", train_shards: int = DEFAULT_TRAIN_
     stale = prev is not None and (prev.get("repo_id"), prev.get("remote_root")) != (repo_id, remote_root)
     if stale:
         came = prev.get("repo_id") or prev.get("source") or "another source"
-        warnings.append(f"the local {dataset_name} files came from {came}; fetching them again from {repo_id}")
+        warnings.append(f"the local {dataset_name} files came from {came}; fetching them again from {src.describe()}")
 
     # 3. fetch
     hf_bars_off = None
     bar = None
-    if isinstance(src, HubSource) and not progress:
+    # huggingface_hub's own per-file bars follow the same rule as golf's (golf.progress)
+    if isinstance(src, HubSource) and (progress is False or (progress is None and not sys.stderr.isatty())):
         from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars
 
         hf_bars_off = are_progress_bars_disabled()
         disable_progress_bars()
     try:
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(files), desc=f"{variant} from {src.describe()}", unit="file", dynamic_ncols=True)
+        bar = maybe_tqdm(None, progress, total=len(files), desc=f"{variant} from {src.describe()}", unit="file",
+                         dynamic_ncols=True)
         for rel in files:
             dest = out / rel
             ok, problem = _local_ok(dest)

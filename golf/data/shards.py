@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from golf import TOOLKIT
+from golf.errors import GolfError
 from golf.fsutil import atomic_write
 
 SHARD_MAGIC = 20240520
@@ -22,7 +23,7 @@ HEADER_BYTES = HEADER_INTS * 4
 MAX_TOKENS = 2**31 - 1
 
 
-class ShardError(ValueError):
+class ShardError(ValueError, GolfError):
     """A token shard is malformed; the message names the file and the problem."""
 
 

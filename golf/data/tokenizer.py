@@ -13,6 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from golf.errors import GolfError
+
 MAX_VOCAB = 65_536  # token ids are stored as uint16 (SPEC §1.1)
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
 SPACE_PIECE = "\u2581"  # "▁"
@@ -32,7 +34,7 @@ OFFICIAL_TRAINER_OPTIONS: dict = {
 }
 
 
-class TokenizerError(ValueError):
+class TokenizerError(ValueError, GolfError):
     """A tokenizer could not be trained/loaded or does not fit the challenge's rules."""
 
 

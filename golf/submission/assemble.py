@@ -17,18 +17,20 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import math
 import os
 import shutil
+import statistics
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from golf.errors import GolfError
 
 LIMIT_BYTES = 16_000_000
 VERIFY_NAME = "verify.json"
 
 
-class SubmitError(ValueError):
+class SubmitError(ValueError, GolfError):
     """Bad input to ``golf submit``; the message names the artifact and what to do."""
 
 
@@ -64,10 +66,7 @@ class SeedRun:
 
 def mean_std(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value)."""
-    m = sum(values) / len(values)
-    if len(values) < 2:
-        return m, 0.0
-    return m, math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def sha256_bytes(data: bytes) -> str:

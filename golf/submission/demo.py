@@ -13,9 +13,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from golf.data.build import SAMPLE_DOCS as SAMPLE
+
 # wall-clock bound of each clean verification run in the demo: generous, so a slow machine still finishes
 DEMO_VERIFY_LIMIT_S = 3600.0
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "sample_docs.jsonl.xz"
 
 
 @dataclass
@@ -52,7 +53,7 @@ def run_demo(out: str | Path = "golf-demo", seeds: tuple[int, ...] = (1, 2), ite
 
     stage(f"1/5 tokenizer + shards from the embedded sample ({SAMPLE.name}) -> {data}")
     build_dataset([SAMPLE], vocab_size, data, num_val_docs=num_val_docs, shard_tokens=1_000_000,
-                  progress=not quiet, overwrite=True, log=log)
+                  progress=False if quiet else None, overwrite=True, log=log)
 
     run_dirs, art_dirs, plots = [], [], []
     for seed in seeds:
@@ -79,7 +80,7 @@ def run_demo(out: str | Path = "golf-demo", seeds: tuple[int, ...] = (1, 2), ite
         bcmd = shlex.join(["golf", "build", "--checkpoint", str(run), "--data", str(data), "--out", str(art),
                            "--device", "cpu"])
         stage(f"3/5 build seed {seed}: {bcmd}")
-        build(run, data, art, device="cpu", command=bcmd, progress=not quiet, log=log)
+        build(run, data, art, device="cpu", command=bcmd, progress=False if quiet else None, log=log)
         art_dirs.append(art)
 
     stage(f"4/5 verify each artifact in a clean process + 5/5 assemble {records}")

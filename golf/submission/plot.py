@@ -4,9 +4,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from golf.errors import GolfError
 
-class PlotError(ValueError):
-    pass
+
+class PlotError(ValueError, GolfError):
+    """A run without plottable metrics, or an output path that cannot be written; the message names it."""
 
 
 def read_metrics(run_dir: str | Path) -> tuple[list[tuple[int, float]], list[tuple[int, float, float]]]:
@@ -36,14 +38,16 @@ def read_metrics(run_dir: str | Path) -> tuple[list[tuple[int, float]], list[tup
 
 def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Write ``RUN/curves.png`` (or ``out``): train loss and val BPB against step."""
+    train, val = read_metrics(run_dir)
+    out = Path(out) if out else Path(run_dir) / "curves.png"
+    if not out.parent.is_dir():
+        raise PlotError(f"--out {out}: folder {out.parent} does not exist (create it first)")
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         raise PlotError("plotting needs matplotlib: pip install 'golf[plot]'") from None
-    train, val = read_metrics(run_dir)
-    out = Path(out) if out else Path(run_dir) / "curves.png"
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
     if train:
         ax.plot([s for s, _ in train], [v for _, v in train], lw=1.2, color="tab:blue", label="train loss (nats)")
@@ -64,7 +68,12 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     ax.legend(handles, labels, loc="upper right")
     fig.tight_layout()
     tmp = out.with_name(out.name + ".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(out)
+    try:
+        fig.savefig(tmp)
+        tmp.replace(out)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise PlotError(f"--out {out}: cannot write ({e.strerror or e})") from None
+    finally:
+        plt.close(fig)
     return out

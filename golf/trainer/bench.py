@@ -14,6 +14,7 @@ import torch
 
 from golf.config import GolfConfig
 from golf.device import RunError, resolve_device, resolve_precision
+from golf.errors import GolfError
 from golf.trainer.loop import Optimizers, Stepper, numel_params, seed_everything
 
 PEAK_TFLOPS = {  # dense bf16/fp16 tensor-core peaks
@@ -22,7 +23,7 @@ PEAK_TFLOPS = {  # dense bf16/fp16 tensor-core peaks
 }
 
 
-class BenchError(RuntimeError):
+class BenchError(RuntimeError, GolfError):
     pass
 
 

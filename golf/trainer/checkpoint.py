@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from golf.config import GolfConfig
+from golf.errors import GolfError
 from golf.fsutil import atomic_write
 
 CKPT_RE = re.compile(r"^step_(\d{6,})\.pt$")
@@ -27,7 +28,7 @@ FORMAT = "golf-checkpoint-1"
 FINAL_FORMAT = "golf-final-1"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(ValueError, GolfError):
     """A checkpoint is missing, unreadable or incompatible; the message names the file."""
 
 
@@ -155,6 +156,42 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     if obj.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a golf training checkpoint (format {obj.get('format')!r})")
     return obj
+
+
+class StopOnInterrupt:
+    """Ctrl-C (SIGINT) during training becomes a request (``requested``) that the loop honours at
+    the next step boundary: it saves a checkpoint there and stops, so no step is lost and the
+    state is exactly resumable.  A second Ctrl-C aborts at once.  Toolkit only; a no-op where
+    signals cannot be caught (not the main thread) or when ``enabled`` is False (DDP workers, whose
+    peers might be inside a collective)."""
+
+    def __init__(self, enabled: bool = True, say=print):
+        self.enabled, self.say = enabled, say
+        self.requested = False
+        self._previous = None
+
+    def arm(self) -> None:
+        import signal
+
+        if not self.enabled:
+            return
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._on_signal)
+        except ValueError:  # not the main thread
+            self._previous = None
+
+    def disarm(self) -> None:
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def _on_signal(self, _signum, _frame) -> None:  # the signal.signal handler signature
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        self.say("interrupt: finishing this step, then saving a checkpoint (Ctrl-C again to abort now)")
 
 
 # -- final model ---------------------------------------------------------------------

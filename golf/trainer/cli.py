@@ -7,6 +7,7 @@ import os
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 
@@ -86,19 +87,57 @@ def resolve_config(preset: str | None, config_file: str | None, sets: dict[str, 
     return cfg, applied
 
 
-def _strip_nproc(args: list[str]) -> list[str]:
-    out, skip = [], False
-    for a in args:
+def preflight(cfg: GolfConfig) -> list[str]:
+    """Checks that need neither torch nor the model, run before either is loaded (an error in
+    seconds, not after the model is built): iterations, every shard header the run will read, the
+    tokenizer.  Raises a :class:`GolfError` naming the problem; returns warnings (e.g. a run
+    that would be all warmdown)."""
+    from golf.data.shards import ShardError, data_paths, list_shards, read_shard_header
+
+    t = cfg.train
+    if t.iterations <= 0:
+        raise click.UsageError(f"--iterations must be > 0, got {t.iterations}")
+    dataset, tok = data_paths(t.data_dir, cfg.model.vocab_size)
+    train_files = list_shards(dataset, "train")
+    if not train_files:
+        raise ShardError(f"no training shards for vocab {cfg.model.vocab_size}: expected "
+                         f"{dataset}/fineweb_train_*.bin (get them with `golf data download` or `golf data build`, "
+                         "or pass --data DIR)")
+    val_files = list_shards(dataset, "val")
+    if not val_files:
+        raise ShardError(f"{dataset}: no validation shards (fineweb_val_*.bin)")
+    for f in train_files[:t.train_shards] if t.train_shards > 0 else train_files:
+        read_shard_header(f)
+    val_tokens = sum(read_shard_header(f) for f in val_files)
+    if val_tokens < cfg.eval.eval_seq_len + 1:
+        raise ShardError(f"{dataset}: the validation shards hold {val_tokens} tokens, fewer than one "
+                         f"sequence of eval_seq_len={cfg.eval.eval_seq_len}+1")
+    if not tok.is_file():
+        raise ShardError(f"tokenizer not found: {tok} (needed for val_bpb; set TOKENIZER_PATH to override)")
+    return schedule_warnings(t)
+
+
+def schedule_warnings(t) -> list[str]:
+    """A warmdown as long as the run leaves no full-LR phase: golf does not rescale it, it warns."""
+    if t.warmdown_frac <= 0 and t.warmdown_iters >= t.iterations:
+        return [f"warmdown_iters={t.warmdown_iters} >= iterations={t.iterations}: the whole run is in warmdown "
+                f"(the LR starts at {min(1.0, t.iterations / t.warmdown_iters):.0%} of its peak and only falls); "
+                f"pass --warmdown-iters {max(1, int(0.3 * t.iterations))} (30%) or fewer for a full-LR phase"]
+    return []
+
+
+def resume_command(raw: list[str]) -> str:
+    """The command that continues this run from its latest checkpoint: the same arguments (and
+    environment settings) with any ``--resume X`` replaced by ``--resume auto``."""
+    args, skip = [], False
+    for a in raw:
         if skip:
             skip = False
-            continue
-        if a == "--nproc":
+        elif a == "--resume":
             skip = True
-            continue
-        if a.startswith("--nproc="):
-            continue
-        out.append(a)
-    return out
+        elif not a.startswith("--resume="):
+            args.append(a)
+    return _command_line([*args, "--resume", "auto"])
 
 
 _PRESET_LIST = "\n".join(f"  {k:<14} {v}" for k, v in PRESET_HELP.items())
@@ -143,7 +182,7 @@ _PRESET_LIST = "\n".join(f"  {k:<14} {v}" for k, v in PRESET_HELP.items())
 @click.option("--stop-at-step", type=int, default=0, help="Pause after this many steps with a checkpoint "
               "(schedule unchanged; continue later with --resume auto). 0 = off.")
 @click.option("--nproc", type=int, default=1, help="Processes (GPUs) to launch with torchrun (DDP).")
-@click.option("--progress/--no-progress", default=None, help="tqdm progress bar (default: when stdout is a terminal).")
+@click.option("--progress/--no-progress", default=None, help="tqdm progress bar (default: when stderr is a terminal).")
 @click.option("--print-config", is_flag=True, help="Print the resolved config as JSON and exit.")
 @click.pass_context
 def train(ctx, preset, config_file, sets, device, resume, resume_from_hub, stop_at_step, nproc, progress,
@@ -169,27 +208,14 @@ def train(ctx, preset, config_file, sets, device, resume, resume_from_hub, stop_
     Output (RUN = --run-dir):
       RUN/config.json  RUN/train.log  RUN/metrics.jsonl  RUN/checkpoints/step_NNNNNN.pt
       RUN/final_model.pt (EMA weights)  RUN/final.json (final val_loss / val_bpb)
-    """
-    from golf.data.shards import ShardError
-    from golf.trainer import checkpoint as ckpt
-    from golf.device import RunError
-    from golf.trainer.loop import RunOptions
-    from golf.trainer.loop import train as run_train
 
+    Ctrl-C finishes the current step, saves a checkpoint and prints the command that
+    continues the run (a second Ctrl-C aborts at once).
+    """
     if nproc < 1:
         raise click.UsageError(f"--nproc must be >= 1, got {nproc}")
-    command = os.environ.get("GOLF_COMMAND") or _command_line(ctx.meta.get("golf.raw_args", []))
-    if nproc > 1 and "LOCAL_RANK" not in os.environ:
-        os.environ["GOLF_COMMAND"] = command  # the torchrun workers log the command the user typed
-        raw = _strip_nproc(ctx.meta.get("golf.raw_args", []))
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-               "-m", "golf", "train", *raw]
-        click.echo("launching: " + " ".join(cmd), err=True)
-        rc = subprocess.call(cmd)
-        if rc != 0:
-            raise click.ClickException(f"torchrun exited with status {rc} (see the log lines above)")
-        return
-
+    raw = ctx.meta.get("golf.raw_args", [])
+    command = os.environ.get("GOLF_COMMAND") or _command_line(raw)
     sets_d = _parse_sets(sets)
     preset_given = ctx.get_parameter_source("preset") == click.core.ParameterSource.COMMANDLINE
     cfg, applied = resolve_config(preset if preset_given else None, config_file, sets_d, flags)
@@ -201,20 +227,33 @@ def train(ctx, preset, config_file, sets, device, resume, resume_from_hub, stop_
     if print_config and not (resume or resume_from_hub):
         click.echo(cfg.to_json())
         return
+    launcher = "LOCAL_RANK" not in os.environ  # this process, not a torchrun worker, talks to the user
+    if launcher and not (resume or resume_from_hub):  # a resumed run's config comes from its checkpoint
+        _warn(preflight(cfg))
+    if nproc > 1 and launcher:
+        os.environ["GOLF_COMMAND"] = command  # the torchrun workers log the command the user typed
+        # the workers get the same arguments (--nproc is ignored where torchrun set LOCAL_RANK); after
+        # "--" torchrun's parser leaves them alone (it would take --nproc for its --nproc-per-node)
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               "-m", "golf", "--", "train", *raw]
+        click.echo("launching: " + " ".join(cmd), err=True)
+        rc = subprocess.call(cmd)
+        if rc != 0:
+            raise click.ClickException(f"torchrun exited with status {rc} (see the log lines above)")
+        if (Path(cfg.train.run_dir) / "final.json").is_file():
+            _what_next({}, cfg, resume_command(raw))
+        return
 
-    from golf.trainer.loop import setup_distributed
-    try:
-        rank, _world, _lr, _dev, init_here = setup_distributed(device)
-    except RunError as e:
-        raise click.ClickException(str(e)) from None
+    from golf.trainer import checkpoint as ckpt
+    from golf.trainer.loop import RunOptions, setup_distributed
+    from golf.trainer.loop import train as run_train
+
+    rank, _world, _lr, _dev, init_here = setup_distributed(device)
     try:
         if resume_from_hub:
             if rank == 0:
-                from golf.trainer.hub import HubError, download_latest
-                try:
-                    got = download_latest(resume_from_hub, ckpt.checkpoint_dir(cfg.train.run_dir))
-                except HubError as e:
-                    raise click.ClickException(str(e)) from None
+                from golf.trainer.hub import download_latest
+                got = download_latest(resume_from_hub, ckpt.checkpoint_dir(cfg.train.run_dir))
                 click.echo(f"hub: fetched {got} from {resume_from_hub}" if got else
                            f"hub: {resume_from_hub} has no checkpoints yet; starting from scratch")
             if init_here:
@@ -231,6 +270,8 @@ def train(ctx, preset, config_file, sets, device, resume, resume_from_hub, stop_
                     cfg, applied = resolve_config(None, None, sets_d, flags, base=base)
             except ckpt.CheckpointError as e:
                 raise click.UsageError(str(e)) from None
+            if launcher and not print_config:
+                _warn(preflight(cfg))
         if print_config:
             click.echo(cfg.to_json())
             return
@@ -238,10 +279,7 @@ def train(ctx, preset, config_file, sets, device, resume, resume_from_hub, stop_
             click.echo("env overrides: " + " ".join(f"{n}={os.environ[n]}" for n in applied))
         opts = RunOptions(resume=resume, stop_at_step=stop_at_step, device=device, progress=progress,
                           command=command)
-        try:
-            run_train(cfg, opts)
-        except (RunError, ckpt.CheckpointError, ConfigError, ShardError) as e:
-            raise click.ClickException(str(e)) from None
+        summary = run_train(cfg, opts)
     finally:
         if init_here:
             from golf.trainer.loop import shutdown_distributed
@@ -252,6 +290,28 @@ def train(ctx, preset, config_file, sets, device, resume, resume_from_hub, stop_
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
+    if launcher:
+        _what_next(summary, cfg, resume_command(raw))
+
+
+def _warn(warnings: list[str]) -> None:
+    for w in warnings:
+        click.echo(f"warning: {w}", err=True)
+
+
+def _what_next(summary: dict, cfg: GolfConfig, cont: str) -> None:
+    """Where the run went and the command to run next (build, or continue a paused run)."""
+    run = cfg.train.run_dir
+    if summary.get("interrupted") or summary.get("paused"):
+        why = "interrupted" if summary.get("interrupted") else "paused"
+        click.echo(f"{why} at step {summary['steps']}/{summary['iterations']}: checkpoint {summary['checkpoint']}")
+        click.echo(f"continue:  {cont}")
+        if summary.get("interrupted"):
+            raise SystemExit(130)  # the shell's status for Ctrl-C
+        return
+    click.echo(f"run:       {run} (final_model.pt, final.json, train.log, metrics.jsonl, checkpoints/)")
+    click.echo(f"next:      golf build --checkpoint {shlex.quote(str(run))} "
+               f"--data {shlex.quote(str(cfg.train.data_dir))} --out artifacts/NAME")
 
 
 train.help = inspect.cleandoc(train.help).replace("{presets}", _PRESET_LIST.lstrip())
@@ -280,14 +340,11 @@ def bench_train(preset, sets, steps, warmup, micro_batch_seqs, accum, device, dt
     Uses random tokens (no dataset needed) and the real model/optimizer step.  Needs a CUDA
     GPU for the full presets; on CPU only `--preset tiny` runs (a smoke test).
     """
-    from golf.trainer.bench import BenchError, run_bench
+    from golf.trainer.bench import run_bench
 
     cfg, _ = resolve_config(preset, None, _parse_sets(sets), {"dtype": dtype, "compile": compile_})
-    try:
-        res = run_bench(cfg, steps=steps, warmup=warmup, micro_batch_seqs=micro_batch_seqs, accum=accum,
-                        device=device, compile=compile_, peak_tflops=peak_tflops, echo=click.echo)
-    except BenchError as e:
-        raise click.ClickException(str(e)) from None
+    res = run_bench(cfg, steps=steps, warmup=warmup, micro_batch_seqs=micro_batch_seqs, accum=accum,
+                    device=device, compile=compile_, peak_tflops=peak_tflops, echo=click.echo)
     if json_out:
         with open(json_out, "w", encoding="utf-8") as f:
             json.dump(res, f, indent=2)

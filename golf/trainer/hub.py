@@ -20,10 +20,12 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from golf.errors import GolfError
+
 CKPT_IN_REPO = re.compile(r"^checkpoints/step_(\d{6,})\.pt$")
 
 
-class HubError(RuntimeError):
+class HubError(RuntimeError, GolfError):
     pass
 
 

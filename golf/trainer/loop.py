@@ -22,13 +22,14 @@ import torch.distributed as dist
 from golf import TOOLKIT
 from golf.config import GolfConfig
 from golf.data.loader import TrainLoader, load_val_tokens
-from golf.data.shards import data_paths, list_shards
+from golf.data.shards import data_paths, list_shards, read_shard_header
 from golf.device import RunError, resolve_device, resolve_precision
 from golf.fsutil import atomic_write_json
+from golf.progress import maybe_tqdm
 from golf.trainer import checkpoint as ckpt
 from golf.trainer.ema import EMA
 from golf.trainer.optim import Optimizers
-from golf.trainer.runlog import RunLog, stdout_is_terminal
+from golf.trainer.runlog import RunLog
 from golf.trainer.schedule import (effective_cap_ms, in_warmdown, lr_multiplier, muon_momentum, progress,
                                    schedule_from_config)
 
@@ -45,7 +46,7 @@ class RunOptions:
         resume: str | None = None  # "auto" | checkpoint file | run dir
         resume_from_hub: str | None = None  # Hub repo id to fetch the latest checkpoint from
         stop_at_step: int = 0  # pause (checkpoint, no final eval) once this many steps are done
-        progress: bool | None = None  # tqdm bar; None = only when stdout is a terminal
+        progress: bool | None = None  # tqdm bar; None = only on a terminal (golf.progress)
         hub_endpoint: str | None = None  # default: HF_ENDPOINT or huggingface.co
         command: str = ""  # the command line that started the run (logged as `command: ...`)
     return_state: bool = False  # put the final (post-EMA) state dict in the summary under "state"
@@ -150,9 +151,12 @@ def write_json_atomic(path: Path, obj) -> None:
     atomic_write_json(path, obj, sort_keys=True)
 
 
-def _unwrap(m):
-    m = getattr(m, "_orig_mod", m)
-    return getattr(m, "module", m)
+def partial_val_label(dataset_dir: Path, val_tokens, seq_len: int) -> str:
+    """`` (partial: N of M val tokens)`` when ``val_max_tokens`` cut the validation set, so a
+    train-time val_bpb is not mistaken for the full-set number `golf build` reports; else ``""``."""
+    full = (sum(read_shard_header(f) for f in list_shards(dataset_dir, "val")) - 1) // seq_len * seq_len
+    n = len(val_tokens) - 1
+    return f" (partial: {n:,} of {full:,} val tokens)" if n < full else ""
 
 
 # -- one optimizer step ----------------------------------------------------------------------
@@ -274,6 +278,8 @@ def _train(cfg: GolfConfig, opts: RunOptions, rank: int, world: int, device: tor
             raise TrainError(f"{resume_path}: the checkpoint's model differs from this run's: " + "; ".join(diff))
 
     log = RunLog(run_dir, enabled=master, echo=opts.echo)
+    if TOOLKIT:  # armed just before the first step, so Ctrl-C while setting up still aborts at once
+        interrupt = ckpt.StopOnInterrupt(enabled=master and not distributed, say=log.line)
     try:
         if TOOLKIT and master:
             write_json_atomic(run_dir / "config.json", cfg.to_dict())
@@ -289,6 +295,7 @@ def _train(cfg: GolfConfig, opts: RunOptions, rank: int, world: int, device: tor
         val_tokens = load_val_tokens(dataset_dir, cfg.eval.eval_seq_len, cfg.model.vocab_size, t.val_max_tokens)
         luts = build_byte_luts(str(tok_path), cfg.model.vocab_size)
         val_batch_seqs = max(1, t.val_batch_tokens // cfg.eval.eval_seq_len // world)
+        partial = partial_val_label(dataset_dir, val_tokens, cfg.eval.eval_seq_len) if TOOLKIT else ""
 
         model = GPT(cfg.model).to(device)
         n_params = sum(p.numel() for p in model.parameters())
@@ -344,7 +351,7 @@ def _train(cfg: GolfConfig, opts: RunOptions, rank: int, world: int, device: tor
             hub = HubSync(t.hub_repo, endpoint=opts.hub_endpoint, private=t.hub_private, log=log.line,
                           staging_dir=run_dir / ".hub_staging")
 
-        def run_val(tag_step: int) -> tuple[float, float, float]:
+        def run_val() -> tuple[float, float, float]:
             model.eval()
             try:
                 res = eval_plain(model_nll_fn(model, amp_dtype), val_tokens, luts, cfg.eval.eval_seq_len,
@@ -383,16 +390,14 @@ def _train(cfg: GolfConfig, opts: RunOptions, rank: int, world: int, device: tor
                            recur_possible, log)
 
         bar = None
-        if TOOLKIT and master and (opts.progress if opts.progress is not None else stdout_is_terminal()):
-            try:
-                from tqdm import tqdm
-                bar = tqdm(total=t.iterations, initial=step, unit="step", dynamic_ncols=True, desc="train")
-                log.bar = bar
-            except ImportError:
-                bar = None
+        if TOOLKIT and master:
+            bar = log.bar = maybe_tqdm(None, opts.progress, total=t.iterations, initial=step, unit="step",
+                                       dynamic_ncols=True, desc="train")
+            interrupt.arm()
 
         model.train()
         paused = stopped_early = False
+        stop_path = None
         last_log_step, last_log_ms = step, train_ms
         while step < t.iterations:
             # recurrence switch-on (before the step that crosses the configured fraction)
@@ -462,9 +467,9 @@ def _train(cfg: GolfConfig, opts: RunOptions, rank: int, world: int, device: tor
                                     refresh=False)
 
             if t.val_loss_every > 0 and (step % t.val_loss_every == 0 or last):
-                vl, vb, vms = run_val(step)
-                log.line(f"step:{step}/{t.iterations} val_loss:{vl:.4f} val_bpb:{vb:.4f} "
-                         f"train_time:{train_ms:.0f}ms step_avg:{train_ms / step:.2f}ms eval_time:{vms:.0f}ms")
+                vl, vb, vms = run_val()
+                log.line(f"step:{step}/{t.iterations} val_loss:{vl:.4f} val_bpb:{vb:.4f} train_time:{train_ms:.0f}ms "
+                         f"step_avg:{train_ms / step:.2f}ms eval_time:{vms:.0f}ms{partial}")
                 if TOOLKIT:
                     log.metric("val", step=step, val_loss=vl, val_bpb=vb, train_time_ms=train_ms, eval_time_ms=vms)
 
@@ -475,29 +480,34 @@ def _train(cfg: GolfConfig, opts: RunOptions, rank: int, world: int, device: tor
                     log.metric("stopping_early", step=step, train_time_ms=train_ms, cap_ms=cap_ms)
             if TOOLKIT:
                 pause = bool(opts.stop_at_step) and step >= opts.stop_at_step and not last
+                stop = interrupt.requested and not last  # Ctrl-C: checkpoint at this step boundary, then stop
                 want_ckpt = t.checkpoint_every > 0 and step % t.checkpoint_every == 0 and not last
                 want_hub = hub is not None and step % t.hub_every == 0 and not last
-                if pause or want_ckpt or want_hub:
-                    path = save_ckpt()
-                    if want_hub and path is not None:
-                        hub.push(path, step, extra={"config.json": run_dir / "config.json"})
-                if pause:
+                if pause or stop or want_ckpt or want_hub:
+                    stop_path = save_ckpt()
+                    if want_hub and stop_path is not None:
+                        hub.push(stop_path, step, extra={"config.json": run_dir / "config.json"})
+                if pause or stop:
                     paused = True
-                    log.line(f"paused: step:{step}/{t.iterations} train_time:{train_ms:.0f}ms "
+                    why = "interrupted" if stop else "paused"
+                    log.line(f"{why}: step:{step}/{t.iterations} train_time:{train_ms:.0f}ms checkpoint:{stop_path} "
                              f"(continue with --resume auto)")
-                    log.metric("paused", step=step, train_time_ms=train_ms)
+                    log.metric(why, step=step, train_time_ms=train_ms, checkpoint=str(stop_path))
                     break
             if stopped_early:
                 break
 
-        if TOOLKIT and bar is not None:
-            bar.close()
-            log.bar = None
-        summary: dict = {"steps": step, "iterations": t.iterations, "train_time_ms": round(train_ms, 3),
-                         "model_params": n_params, "stopped_early": stopped_early, "world_size": world,
-                         "recurrence_active": flags["recurrence_active"]}
+        if TOOLKIT:
+            interrupt.disarm()
+            if bar is not None:
+                bar.close()
+                log.bar = None
+        summary: dict = {"recurrence_active": flags["recurrence_active"]}  # what train_gpt.py needs (+ "state")
+        if TOOLKIT:  # the rest is for final.json and golf's callers
+            summary.update(steps=step, iterations=t.iterations, train_time_ms=round(train_ms, 3), model_params=n_params,
+                           stopped_early=stopped_early, world_size=world)
         if TOOLKIT and paused:
-            summary["paused"] = True
+            summary.update(paused=True, interrupted=interrupt.requested, checkpoint=str(stop_path))
             if hub is not None:
                 hub.close(log_wait=True)
             return summary
@@ -513,10 +523,11 @@ def _train(cfg: GolfConfig, opts: RunOptions, rank: int, world: int, device: tor
             ckpt.save_final(run_dir, cfg, model.state_dict(), flags["recurrence_active"],
                             extra={"step": step, "train_time_ms": train_ms})
         _barrier(distributed)
-        vl, vb, vms = run_val(step)
-        log.line(f"final_model val_loss:{vl:.8f} val_bpb:{vb:.8f} eval_time:{vms:.0f}ms")
-        summary.update({"val_loss": vl, "val_bpb": vb, "eval_time_ms": round(vms, 3), "ema": ema.active,
-                        "val_tokens": len(val_tokens) - 1, "seq_len": cfg.eval.eval_seq_len})
+        vl, vb, vms = run_val()
+        log.line(f"final_model val_loss:{vl:.8f} val_bpb:{vb:.8f} eval_time:{vms:.0f}ms{partial}")
+        if TOOLKIT:
+            summary.update(val_loss=vl, val_bpb=vb, eval_time_ms=round(vms, 3), ema=ema.active,
+                           val_tokens=len(val_tokens) - 1, seq_len=cfg.eval.eval_seq_len)
         if TOOLKIT and master:
             log.metric("final", step=step, val_loss=vl, val_bpb=vb, train_time_ms=train_ms, eval_time_ms=vms)
             write_json_atomic(run_dir / "final.json", summary)
@@ -529,4 +540,6 @@ def _train(cfg: GolfConfig, opts: RunOptions, rank: int, world: int, device: tor
             summary["state"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         return summary
     finally:
+        if TOOLKIT:
+            interrupt.disarm()
         log.close()

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -13,7 +12,8 @@ class RunLog:
     def __init__(self, run_dir: str | Path | None, enabled: bool = True, echo: bool = True):
         self.enabled = enabled
         self.echo = echo
-        self.bar = None  # a tqdm bar (toolkit only): lines go through bar.write so the bar stays intact
+        if TOOLKIT:
+            self.bar = None  # a tqdm bar: lines go through bar.write so the bar stays intact
         self._log = self._jsonl = None
         if enabled and run_dir is not None:
             run_dir = Path(run_dir)
@@ -45,9 +45,3 @@ class RunLog:
                 f.close()
         self._log = self._jsonl = None
 
-
-def stdout_is_terminal() -> bool:
-    try:
-        return sys.stdout.isatty()
-    except (AttributeError, ValueError):
-        return False

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from golf.errors import GolfError
 from golf.verifier.logparse import parse_log
 from golf.verifier.report import FAIL, PASS, SKIP, WARN, Check, Section
 from golf.verifier.sandbox import minimal_env, run_isolated
@@ -76,7 +77,7 @@ PROBE_MEAN_TOL = 2e-3  # mean |probe NLL - scored NLL| on the same window
 PROBE_MAX_TOL = 5e-2   # max  |probe NLL - scored NLL| on the same window
 
 
-class VerifyInputError(ValueError):
+class VerifyInputError(ValueError, GolfError):
     """Bad input to the verifier itself (not a fault of the artifact): exit 1."""
 
 

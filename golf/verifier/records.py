@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from golf.errors import GolfError
 from golf.verifier.logparse import LogInfo, decimals, looks_like_log, parse_log_file
 from golf.verifier.report import FAIL, PASS, SKIP, WARN, Check, Section
 from golf.verifier.stats import one_sided_ttest
@@ -27,7 +28,7 @@ RE_DECOMP = re.compile(r"(lzma|brotli|zlib|b85decode|b64decode|base64|bz2)")
 SEED_KEYS = ("seed_results", "per_seed", "seeds_results", "results", "runs", "seed_scores", "val_bpb_per_seed")
 
 
-class RecordsError(ValueError):
+class RecordsError(ValueError, GolfError):
     """PATH holds no records folder."""
 
 
