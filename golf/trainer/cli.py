@@ -145,9 +145,11 @@ _PRESET_LIST = "\n".join(f"  {k:<14} {v}" for k, v in PRESET_HELP.items())
 @click.option("--nproc", type=int, default=1, help="Processes (GPUs) to launch with torchrun (DDP).")
 @click.option("--progress/--no-progress", default=None, help="tqdm progress bar (default: when stdout is a terminal).")
 @click.option("--print-config", is_flag=True, help="Print the resolved config as JSON and exit.")
+@click.option("--dry-run", is_flag=True, help="Print the plan (params, FLOPs, memory/GPU, step time, steps in the "
+              "cap, shards) for the resolved config and exit without training; see `golf plan`.")
 @click.pass_context
 def train(ctx, preset, config_file, sets, device, resume, resume_from_hub, stop_at_step, nproc, progress,
-          print_config, **flags):
+          print_config, dry_run, **flags):
     """Train the recurrent GPT recipe and write a run directory for `golf build`.
 
     Settings resolve as: flag (--iterations, --set ...) > official environment variable
@@ -164,6 +166,7 @@ def train(ctx, preset, config_file, sets, device, resume, resume_from_hub, stop_
       golf train --preset seed --data ./data --run-dir runs/seed           # 1 GPU
       golf train --preset 8xh100 --data ./data --nproc 8                   # torchrun DDP
       ITERATIONS=500 golf train --preset colab-quick --data ./data --resume auto
+      golf train --preset seed --data ./data --dry-run                    # the plan, no training
 
     \b
     Output (RUN = --run-dir):
@@ -179,7 +182,7 @@ def train(ctx, preset, config_file, sets, device, resume, resume_from_hub, stop_
     if nproc < 1:
         raise click.UsageError(f"--nproc must be >= 1, got {nproc}")
     command = os.environ.get("GOLF_COMMAND") or _command_line(ctx.meta.get("golf.raw_args", []))
-    if nproc > 1 and "LOCAL_RANK" not in os.environ:
+    if nproc > 1 and "LOCAL_RANK" not in os.environ and not dry_run:
         os.environ["GOLF_COMMAND"] = command  # the torchrun workers log the command the user typed
         raw = _strip_nproc(ctx.meta.get("golf.raw_args", []))
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
@@ -200,6 +203,11 @@ def train(ctx, preset, config_file, sets, device, resume, resume_from_hub, stop_
         resume_from_hub = cfg.train.hub_repo
     if print_config and not (resume or resume_from_hub):
         click.echo(cfg.to_json())
+        return
+    if dry_run:
+        from golf.plan import echo_plan
+        echo_plan(cfg, "cpu" if device == "cpu" else None, nproc if nproc > 1 else None, None, None, None,
+                  cfg.train.data_dir)
         return
 
     from golf.trainer.loop import setup_distributed

@@ -381,6 +381,9 @@ def _train(cfg: GolfConfig, opts: RunOptions, rank: int, world: int, device: tor
         if t.compile and t.compile_warmup_steps > 0 and step == 0:
             _prime_compile(model, optim, scaler, stepper, loader, global_seqs, accum, t.compile_warmup_steps,
                            recur_possible, log)
+        if TOOLKIT and t.compile:  # graphs built so far; the timed loop must add none
+            from golf.trainer.bench import compiled_graphs
+            graphs_primed = compiled_graphs()
 
         bar = None
         if TOOLKIT and master and (opts.progress if opts.progress is not None else stdout_is_terminal()):
@@ -493,6 +496,10 @@ def _train(cfg: GolfConfig, opts: RunOptions, rank: int, world: int, device: tor
         if TOOLKIT and bar is not None:
             bar.close()
             log.bar = None
+        if TOOLKIT and t.compile:
+            new_graphs = compiled_graphs() - graphs_primed
+            log.line(f"compile: graphs_after_priming:{graphs_primed} new_in_timed_loop:{new_graphs}")
+            log.metric("compile", graphs_after_priming=graphs_primed, new_in_timed_loop=new_graphs)
         summary: dict = {"steps": step, "iterations": t.iterations, "train_time_ms": round(train_ms, 3),
                          "model_params": n_params, "stopped_early": stopped_early, "world_size": world,
                          "recurrence_active": flags["recurrence_active"]}
