@@ -10,6 +10,7 @@ from golf.doctor import doctor_command
 from golf.plan import plan_command
 from golf.submission.cli import demo, plot, submit
 from golf.trainer.cli import bench, train
+from golf.trainer.gpucheck import gpu_command
 from golf.verifier.cli import verify
 
 
@@ -37,6 +38,7 @@ main.add_command(build)
 main.add_command(verify)
 main.add_command(train)
 main.add_command(bench)
+bench.add_command(gpu_command)
 main.add_command(submit)
 main.add_command(plot)
 main.add_command(demo)
