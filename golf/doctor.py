@@ -22,7 +22,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from golf.config import GolfConfig
-from golf.plan import GiB, GPUS, PRESET_HARDWARE, GpuSpec, gpu_spec, make_plan, precision_label
+from golf.plan import GiB, PRESET_HARDWARE, GpuSpec, detected_spec, make_plan, precision_label
 
 NET_TIMEOUT_S = 3.0  # the whole Hub probe (DNS + connect)
 SHARD_BYTES = 1024 + 2 * 100_000_000  # header + uint16 tokens of one official shard
@@ -231,13 +231,8 @@ def attention_backend(facts: dict, label: str) -> tuple[str, str]:
 
 
 def _spec(facts: dict) -> GpuSpec | None:
-    if not facts["gpus"]:
-        return None
-    g = facts["gpus"][0]
-    try:
-        return gpu_spec(g["name"], g["memory_gib"])
-    except ValueError:  # a GPU golf has no peak for: judge memory and bf16 only
-        return GpuSpec(g["name"], 100.0, g["memory_gib"], g["bf16"], tuple(g["capability"]))
+    g = facts["gpus"][0] if facts["gpus"] else None
+    return detected_spec(g["name"], g["memory_gib"], tuple(g["capability"])) if g else None
 
 
 def diagnose(facts: dict, cfg: GolfConfig) -> dict:
@@ -393,4 +388,4 @@ def _doctor_command():
 
 
 doctor_command = _doctor_command()
-__all__ = ["collect_facts", "diagnose", "probe_network", "doctor_command", "GPUS"]
+__all__ = ["collect_facts", "diagnose", "probe_network", "doctor_command"]

@@ -89,6 +89,14 @@ def gpu_spec(name: str, memory_gib: float | None = None) -> GpuSpec:
     raise PlanError(f"unknown GPU {name!r} (known: {', '.join(GPUS)}); pass --peak-tflops and --memory-gib")
 
 
+def detected_spec(name: str, memory_gib: float, capability: tuple[int, int]) -> GpuSpec:
+    """The spec of a visible GPU; one golf has no peak for gets peak 0 (memory judged, no step time)."""
+    try:
+        return gpu_spec(name, memory_gib)
+    except PlanError:
+        return GpuSpec(name, 0.0, memory_gib, capability[0] >= 8, tuple(capability))
+
+
 # -- model arithmetic ------------------------------------------------------------------------------
 def virtual_layers(m: ModelConfig, recurrent: bool) -> int:
     from golf.model.gpt import layer_schedule
@@ -250,13 +258,11 @@ def shard_plan(cfg: GolfConfig, tokens_needed: float, data_dir: str | None) -> d
 
 def default_hardware(cfg: GolfConfig) -> tuple[GpuSpec | None, int, str]:
     """(GPU, count, where it came from): the visible GPUs, else what the preset is sized for."""
-    try:
-        import torch
-        if torch.cuda.is_available():
-            props = torch.cuda.get_device_properties(0)
-            return gpu_spec(props.name, props.total_memory / GiB), torch.cuda.device_count(), "detected"
-    except PlanError:
-        pass
+    import torch
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        return detected_spec(props.name, props.total_memory / GiB, (props.major, props.minor)), \
+            torch.cuda.device_count(), "detected"
     name, count = PRESET_HARDWARE.get(cfg.preset, ("H100", 1))
     return (GPUS[name] if name else None), count, f"assumed for preset {cfg.preset} (no GPU visible)"
 
@@ -286,17 +292,17 @@ def make_plan(cfg: GolfConfig, gpu: GpuSpec | None = None, world: int | None = N
             "flops_per_token": {"before": flops_per_token(cfg, False), "after": flops_per_token(cfg, True)},
             "memory": memory_estimate(cfg, micro, label, recurrent=recur),
             "memory_gib_available": gpu.memory_gib if gpu else None}
+    tokens = cfg.train.iterations * tokens_step
     if gpu is not None:
+        plan["fits_memory"] = plan["memory"]["total"] <= gpu.memory_gib * GiB
+        plan["max_micro_batch_seqs"] = max_micro_batch(cfg, gpu, label, world)
+    if gpu is not None and gpu.peak_tflops > 0:
         rate = gpu.peak_tflops * 1e12 * mfu
         ms = {k: 1000.0 * v["total"] * tokens_step / world / rate for k, v in plan["flops_per_token"].items()}
         plan["step_ms"] = ms
         plan["peak_tflops"] = gpu.peak_tflops
-        plan["fits_memory"] = plan["memory"]["total"] <= gpu.memory_gib * GiB
-        plan["max_micro_batch_seqs"] = max_micro_batch(cfg, gpu, label, world)
         plan["run"] = steps_in_cap(cfg, ms["before"], ms["after"] if recur else ms["before"])
         tokens = plan["run"]["steps"] * tokens_step
-    else:
-        tokens = cfg.train.iterations * tokens_step
     plan["shards"] = shard_plan(cfg, tokens, data_dir)
     return plan
 
@@ -335,11 +341,11 @@ def format_plan(plan: dict) -> list[str]:
         f"{_gib(mem['weight_casts'])}, logits grad "
         f"{_gib(mem['logits_grad'])} = {_gib(mem['total'])}",
     ]
-    if plan.get("step_ms"):
-        avail = plan["memory_gib_available"]
+    if "fits_memory" in plan:
         fit = "fits" if plan["fits_memory"] else "DOES NOT FIT"
-        lines.append(f"memory: {fit} in {avail:.0f} GiB (largest micro-batch that fits: "
+        lines.append(f"memory: {fit} in {plan['memory_gib_available']:.0f} GiB (largest micro-batch that fits: "
                      f"{plan['max_micro_batch_seqs']} seqs)")
+    if plan.get("step_ms"):
         ms, run = plan["step_ms"], plan["run"]
         lines.append(f"step time at {plan['mfu']:.0%} MFU of {plan['peak_tflops']:.0f} TFLOP/s: "
                      f"{ms['before']:.1f} ms before recurrence, {ms['after']:.1f} ms after; "

@@ -65,9 +65,11 @@ class Mode:
 
 
 def gpu_mode(steps: int, batch_tokens: int) -> Mode:
-    # micro-batch = what the record script uses at this batch on one GPU (8 accumulation steps)
-    return Mode("seed", "cuda", steps, batch_tokens, batch_tokens // 8 // 2048, 1_048_576,
-                ["--steps", "20", "--warmup", "5"], True, 4096)
+    # micro-batch = what the record script uses at this batch on one GPU (8 accumulation steps); the
+    # bench uses it too, so the training run finds its compiled graphs in inductor's cache
+    micro = batch_tokens // 8 // 2048
+    return Mode("seed", "cuda", steps, batch_tokens, micro, 262_144,
+                ["--steps", "10", "--warmup", "3", "--micro-batch-seqs", str(micro)], True, 4096)
 
 
 def smoke_mode(steps: int) -> Mode:
@@ -251,7 +253,7 @@ def run_reference(r: Runner, mode: Mode, data: Path, reference: Path, switch_ste
         (shim / "flash_attn_interface.py").write_text(FA3_SHIM)
         env["PYTHONPATH"] = os.pathsep.join([str(shim), os.environ.get("PYTHONPATH", "")])
         attn = "SDPA stand-in"
-    rec = r.run("reference", [sys.executable, reference.resolve()], 300, env=env, cwd=work)
+    rec = r.run("reference", [sys.executable, reference.resolve()], 200, env=env, cwd=work)
     rec["attention"] = attn
     rec["tok_s"] = reference_tok_s(r.out / "reference.log")
     return rec
@@ -269,17 +271,17 @@ def run_check(out: str | Path, *, data: str | None = None, steps: int = 300, bat
                              "--json", out / "doctor.json"), 60)
     data_dir = prepare_data(r, mode, data)
     r.run("bench", golf_cmd("bench", "train", "--preset", mode.preset, *mode.bench_args,
-                            "--json-out", out / "bench.json"), 150)
+                            "--json-out", out / "bench.json"), 180)
     run_dir, art = out / "run", out / "artifact"
     switch = max(1, round(0.35 * mode.steps))
     r.run("train", golf_cmd("train", "--preset", mode.preset, "--data", data_dir, "--run-dir", run_dir,
                             "--device", mode.device, "--iterations", mode.steps,
                             "--train-batch-tokens", mode.train_batch_tokens,
-                            "--micro-batch-seqs", mode.micro_batch_seqs, "--val-loss-every", max(1, mode.steps // 3),
+                            "--micro-batch-seqs", mode.micro_batch_seqs, "--val-loss-every", max(1, mode.steps // 2),
                             "--val-max-tokens", mode.val_max_tokens, "--train-log-every", 1,
                             "--max-wallclock-seconds", 0, "--set", f"train.recur_start_step={switch}",
                             "--compile" if mode.compile else "--no-compile", "--no-progress",
-                            *mode.extra_train), 240)
+                            *mode.extra_train), 200)
     r.run("hessian", [sys.executable, "-m", "golf.trainer.gpucheck", "hessian", run_dir, data_dir, mode.device], 60)
     r.run("build", golf_cmd("build", "--checkpoint", run_dir, "--data", data_dir, "--out", art, "--device",
                             mode.device, "--val-max-tokens", mode.val_max_tokens, "--allow-oversize", "-q"), 150)
@@ -329,7 +331,8 @@ def summarize(out: Path, mode: Mode, r: Runner, ref_rec: dict | None, wall_s: fl
                           "status": ref_rec.get("status")}
         if ref_rec.get("tok_s") and train.get("tok_s_overall"):
             s["reference"]["golf_over_record_tok_s"] = train["tok_s_overall"] / ref_rec["tok_s"]
-    s["ok"] = all(v.get("status") in ("ok", "skipped") for k, v in r.steps.items() if k != "doctor")
+    # golf's own steps; the doctor's verdict and the record script's run are reported, not judged
+    s["ok"] = all(v.get("status") in ("ok", "skipped") for k, v in r.steps.items() if k not in ("doctor", "reference"))
     return s
 
 
