@@ -50,15 +50,25 @@ def test_reference_log_parsing(tmp_path):
 def test_gpu_check_cpu_smoke(tiny_data, tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     out = tmp_path / "check"
+    # a stand-in for the record script (which needs CUDA): it checks the environment the check gives it,
+    # uses the flash_attn_interface stand-in, and logs in the record's format
+    ref = tmp_path / "record_standin.py"
+    ref.write_text("import os, torch\nfrom flash_attn_interface import flash_attn_func\n"
+                   "q = torch.randn(1, 8, 4, 16)\nassert flash_attn_func(q, q[:, :, :2], q[:, :, :2], causal=True).shape"
+                   " == q.shape\nassert os.path.isdir(os.environ['DATA_DIR'] + 'datasets')\n"
+                   "n = int(os.environ['ITERATIONS'])\nassert os.environ['RECUR_START_STEP'] == '3'\n"
+                   "print(f\"{n}/{n} train_loss: 6.0 train_time: 0.0m tok/s: 1000\")\n")
     p = subprocess.run([str(REPO / "benchmarks" / "gpu_check.sh"), "--cpu-smoke", "--out", str(out), "--data",
-                        str(tiny_data["data_dir"]), "--budget-s", "1200"], capture_output=True, text=True, timeout=1300)
+                        str(tiny_data["data_dir"]), "--budget-s", "1200", "--reference", str(ref)],
+                       capture_output=True, text=True, timeout=1300)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:]
     s = json.loads((out / "gpu_check.json").read_text())
     assert s["ok"] and s["mode"] == "cpu-smoke"
     assert {k: v["status"] for k, v in s["steps"].items()} == {
         "doctor": "ok", "data": "ok", "bench": "ok", "train": "ok", "hessian": "ok", "build": "ok", "verify": "ok",
-        "reference": "skipped"}
-    assert s["steps"]["reference"]["reason"] == "the record script needs a CUDA GPU"
+        "reference": "ok"}
+    assert s["reference"]["tok_s"] == 1000 and s["reference"]["attention"] == "SDPA stand-in"
+    assert s["reference"]["golf_over_record_tok_s"] == pytest.approx(s["train"]["tok_s_overall"] / 1000)
     phases = s["bench"]["phases"]
     assert phases["recurrence_on"]["tok_s"] > 0 and phases["recurrence_off"]["graphs_compiled_in_timed_region"] == 0
     assert isinstance(s["bench"]["recurrence_switch_ms"], float)
@@ -70,4 +80,4 @@ def test_gpu_check_cpu_smoke(tiny_data, tmp_path, monkeypatch):
     assert s["verify"]["ok"] is True and s["verify"]["val_bpb"] > 0
     md = (out / "gpu_check.md").read_text()
     assert "golf GPU check (cpu-smoke, preset tiny" in md and "| verify | ok |" in md
-    assert "record script: the record script needs a CUDA GPU" in md
+    assert "- record script (SDPA stand-in): 1,000 tok/s; golf / record = " in md

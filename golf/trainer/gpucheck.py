@@ -14,7 +14,7 @@ budget (default 480 s, the 8 minutes of the issue), so one failure never hides t
    calibrate+quantize from pack);
 6. ``golf verify`` of the artifact on the same device;
 7. when the record script is present (``--reference``, default ``../shared/reference/
-   sp4096_record_train_gpt.py``) and a GPU is used: the record script for the same steps,
+   sp4096_record_train_gpt.py`` or ``shared/reference/`` inside the checkout) and a GPU is used: the record script for the same steps,
    tokens/step and micro-batch, for a side-by-side tok/s ratio (with an SDPA stand-in for
    ``flash_attn_interface`` when FlashAttention-3 is not installed, as the record's 0.865 M
    tok/s on one H100 was measured).
@@ -35,7 +35,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REFERENCE = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference" / "sp4096_record_train_gpt.py"
+_REPO = Path(__file__).resolve().parents[2]
+# where the record script may lie: ../shared/reference/ beside the checkout, or shared/reference/ inside it
+REFERENCES = tuple(base / "shared" / "reference" / "sp4096_record_train_gpt.py" for base in (_REPO / "..", _REPO))
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "sample_docs.jsonl.xz"
 # SDPA stand-in for FlashAttention-3's flash_attn_func (layout [B, T, H, D], GQA), for the record script
 FA3_SHIM = '''import torch
@@ -290,9 +292,9 @@ def run_check(out: str | Path, *, data: str | None = None, steps: int = 300, bat
     r.run("verify", golf_cmd("verify", art, "--data", data_dir, "--device", mode.device, "--json",
                              out / "verify.json", "--val-max-tokens", mode.val_max_tokens, "--no-netns",
                              "--eval-time-limit", max(5, round(limit - 30))), limit)
-    ref = Path(reference) if reference else REFERENCE
+    ref = Path(reference) if reference else next((p for p in REFERENCES if p.is_file()), REFERENCES[0])
     ref_rec = None
-    if cpu_smoke:
+    if cpu_smoke and not reference:
         r.steps["reference"] = {"status": "skipped", "reason": "the record script needs a CUDA GPU"}
     elif not ref.is_file():
         r.steps["reference"] = {"status": "skipped", "reason": f"no record script at {ref}"}
@@ -389,7 +391,7 @@ def _gpu_command():
                   help="Tokens per step for the training runs (micro-batch = this / 8 / 2048, as the record's).")
     @click.option("--budget-s", type=float, default=480.0, show_default=True, help="Total time budget in seconds.")
     @click.option("--reference", default=None, help="Record script for the side-by-side (default: "
-                  "../shared/reference/sp4096_record_train_gpt.py when present).")
+                  "../shared/reference/sp4096_record_train_gpt.py when present; with --cpu-smoke only if given).")
     @click.option("--cpu-smoke", is_flag=True, help="The same pipeline with the tiny preset on the CPU (no GPU needed).")
     def gpu(out, data, steps, train_batch_tokens, budget_s, reference, cpu_smoke):
         """One command for a GPU machine: doctor, bench train, a short training with validation,
