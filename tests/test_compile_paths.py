@@ -127,3 +127,10 @@ def test_grad_scaler_skips_an_overflowing_step_and_backs_off():
     assert np.isfinite(float(loss))
     assert scaler.get_scale() == 2.0**39
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # step skipped
+
+
+@pytest.mark.compile
+def test_doctor_try_compile_compiles_for_real(tiny_data):
+    res = CliRunner().invoke(main, ["doctor", "--preset", "tiny", "--data", str(tiny_data["data_dir"]),
+                                    "--try-compile"], env={"HF_ENDPOINT": None}, catch_exceptions=False)
+    assert "torch.compile: works" in res.output and "test compile ok" in res.output, res.output
