@@ -19,7 +19,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlparse
 
 from golf.config import GolfConfig
 from golf.plan import GiB, PRESET_HARDWARE, GpuSpec, detected_spec, make_plan, precision_label

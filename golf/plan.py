@@ -9,7 +9,8 @@ Everything here is arithmetic on the config; nothing is allocated or trained:
   *virtual* layer, the tied/untied head, the value-embedding projection) plus attention counted
   as the full T×T products ``4·T·model_dim`` per layer, as ``torch.utils.flop_counter`` counts
   SDPA (a causal kernel does about half of that; MFU below uses the same convention);
-* memory per GPU: fp32 weights and gradients, Muon momentum, AdamW moments, the fp32 EMA copy, and the activations autograd keeps at the micro-batch
+* memory per GPU: fp32 weights and gradients, Muon momentum, AdamW moments, the fp32 EMA
+  copy, and the activations autograd keeps at the micro-batch
   (per-token byte counts fitted on the saved tensors of the eager model, see
   :func:`activation_bytes_per_token`), the half-precision weight copies autocast keeps per
   layer call, and the fp32 logits gradient during the backward;

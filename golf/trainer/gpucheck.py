@@ -14,7 +14,8 @@ budget (default 480 s, the 8 minutes of the issue), so one failure never hides t
    calibrate+quantize from pack);
 6. ``golf verify`` of the artifact on the same device;
 7. when the record script is present (``--reference``, default ``../shared/reference/
-   sp4096_record_train_gpt.py`` or ``shared/reference/`` inside the checkout) and a GPU is used: the record script for the same steps,
+   sp4096_record_train_gpt.py`` or ``shared/reference/`` inside the checkout) and a GPU is used:
+   the record script for the same steps,
    tokens/step and micro-batch, for a side-by-side tok/s ratio (with an SDPA stand-in for
    ``flash_attn_interface`` when FlashAttention-3 is not installed, as the record's 0.865 M
    tok/s on one H100 was measured).
