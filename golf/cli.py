@@ -6,9 +6,12 @@ import click
 from golf import __version__
 from golf.builder.cli import build
 from golf.data.cli import data
+from golf.doctor import doctor_command
 from golf.errors import GolfError
+from golf.plan import plan_command
 from golf.submission.cli import demo, plot, submit
 from golf.trainer.cli import bench, train
+from golf.trainer.gpucheck import gpu_command
 from golf.verifier.cli import verify
 
 
@@ -30,6 +33,8 @@ def main() -> None:
 
     \b
     Typical path:
+      golf doctor                can this machine run the preset? (GPU, precision, compile, disk, network)
+      golf plan                  params, FLOPs, memory, step time and steps in the cap, without training
       golf data build|download   token shards + tokenizer
       golf train                 train the recurrent GPT recipe
       golf build                 quantize + pack an artifact under 16,000,000 bytes
@@ -45,6 +50,9 @@ main.add_command(build)
 main.add_command(verify)
 main.add_command(train)
 main.add_command(bench)
+bench.add_command(gpu_command)
 main.add_command(submit)
 main.add_command(plot)
 main.add_command(demo)
+main.add_command(doctor_command)
+main.add_command(plan_command)

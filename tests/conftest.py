@@ -50,3 +50,14 @@ def tiny_data(tmp_path_factory) -> dict:
         "vocab_size": 1024,
         "result": result,
     }
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for the test (the CI box is shared; oversubscribed threads make CPU steps crawl)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -1,9 +1,13 @@
 """``golf bench train``: training throughput on random tokens, before and after recurrence.
 
-FLOPs per step are counted with ``torch.utils.flop_counter.FlopCounterMode`` on one eager
-micro-step (forward + backward, attention included) and scaled to the step; if that fails,
-the estimate ``6·params·tokens + 12·layers·seq·dim·tokens`` (layers = virtual layers) is used.
-MFU = achieved FLOP/s / peak dense bf16 (fp16 on T4) FLOP/s of the GPU.
+FLOPs per step come from the planner's count (``golf.plan.flops_per_token``: matmuls per virtual
+layer + full T×T attention, ×3 for the backward), the convention its assumed MFU uses; the
+``FlopCounterMode`` count of one eager micro-step is reported beside it (it misses attention
+kernels it has no formula for: CPU SDPA, FlashAttention-3).
+MFU = achieved FLOP/s / peak dense bf16 (fp16 on T4) FLOP/s of the GPU (``golf.plan.GPUS``).
+Per phase it also reports the untimed warm-up (with compile: the compile time) and the graphs
+compiled in the timed region (must be 0); after both phases, the cost of one recurrence switch
+(the first step after switching on, both graphs already built, minus the mean step).
 """
 from __future__ import annotations
 
@@ -17,10 +21,6 @@ from golf.device import RunError, resolve_device, resolve_precision
 from golf.errors import GolfError
 from golf.trainer.loop import Optimizers, Stepper, numel_params, seed_everything
 
-PEAK_TFLOPS = {  # dense bf16/fp16 tensor-core peaks
-    "H100": 989.0, "H200": 989.0, "GH200": 989.0, "A100": 312.0, "A10G": 125.0, "L4": 121.0, "L40": 181.0,
-    "4090": 165.0, "3090": 71.0, "T4": 65.0, "V100": 125.0, "P100": 18.7,
-}
 
 
 class BenchError(RuntimeError, GolfError):
@@ -28,33 +28,26 @@ class BenchError(RuntimeError, GolfError):
 
 
 def guess_peak_tflops(device: torch.device) -> float | None:
+    """Peak dense TFLOP/s of the CUDA ``device`` from golf's GPU table (None: CPU or unknown GPU)."""
+    from golf.plan import PlanError, gpu_spec
     if device.type != "cuda":
         return None
-    name = torch.cuda.get_device_name(device)
-    if "H100" in name and "PCIe" in name:
-        return 756.0
-    for key, val in PEAK_TFLOPS.items():
-        if key in name:
-            return val
-    return None
+    try:
+        return gpu_spec(torch.cuda.get_device_name(device)).peak_tflops
+    except PlanError:
+        return None
 
 
-def _virtual_layers(cfg: GolfConfig, recurrent: bool) -> int:
-    m = cfg.model
-    n = m.num_layers
-    if recurrent and m.recur_start >= 0 and m.recur_loops > 0:
-        n += (m.recur_end - m.recur_start + 1) * m.recur_loops
-    return n
+def estimate_flops(cfg: GolfConfig, tokens: int, recurrent: bool) -> float:
+    """Training FLOPs for ``tokens`` tokens from the planner's count (golf.plan.flops_per_token)."""
+    from golf.plan import flops_per_token
+    return flops_per_token(cfg, recurrent)["total"] * tokens
 
 
-def estimate_flops(cfg: GolfConfig, n_params: int, tokens: int, recurrent: bool) -> float:
-    m = cfg.model
-    L_phys, L_virt = m.num_layers, _virtual_layers(cfg, recurrent)
-    emb = m.vocab_size * m.model_dim
-    block = max(n_params - emb, 0) / max(L_phys, 1)
-    eff = emb + block * L_virt
-    T = cfg.train.train_seq_len
-    return 6.0 * eff * tokens + 12.0 * L_virt * T * m.model_dim * tokens
+def compiled_graphs() -> int:
+    """Graphs torch.compile has built in this process so far (torch._dynamo's own counter)."""
+    from torch._dynamo.utils import counters
+    return int(counters["stats"]["unique_graphs"])
 
 
 def count_flops(model, x, y, amp_dtype) -> float | None:
@@ -121,27 +114,31 @@ def run_bench(cfg: GolfConfig, *, steps: int = 20, warmup: int = 5, micro_batch_
         name = "recurrence_on" if rec else "recurrence_off"
         xs = torch.randint(0, cfg.model.vocab_size, (1, L + 1), generator=gen).to(dev)
         flops1 = count_flops(model, xs[:, :-1], xs[:, 1:], amp_dtype)
-        flops_step = flops1 * micro * accum if flops1 else estimate_flops(cfg, n_params, tokens_per_step, rec)
+        flops_step = estimate_flops(cfg, tokens_per_step, rec)
         try:
+            t_warm = time.perf_counter()
             for _ in range(warmup):
                 stepper(batch())
+            _sync(dev)
+            warm_s = time.perf_counter() - t_warm
             if dev.type == "cuda":
-                torch.cuda.synchronize(dev)
                 torch.cuda.reset_peak_memory_stats(dev)
             batches = [batch() for _ in range(steps)]
+            graphs0 = compiled_graphs()
             t0 = time.perf_counter()
             for b in batches:
                 stepper(b)
-            if dev.type == "cuda":
-                torch.cuda.synchronize(dev)
+            _sync(dev)
             dt = time.perf_counter() - t0
+            new_graphs = compiled_graphs() - graphs0
         except torch.cuda.OutOfMemoryError as e:
             raise BenchError(f"out of GPU memory with micro-batch {micro}x{L}: lower --micro-batch-seqs "
                              f"({str(e).splitlines()[0]})") from None
         ms = 1000.0 * dt / steps
         tok_s = tokens_per_step * steps / dt
-        r = {"ms_per_step": ms, "tok_s": tok_s, "flops_per_step": flops_step,
-             "flops_source": "FlopCounterMode" if flops1 else "estimate"}
+        r = {"ms_per_step": ms, "tok_s": tok_s, "flops_per_step": flops_step, "warmup_s": warm_s,
+             "graphs_compiled_in_timed_region": new_graphs,
+             "flops_counted_per_step": flops1 * micro * accum if flops1 else None}
         if dev.type == "cuda":
             r["peak_alloc_mib"] = torch.cuda.max_memory_allocated(dev) / 2**20
             r["peak_reserved_mib"] = torch.cuda.max_memory_reserved(dev) / 2**20
@@ -152,6 +149,29 @@ def run_bench(cfg: GolfConfig, *, steps: int = 20, warmup: int = 5, micro_batch_
         mem = (f" peak memory allocated: {r['peak_alloc_mib']:.0f} MiB reserved: {r['peak_reserved_mib']:.0f} MiB"
                if dev.type == "cuda" else "")
         mfu = f" MFU {100 * r['mfu']:.1f}% of {peak:.0f} TFLOP/s" if r["mfu"] is not None else ""
-        echo(f"{name}: {ms:.2f} ms/step  tok/s {tok_s:,.0f}  {tflops:.1f} TFLOP/s ({r['flops_source']}){mfu}{mem}")
+        echo(f"{name}: {ms:.2f} ms/step  tok/s {tok_s:,.0f}  {tflops:.1f} TFLOP/s{mfu}{mem}"
+             f"  warm-up {warm_s:.1f} s  graphs compiled while timed: {new_graphs}")
     results["peak_tflops"] = peak
+    if len(phases) == 2:
+        results["recurrence_switch_ms"] = _switch_cost(model, stepper, batch, dev,
+                                                       results["phases"]["recurrence_on"]["ms_per_step"])
+        echo(f"recurrence switch: {results['recurrence_switch_ms']:.1f} ms lost on the first step after switching on")
     return results
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def _switch_cost(model, stepper, batch, dev, ms_on: float) -> float:
+    """Milliseconds the first recurrence-on step after a recurrence-off step takes beyond a usual one."""
+    model.set_recurrence(False)
+    stepper(batch())
+    b = batch()
+    _sync(dev)
+    model.set_recurrence(True)
+    t0 = time.perf_counter()
+    stepper(b)
+    _sync(dev)
+    return 1000.0 * (time.perf_counter() - t0) - ms_on

@@ -184,9 +184,11 @@ _PRESET_LIST = "\n".join(f"  {k:<14} {v}" for k, v in PRESET_HELP.items())
 @click.option("--nproc", type=int, default=1, help="Processes (GPUs) to launch with torchrun (DDP).")
 @click.option("--progress/--no-progress", default=None, help="tqdm progress bar (default: when stderr is a terminal).")
 @click.option("--print-config", is_flag=True, help="Print the resolved config as JSON and exit.")
+@click.option("--dry-run", is_flag=True, help="Print the plan (params, FLOPs, memory/GPU, step time, steps in the "
+              "cap, shards) for the resolved config and exit without training; see `golf plan`.")
 @click.pass_context
 def train(ctx, preset, config_file, sets, device, resume, resume_from_hub, stop_at_step, nproc, progress,
-          print_config, **flags):
+          print_config, dry_run, **flags):
     """Train the recurrent GPT recipe and write a run directory for `golf build`.
 
     Settings resolve as: flag (--iterations, --set ...) > official environment variable
@@ -203,6 +205,7 @@ def train(ctx, preset, config_file, sets, device, resume, resume_from_hub, stop_
       golf train --preset seed --data ./data --run-dir runs/seed           # 1 GPU
       golf train --preset 8xh100 --data ./data --nproc 8                   # torchrun DDP
       ITERATIONS=500 golf train --preset colab-quick --data ./data --resume auto
+      golf train --preset seed --data ./data --dry-run                    # the plan, no training
 
     \b
     Output (RUN = --run-dir):
@@ -226,6 +229,11 @@ def train(ctx, preset, config_file, sets, device, resume, resume_from_hub, stop_
         resume_from_hub = cfg.train.hub_repo
     if print_config and not (resume or resume_from_hub):
         click.echo(cfg.to_json())
+        return
+    if dry_run:
+        from golf.plan import echo_plan
+        echo_plan(cfg, "cpu" if device == "cpu" else None, nproc if nproc > 1 else None, None, None, None,
+                  cfg.train.data_dir)
         return
     launcher = "LOCAL_RANK" not in os.environ  # this process, not a torchrun worker, talks to the user
     if launcher and not (resume or resume_from_hub):  # a resumed run's config comes from its checkpoint

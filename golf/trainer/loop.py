@@ -388,6 +388,9 @@ def _train(cfg: GolfConfig, opts: RunOptions, rank: int, world: int, device: tor
         if t.compile and t.compile_warmup_steps > 0 and step == 0:
             _prime_compile(model, optim, scaler, stepper, loader, global_seqs, accum, t.compile_warmup_steps,
                            recur_possible, log)
+        if TOOLKIT and t.compile:  # graphs built so far; the timed loop must add none
+            from golf.trainer.bench import compiled_graphs
+            graphs_primed = compiled_graphs()
 
         bar = None
         if TOOLKIT and master:
@@ -502,6 +505,10 @@ def _train(cfg: GolfConfig, opts: RunOptions, rank: int, world: int, device: tor
             if bar is not None:
                 bar.close()
                 log.bar = None
+        if TOOLKIT and t.compile:
+            new_graphs = compiled_graphs() - graphs_primed
+            log.line(f"compile: graphs_after_priming:{graphs_primed} new_in_timed_loop:{new_graphs}")
+            log.metric("compile", graphs_after_priming=graphs_primed, new_in_timed_loop=new_graphs)
         summary: dict = {"recurrence_active": flags["recurrence_active"]}  # what train_gpt.py needs (+ "state")
         if TOOLKIT:  # the rest is for final.json and golf's callers
             summary.update(steps=step, iterations=t.iterations, train_time_ms=round(train_ms, 3), model_params=n_params,
