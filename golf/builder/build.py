@@ -166,8 +166,9 @@ def build(checkpoint, data_dir, out_dir, *, target_bytes: int | None = None, com
     # -- serialize, prune to target ----------------------------------------------------------
     t0 = time.perf_counter()
     plog = (lambda m: log(m)) if progress else None
-    blob, arrays, prune_info = quant.pack_to_target(arrays, qmeta, info, hessians,
-                                                    quant.blob_meta(cfg, qmeta, recurrence), q, len(code), plog)
+    meta = dict(quant.blob_meta(cfg, qmeta, recurrence),
+                build=codegen.build_flags(code_info["code_compressor"], train_code))  # reproducible-build check
+    blob, arrays, prune_info = quant.pack_to_target(arrays, qmeta, info, hessians, meta, q, len(code), plog)
     timings["serialize_s"] = time.perf_counter() - t0
 
     # -- post-quantization eval from the blob bytes ---------------------------------------
