@@ -81,13 +81,28 @@ def _print_section(sec: Section, kind: str) -> None:
                    "(CUDA reserves huge virtual ranges); 0 = no limit.")
 @click.option("--no-netns", is_flag=True, help="Do not try a network namespace (the audit hook still blocks).")
 @click.option("--keep-temp", is_flag=True, help="Keep the temp dir of the clean run (path in the JSON report).")
+# ---- artifact mode, verifier v2 (issue 12): protocol, isolation and coverage flags
+@click.option("--allow-unverified", is_flag=True,
+              help="An artifact that does not speak golf-eval/1 is run classically (validation shards + tokenizer "
+                   "as read-only input) and its printed score reported as UNVERIFIED, a warning instead of exit 18.")
+@click.option("--protocol-mode", type=click.Choice(["auto", "windows", "score-first"]), default="auto",
+              show_default=True, help="golf-eval/1 mode: windows (stateless), score-first (legal test-time "
+                                      "training, chunk by chunk); auto = windows when the artifact offers it.")
+@click.option("--weak-isolation", is_flag=True,
+              help="Run the artifact even where the sandbox cannot create namespaces (every isolation check is "
+                   "then marked weak); without it such a machine gives exit 19 'cannot isolate'.")
+@click.option("--max-eval-seq-len", type=int, default=4096, show_default=True,
+              help="Largest context length a foreign artifact may announce in its hello.")
+@click.option("--decoy-budget", type=float, default=0.10, show_default=True,
+              help="Extra forward tokens for decoys, as a fraction of the real ones (measured and reported).")
 @click.option("--against", type=float, help="Records mode: the current record's val_bpb for the significance test.")
 @click.option("--min-improvement", type=float, default=0.005, show_default=True,
               help="Records mode: required improvement in nats of val_loss.")
 @click.option("--alpha", type=float, default=0.01, show_default=True, help="Records mode: significance level.")
 def verify(artifact_dir, records, data_dir, claimed_bpb, submission, max_bytes, eval_time_limit, train_time_limit,
            device, json_out, val_max_tokens, eval_seq_len, eval_stride, tolerance, max_memory_gb, no_netns,
-           keep_temp, against, min_improvement, alpha) -> None:
+           keep_temp, allow_unverified, protocol_mode, weak_isolation, max_eval_seq_len, decoy_budget, against,
+           min_improvement, alpha) -> None:
     if (artifact_dir is None) == (records is None):
         raise click.UsageError("give either ARTIFACT_DIR (verify an artifact) or --records PATH (lint records)")
     if records is not None:
@@ -124,7 +139,8 @@ def verify(artifact_dir, records, data_dir, claimed_bpb, submission, max_bytes, 
                          max_bytes=max_bytes, eval_time_limit=eval_time_limit, device=device,
                          val_max_tokens=val_max_tokens, eval_seq_len=eval_seq_len, eval_stride=eval_stride,
                          tolerance=tolerance, memory_limit_gb=max_memory_gb, network_namespace=not no_netns,
-                         keep_temp=keep_temp)
+                         keep_temp=keep_temp, allow_unverified=allow_unverified, protocol_mode=protocol_mode,
+                         weak_isolation=weak_isolation, max_eval_seq_len=max_eval_seq_len, decoy_budget=decoy_budget)
     try:
         sec = verify_artifact(artifact_dir, opts, log=lambda m: click.echo(m, err=True))
     except VerifyInputError as e:
