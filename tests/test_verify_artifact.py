@@ -414,13 +414,14 @@ def test_real_artifact_broken_blob_is_malformed(tmp_path, tiny_data, real_artifa
 
 def test_real_artifact_tampered_code(tmp_path, tiny_data, real_artifact):
     """A run that opens an extra 100 kB file beside the script (counted against the size limit), tries the
-    network (swallowing the error) and imports golf from the environment: every verdict is reported and the
-    exit code follows the documented priority (network first)."""
+    network (swallowing the error) and tries to import golf from the environment (masked in the sandbox):
+    every verdict is reported and the exit code follows the documented priority (network first)."""
     total = real_artifact["report"]["total_bytes"]
     art = _copy(real_artifact, tmp_path, "tampered")
     code = (art / "train_gpt.py").read_text()
     (art / "train_gpt.py").write_text(
-        "import os, socket, golf.verifier.stats\n"
+        "import os, socket\n"
+        "try:\n import golf.verifier.stats\n raise SystemExit('golf importable')\nexcept ImportError:\n pass\n"
         "open(os.path.join(os.path.dirname(__file__), 'pad.bin'), 'rb').read()\n"
         "try:\n socket.create_connection(('10.1.2.3', 80), 1)\nexcept OSError:\n pass\n" + code)
     (art / "pad.bin").write_bytes(b"\0" * 100_000)
@@ -428,11 +429,8 @@ def test_real_artifact_tampered_code(tmp_path, tiny_data, real_artifact):
     assert r.exit_code == EXIT_NETWORK, r.output
     c = checks(doc)
     assert c["isolation.network"]["status"] == "fail" and "10.1.2.3" in c["isolation.network"]["message"]
-    assert c["isolation.files"]["status"] == "fail"
-    assert "golf source outside the artifact" in c["isolation.files"]["message"]
     assert c["size.total"]["status"] == "fail" and doc["size_counted"]["pad.bin"] == 100_000
-    assert {k for k, ch in c.items() if ch["status"] == "fail"} == {"isolation.network", "isolation.files",
-                                                                    "size.total"}
+    assert {k for k, ch in c.items() if ch["status"] == "fail"} == {"isolation.network", "size.total"}
     assert c["score.claimed"]["status"] == "pass"  # the model itself is still fine
 
 

@@ -1,237 +1,677 @@
-"""Run an artifact's ``train_gpt.py`` in a clean, audited child process.
+"""Run an untrusted command isolated from outside the process (the API both verifier halves build on).
 
-The child is ``python -I -B bootstrap.py`` started in a fresh copy of the artifact with a
-minimal environment.  ``bootstrap.py`` (written by :func:`write_bootstrap`, never part of
-the artifact) installs a :func:`sys.addaudithook` hook *before* any artifact code runs,
-then executes ``train_gpt.py`` as ``__main__`` (same ``__file__``, ``sys.argv`` and
-``sys.path[0]`` as ``python train_gpt.py``).  The hook
+``start(spec)`` / ``run(spec)`` run ``python -I -B recorder.py FD <spec.argv>`` in ``spec.work``
+through a trusted supervisor (:mod:`golf.verifier.launcher`).  Where the OS allows it (user
+namespaces, no root needed) the supervisor runs inside ``unshare --user --map-root-user --mount
+--pid --net --fork --kill-child`` and the artifact sees only its work dir, the read-only
+``inputs``, a read-only python environment in which golf is masked, ``/dev/{null,zero,random,
+urandom}``, ``/proc`` of its own PID namespace and an empty ``/tmp``; it has no network and no
+capabilities.  The supervisor is PID 1 of the namespace, so every descendant dies with the run.
+If namespaces are refused, :class:`CannotIsolate` is raised unless ``spec.weak_isolation``: then
+the same supervisor runs without namespaces and the result says ``weak``.
 
-- blocks (raises ``PermissionError``) and records every socket connect / send / name
-  lookup;
-- blocks and records opens of training shards (``fineweb_train_*``) and of anything under
-  the user's original ``datasets/`` directory (the child only gets a staged copy of the
-  validation shards and tokenizer);
-- records every file opened (imports open their source through ``io.open_code``, so
-  imported files are covered), every module imported and every process spawned.
+Limits (:class:`Limits`) are rlimits set on the artifact plus the supervisor's own watch of the
+whole process tree (task count, CPU time); the wall clock is enforced here by a watchdog.  Each
+breach has its own verdict.  The audit hook (:mod:`golf.verifier.recorder`) only records.
 
-Events are appended as JSON lines to an audit log the verifier reads afterwards (written
-with ``os.write`` so the log survives a kill).  In addition, where the OS allows it,
-the child runs in a new network namespace (``unshare --net``), which also covers native
-code and sub-processes that an audit hook cannot see; whether that isolation was applied
-is reported.  Wall-clock and memory (``RLIMIT_AS``) limits are enforced.
+``isolation_checks`` / ``limit_checks`` turn a :class:`RunResult` into report checks;
+``size_checks`` lives with the inventory (:mod:`golf.verifier.inventory`) and is re-exported.
 """
 from __future__ import annotations
 
 import json
 import os
-import resource
+import select
 import shutil
 import signal
+import site
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Callable
 
-BOOTSTRAP = r'''
-import os, sys, json
-_LOG = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-_SCRIPT = os.path.abspath(sys.argv[2])
-_DENY_DIRS = tuple(json.loads(sys.argv[3]))
-_SEEN = set()
-_NET = {"socket.connect", "socket.sendto", "socket.sendmsg", "socket.getaddrinfo", "socket.gethostbyname",
-        "socket.gethostbyname_ex", "socket.gethostbyaddr", "socket.getnameinfo"}
-_SPAWN = {"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty",
-          "pty.spawn"}
-_dumps, _write, _fspath, _abspath, _basename = json.dumps, os.write, os.fspath, os.path.abspath, os.path.basename
+from golf.verifier.inventory import size_checks  # noqa: F401  (part of this module's API)
+from golf.verifier.report import FAIL, PASS, WARN, Check
 
-def _emit(rec):
-    try:
-        _write(_LOG, (_dumps(rec, default=repr) + "\n").encode("utf-8", "replace"))
-    except Exception:
-        pass
+# ---------------------------------------------------------------------------- settings
 
-def _hook(event, args):
-    if event == "open":
-        path = args[0]
-        if isinstance(path, int) or path is None:
-            return
-        try:
-            p = _abspath(_fspath(path))
-        except Exception:
-            return
-        if isinstance(p, bytes):
-            p = p.decode("utf-8", "replace")
-        name = _basename(p)
-        if name.startswith("fineweb_train_") or any(p == d or p.startswith(d + os.sep) for d in _DENY_DIRS):
-            _emit({"e": "denied_open", "path": p})
-            raise PermissionError(f"golf verify: access to {p} is not allowed during evaluation")
-        if p not in _SEEN:
-            _SEEN.add(p)
-            mode = args[1] if len(args) > 1 else None
-            _emit({"e": "open", "path": p, "mode": mode if isinstance(mode, str) else repr(mode)})
-    elif event == "import":
-        name = args[0]
-        if ("m", name) not in _SEEN:
-            _SEEN.add(("m", name))
-            _emit({"e": "import", "name": name})
-    elif event in _NET:
-        _emit({"e": "net", "event": event, "args": repr(args[1:] if event.startswith("socket.s") or
-                                                        event == "socket.connect" else args)[:300]})
-        raise PermissionError(f"golf verify: network access ({event}) is not allowed during evaluation")
-    elif event in _SPAWN or event.startswith("os.exec") or event.startswith("os.spawn"):
-        _emit({"e": "spawn", "event": event, "args": repr(args)[:300]})
+FORCE_NO_NS_ENV = "GOLF_SANDBOX_FORCE_NO_NS"  # "1": behave as if the OS refused namespaces (tests)
+NAMESPACES = ("user", "mount", "pid", "net")
+UNSHARE_OPTS = ("--user", "--map-root-user", "--mount", "--pid", "--net", "--fork", "--kill-child")
+OUTPUT_CAP = 8 << 20           # bytes of stdout / stderr read back
+EVENTS_CAP = 64 << 20          # bytes of recorder log read back
+READY_TIMEOUT_S = 60.0         # supervisor set-up (mounts) must finish within this
+HEARTBEAT_S = 5.0
+SURVIVOR_WAIT_S = 2.0
+TMP_BYTES_DEFAULT = 1 << 30    # size of the private /tmp and /dev/shm
+GPU_DEVICE_PREFIXES = ("nvidia", "dri")
+GOLF_PACKAGE = "golf"
+SYSTEM_RO = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc/ld.so.cache", "/etc/ld.so.conf",
+             "/etc/ld.so.conf.d", "/etc/alternatives")
+RECORDER_INSIDE = "/.golf-sandbox/recorder.py"
+LAUNCHER = Path(__file__).with_name("launcher.py")
+RECORDER = Path(__file__).with_name("recorder.py")
 
-sys.addaudithook(_hook)
-_emit({"e": "start", "pid": os.getpid(), "executable": sys.executable})
-import runpy
-sys.argv = [_SCRIPT]
-sys.path.insert(0, os.path.dirname(_SCRIPT))
-try:
-    runpy.run_path(_SCRIPT, run_name="__main__")
-except SystemExit as e:
-    _emit({"e": "exit", "code": e.code if isinstance(e.code, int) or e.code is None else repr(e.code)})
-    raise
-except BaseException as e:
-    _emit({"e": "exception", "type": type(e).__name__, "message": str(e)[:2000]})
-    raise
-_emit({"e": "exit", "code": 0})
-'''
+# exit codes of the verdicts only the sandbox produces; golf.verifier.artifact merges them into
+# its EXIT_NAMES table (the one table `golf verify --help` and docs/cli-verify.md are built from)
+EXIT_CANNOT_ISOLATE = 18
+EXIT_MEMORY = 19
+EXIT_CPU_TIME = 20
+EXIT_FILE_SIZE = 21
+EXIT_PROCESSES = 22
+SANDBOX_EXIT_NAMES = {
+    EXIT_CANNOT_ISOLATE: "cannot isolate: the OS refused user/mount/PID/network namespaces (see --weak-isolation)",
+    EXIT_MEMORY: "memory limit exceeded",
+    EXIT_CPU_TIME: "CPU-time limit exceeded",
+    EXIT_FILE_SIZE: "file-size limit exceeded",
+    EXIT_PROCESSES: "process limit exceeded, or processes survived the run",
+}
+VERDICTS = ("ok", "exit", "timeout", "memory", "cpu-time", "file-size", "processes", "survivors")
 
 
-def write_bootstrap(path: Path) -> Path:
-    path.write_text(BOOTSTRAP, encoding="utf-8")
-    return path
+class CannotIsolate(Exception):
+    """Namespaces are refused by the OS and ``weak_isolation`` was not allowed."""
 
 
-@lru_cache(maxsize=None)
-def netns_prefix() -> tuple[str, ...]:
-    """The ``unshare`` prefix that gives the child its own (empty) network namespace, or ``()``."""
-    exe = shutil.which("unshare")
-    if not exe:
-        return ()
-    for opts in (("--net", "--map-current-user"), ("--net", "--map-root-user"), ("--net",)):
-        try:
-            r = subprocess.run([exe, *opts, "true"], capture_output=True, timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        if r.returncode == 0:
-            return (exe, *opts)
-    return ()
+@dataclass
+class Limits:
+    wall_s: float = 600.0            # wall clock; the run is killed at it -> verdict "timeout"
+    cpu_s: float | None = None       # CPU seconds of the whole process tree -> "cpu-time"
+    memory_bytes: int | None = None  # address space per process (RLIMIT_AS) -> "memory"
+    file_bytes: int | None = 1 << 30  # RLIMIT_FSIZE (also caps stdout/stderr) -> "file-size"
+    processes: int | None = 64       # max tasks (threads included) in the sandbox -> "processes"
 
 
-def minimal_env(extra: dict[str, str], home: Path, tmp: Path) -> dict[str, str]:
+@dataclass
+class SandboxSpec:
+    work: Path                       # a fresh copy of the artifact; cwd of the child; writable
+    argv: list[str]                  # script + args relative to work, run with the allowed python -I -B
+    env: dict[str, str] = field(default_factory=dict)   # extra variables around a minimal env
+    inputs: dict[str, Path] = field(default_factory=dict)  # read-only, visible inside at work/<key>
+    pass_fds: tuple[int, ...] = ()   # kept open at the same numbers in the child (protocol pipes)
+    limits: Limits = field(default_factory=Limits)
+    device: str = "cpu"              # "cuda": also bind the NVIDIA device nodes
+    weak_isolation: bool = False     # allowed to run without namespaces (every check marked weak)
+    private_dir: Path | None = None  # verifier-only dir: stdout/stderr captures, recorder log, config
+    python: str | None = None        # the allowed interpreter (default: the verifier's own)
+    shared: tuple[Path, ...] = ()    # legacy run_isolated only: host dirs visible read-write at their own path
+
+
+@dataclass
+class RunResult:
+    returncode: int | None
+    verdict: str        # one of VERDICTS
+    wall_s: float
+    stdout: str         # capped, read with O_NOFOLLOW from private_dir
+    stderr: str
+    events: list[dict]  # recorder: files opened, modules imported, processes spawned, tamper signs
+    isolation: dict     # {"namespaces": [...], "weak": bool, "how": "..."}
+    survivors: int      # processes left after the end (must be 0 before any report is written)
+    cpu_s: float | None = None
+    max_tasks: int | None = None
+    work: str = ""      # the work dir as the artifact saw it
+    env_roots: tuple[str, ...] = ()  # the allowed python environment (code may be loaded from there)
+
+    def of(self, kind: str) -> list[dict]:
+        return [e for e in self.events if e.get("e") == kind]
+
+
+# ---------------------------------------------------------------------------- environment
+
+
+def minimal_env(extra: dict[str, str], home: Path | str = "/tmp", tmp: Path | str = "/tmp") -> dict[str, str]:
     """Environment for the child: no tokens or credentials, Hub offline, caches in the temp dir."""
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(home),
-        "TMPDIR": str(tmp),
-        "LANG": "C.UTF-8",
-        "LC_ALL": "C.UTF-8",
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONUNBUFFERED": "1",
-    }
-    for k in ("CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_HOME",
-              "NVIDIA_VISIBLE_DEVICES", "TRITON_PTXAS_PATH"):
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "TMPDIR": str(tmp), "LANG": "C.UTF-8",
+           "LC_ALL": "C.UTF-8", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
+    for k in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NVIDIA_VISIBLE_DEVICES"):
         if k in os.environ:
             env[k] = os.environ[k]
     env.update(extra)
     return env
 
 
+def python_env_roots(python: str | None = None) -> tuple[str, ...]:
+    """Directories of the allowed python environment (read-only inside the sandbox)."""
+    roots = {os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix), sys.prefix, sys.base_prefix}
+    for d in site.getsitepackages():
+        roots.add(d)
+        roots.add(os.path.realpath(d))
+    if python:
+        roots.add(os.path.dirname(os.path.dirname(os.path.realpath(python))))
+    return tuple(sorted(r for r in roots if os.path.isdir(r)))
+
+
+def golf_masks(roots: tuple[str, ...]) -> list[str]:
+    """Every path through which the installed golf could be imported from inside ``roots``."""
+    out = set()
+    try:
+        import golf
+        pkg = os.path.dirname(os.path.realpath(golf.__file__))
+        if any(pkg == r or pkg.startswith(r.rstrip("/") + "/") for r in roots):
+            out.add(pkg)
+    except ImportError:  # pragma: no cover
+        pass
+    for d in site.getsitepackages():
+        if not os.path.isdir(d):
+            continue
+        for name in os.listdir(d):
+            low = name.lower()
+            if (low.startswith(("__editable__.golf-", "__editable___golf_", "golf-")) or low in ("golf", "golf.pth",
+                                                                                            "golf.egg-link")):
+                out.add(os.path.join(d, name))
+    return sorted(out)
+
+
+@lru_cache(maxsize=None)
+def namespaces_available() -> tuple[bool, str]:
+    """Whether ``unshare`` grants user + mount + PID + network namespaces here (tried once)."""
+    exe = shutil.which("unshare")
+    if not exe:
+        return False, "no unshare(1) binary"
+    try:
+        r = subprocess.run([exe, *UNSHARE_OPTS, "--mount-proc", "true"], capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return False, f"unshare failed: {e}"
+    if r.returncode != 0:
+        return False, "unshare refused: " + r.stderr.decode("utf-8", "replace").strip()[:300]
+    return True, "unshare " + " ".join(UNSHARE_OPTS)
+
+
+def _forced_off() -> bool:
+    return os.environ.get(FORCE_NO_NS_ENV, "") not in ("", "0")
+
+
+def _devices(device: str) -> list[str]:
+    if device != "cuda" or not os.path.isdir("/dev"):
+        return []
+    return sorted(n for n in os.listdir("/dev") if n.startswith(GPU_DEVICE_PREFIXES))
+
+
+# ---------------------------------------------------------------------------- running
+
+
+class Running:
+    """A started sandbox run; the wall-clock limit is enforced by a watchdog thread."""
+
+    def __init__(self, spec: SandboxSpec, proc: subprocess.Popen, status_r: int, isolation: dict, env_roots,
+                 t0: float):
+        self.spec, self._proc, self._status_r, self.isolation = spec, proc, status_r, isolation
+        self.pid = proc.pid
+        self.env_roots = env_roots
+        self._t0 = t0
+        self._timed_out = False
+        self._status_buf = b""
+        self._result: RunResult | None = None
+        self._watchdog = threading.Timer(spec.limits.wall_s, self._on_deadline)
+        self._watchdog.daemon = True
+        self._watchdog.start()
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self._t0
+
+    def _on_deadline(self) -> None:
+        if self._proc.poll() is None:
+            self._timed_out = True
+            self.kill()
+
+    def poll(self) -> int | None:
+        return self._proc.poll()
+
+    def kill(self) -> None:
+        """Kill every descendant: the supervisor first (namespace: its death kills the namespace)."""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if self._proc.poll() is not None:
+                break
+            try:
+                os.killpg(self._proc.pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+            try:
+                self._proc.wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
+                pass
+
+    def wait(self, timeout: float | None = None) -> RunResult:
+        """Wait for the end (``timeout``: give up waiting and kill), end everything, build the result."""
+        if self._result is not None:
+            return self._result
+        try:
+            self._proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        self._watchdog.cancel()
+        self.kill()
+        self._proc.wait()
+        wall = self.elapsed
+        end = self._read_end()
+        survivors = self._count_survivors(end)
+        self._result = _result(self, end, wall, survivors)
+        return self._result
+
+    def _read_end(self) -> dict:
+        msgs = _read_status(self._status_r, 0.5, self._status_buf)
+        os.close(self._status_r)
+        for m in msgs:
+            if "end" in m:
+                return m["end"]
+        return {}
+
+    def _count_survivors(self, end: dict) -> int:
+        ns = self.isolation.get("pid_ns")
+        left = int(end.get("survivors") or 0)
+        if not ns:
+            return left
+        deadline = time.monotonic() + SURVIVOR_WAIT_S
+        while True:
+            n = _processes_in_pid_ns(ns)
+            if n == 0 or time.monotonic() > deadline:
+                return max(left, n)
+            time.sleep(0.05)
+
+
+def _processes_in_pid_ns(ns: str) -> int:
+    n = 0
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                if os.readlink(f"/proc/{name}/ns/pid") == ns and int(name) != os.getpid():
+                    n += 1
+            except OSError:
+                continue
+    return n
+
+
+def _read_status(fd: int, timeout: float, buf: bytes = b"") -> list[dict]:
+    """JSON lines from the supervisor's status pipe until EOF or ``timeout`` without data."""
+    while True:
+        r, _, _ = select.select([fd], [], [], timeout)
+        if not r:
+            break
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        buf += chunk
+        if timeout == 0:
+            break
+    out = []
+    for line in buf.splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out
+
+
+def _read_first_status(fd: int, timeout: float) -> tuple[dict, bytes]:
+    """The supervisor's first message (ready or error), and any bytes after it."""
+    buf, deadline = b"", time.monotonic() + timeout
+    while b"\n" not in buf:
+        left = deadline - time.monotonic()
+        r, _, _ = select.select([fd], [], [], max(0.0, left))
+        if not r:
+            return {"error": f"the sandbox supervisor did not start within {timeout:g} s"}, buf
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return {"error": "the sandbox supervisor exited during set-up"}, buf
+        buf += chunk
+    line, rest = buf.split(b"\n", 1)
+    try:
+        return json.loads(line), rest
+    except ValueError:
+        return {"error": f"unreadable supervisor message {line[:200]!r}"}, rest
+
+
+def _read_capped(path: Path, cap: int) -> bytes:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return b""
+    with os.fdopen(fd, "rb") as f:
+        return f.read(cap)
+
+
+def _read_events(path: Path) -> list[dict]:
+    events = []
+    for line in _read_capped(path, EVENTS_CAP).decode("utf-8", "replace").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue  # a line cut by a kill, or garbage the artifact wrote
+        if isinstance(rec, dict):
+            events.append(rec)
+    return events
+
+
+def _verdict(end: dict, timed_out: bool, events: list[dict], limits: Limits, survivors: int) -> str:
+    rc = end.get("returncode")
+    exc = [e for e in events if e.get("e") == "exception"]
+    last = exc[-1] if exc else {}
+    if survivors:
+        return "survivors"
+    if timed_out:
+        return "timeout"
+    if end.get("breach"):
+        return end["breach"]
+    if rc == -signal.SIGXCPU or (limits.cpu_s and rc == -signal.SIGKILL and (end.get("cpu_s") or 0) >= limits.cpu_s):
+        return "cpu-time"
+    if rc == -signal.SIGXFSZ or (last.get("errno") == 27):  # EFBIG
+        return "file-size"
+    if rc not in (0, None) and limits.memory_bytes and (last.get("type") == "MemoryError"
+                                                       or last.get("errno") == 12):  # ENOMEM
+        return "memory"
+    if rc is None:
+        return "exit"
+    return "ok" if rc == 0 else "exit"
+
+
+def _result(run: Running, end: dict, wall: float, survivors: int) -> RunResult:
+    priv = run.spec.private_dir
+    events = _read_events(priv / "events.jsonl")
+    verdict = _verdict(end, run._timed_out, events, run.spec.limits, survivors)
+    return RunResult(returncode=end.get("returncode"), verdict=verdict, wall_s=wall,
+                     stdout=_read_capped(priv / "stdout.txt", OUTPUT_CAP).decode("utf-8", "replace"),
+                     stderr=_read_capped(priv / "stderr.txt", OUTPUT_CAP).decode("utf-8", "replace"),
+                     events=events, isolation=run.isolation, survivors=survivors, cpu_s=end.get("cpu_s"),
+                     max_tasks=end.get("max_tasks"), work=str(run.spec.work), env_roots=run.env_roots)
+
+
+def _config(spec: SandboxSpec, namespaced: bool, status_w: int, python: str, roots: tuple[str, ...]) -> dict:
+    work = os.path.realpath(spec.work)
+    lim = spec.limits
+    return {
+        "mode": "ns" if namespaced else "plain", "python": python, "argv": list(spec.argv), "work": work,
+        "env": minimal_env(spec.env), "pass_fds": list(spec.pass_fds), "status_fd": status_w,
+        "events": str(spec.private_dir / "events.jsonl"), "recorder_src": str(RECORDER),
+        "recorder_inside": RECORDER_INSIDE, "root": str(spec.private_dir / "root"),
+        "ro_binds": sorted(set(roots) | set(SYSTEM_RO)), "masks": golf_masks(roots),
+        "rw_binds": sorted({work, *(os.path.realpath(p) for p in spec.shared)}),
+        "inputs": [(os.path.join(work, k), os.path.realpath(p)) for k, p in sorted(spec.inputs.items())],
+        "devices": _devices(spec.device), "tmp_bytes": lim.file_bytes or TMP_BYTES_DEFAULT,
+        "limits": {"cpu_s": lim.cpu_s, "memory_bytes": lim.memory_bytes, "file_bytes": lim.file_bytes,
+                   "processes": lim.processes},
+    }
+
+
+def _check_spec(spec: SandboxSpec) -> None:
+    if spec.private_dir is None:
+        raise ValueError("SandboxSpec.private_dir is required (stdout/stderr captures, recorder log)")
+    if not Path(spec.work).is_dir():
+        raise ValueError(f"SandboxSpec.work {spec.work}: not a directory")
+    if not spec.argv:
+        raise ValueError("SandboxSpec.argv is empty (expected e.g. ['train_gpt.py'])")
+    for k, p in spec.inputs.items():
+        if "/" in k or k in ("", ".", ".."):
+            raise ValueError(f"SandboxSpec.inputs key {k!r}: must be a plain name (visible at work/<key>)")
+        if not Path(p).exists():
+            raise ValueError(f"SandboxSpec.inputs[{k!r}] = {p}: does not exist")
+    w = os.path.realpath(spec.work)
+    pd = os.path.realpath(spec.private_dir)
+    if pd == w or pd.startswith(w + "/") or any(pd.startswith(os.path.realpath(s) + "/") for s in spec.shared):
+        raise ValueError(f"SandboxSpec.private_dir {spec.private_dir} must be outside everything the child sees")
+
+
+def _isolation_mode(spec: SandboxSpec) -> tuple[bool, str]:
+    """(namespaced, why) — raises CannotIsolate when refused and weak isolation is not allowed."""
+    ok, how = (False, f"{FORCE_NO_NS_ENV} is set") if _forced_off() else namespaces_available()
+    if ok:
+        return True, how
+    if not spec.weak_isolation:
+        raise CannotIsolate(f"cannot isolate the artifact: {how}")
+    return False, how
+
+
+def start(spec: SandboxSpec) -> Running:
+    """Start the artifact under the supervisor; returns once the sandbox is set up.
+
+    Raises :class:`CannotIsolate` when namespaces are refused (by the OS, or while setting up
+    the mounts) and ``spec.weak_isolation`` is not set."""
+    _check_spec(spec)
+    namespaced, how = _isolation_mode(spec)
+    try:
+        return _start(spec, namespaced, how)
+    except _SetupFailed as e:
+        if not namespaced:
+            raise OSError(f"cannot start the sandboxed run: {e}") from None
+        if not spec.weak_isolation:
+            raise CannotIsolate(f"cannot isolate the artifact: sandbox set-up failed: {e}") from None
+        return _start(spec, False, f"namespace set-up failed: {e}")
+
+
+class _SetupFailed(Exception):
+    pass
+
+
+def _start(spec: SandboxSpec, namespaced: bool, how: str) -> Running:
+    priv = Path(spec.private_dir)
+    priv.mkdir(parents=True, exist_ok=True)
+    python = spec.python or sys.executable
+    roots = python_env_roots(python)
+    status_r, status_w = os.pipe()
+    cfg = _config(spec, namespaced, status_w, python, roots)
+    cfg_path = priv / "sandbox.json"
+    cfg_path.write_text(json.dumps(cfg), encoding="utf-8")
+    cmd = [os.path.realpath(getattr(sys, "_base_executable", sys.executable)), "-I", "-S", "-B", str(LAUNCHER),
+           str(cfg_path)]
+    if namespaced:
+        cmd = [shutil.which("unshare") or "unshare", *UNSHARE_OPTS, "--", *cmd]
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+    out = os.open(priv / "stdout.txt", flags, 0o600)
+    err = os.open(priv / "stderr.txt", flags, 0o600)
+    t0 = time.monotonic()
+    try:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                pass_fds=(status_w, *spec.pass_fds), start_new_session=True,
+                                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
+    finally:
+        os.close(out)
+        os.close(err)
+        os.close(status_w)
+    first, rest = _read_first_status(status_r, READY_TIMEOUT_S)
+    if "ready" not in first:
+        _abort(proc, status_r)
+        raise _SetupFailed(first.get("error", "unknown") + ": "
+                           + _read_capped(priv / "stderr.txt", 2000).decode("utf-8", "replace").strip())
+    isolation = {"namespaces": list(NAMESPACES) if namespaced else [], "weak": not namespaced,
+                 "how": how if namespaced else f"no namespaces ({how}): plain process with rlimits; WEAK",
+                 "pid_ns": first["ready"].get("pid_ns")}
+    run = Running(spec, proc, status_r, isolation, roots, t0)
+    run._status_buf = rest
+    return run
+
+
+def _abort(proc: subprocess.Popen, status_r: int) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+    os.close(status_r)
+
+
+def run(spec: SandboxSpec, heartbeat: Callable[[float], None] | None = None) -> RunResult:
+    """Start, wait (calling ``heartbeat(elapsed_s)`` every few seconds) and return the result."""
+    r = start(spec)
+    next_beat = HEARTBEAT_S
+    while r.poll() is None:
+        time.sleep(0.05)
+        if heartbeat and r.elapsed >= next_beat:
+            heartbeat(r.elapsed)
+            next_beat += HEARTBEAT_S
+    return r.wait()
+
+
+# ---------------------------------------------------------------------------- report checks
+
+CODE_SUFFIXES = (".py", ".pyc", ".pyo", ".pyw", ".so", ".pth", ".pyd")
+ALLOWED_CODE_DIRS = ("/tmp", "/dev/shm")  # code the artifact generates at run time (counted in its bytes)
+
+
+def _codes() -> dict[str, int]:
+    """verdict/check -> exit code (the existing codes live in golf.verifier.artifact's table)."""
+    from golf.verifier import artifact as a
+    return {"exit": a.EXIT_RUNTIME, "timeout": a.EXIT_TIMEOUT, "network": a.EXIT_NETWORK, "access": a.EXIT_ACCESS,
+            "memory": EXIT_MEMORY, "cpu-time": EXIT_CPU_TIME, "file-size": EXIT_FILE_SIZE,
+            "processes": EXIT_PROCESSES, "survivors": EXIT_PROCESSES, "cannot-isolate": EXIT_CANNOT_ISOLATE}
+
+
+def _under(path: str, roots) -> bool:
+    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
+
+
+def outside_code(result: RunResult) -> list[str]:
+    """Code files opened from outside the work dir, the allowed environment and the private /tmp, and any
+    file of the installed golf (not part of any artifact; masked inside the sandbox)."""
+    allowed, golf = (result.work, *result.env_roots, *ALLOWED_CODE_DIRS), golf_masks(result.env_roots)
+    return sorted({e["path"] for e in result.of("open") if isinstance(e.get("path"), str)
+                   and (_under(e["path"], golf) or e["path"].endswith(CODE_SUFFIXES)
+                        and not _under(e["path"], allowed))})
+
+
+def _listing(items: list, n: int = 5) -> str:
+    return "; ".join(str(x) for x in items[:n]) + (f" (+{len(items) - n} more)" if len(items) > n else "")
+
+
+def isolation_checks(result: RunResult) -> list[Check]:
+    """How the run was isolated, and what the recorder saw that breaks the rules."""
+    codes, iso = _codes(), result.isolation
+    weak = bool(iso.get("weak"))
+    checks = [Check("isolation.namespaces", WARN if weak else PASS, measured=", ".join(iso.get("namespaces") or [])
+                    or "none", message=iso.get("how", "")
+                    + ("; every check of this report is weakly isolated" if weak else ""))]
+    net = result.of("net")
+    checks.append(Check("isolation.network", FAIL if net else PASS, measured=len(net), limit=0,
+                        exit_code=codes["network"],
+                        message=f"{len(net)} network attempt(s): " + _listing([f"{e.get('event')} {e.get('args')}"
+                                                                               for e in net], 3)
+                        if net else "no network attempt" + ("" if weak else " (none possible: empty network namespace)")))
+    bad = outside_code(result)
+    checks.append(Check("isolation.code", FAIL if bad else PASS, measured=len(bad), limit=0, exit_code=codes["access"],
+                        message=("code from outside the artifact and the allowed python environment: " + _listing(bad))
+                        if bad else f"all code from the artifact or the allowed environment; "
+                                    f"{len(result.of('open')):,} files opened (listed in the JSON report)"))
+    spawns = result.of("spawn")
+    if spawns:
+        checks.append(Check("isolation.processes", FAIL if weak else WARN, measured=len(spawns),
+                            exit_code=codes["network"], message=f"{len(spawns)} process spawn(s) recorded: "
+                            + _listing([e.get("event") for e in spawns], 3)
+                            + (": not contained without namespaces" if weak else
+                               " (contained: same namespaces and limits, killed with the run)")))
+    tamper = result.of("tamper")
+    checks.append(Check("isolation.recorder", FAIL if tamper else PASS, measured=len(tamper), limit=0,
+                        exit_code=codes["access"], message=("tampering with the recorder: "
+                                                            + _listing([e.get("how") for e in tamper], 3))
+                        if tamper else "no sign of tampering with the recorder"))
+    checks.append(Check("isolation.survivors", FAIL if result.survivors else PASS, measured=result.survivors,
+                        limit=0, exit_code=codes["survivors"],
+                        message="processes left after the run was ended" if result.survivors else
+                        "no process outlived the run"))
+    return checks
+
+
+def limit_checks(result: RunResult, limits: Limits) -> list[Check]:
+    """One check per limit (wall, CPU, memory, file size, processes) and the exit status."""
+    codes, v = _codes(), result.verdict
+
+    def one(name, verdict, measured, limit, what):
+        hit = v == verdict
+        return Check(name, FAIL if hit else PASS, measured=measured, limit=limit, exit_code=codes[verdict],
+                     message=(f"{what} limit exceeded: the run was stopped" if hit else what))
+
+    checks = [one("limits.wall", "timeout", round(result.wall_s, 3), limits.wall_s, "wall clock"),
+              one("limits.cpu", "cpu-time", result.cpu_s, limits.cpu_s, "CPU seconds of the process tree"),
+              one("limits.memory", "memory", None, limits.memory_bytes, "address space per process"),
+              one("limits.file_size", "file-size", None, limits.file_bytes, "largest file written"),
+              one("limits.processes", "processes", result.max_tasks, limits.processes, "tasks (threads included)")]
+    if v == "exit":
+        ex = result.of("exception")
+        why = f"{ex[-1].get('type')}: {ex[-1].get('message')}" if ex else _last_line(result.stderr)
+        checks.append(Check("run.exit", FAIL, measured=result.returncode, limit=0, exit_code=codes["exit"],
+                            message=f"exited with status {result.returncode}: {why}".strip()))
+    else:
+        checks.append(Check("run.exit", PASS if v == "ok" else FAIL, measured=result.returncode,
+                            exit_code=codes.get(v), message=f"verdict {v} after {result.wall_s:.2f} s"))
+    return checks
+
+
+def mark_weak(checks: list[Check]) -> list[Check]:
+    """Mark every check as weakly isolated (runs allowed without namespaces)."""
+    for c in checks:
+        if "[weak isolation]" not in c.message:
+            c.message = (c.message + " [weak isolation]").strip()
+    return checks
+
+
+def _last_line(text: str) -> str:
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1][:500] if lines else "(no error output)"
+
+
+# ---------------------------------------------------------------------------- legacy wrapper
+
+
 @dataclass
-class RunResult:
+class LegacyResult:
+    """The pre-v2 ``run_isolated`` result shape (golf.verifier.artifact until it moves to :func:`run`)."""
     returncode: int | None
     timed_out: bool
     wall_s: float
     stdout: str
     stderr: str
     events: list[dict] = field(default_factory=list)
-    isolation: str = ""  # description of network isolation applied
+    isolation: str = ""
     netns: bool = False
     memory_limit_bytes: int | None = None
+    denied: list[str] = field(default_factory=list)
+    result: RunResult | None = None
+
+    def _of(self, kind):
+        return [e for e in self.events if e.get("e") == kind]
 
     @property
     def opened(self) -> list[str]:
-        return [e["path"] for e in self.events if e.get("e") == "open"]
-
-    @property
-    def denied(self) -> list[str]:
-        return [e["path"] for e in self.events if e.get("e") == "denied_open"]
+        return [e["path"] for e in self._of("open")]
 
     @property
     def net(self) -> list[dict]:
-        return [e for e in self.events if e.get("e") == "net"]
+        return self._of("net")
 
     @property
     def imports(self) -> list[str]:
-        return [e["name"] for e in self.events if e.get("e") == "import"]
+        return [e["name"] for e in self._of("import")]
 
     @property
     def spawns(self) -> list[dict]:
-        return [e for e in self.events if e.get("e") == "spawn"]
+        return self._of("spawn")
 
     @property
     def exception(self) -> dict | None:
-        ex = [e for e in self.events if e.get("e") == "exception"]
+        ex = self._of("exception")
         return ex[-1] if ex else None
-
-
-def _read_events(path: Path) -> list[dict]:
-    events = []
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return events
-    for line in text.splitlines():
-        try:
-            events.append(json.loads(line))
-        except ValueError:
-            continue  # a line cut by a kill
-    return events
 
 
 def run_isolated(script: Path, work: Path, env: dict[str, str], timeout_s: float, audit_log: Path,
                  deny_dirs: list[str], memory_limit_bytes: int | None = None, use_netns: bool = True,
-                 python: str | None = None, on_line=None) -> RunResult:
-    """Run ``script`` (inside ``work``) through the audit bootstrap; never raises for artifact failures."""
-    boot = write_bootstrap(audit_log.parent / "golf_verify_bootstrap.py")
-    prefix = netns_prefix() if use_netns else ()
-    cmd = [*prefix, python or sys.executable, "-I", "-B", str(boot), str(audit_log), str(script),
-           json.dumps(deny_dirs)]
-
-    def preexec() -> None:  # runs in the child between fork and exec
-        if memory_limit_bytes:
-            resource.setrlimit(resource.RLIMIT_AS, (memory_limit_bytes, memory_limit_bytes))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-    out_path, err_path = audit_log.parent / "stdout.txt", audit_log.parent / "stderr.txt"
-    t0 = time.monotonic()
-    timed_out = False
-    with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        try:
-            proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                                    preexec_fn=preexec, start_new_session=True)
-        except OSError as e:
-            return RunResult(None, False, 0.0, "", f"cannot start the child process: {e}",
-                             isolation="not started")
-        try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait()
-    wall = time.monotonic() - t0
-    stdout = out_path.read_bytes().decode("utf-8", errors="replace")
-    stderr = err_path.read_bytes().decode("utf-8", errors="replace")
-    iso = ("network namespace (" + " ".join(prefix[1:]) + ") + audit hook") if prefix else \
-        "audit hook only (no network namespace available on this OS)"
-    return RunResult(None if timed_out else proc.returncode, timed_out, wall, stdout, stderr,
-                     _read_events(audit_log), iso, bool(prefix), memory_limit_bytes)
+                 python: str | None = None, on_line=None) -> LegacyResult:
+    """Legacy entry point on top of :func:`run`: ``work``'s parent stays visible at its own path (it holds
+    the staged data and the I/O files the old protocol names by absolute path)."""
+    import tempfile
+    priv = Path(tempfile.mkdtemp(prefix="golf-sandbox-private-"))
+    try:
+        spec = SandboxSpec(work=Path(work), argv=[os.path.relpath(script, work)], env=env,
+                           limits=Limits(wall_s=timeout_s, memory_bytes=memory_limit_bytes,
+                                         processes=max(256, 8 * (os.cpu_count() or 1))),
+                           weak_isolation=True, private_dir=priv, python=python, shared=(Path(work).parent,))
+        res = run(spec)
+    finally:
+        shutil.rmtree(priv, ignore_errors=True)
+    denied = [e["path"] for e in res.of("open") if _under(str(e.get("path")), deny_dirs)
+              or os.path.basename(str(e.get("path"))).startswith("fineweb_train_")]
+    return LegacyResult(None if res.verdict == "timeout" else res.returncode, res.verdict == "timeout", res.wall_s,
+                        res.stdout, res.stderr, res.events, res.isolation["how"], not res.isolation["weak"],
+                        memory_limit_bytes, denied, res)
