@@ -39,6 +39,8 @@ import numpy as np
 
 from golf.verifier import protocol as P
 from golf.verifier.report import FAIL, PASS, SKIP, WARN, Check, Section
+from golf.verifier.sandbox import (EXIT_CANNOT_ISOLATE, EXIT_CPU_TIME, EXIT_FILE_SIZE, EXIT_MEMORY,  # noqa: F401
+                                   EXIT_PROCESSES, SANDBOX_EXIT_NAMES)
 
 LIMIT_BYTES = 16_000_000
 BLOB_NAME = "final_model.int6.ptz"
@@ -55,12 +57,7 @@ EXIT_TIMEOUT = 14
 EXIT_NETWORK = 15
 EXIT_ACCESS = 16
 EXIT_INVALID = 17
-EXIT_UNVERIFIED = 18
-EXIT_CANNOT_ISOLATE = 19
-EXIT_MEMORY = 20
-EXIT_CPU_TIME = 21
-EXIT_FILE_SIZE = 22
-EXIT_PROCESSES = 23
+EXIT_UNVERIFIED = 23
 EXIT_TOKENIZER = 24
 # when several checks fail, the exit code of the first category in this order wins
 EXIT_PRIORITY = (EXIT_MALFORMED, EXIT_CANNOT_ISOLATE, EXIT_NETWORK, EXIT_ACCESS, EXIT_PROCESSES, EXIT_MEMORY,
@@ -80,11 +77,7 @@ EXIT_NAMES = {
                   "answers caught by decoys)",
     EXIT_UNVERIFIED: "unverified: the artifact does not speak golf-eval/1 (only printed a score); "
                      "--allow-unverified makes this a warning",
-    EXIT_CANNOT_ISOLATE: "cannot isolate: the sandbox could not be set up (see --weak-isolation)",
-    EXIT_MEMORY: "resource limit: memory",
-    EXIT_CPU_TIME: "resource limit: CPU time",
-    EXIT_FILE_SIZE: "resource limit: file size",
-    EXIT_PROCESSES: "resource limit: processes (or processes left running)",
+    **SANDBOX_EXIT_NAMES,
     EXIT_TOKENIZER: "tokenizer mismatch (vocabulary or sha256 differs from the model, the manifest or the build "
                     "report)",
 }
@@ -190,16 +183,6 @@ def check_blob(blob: Path, golf_artifact: bool = False) -> tuple[Check, dict | N
         except Exception:
             continue
     return Check("artifact.blob", WARN, len(data), message="unknown blob format; its integrity is judged by the run"), None
-
-
-def size_check(art: Path, max_bytes: int) -> Check:
-    skip = {"build_report.json", "verify.json", "submission.json", "README.md"}
-    counted = {str(p.relative_to(art)): p.stat().st_size for p in sorted(art.rglob("*"))
-               if p.is_file() and p.name not in skip and "__pycache__" not in p.parts and not p.name.endswith(".log")}
-    total = sum(counted.values())
-    return Check("size.total", FAIL if total > max_bytes else PASS, measured=total, limit=max_bytes,
-                 exit_code=EXIT_SIZE, message="counted (decimal bytes): " + ", ".join(f"{k} {v:,}" for k, v in
-                                                                                     counted.items()))
 
 
 # ----------------------------------------------------------------------------- 2. data + pinning
@@ -331,33 +314,24 @@ def _memory_bytes(opts: VerifyOptions) -> int | None:
     return int(mem * (1 << 30)) or None
 
 
-def copy_artifact(src: Path, dst: Path) -> None:
-    """Regular files only (links dereferenced by their contents, never followed out of the copy)."""
-    for p in sorted(src.rglob("*")):
-        rel = p.relative_to(src)
-        if "__pycache__" in rel.parts:
-            continue
-        if p.is_dir() and not p.is_symlink():
-            (dst / rel).mkdir(parents=True, exist_ok=True)
-        elif p.is_file():
-            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(p, dst / rel)
+def limits_for(opts: VerifyOptions):
+    from golf.verifier import sandbox
+    return sandbox.Limits(wall_s=opts.eval_time_limit, memory_bytes=_memory_bytes(opts))
 
 
 def start_artifact(ctx: Ctx, env: dict, pass_fds=(), inputs: dict | None = None):
-    """A fresh copy of the artifact started in the sandbox; returns the sandbox's ``Running``."""
+    """A fresh copy of the artifact (regular files only) started in the sandbox; the sandbox's ``Running``."""
     from golf.verifier import sandbox
+    from golf.verifier.inventory import inventory
     ctx.runs += 1
     root = ctx.tmp / f"run{ctx.runs}"
     work, private = root / "work", root / "private"
-    work.mkdir(parents=True)
-    private.mkdir()
-    copy_artifact(ctx.art, work)
+    private.mkdir(parents=True)
+    inventory(ctx.art, copy_to=work)
     env = {"GOLF_DEVICE": ctx.opts.device, **env, **ctx.opts.extra}
     spec = sandbox.SandboxSpec(work=work, argv=[CODE_NAME], env=env, inputs=inputs or {}, pass_fds=tuple(pass_fds),
-                               limits=sandbox.Limits(wall_s=ctx.opts.eval_time_limit,
-                                                     memory_bytes=_memory_bytes(ctx.opts)),
-                               device=ctx.opts.device, weak_isolation=ctx.opts.weak_isolation, private_dir=private)
+                               limits=limits_for(ctx.opts), device=ctx.opts.device,
+                               weak_isolation=ctx.opts.weak_isolation, private_dir=private)
     return sandbox.start(spec)
 
 
@@ -386,12 +360,18 @@ class Pipes:
                 pass
 
 
-def run_checks(sec: Section, res, what: str) -> bool:
-    """The sandbox's verdict on one run as checks; True when the run ended cleanly."""
+def run_checks(sec: Section, res, what: str, opts: VerifyOptions) -> bool:
+    """The sandbox's verdict on one run as checks (prefixed ``what``); True when the run ended cleanly."""
     from golf.verifier import sandbox
-    for c in sandbox.isolation_checks(res) + sandbox.limit_checks(res, None):
-        c.name = f"{what}.{c.name}" if not c.name.startswith(what) else c.name
-        sec.checks.append(c)
+    checks = sandbox.isolation_checks(res) + sandbox.limit_checks(res, limits_for(opts))
+    if res.isolation.get("weak"):
+        sandbox.mark_weak(checks)
+    for c in checks:
+        c.name = f"{what}.{c.name}"
+    sec.checks += checks
+    sec.info.setdefault("runs", {})[what] = {"verdict": res.verdict, "wall_s": round(res.wall_s, 3),
+                                             "isolation": res.isolation, "stdout_tail": res.stdout[-2000:],
+                                             "stderr_tail": res.stderr[-2000:]}
     return res.verdict == "ok"
 
 
@@ -503,7 +483,7 @@ def protocol_run(ctx: Ctx, sec: Section, golf: bool, cfg: dict) -> dict | None:
         if "protocol.hello" not in {c.name for c in sec.checks}:
             sec.info["unverified_run"] = {"verdict": res.verdict, "stdout_tail": res.stdout[-2000:]}
             return None
-        run_checks(sec, res, "run")
+        run_checks(sec, res, "run", ctx.opts)
         return {}
     mode = _mode(ctx.opts, hello["modes"])
     L = ctx.opts.eval_seq_len or (cfg.get("eval_seq_len") if golf else hello["eval_seq_len"])
@@ -530,7 +510,7 @@ def protocol_run(ctx: Ctx, sec: Section, golf: bool, cfg: dict) -> dict | None:
         sec.add("protocol.answers", FAIL, exit_code=EXIT_INVALID, message=f"protocol failure: {e}")
         ok = False
     res = _end(pipes, running, client, ok)
-    run_checks(sec, res, "run")
+    run_checks(sec, res, "run", ctx.opts)
     if ok and mode == P.WINDOWS:
         ok = _replay(ctx, sec, out["windows_run"])
         out["report"] = out["windows_run"].finish()
@@ -547,7 +527,7 @@ def _replay(ctx: Ctx, sec: Section, wr) -> bool:
         ok = True
     except P.ProtocolError as e:
         sec.add("decoys.replay", FAIL, exit_code=EXIT_INVALID, message=f"fresh replay process: protocol failure: {e}")
-    run_checks(sec, _end(pipes, running, client, ok), "replay")
+    run_checks(sec, _end(pipes, running, client, ok), "replay", ctx.opts)
     return ok
 
 
@@ -658,7 +638,7 @@ def unverified_run(ctx: Ctx, sec: Section) -> None:
     staged = stage_data(ctx.data, ctx.tmp / "staged")
     running = start_artifact(ctx, {"DATA_DIR": "data", "GOLF_MODE": "eval"}, inputs={"data": staged})
     res = running.wait()
-    if not run_checks(sec, res, "run"):
+    if not run_checks(sec, res, "run", ctx.opts):
         return
     line = parse_log(res.stdout, "stdout").scored
     if line is None:
@@ -732,10 +712,18 @@ def verify_artifact(art_dir: str | Path, opts: VerifyOptions, log=print) -> Sect
     load_stream(data, opts.val_max_tokens)
     sec.info["stream"] = {"targets": len(data.stream) - 1, "bytes": data.nbytes, "sha256": data.sha256,
                           "partial": bool(opts.val_max_tokens)}
-    sec.checks.append(size_check(art, opts.max_bytes))
+    from golf.verifier.inventory import inventory, size_checks
+    inv = inventory(art)
+    sec.checks += size_checks(inv, opts.max_bytes)
+    sec.info["inventory"] = inv.to_dict()
     ctx = Ctx(art, opts, Path(tempfile.mkdtemp(prefix="golf-verify-")), data, log)
+    from golf.verifier.sandbox import CannotIsolate
     try:
         return _score_steps(ctx, sec, golf, cfg, blob)
+    except CannotIsolate as e:
+        sec.add("isolation.namespaces", FAIL, exit_code=EXIT_CANNOT_ISOLATE, message=f"{e} (--weak-isolation "
+                "runs it anyway, every check marked weak)")
+        return sec
     finally:
         if opts.keep_temp:
             sec.info["temp_dir"] = str(ctx.tmp)
@@ -749,7 +737,13 @@ def _score_steps(ctx: Ctx, sec: Section, golf: bool, cfg: dict, blob: Path) -> S
         L, s = ctx.opts.eval_seq_len or cfg["eval_seq_len"], ctx.opts.eval_stride or cfg["eval_stride"]
         ctx.log(f"trusted re-evaluation (golf's own code, L={L}, stride={s}) ...")
         trusted = start_trusted(ctx, blob, L, s)
-    run = protocol_run(ctx, sec, golf, cfg)
+    try:
+        run = protocol_run(ctx, sec, golf, cfg)
+    except BaseException:
+        if trusted:
+            trusted[0].kill()
+            trusted[0].wait()
+        raise
     tscores = finish_trusted(ctx, sec, *trusted) if trusted else None
     if run is None:
         unverified_run(ctx, sec)
