@@ -153,8 +153,11 @@ def exec_artifact(cfg, events_fd, namespaced):
         os.dup2(events_fd, rec_fd, inheritable=True)
     os.set_inheritable(rec_fd, True)
     keep.add(rec_fd)
-    os.closerange(3, rec_fd)
-    os.closerange(rec_fd + 1, 65536)
+    lo = 3
+    for fd in sorted(keep) + [65536]:
+        if fd >= lo:
+            os.closerange(lo, fd)
+            lo = fd + 1
     for fd in cfg["pass_fds"]:
         os.set_inheritable(fd, True)
     for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM, signal.SIGINT):

@@ -33,7 +33,10 @@ def _install(fd, here):
     spawn = frozenset(("subprocess.Popen", "os.system", "os.posix_spawn", "os.fork", "os.forkpty", "pty.spawn",
                        "_posixsubprocess.fork_exec"))
     scans = frozenset(("gc.get_objects", "gc.get_referrers", "gc.get_referents", "sys._current_frames"))
-    own_code = set()
+
+    def ours(obj):  # a frame or function of this bootstrap
+        code = getattr(obj, "f_code", None) or getattr(obj, "__code__", None)
+        return getattr(code, "co_filename", None) == here
 
     def emit(rec):
         try:
@@ -68,16 +71,14 @@ def _install(fd, here):
         elif event in spawn or event.startswith(("os.exec", "os.spawn")):
             emit({"e": "spawn", "event": event, "args": repr(args)[:300]})
         elif event == "sys._getframe":
-            f = args[0] if args else None
-            if f is not None and getattr(f, "f_code", None) in own_code:
+            if args and ours(args[0]):
                 emit({"e": "tamper", "how": "frame walk reached the recorder bootstrap"})
-        elif event == "object.__setattr__" and args and getattr(args[0], "__code__", None) in own_code:
+        elif event == "object.__setattr__" and args and ours(args[0]):
             emit({"e": "tamper", "how": f"setattr {args[1]!r} on the recorder's function {args[0]!r}"})
             raise RuntimeError("golf sandbox: the recorder cannot be modified")
         elif event in scans:
             emit({"e": "tamper", "how": f"{event} (a scan that can reach the recorder)"})
 
-    own_code.update((hook.__code__, emit.__code__, on_open.__code__, _install.__code__))
     sys.addaudithook(hook)
     emit({"e": "start", "pid": os.getpid(), "executable": sys.executable, "bootstrap": here})
     return emit
@@ -87,7 +88,7 @@ def _main():
     import os
     import runpy
     fd, script = int(sys.argv[1]), os.path.abspath(sys.argv[2])
-    emit = _install(fd, os.path.abspath(__file__))
+    emit = _install(fd, __file__)
     sys.argv = [script] + sys.argv[3:]
     sys.path.insert(0, os.path.dirname(script))
     try:

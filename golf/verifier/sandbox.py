@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Callable
 
 from golf.verifier.inventory import size_checks  # noqa: F401  (part of this module's API)
-from golf.verifier.report import FAIL, PASS, WARN, Check
+from golf.verifier.report import FAIL, PASS, SKIP, WARN, Check
 
 # ---------------------------------------------------------------------------- settings
 
@@ -362,6 +362,9 @@ def _verdict(end: dict, timed_out: bool, events: list[dict], limits: Limits, sur
         return "cpu-time"
     if rc == -signal.SIGXFSZ or (last.get("errno") == 27):  # EFBIG
         return "file-size"
+    if rc not in (0, None) and limits.processes and (last.get("errno") == 11 or  # EAGAIN from fork/clone
+                                                     "can't start new thread" in str(last.get("message"))):
+        return "processes"
     if rc not in (0, None) and limits.memory_bytes and (last.get("type") == "MemoryError"
                                                        or last.get("errno") == 12):  # ENOMEM
         return "memory"
@@ -509,7 +512,8 @@ def run(spec: SandboxSpec, heartbeat: Callable[[float], None] | None = None) -> 
 # ---------------------------------------------------------------------------- report checks
 
 CODE_SUFFIXES = (".py", ".pyc", ".pyo", ".pyw", ".so", ".pth", ".pyd")
-ALLOWED_CODE_DIRS = ("/tmp", "/dev/shm")  # code the artifact generates at run time (counted in its bytes)
+# code the artifact generates at run time (its source is counted in its bytes), and the recorder itself
+ALLOWED_CODE_DIRS = ("/tmp", "/dev/shm", os.path.dirname(RECORDER_INSIDE))
 
 
 def _codes() -> dict[str, int]:
@@ -528,9 +532,25 @@ def outside_code(result: RunResult) -> list[str]:
     """Code files opened from outside the work dir, the allowed environment and the private /tmp, and any
     file of the installed golf (not part of any artifact; masked inside the sandbox)."""
     allowed, golf = (result.work, *result.env_roots, *ALLOWED_CODE_DIRS), golf_masks(result.env_roots)
-    return sorted({e["path"] for e in result.of("open") if isinstance(e.get("path"), str)
-                   and (_under(e["path"], golf) or e["path"].endswith(CODE_SUFFIXES)
-                        and not _under(e["path"], allowed))})
+    bad = set()
+    for e in result.of("open"):
+        raw = e.get("path")
+        if not isinstance(raw, str):
+            continue
+        p = _inside_path(raw, result.work)
+        if p.endswith(CODE_SUFFIXES) and (_under(p, golf) or not _under(p, allowed)):
+            bad.add(raw)
+    return sorted(bad)
+
+
+def _inside_path(path: str, work: str) -> str:
+    """``/proc/self/cwd/x`` -> work/x (the cwd the run started in), ``/proc/*/root/x`` -> /x, else as is."""
+    parts = path.split("/")
+    if len(parts) > 3 and parts[1] == "proc" and parts[3] in ("cwd", "root") and (
+            parts[2] in ("self", "thread-self") or parts[2].isdigit()):
+        rest = "/".join(parts[4:])
+        return os.path.normpath((work if parts[3] == "cwd" else "/") + "/" + rest)
+    return path
 
 
 def _listing(items: list, n: int = 5) -> str:
@@ -593,10 +613,16 @@ def limit_checks(result: RunResult, limits: Limits) -> list[Check]:
         why = f"{ex[-1].get('type')}: {ex[-1].get('message')}" if ex else _last_line(result.stderr)
         checks.append(Check("run.exit", FAIL, measured=result.returncode, limit=0, exit_code=codes["exit"],
                             message=f"exited with status {result.returncode}: {why}".strip()))
-    else:
-        checks.append(Check("run.exit", PASS if v == "ok" else FAIL, measured=result.returncode,
-                            exit_code=codes.get(v), message=f"verdict {v} after {result.wall_s:.2f} s"))
+    else:  # a breach is reported by its own limits.* check (or isolation.survivors), not twice
+        checks.append(Check("run.exit", PASS if v == "ok" else SKIP, measured=result.returncode,
+                            message=f"finished in {result.wall_s:.2f} s" if v == "ok" else f"stopped: {v}"))
     return checks
+
+
+def cannot_isolate_check(exc: CannotIsolate) -> Check:
+    """The failing check for a run that could not be isolated (the report's only isolation verdict)."""
+    return Check("isolation.namespaces", FAIL, measured="none", exit_code=EXIT_CANNOT_ISOLATE,
+                 message=f"{exc}; --weak-isolation runs it without namespaces (every check is then marked weak)")
 
 
 def mark_weak(checks: list[Check]) -> list[Check]:
