@@ -360,14 +360,19 @@ class Pipes:
                 pass
 
 
-def run_checks(sec: Section, res, what: str, opts: VerifyOptions) -> bool:
-    """The sandbox's verdict on one run as checks (prefixed ``what``); True when the run ended cleanly."""
+def run_checks(sec: Section, res, what: str, opts: VerifyOptions, ended_by_verifier: bool = False) -> bool:
+    """The sandbox's verdict on one run as checks (prefixed ``what``); True when the run ended cleanly.
+
+    ``ended_by_verifier``: the verifier closed the pipes after a protocol failure (already a failed
+    check), so the artifact's exit status is not a second fault."""
     from golf.verifier import sandbox
     checks = sandbox.isolation_checks(res) + sandbox.limit_checks(res, limits_for(opts))
     if res.isolation.get("weak"):
         sandbox.mark_weak(checks)
     for c in checks:
-        c.name = f"{what}.{c.name}"
+        if ended_by_verifier and c.name == "run.exit" and res.verdict in ("exit", "timeout"):
+            c.status, c.message = SKIP, f"ended by the verifier after the protocol failure ({c.message})"
+        c.name = c.name if c.name.split(".")[0] == what else f"{what}.{c.name}"
     sec.checks += checks
     sec.info.setdefault("runs", {})[what] = {"verdict": res.verdict, "wall_s": round(res.wall_s, 3),
                                              "isolation": res.isolation, "stdout_tail": res.stdout[-2000:],
@@ -464,12 +469,11 @@ def _open_client(ctx: Ctx):
 
 
 def _end(pipes, running, client, ok: bool):
+    """Say bye (or just close the pipes after a failure: the artifact reads EOF) and collect the result."""
     if ok:
         client.bye()
     pipes.close()
-    if not ok:
-        running.kill()
-    return running.wait()
+    return running.wait(timeout=None if ok else 10.0)
 
 
 def protocol_run(ctx: Ctx, sec: Section, golf: bool, cfg: dict) -> dict | None:
@@ -483,7 +487,7 @@ def protocol_run(ctx: Ctx, sec: Section, golf: bool, cfg: dict) -> dict | None:
         if "protocol.hello" not in {c.name for c in sec.checks}:
             sec.info["unverified_run"] = {"verdict": res.verdict, "stdout_tail": res.stdout[-2000:]}
             return None
-        run_checks(sec, res, "run", ctx.opts)
+        run_checks(sec, res, "run", ctx.opts, ended_by_verifier=True)
         return {}
     mode = _mode(ctx.opts, hello["modes"])
     L = ctx.opts.eval_seq_len or (cfg.get("eval_seq_len") if golf else hello["eval_seq_len"])
@@ -510,7 +514,7 @@ def protocol_run(ctx: Ctx, sec: Section, golf: bool, cfg: dict) -> dict | None:
         sec.add("protocol.answers", FAIL, exit_code=EXIT_INVALID, message=f"protocol failure: {e}")
         ok = False
     res = _end(pipes, running, client, ok)
-    run_checks(sec, res, "run", ctx.opts)
+    run_checks(sec, res, "run", ctx.opts, ended_by_verifier=not ok)
     if ok and mode == P.WINDOWS:
         ok = _replay(ctx, sec, out["windows_run"])
         out["report"] = out["windows_run"].finish()
@@ -527,7 +531,7 @@ def _replay(ctx: Ctx, sec: Section, wr) -> bool:
         ok = True
     except P.ProtocolError as e:
         sec.add("decoys.replay", FAIL, exit_code=EXIT_INVALID, message=f"fresh replay process: protocol failure: {e}")
-    run_checks(sec, _end(pipes, running, client, ok), "replay", ctx.opts)
+    run_checks(sec, _end(pipes, running, client, ok), "replay", ctx.opts, ended_by_verifier=not ok)
     return ok
 
 

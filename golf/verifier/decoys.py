@@ -31,7 +31,8 @@ import numpy as np
 from golf.verifier.streaming import Client, Plan, Scores
 
 # share of the real forward tokens per decoy kind (total 0.095 <= the 10 % budget)
-SHARES = {"repeat": 0.01, "causal": 0.02, "replay": 0.02, "sweep": 0.045}
+SHARES = {"repeat": 0.005, "causal": 0.015, "replay": 0.01, "sweep": 0.065}
+MIN_MEMBERS = 256  # floor of a partial sweep (covers most of the probability mass, see _members)
 MAX_SWEEPS = 16
 
 
@@ -81,6 +82,21 @@ def _log_sum(nlls) -> float:
     return m + math.log(float(np.exp(v - m).sum()))
 
 
+def _members(rng, order: np.ndarray, true: int, m: int) -> np.ndarray:
+    """``m`` sweep values besides ``true``: all others when ``m`` covers them, else 3/4 the most frequent
+    tokens of the stream (where most of any sensible model's probability lies) and 1/4 random others."""
+    others = order[order != true]
+    if m >= len(others):
+        return others
+    top = others[:3 * m // 4]
+    rest = rng.choice(others[3 * m // 4:], size=m - len(top), replace=False)
+    return np.concatenate([top, rest])
+
+
+def frequency_order(stream: np.ndarray, vocab: int) -> np.ndarray:
+    return np.argsort(-np.bincount(stream, minlength=vocab)[:vocab], kind="stable")
+
+
 def _sweep_shape(budget_tokens: float, member_cost: float, vocab: int) -> tuple[int, int]:
     """(number of sweeps, members per sweep besides the true token)."""
     per = vocab - 1
@@ -88,7 +104,7 @@ def _sweep_shape(budget_tokens: float, member_cost: float, vocab: int) -> tuple[
     if total >= per:
         return min(int(total // per), MAX_SWEEPS), per
     k = min(4, max(1, int(total // 64)))
-    return k, max(16, min(per, int(total // k)))
+    return k, max(MIN_MEMBERS, min(per, int(total // k)))
 
 
 # ----------------------------------------------------------------------------- windows mode
@@ -100,6 +116,7 @@ class WindowsRun:
     def __init__(self, stream: np.ndarray, plan: Plan, vocab: int, batch: int, seed: int, budget: float = 0.10):
         self.stream, self.plan, self.vocab, self.batch = stream, plan, vocab, max(1, batch)
         self.rng = np.random.default_rng(seed)
+        self.order = frequency_order(stream, vocab)
         self.report = DecoyReport(seed=seed, mode="windows", real_tokens=plan.forward_tokens())
         self.items = [("real", w, 0, 0) for w in range(len(plan))]
         self._add_decoys(budget / 0.1)
@@ -125,9 +142,7 @@ class WindowsRun:
         for _ in range(k):
             w = int(rng.integers(0, len(p)))
             j = int(rng.integers(p.first[w], p.length[w]))
-            true = int(self.stream[p.start[w] + j + 1])
-            others = np.setdiff1d(np.arange(self.vocab), [true])
-            vs = others if m >= len(others) else rng.choice(others, size=m, replace=False)
+            vs = _members(rng, self.order, int(self.stream[p.start[w] + j + 1]), m)
             self.items += [("sweep", w, j, int(v)) for v in vs]
 
     def materialize(self, item) -> tuple[np.ndarray, np.ndarray, int]:
@@ -244,6 +259,7 @@ def run_score_first(client: Client, stream: np.ndarray, chunk: int, vocab: int, 
     causal_at = rng.integers(0, K, size=n_causal)
     n_sw, members = _sweep_shape(SHARES["sweep"] * 1.5 * budget / 0.1 * T, chunk / 2, vocab)
     sweep_at = rng.integers(0, K, size=n_sw)
+    order = frequency_order(stream, vocab)
     out = np.empty(T, dtype=np.float32)
     client.start("score-first", chunk, chunk, history=stream[:1])
     for k in range(K):
@@ -258,8 +274,7 @@ def run_score_first(client: Client, stream: np.ndarray, chunk: int, vocab: int, 
             items.append(("causal", x, real, c + 1))
         for _ in range(int((sweep_at == k).sum())):
             j = int(rng.integers(0, n))
-            others = np.setdiff1d(np.arange(vocab), [int(real[j])])
-            vs = others if members >= len(others) else rng.choice(others, size=members, replace=False)
+            vs = _members(rng, order, int(real[j]), members)
             for v in [int(real[j]), *vs.tolist()]:
                 q = real[:j + 1].copy()
                 q[j] = v
