@@ -272,3 +272,15 @@ def test_golf_build_and_train_refuse_a_tokenizer_of_another_vocabulary(tmp_path,
     r = CliRunner().invoke(main, ["train", "--preset", "tiny", "--data", str(data), "--run-dir", str(tmp_path / "r"),
                                   "--device", "cpu", "--iterations", "1"])
     assert r.exit_code != 0 and "has 512 pieces but the model config has vocab_size 1024" in r.output, r.output
+
+
+def test_exit_codes_are_one_table_in_help_and_docs():
+    import re
+
+    from golf.verifier.artifact import EXIT_NAMES
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "cli-verify.md").read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| (\d+) \| (.+?) \|$", doc, flags=re.M))
+    help_text = CliRunner().invoke(main, ["verify", "--help"], terminal_width=200).output
+    for code, text in EXIT_NAMES.items():
+        assert rows.get(str(code)) == text, code
+        assert " ".join(text.split()[:4]) in " ".join(help_text.split()), code

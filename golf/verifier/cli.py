@@ -16,14 +16,13 @@ HELP = f"""Verify an artifact (ARTIFACT_DIR) or lint records folders (--records 
 
 \b
 Artifact mode:  golf verify ART --data DIR [--claimed-bpb X | --submission submission.json]
-  Copies ART to a fresh temp dir and runs its train_gpt.py in eval mode in a separate
-  `python -I` with a minimal environment (no tokens, HF_HUB_OFFLINE=1), a wall-clock and a
-  memory limit, a new network namespace where the OS allows it, and an audit hook that
-  blocks and records network access and training-data reads and records every file opened
-  and module imported.  A golf artifact reports per-target NLLs (GOLF_NLL_OUT) that the
-  verifier re-scores with its own byte count; probes check normalization and causality.  A
-  foreign train_gpt.py is judged on its printed final lines (the report says so).  Size =
-  train_gpt.py + blob + every other artifact file the run opened (decimal bytes).
+  The verifier owns the data and the coverage: it scores all N-1 targets of the untruncated
+  validation stream.  A golf artifact (train_gpt.py byte-identical to the one golf regenerates
+  from the blob's config) is re-scored by golf's own code in a separate process; its own
+  answers must agree.  Every artifact runs in the sandbox and answers the golf-eval/1
+  protocol (windows or score-first) over two pipes, with decoys (repeats, fresh replay,
+  causality splices, vocabulary sweeps) it cannot tell apart.  One that only prints a
+  score is "unverified" (see --allow-unverified).  Protocol: docs/cli-verify.md.
 
 \b
 Records mode:   golf verify --records records/ [--against BPB]
@@ -34,7 +33,8 @@ Records mode:   golf verify --records records/ [--against BPB]
 
 \b
 Exit codes (artifact mode: when several checks fail, the first in the order
-malformed, network, access, timeout, runtime, invalid, score, size wins):
+malformed, cannot isolate, network, access, processes, memory, cpu time, file size,
+timeout, runtime, tokenizer, unverified, invalid, score, size wins):
 {_CODES}
    1  bad input to the verifier itself (missing --data, unreadable files)
    2  usage error
@@ -155,7 +155,8 @@ def verify(artifact_dir, records, data_dir, claimed_bpb, submission, max_bytes, 
     if i.get("isolation"):
         click.echo(f"isolation: {i['isolation']}")
     if i.get("partial"):
-        click.echo(f"partial validation set: first {i.get('targets', 0):,} targets (--val-max-tokens)")
+        click.echo(f"partial validation set: first {i.get('stream', {}).get('targets', 0):,} targets "
+                   "(--val-max-tokens)")
     if i.get("score"):
         s = i["score"]
         click.echo(f"score ({s['kind']}): val_bpb {s['val_bpb']:.8f}")
