@@ -30,7 +30,6 @@ import os
 import re
 import shutil
 import tempfile
-import threading
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
