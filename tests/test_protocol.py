@@ -142,3 +142,18 @@ def test_windows_run_with_decoys_against_the_shipped_server(tiny_data):
     assert rep.repeat_max <= 1e-6 and rep.causal_max <= 1e-6 and rep.replay_max <= 1e-6
     assert all(abs(s["log_sum"]) < 1e-4 for s in rep.sweeps if s["full"])
     assert 0 < rep.extra_fraction()
+
+
+def test_outputs_are_read_without_following_links_and_with_a_cap(tmp_path):
+    from golf.verifier.artifact import read_capped
+    big = tmp_path / "big.f32"
+    big.write_bytes(b"\0" * 4096)
+    assert len(read_capped(big, 4096)) == 4096
+    with pytest.raises(ValueError, match="over the 100-byte cap"):
+        read_capped(big, 100)
+    (tmp_path / "link.f32").symlink_to(big)
+    with pytest.raises(OSError):
+        read_capped(tmp_path / "link.f32", 1 << 20)
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(ValueError, match="not a regular file"):
+        read_capped(tmp_path / "fifo", 100)

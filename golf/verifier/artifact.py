@@ -483,11 +483,12 @@ def protocol_run(ctx: Ctx, sec: Section, golf: bool, cfg: dict) -> dict | None:
     hello = _hello(ctx, sec, client, golf)
     if hello is None:
         res = _end(pipes, running, client, False)
-        if "protocol.hello" not in {c.name for c in sec.checks}:
-            sec.info["unverified_run"] = {"verdict": res.verdict, "stdout_tail": res.stdout[-2000:]}
-            return None
-        run_checks(sec, res, "run", ctx.opts, ended_by_verifier=True)
-        return {}
+        if "protocol.hello" in {c.name for c in sec.checks}:  # answered, but wrongly: invalid
+            run_checks(sec, res, "run", ctx.opts, ended_by_verifier=True)
+            return {}
+        # no hello at all: a crash, a breach or a timeout is reported as such; a clean exit is 'unverified'
+        run_checks(sec, res, "run", ctx.opts)
+        return None
     mode = _mode(ctx.opts, hello["modes"])
     L = ctx.opts.eval_seq_len or (cfg.get("eval_seq_len") if golf else hello["eval_seq_len"])
     s = ctx.opts.eval_stride or (cfg.get("eval_stride") if golf else min(64, L))
@@ -641,7 +642,7 @@ def unverified_run(ctx: Ctx, sec: Section) -> None:
     staged = stage_data(ctx.data, ctx.tmp / "staged")
     running = start_artifact(ctx, {"DATA_DIR": "data", "GOLF_MODE": "eval"}, inputs={"data": staged})
     res = running.wait()
-    if not run_checks(sec, res, "run", ctx.opts):
+    if not run_checks(sec, res, "classic", ctx.opts):
         return
     line = parse_log(res.stdout, "stdout").scored
     if line is None:
