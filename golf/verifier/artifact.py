@@ -369,7 +369,7 @@ def run_checks(sec: Section, res, what: str, opts: VerifyOptions, ended_by_verif
     if res.isolation.get("weak"):
         sandbox.mark_weak(checks)
     for c in checks:
-        if ended_by_verifier and c.name == "run.exit" and res.verdict in ("exit", "timeout"):
+        if ended_by_verifier and c.name in ("run.exit", "limits.wall") and res.verdict in ("exit", "timeout"):
             c.status, c.message = SKIP, f"ended by the verifier after the protocol failure ({c.message})"
         c.name = c.name if c.name.split(".")[0] == what else f"{what}.{c.name}"
     sec.checks += checks
