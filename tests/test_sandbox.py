@@ -49,7 +49,7 @@ def test_view_inside_and_allowed_environment(tmp_path):
                           "golf": golf_ok, "input": open("data/val.bin").read(),
                           "input_w": writable("data/new.bin"), "env_w": writable(os.path.join(sys.prefix, "x")),
                           "work_w": writable("out.txt"), "home": os.path.exists(os.path.expanduser("~/.bashrc")),
-                          "root_w": writable("/x")}))
+                          "root_w": writable("/x"), "user": __import__("getpass").getuser()}))
     """, inputs={"data": data}, wall_s=120)
     assert res.verdict == "ok", res.stderr
     import json
@@ -58,7 +58,7 @@ def test_view_inside_and_allowed_environment(tmp_path):
     parts = tmp_path.parts  # /tmp is private and empty, but for the mount point of the work dir
     assert got["tmp"] == ([parts[2]] if parts[1] == "tmp" else [])
     assert got["pid"] == 2 and got["procs"] == [1, 2]  # PID namespace: the supervisor and the artifact
-    assert not got["golf"] and got["input"] == "abc"
+    assert not got["golf"] and got["input"] == "abc" and got["user"] == "golf"
     assert not got["input_w"] and not got["env_w"] and not got["root_w"] and got["work_w"] and not got["home"]
     assert {c.name: c.status for c in sb.isolation_checks(res)}["isolation.code"] == PASS
 
@@ -147,3 +147,36 @@ def test_inventory_counts_every_file_and_copies_the_same_bytes(tmp_path):
     assert "__pycache__/blob.bin 5,000" in c["size.total"].message
     assert c["size.uncounted"].status == PASS
     assert {c.status for c in size_checks(inv, 16_000_000)} == {PASS}
+
+
+@needs_ns
+def test_fork_burst_is_stopped_at_the_task_limit(tmp_path):
+    """200 forks against a limit of 16: refused by the pids cgroup (root) or RLIMIT_NPROC (unprivileged),
+    or killed by the supervisor's count; either way the verdict is "processes" and nothing survives."""
+    res = sandboxed(tmp_path, """
+        import os, time
+        for _ in range(200):
+            if os.fork() == 0:
+                time.sleep(3)
+                os._exit(0)
+    """, processes=16, wall_s=30)
+    assert res.verdict == "processes" and res.survivors == 0, (res.returncode, res.stderr[-300:])
+    assert {c.name: c.exit_code for c in sb.limit_checks(res, sb.Limits(processes=16)) if c.status == FAIL} == {
+        "limits.processes": sb.EXIT_PROCESSES}
+
+
+@pytest.mark.parametrize("code", [
+    "import numpy\nx = numpy.ones(1 << 31)",  # numpy's own MemoryError subclass
+    # torch's C++ allocators surface as RuntimeError (the message torch prints, without paying its import)
+    "raise RuntimeError(\"DefaultCPUAllocator: can't allocate memory: you tried to allocate 17179869184 bytes\")",
+])
+def test_allocation_failures_are_a_memory_verdict(tmp_path, code):
+    res = sandboxed(tmp_path, code, weak=True, memory_bytes=2 << 30)
+    assert res.verdict == "memory", res.stderr[-300:]
+
+
+def test_an_input_cannot_hide_a_shipped_file(tmp_path):
+    (tmp_path / "w" / "data").mkdir(parents=True)
+    with pytest.raises(ValueError, match="already has data"):
+        sb.start(sb.SandboxSpec(work=tmp_path / "w", argv=["x.py"], inputs={"data": tmp_path},
+                                private_dir=tmp_path / "p"))

@@ -218,3 +218,84 @@ def test_weak_isolation_still_kills_the_daemon(world, monkeypatch):
     assert res.verdict == "ok" and res.survivors == 0
     time.sleep(2.5)
     assert list(world.outside.iterdir()) == [] and world.report.read_text() == '{"val_bpb": 1.2345}'
+
+
+def test_daemon_cannot_rewrite_the_verifier_report(tmp_path, tiny_data):
+    """Through verify_artifact: the setsid daemon of a foreign artifact, told the report path, is dead
+    before the report is written and never rewrites it."""
+    from golf.verifier.artifact import VerifyOptions, verify_artifact
+    from golf.verifier.report import write_json
+    report, outside = tmp_path / "report.json", tmp_path / "outside"
+    outside.mkdir()
+    art = tmp_path / "art"
+    art.mkdir()
+    (art / "train_gpt.py").write_text(f"import os\nos.environ.update(ATTACK_REPORT={str(report)!r}, "
+                                      f"ATTACK_OUTSIDE={str(outside)!r}, ATTACK_DELAY='1.5')\n"
+                                      + (FIX / "daemon.py").read_text())
+    shutil.copy(FIX / "_attack.py", art / "_attack.py")
+    (art / "model.ptz").write_bytes(b"not a known codec")
+    sec = verify_artifact(art, VerifyOptions(data_dir=tiny_data["data_dir"], val_max_tokens=1024,
+                                                       eval_seq_len=64), log=lambda m: None)
+    assert "daemon started" in sec.info["stdout_tail"]
+    write_json(report, {"checks": [c.to_dict() for c in sec.checks], "val_bpb": None})
+    before = report.read_text()
+    time.sleep(2.5)
+    assert report.read_text() == before and list(outside.iterdir()) == []
+
+
+@needs_ns
+def test_recorder_log_cannot_be_erased(world):
+    res = run_fixture(world, "erase_log")
+    assert_contained(world, res)
+    a = attempts(res)
+    assert a["erase truncate"] == "blocked" and a["erase close"] == "ok"  # a pipe: nothing to truncate
+    assert check(res, "isolation.network").status == FAIL  # the attempt made before is still on record
+    assert "the recorder's log was closed while the artifact ran" in {e["how"] for e in res.of("tamper")}
+
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+UNPRIV = """
+import os, sys
+sys.path.insert(0, {root!r})
+from pathlib import Path
+from golf.verifier import sandbox as sb
+base = Path({root!r}) / "run"
+r = sb.run(sb.SandboxSpec(work=base / "work", argv=["train_gpt.py"], private_dir=base / "private",
+                          env={{"ATTACK_SHARD": {shard!r}, "ATTACK_OUTSIDE": {outside!r}, "ATTACK_ORIG": {orig!r}}},
+                          limits=sb.Limits(wall_s=60, processes=16)))
+print("UID", os.getuid(), "VERDICT", r.verdict, "WEAK", r.isolation["weak"], "SURVIVORS", r.survivors)
+sys.stdout.write(r.stdout)
+"""
+
+
+@needs_ns
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv") or not os.path.exists(SYSTEM_PYTHON),
+                    reason="needs root (to switch to nobody), setpriv and a system python")
+def test_no_root_needed_unprivileged_user_is_contained(world):
+    """The same isolation as nobody (uid 65534) with the system python: user namespaces, no root."""
+    import subprocess
+    import tempfile
+    root = Path(tempfile.mkdtemp(prefix="golf-unpriv-"))
+    try:
+        os.chmod(root, 0o755)
+        shutil.copytree(Path(golf.__file__).parent, root / "golf", ignore=shutil.ignore_patterns("__pycache__"))
+        work = root / "run" / "work"
+        work.mkdir(parents=True)
+        shutil.copy(FIX / "proc_paths.py", work / "train_gpt.py")
+        shutil.copy(FIX / "_attack.py", work / "_attack.py")
+        shard, outside = root / "data" / world.shard.name, root / "outside"  # both reachable by nobody on the host
+        shard.parent.mkdir()
+        shutil.copy(world.shard, shard)
+        outside.mkdir()
+        for d in (root / "run", work, outside):
+            shutil.chown(d, 65534, 65534)
+        (root / "check.py").write_text(UNPRIV.format(root=str(root), shard=str(shard), outside=str(outside),
+                                                     orig=str(world.orig)))
+        r = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", SYSTEM_PYTHON,
+                            "-I", str(root / "check.py")], capture_output=True, text=True, timeout=120, cwd="/")
+        marker_written = list(outside.iterdir())
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    assert "UID 65534 VERDICT ok WEAK False SURVIVORS 0" in r.stdout, r.stdout + r.stderr
+    assert r.stdout.count(": blocked") == 11 and ": ok" not in r.stdout and world.secret not in r.stdout
+    assert marker_written == []

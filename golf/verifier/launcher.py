@@ -20,11 +20,13 @@ import ctypes
 import json
 import os
 import resource
+import select
 import signal
 import sys
 import time
 
 POLL_S = 0.05
+EXIT_GRACE_S = 0.5  # between a process closing its files on exit and becoming reapable
 CAPS_MAX = 64
 PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS, PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE = 24, 38, 36, 4
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = \
@@ -92,7 +94,7 @@ def build_root(cfg, root):
         src = "/dev/" + name
         if os.path.exists(src):
             _mkpoint(dev + "/" + name, os.path.isdir(src))
-            bind(src, dev + "/" + name, readonly=False, recursive=False)
+            bind(src, dev + "/" + name, readonly=False, recursive=os.path.isdir(src))
     os.makedirs(dev + "/shm", exist_ok=True)
     mount("golf-shm", dev + "/shm", "tmpfs", MS_NOSUID | MS_NODEV, f"mode=1777,size={cfg['tmp_bytes']}")
     for src in cfg["rw_binds"]:  # the work dir (and, for the legacy wrapper, its parent)
@@ -121,7 +123,8 @@ def build_root(cfg, root):
 
 
 def drop_privileges():
-    """No capabilities (in the user namespace), no way to regain any, and not ptrace-able by the artifact."""
+    """No capabilities (in the user namespace) and no way to regain any: the bounding set is emptied, so
+    exec gives uid 0 nothing, and no_new_privs disables set-uid binaries."""
     for cap in range(CAPS_MAX):
         _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
     nr = SYS_CAPSET.get(os.uname().machine)
@@ -164,14 +167,13 @@ def exec_artifact(cfg, events_fd, namespaced):
         signal.signal(sig, signal.SIG_DFL)
     os.chdir(cfg["work"])
     set_limits(cfg["limits"])
-    if namespaced:
-        drop_privileges()
+    drop_privileges()  # also without namespaces: a root verifier's artifact then execs with no capabilities
     argv = [cfg["python"], "-I", "-B", cfg["recorder_inside"] if namespaced else cfg["recorder_src"],
             str(rec_fd)] + cfg["argv"]
     os.execve(cfg["python"], argv, cfg["env"])
 
 
-def _tree(root_pid):
+def descendants(root_pid):
     """Live descendants of ``root_pid`` (by PPid), as {pid: (threads, cpu seconds incl. reaped children)}."""
     procs, tick = {}, os.sysconf("SC_CLK_TCK")
     for name in os.listdir("/proc"):
@@ -199,7 +201,7 @@ def _tree(root_pid):
 def kill_tree(me):
     """SIGKILL every descendant of this process until none is left; returns how many could not be killed."""
     for _ in range(100):
-        tree = _tree(me)
+        tree = descendants(me)
         if not tree:
             return 0
         for pid in tree:
@@ -207,34 +209,91 @@ def kill_tree(me):
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        _reap_all()
+        _reap(None)
         time.sleep(0.02)
-    return len(_tree(me))
+    return len(descendants(me))
 
 
-def _reap_all():
+class EventLog:
+    """Copies the recorder's pipe into the verifier's events file.  A pipe, not a file the artifact
+    holds: what was recorded cannot be truncated or rewritten afterwards."""
+
+    def __init__(self, read_fd, file_fd, cap):
+        self.r, self.f, self.left, self.eof = read_fd, file_fd, cap, False
+        os.set_blocking(read_fd, False)
+
+    def pump(self, timeout):
+        if self.eof:
+            time.sleep(timeout)
+            return
+        ready, _, _ = select.select([self.r], [], [], timeout)
+        while ready:
+            try:
+                chunk = os.read(self.r, 1 << 20)
+            except BlockingIOError:
+                return
+            if not chunk:
+                self.eof = True
+                return
+            if self.left > 0:
+                os.write(self.f, chunk[:self.left])
+                self.left -= len(chunk)
+
+    def note(self, rec):
+        os.write(self.f, (json.dumps(rec) + "\n").encode())
+
+    def drain(self, timeout=1.0):
+        deadline = time.monotonic() + timeout
+        while not self.eof and time.monotonic() < deadline:
+            self.pump(0.05)
+
+
+def _reap(child):
+    """Reap every exited child (orphans are re-parented here); the wait status of ``child`` if it was one."""
+    found = None
     while True:
         try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
+            pid, wstatus = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return
+            return found
         if pid == 0:
-            return
+            return found
+        if pid == child:
+            found = wstatus
 
 
-def supervise(cfg, child, status):
+def _wait_briefly(child, grace):
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        wstatus = _reap(child)
+        if wstatus is not None:
+            return wstatus
+        time.sleep(0.01)
+    return None
+
+
+def _tree_usage(me):
+    """(tasks incl. threads, CPU seconds of the tree incl. reaped children) of this process's descendants."""
+    tree = descendants(me)
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return sum(t for t, _ in tree.values()), ru.ru_utime + ru.ru_stime + sum(c for _, c in tree.values())
+
+
+def supervise(cfg, child, log, status):
     """Wait for the artifact's main process while watching the tree's size and CPU time."""
     me, lim = os.getpid(), cfg["limits"]
-    max_tasks, breach, cpu = 1, None, 0.0
-    while True:
-        pid, wstatus = os.waitpid(child, os.WNOHANG)
-        if pid == child:
+    max_tasks, breach, cpu, wstatus, closed = 1, None, 0.0, None, False
+    while wstatus is None:
+        log.pump(POLL_S)
+        wstatus = _reap(child)
+        if wstatus is None and log.eof and not closed:  # an exiting process closes its files first
+            wstatus = _wait_briefly(child, EXIT_GRACE_S)
+            closed = True
+            if wstatus is None:
+                log.note({"e": "tamper", "how": "the recorder's log was closed while the artifact ran"})
+        if wstatus is not None:
             break
-        _reap_all_but(child)
-        tree = _tree(me)
-        tasks = sum(t for t, _ in tree.values())
-        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = ru.ru_utime + ru.ru_stime + sum(c for _, c in tree.values())
+        tasks, cpu = _tree_usage(me)
         max_tasks = max(max_tasks, tasks)
         if lim.get("processes") and tasks > lim["processes"]:
             breach = "processes"
@@ -243,22 +302,12 @@ def supervise(cfg, child, status):
         if breach:
             os.kill(child, signal.SIGKILL)
             _, wstatus = os.waitpid(child, 0)
-            break
-        time.sleep(POLL_S)
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     left = kill_tree(me)
+    log.drain()
     code = os.waitstatus_to_exitcode(wstatus)
     status({"end": {"returncode": code, "breach": breach, "max_tasks": max_tasks, "survivors": left,
                     "cpu_s": round(max(cpu, ru.ru_utime + ru.ru_stime), 3)}})
-
-
-def _reap_all_but(child):
-    """Reap orphans re-parented to this process (not the main child: its status is read above)."""
-    for pid in [p for p in _tree(os.getpid()) if p != child]:
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
 
 
 def main():
@@ -274,6 +323,14 @@ def main():
     _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
     _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     events_fd = os.open(cfg["events"], os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    in_cgroup = False
+    if cfg.get("cgroup_procs"):  # before any fork: every descendant is then counted by pids.max
+        try:
+            with open(cfg["cgroup_procs"], "w") as f:
+                f.write("0")
+            in_cgroup = True
+        except OSError:
+            pass
     try:
         if namespaced:
             if os.getpid() != 1:
@@ -284,16 +341,18 @@ def main():
         status({"error": str(e)})
         return 3
     ns = os.readlink("/proc/self/ns/pid") if namespaced else None
-    status({"ready": {"pid_ns": ns}})
+    status({"ready": {"pid_ns": ns, "cgroup": in_cgroup}})
+    rec_r, rec_w = os.pipe()
     child = os.fork()
     if child == 0:
         try:
-            exec_artifact(cfg, events_fd, namespaced)
+            os.close(rec_r)
+            exec_artifact(cfg, rec_w, namespaced)
         finally:
             os._exit(127)
-    os.close(events_fd)
+    os.close(rec_w)
     signal.signal(signal.SIGTERM, lambda *_: os.kill(child, signal.SIGKILL))
-    supervise(cfg, child, status)
+    supervise(cfg, child, EventLog(rec_r, events_fd, cfg["events_cap"]), status)
     return 0
 
 

@@ -3,7 +3,7 @@
 ``start(spec)`` / ``run(spec)`` run ``python -I -B recorder.py FD <spec.argv>`` in ``spec.work``
 through a trusted supervisor (:mod:`golf.verifier.launcher`).  Where the OS allows it (user
 namespaces, no root needed) the supervisor runs inside ``unshare --user --map-root-user --mount
---pid --net --fork --kill-child`` and the artifact sees only its work dir, the read-only
+--pid --net --ipc --uts --fork --kill-child`` and the artifact sees only its work dir, the read-only
 ``inputs``, a read-only python environment in which golf is masked, ``/dev/{null,zero,random,
 urandom}``, ``/proc`` of its own PID namespace and an empty ``/tmp``; it has no network and no
 capabilities.  The supervisor is PID 1 of the namespace, so every descendant dies with the run.
@@ -34,21 +34,25 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
+from golf.verifier import cgroup
 from golf.verifier.inventory import size_checks  # noqa: F401  (part of this module's API)
+from golf.verifier.launcher import descendants
 from golf.verifier.report import FAIL, PASS, SKIP, WARN, Check
 
 # ---------------------------------------------------------------------------- settings
 
 FORCE_NO_NS_ENV = "GOLF_SANDBOX_FORCE_NO_NS"  # "1": behave as if the OS refused namespaces (tests)
-NAMESPACES = ("user", "mount", "pid", "net")
-UNSHARE_OPTS = ("--user", "--map-root-user", "--mount", "--pid", "--net", "--fork", "--kill-child")
+NAMESPACES = ("user", "mount", "pid", "net", "ipc", "uts")  # ipc: no System V segments shared with the host
+UNSHARE_OPTS = ("--user", "--map-root-user", "--mount", "--pid", "--net", "--ipc", "--uts", "--fork", "--kill-child")
 OUTPUT_CAP = 8 << 20           # bytes of stdout / stderr read back
 EVENTS_CAP = 64 << 20          # bytes of recorder log read back
 READY_TIMEOUT_S = 60.0         # supervisor set-up (mounts) must finish within this
 HEARTBEAT_S = 5.0
+MIN_TASKS, TASKS_PER_CORE = 64, 8  # default task limit (threads count: torch starts pools per core)
 SURVIVOR_WAIT_S = 2.0
 TMP_BYTES_DEFAULT = 1 << 30    # size of the private /tmp and /dev/shm
-GPU_DEVICE_PREFIXES = ("nvidia", "dri")
+GPU_DEVICE_PREFIXES = ("nvidia", "dri")  # /dev entries bound for device="cuda"
+GPU_RO = ("/sys", "/etc/nvidia")           # read-only extras for device="cuda" (PCI topology, driver config)
 GOLF_PACKAGE = "golf"
 SYSTEM_RO = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc/ld.so.cache", "/etc/ld.so.conf",
              "/etc/ld.so.conf.d", "/etc/alternatives")
@@ -70,7 +74,13 @@ SANDBOX_EXIT_NAMES = {
     EXIT_FILE_SIZE: "file-size limit exceeded",
     EXIT_PROCESSES: "process limit exceeded, or processes survived the run",
 }
+OOM_MESSAGES = ("can't allocate memory", "cannot allocate memory", "out of memory")  # ENOMEM, torch allocators
 VERDICTS = ("ok", "exit", "timeout", "memory", "cpu-time", "file-size", "processes", "survivors")
+
+
+def default_tasks() -> int:
+    """Default task limit: 64, or 8 per core where torch's per-core thread pools need more."""
+    return max(MIN_TASKS, TASKS_PER_CORE * (os.cpu_count() or 1))
 
 
 class CannotIsolate(Exception):
@@ -83,7 +93,8 @@ class Limits:
     cpu_s: float | None = None       # CPU seconds of the whole process tree -> "cpu-time"
     memory_bytes: int | None = None  # address space per process (RLIMIT_AS) -> "memory"
     file_bytes: int | None = 1 << 30  # RLIMIT_FSIZE (also caps stdout/stderr) -> "file-size"
-    processes: int | None = 64       # max tasks (threads included) in the sandbox -> "processes"
+    processes: int | None = field(default_factory=default_tasks)  # max tasks, threads included
+    #                                  (torch starts a thread per core) in the sandbox -> "processes"
 
 
 @dataclass
@@ -127,7 +138,8 @@ def minimal_env(extra: dict[str, str], home: Path | str = "/tmp", tmp: Path | st
     """Environment for the child: no tokens or credentials, Hub offline, caches in the temp dir."""
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "TMPDIR": str(tmp), "LANG": "C.UTF-8",
            "LC_ALL": "C.UTF-8", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
+           "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1",
+           "USER": "golf", "LOGNAME": "golf"}  # no /etc/passwd inside: getpass.getuser() (torch caches) reads these
     for k in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NVIDIA_VISIBLE_DEVICES"):
         if k in os.environ:
             env[k] = os.environ[k]
@@ -207,6 +219,9 @@ class Running:
         self._timed_out = False
         self._status_buf = b""
         self._result: RunResult | None = None
+        self._known: set[int] = set()  # without namespaces: descendants seen when killing
+        self._cgroup: Path | None = None
+        self._ns_fd: int | None = None
         self._watchdog = threading.Timer(spec.limits.wall_s, self._on_deadline)
         self._watchdog.daemon = True
         self._watchdog.start()
@@ -224,7 +239,10 @@ class Running:
         return self._proc.poll()
 
     def kill(self) -> None:
-        """Kill every descendant: the supervisor first (namespace: its death kills the namespace)."""
+        """Kill every descendant: the supervisor first (namespace: its death kills the namespace; without
+        namespaces the supervisor kills its tree, and what it left is killed from here)."""
+        if not self.isolation.get("pid_ns") and self._proc.poll() is None:
+            self._known |= set(descendants(self._proc.pid))
         for sig in (signal.SIGTERM, signal.SIGKILL):
             if self._proc.poll() is not None:
                 break
@@ -236,6 +254,11 @@ class Running:
                 self._proc.wait(timeout=1.0)
             except subprocess.TimeoutExpired:
                 pass
+        for pid in self._known:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
 
     def wait(self, timeout: float | None = None) -> RunResult:
         """Wait for the end (``timeout``: give up waiting and kill), end everything, build the result."""
@@ -243,7 +266,8 @@ class Running:
             return self._result
         try:
             self._proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired:  # the caller's own deadline: same verdict as the watchdog's
+            self._timed_out = True
             self.kill()
         self._watchdog.cancel()
         self.kill()
@@ -251,6 +275,12 @@ class Running:
         wall = self.elapsed
         end = self._read_end()
         survivors = self._count_survivors(end)
+        if self._ns_fd is not None:
+            os.close(self._ns_fd)
+            self._ns_fd = None
+        if self._cgroup:
+            end["pids_denied"] = cgroup.denied(self._cgroup)
+            cgroup.remove(self._cgroup)
         self._result = _result(self, end, wall, survivors)
         return self._result
 
@@ -265,14 +295,38 @@ class Running:
     def _count_survivors(self, end: dict) -> int:
         ns = self.isolation.get("pid_ns")
         left = int(end.get("survivors") or 0)
-        if not ns:
-            return left
         deadline = time.monotonic() + SURVIVOR_WAIT_S
         while True:
-            n = _processes_in_pid_ns(ns)
+            n = _processes_in_pid_ns(ns) if ns else sum(_alive(p) for p in self._known)
             if n == 0 or time.monotonic() > deadline:
                 return max(left, n)
             time.sleep(0.05)
+
+
+def _pin_pid_ns(unshare_pid: int, ns: str | None) -> int | None:
+    """An open descriptor of the run's PID namespace (the supervisor is unshare's only child): while it is
+    open the namespace's inode number cannot be reused, so the survivor check cannot mistake another run."""
+    try:
+        with open(f"/proc/{unshare_pid}/task/{unshare_pid}/children") as f:
+            kids = f.read().split()
+        fd = os.open(f"/proc/{kids[0]}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    except (OSError, IndexError):
+        return None
+    try:
+        if os.readlink(f"/proc/self/fd/{fd}") == ns:
+            return fd
+    except OSError:
+        pass
+    os.close(fd)
+    return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _processes_in_pid_ns(ns: str) -> int:
@@ -362,11 +416,12 @@ def _verdict(end: dict, timed_out: bool, events: list[dict], limits: Limits, sur
         return "cpu-time"
     if rc == -signal.SIGXFSZ or (last.get("errno") == 27):  # EFBIG
         return "file-size"
-    if rc not in (0, None) and limits.processes and (last.get("errno") == 11 or  # EAGAIN from fork/clone
+    if rc not in (0, None) and limits.processes and (end.get("pids_denied") or last.get("errno") == 11 or  # EAGAIN
                                                      "can't start new thread" in str(last.get("message"))):
         return "processes"
-    if rc not in (0, None) and limits.memory_bytes and (last.get("type") == "MemoryError"
-                                                       or last.get("errno") == 12):  # ENOMEM
+    if rc not in (0, None) and limits.memory_bytes and (last.get("type") == "MemoryError" or last.get("errno") == 12
+                                                       or any(m in str(last.get("message")).lower()
+                                                              for m in OOM_MESSAGES)):
         return "memory"
     if rc is None:
         return "exit"
@@ -390,9 +445,10 @@ def _config(spec: SandboxSpec, namespaced: bool, status_w: int, python: str, roo
     return {
         "mode": "ns" if namespaced else "plain", "python": python, "argv": list(spec.argv), "work": work,
         "env": minimal_env(spec.env), "pass_fds": list(spec.pass_fds), "status_fd": status_w,
-        "events": str(spec.private_dir / "events.jsonl"), "recorder_src": str(RECORDER),
+        "events": str(spec.private_dir / "events.jsonl"), "events_cap": EVENTS_CAP, "recorder_src": str(RECORDER),
         "recorder_inside": RECORDER_INSIDE, "root": str(spec.private_dir / "root"),
-        "ro_binds": sorted(set(roots) | set(SYSTEM_RO)), "masks": golf_masks(roots),
+        "ro_binds": sorted(set(roots) | set(SYSTEM_RO) | (set(GPU_RO) if spec.device == "cuda" else set())),
+        "masks": golf_masks(roots),
         "rw_binds": sorted({work, *(os.path.realpath(p) for p in spec.shared)}),
         "inputs": [(os.path.join(work, k), os.path.realpath(p)) for k, p in sorted(spec.inputs.items())],
         "devices": _devices(spec.device), "tmp_bytes": lim.file_bytes or TMP_BYTES_DEFAULT,
@@ -413,6 +469,8 @@ def _check_spec(spec: SandboxSpec) -> None:
             raise ValueError(f"SandboxSpec.inputs key {k!r}: must be a plain name (visible at work/<key>)")
         if not Path(p).exists():
             raise ValueError(f"SandboxSpec.inputs[{k!r}] = {p}: does not exist")
+        if os.path.lexists(os.path.join(spec.work, k)):
+            raise ValueError(f"SandboxSpec.inputs key {k!r}: the work dir already has {k} (it would be hidden)")
     w = os.path.realpath(spec.work)
     pd = os.path.realpath(spec.private_dir)
     if pd == w or pd.startswith(w + "/") or any(pd.startswith(os.path.realpath(s) + "/") for s in spec.shared):
@@ -457,6 +515,8 @@ def _start(spec: SandboxSpec, namespaced: bool, how: str) -> Running:
     roots = python_env_roots(python)
     status_r, status_w = os.pipe()
     cfg = _config(spec, namespaced, status_w, python, roots)
+    cg = cgroup.create(spec.limits.processes) if spec.limits.processes else None
+    cfg["cgroup_procs"] = str(cg / "cgroup.procs") if cg else None
     cfg_path = priv / "sandbox.json"
     cfg_path.write_text(json.dumps(cfg), encoding="utf-8")
     cmd = [os.path.realpath(getattr(sys, "_base_executable", sys.executable)), "-I", "-S", "-B", str(LAUNCHER),
@@ -478,12 +538,18 @@ def _start(spec: SandboxSpec, namespaced: bool, how: str) -> Running:
     first, rest = _read_first_status(status_r, READY_TIMEOUT_S)
     if "ready" not in first:
         _abort(proc, status_r)
+        if cg:
+            cgroup.remove(cg)
         raise _SetupFailed(first.get("error", "unknown") + ": "
                            + _read_capped(priv / "stderr.txt", 2000).decode("utf-8", "replace").strip())
+    in_cg = bool(cg and first["ready"].get("cgroup"))
     isolation = {"namespaces": list(NAMESPACES) if namespaced else [], "weak": not namespaced,
-                 "how": how if namespaced else f"no namespaces ({how}): plain process with rlimits; WEAK",
-                 "pid_ns": first["ready"].get("pid_ns")}
+                 "how": (how if namespaced else f"no namespaces ({how}): plain process with rlimits; WEAK")
+                 + (f"; task limit: pids cgroup {cg}" if in_cg else "; task limit: RLIMIT_NPROC + supervisor count"),
+                 "pid_ns": first["ready"].get("pid_ns"), "pids_cgroup": str(cg) if in_cg else None}
     run = Running(spec, proc, status_r, isolation, roots, t0)
+    run._cgroup = cg
+    run._ns_fd = _pin_pid_ns(proc.pid, isolation["pid_ns"]) if namespaced else None
     run._status_buf = rest
     return run
 
@@ -690,8 +756,7 @@ def run_isolated(script: Path, work: Path, env: dict[str, str], timeout_s: float
     priv = Path(tempfile.mkdtemp(prefix="golf-sandbox-private-"))
     try:
         spec = SandboxSpec(work=Path(work), argv=[os.path.relpath(script, work)], env=env,
-                           limits=Limits(wall_s=timeout_s, memory_bytes=memory_limit_bytes,
-                                         processes=max(256, 8 * (os.cpu_count() or 1))),
+                           limits=Limits(wall_s=timeout_s, memory_bytes=memory_limit_bytes),
                            weak_isolation=True, private_dir=priv, python=python, shared=(Path(work).parent,))
         res = run(spec)
     finally:
