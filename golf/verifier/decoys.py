@@ -103,7 +103,7 @@ def _sweep_shape(budget_tokens: float, member_cost: float, vocab: int) -> tuple[
     total = budget_tokens / max(member_cost, 1.0)
     if total >= per:
         return min(int(total // per), MAX_SWEEPS), per
-    k = min(4, max(1, int(total // 64)))
+    k = min(4, max(1, int(total // MIN_MEMBERS)))  # the member floor counts against the budget
     return k, max(MIN_MEMBERS, min(per, int(total // k)))
 
 
