@@ -9,6 +9,7 @@ count and byte count are all-reduced (SUM), so every rank returns the global met
 """
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ def build_byte_luts(sp: spm.SentencePieceProcessor | str, vocab_size: int) -> By
         name = "the SentencePiece tokenizer"
     else:
         name, sp = str(sp), spm.SentencePieceProcessor(model_file=str(sp))
-    if sp.id_to_piece(sp.piece_to_id("\u2581")) != "\u2581":
+    if TOOLKIT and sp.id_to_piece(sp.piece_to_id("\u2581")) != "\u2581":  # golf's own tokenizer checks
         raise ValueError(f"{name}: tokenizer has no standalone '\u2581' (U+2581) piece, so spaces would be "
                          "counted as byte-fallback bytes (parameter-golf issue #897); retrain it on text with spaces")
     n_sp = sp.vocab_size()
@@ -123,14 +124,14 @@ def _run(nll_fn: NllFn, batches: Iterable, n_batches: int, luts: ByteLUTs, token
                 raise ValueError(f"nll_fn returned shape {tuple(nll.shape)} for inputs of shape {tuple(x.shape)}")
             nll = nll.float()
             nll_sum += (nll if mask is None else torch.where(mask, nll, 0.0)).sum(dtype=torch.float64)
-            if return_nll:
+            if TOOLKIT and return_nll:  # per-target NLLs: tests and the verifier only
                 parts.append((nll.flatten() if mask is None else nll[mask]).cpu())
     sums = torch.cat([nll_sum.view(1), nll_sum.new_tensor([t1 - t0, _byte_count(luts, tokens, t0, t1)])])
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(sums, op=dist.ReduceOp.SUM)
     loss_sum, n_tokens, n_bytes = sums.tolist()
     nll = None
-    if return_nll:
+    if TOOLKIT and return_nll:
         nll = torch.cat(parts).numpy() if parts else np.zeros(0, dtype=np.float32)
         assert len(nll) == t1 - t0, "every target in range must be scored exactly once"
     return EvalResult(
@@ -169,6 +170,20 @@ def eval_plain(nll_fn: NllFn, val_tokens, luts: ByteLUTs, seq_len: int, batch_se
 
     return _run(nll_fn, batches(), -(-(b - a) // batch_seqs), luts, tokens, a * L, b * L, device,
                 return_nll, progress, "eval")
+
+
+def eval_plain_ragged(nll_fn: NllFn, val_tokens, luts: ByteLUTs, seq_len: int, batch_seqs: int, device="cpu",
+                      return_nll: bool = False) -> EvalResult:
+    """Plain eval of the untruncated stream (the verifier's coverage): the non-overlapping windows of
+    ``seq_len``, then one shorter window over the targets left after the last whole one."""
+    tokens, val = _stream(val_tokens, device)
+    L, T = seq_len, len(tokens) - 1
+    k = T // L
+    whole = ((val[i * L:j * L].view(-1, L), val[i * L + 1:j * L + 1].view(-1, L), None)
+             for i in range(0, k, batch_seqs) for j in [min(i + batch_seqs, k)])
+    tail = [(val[k * L:T].view(1, -1), val[k * L + 1:T + 1].view(1, -1), None)] if T % L else []
+    return _run(nll_fn, itertools.chain(whole, tail), -(-k // batch_seqs) + len(tail), luts, tokens, 0, T, device,
+                return_nll, False, "eval")
 
 
 def eval_sliding(nll_fn: NllFn, val_tokens, luts: ByteLUTs, seq_len: int = 2048, stride: int = 64,

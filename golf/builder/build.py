@@ -15,6 +15,7 @@ from pathlib import Path
 
 from golf import __version__
 from golf.builder import codegen, container, entry, quant
+from golf.data.pinning import PinError, check_tokenizer_vocab, file_sha256
 from golf.data.shards import data_paths
 from golf.device import autocast_dtype
 from golf.errors import GolfError
@@ -143,6 +144,10 @@ def build(checkpoint, data_dir, out_dir, *, target_bytes: int | None = None, com
         raise BuildError(f"--data {data_dir}: no dataset directory {ds_dir} for vocab {cfg.model.vocab_size}")
     if not Path(tok_path).is_file():
         raise BuildError(f"--data {data_dir}: no tokenizer {tok_path}")
+    try:  # a tokenizer of another vocabulary would count the bytes wrong: refuse it in one line
+        check_tokenizer_vocab(tok_path, cfg.model.vocab_size, f"the checkpoint {checkpoint}")
+    except PinError as e:
+        raise BuildError(f"--data {data_dir}: {e}") from None
     settings = entry.eval_settings(cfg, {"VAL_MAX_TOKENS": str(val_max_tokens or 0)})
     settings["sliding"] = bool(sliding)
     val, luts = entry.load_eval_data(cfg, settings, ds_dir, tok_path)
@@ -173,8 +178,9 @@ def build(checkpoint, data_dir, out_dir, *, target_bytes: int | None = None, com
     # -- serialize, prune to target ----------------------------------------------------------
     t0 = time.perf_counter()
     plog = None if progress is False else log
-    blob, arrays, prune_info = quant.pack_to_target(arrays, qmeta, info, hessians,
-                                                    quant.blob_meta(cfg, qmeta, recurrence), q, len(code), plog)
+    meta = dict(quant.blob_meta(cfg, qmeta, recurrence),
+                build=codegen.build_flags(code_info["code_compressor"], train_code))  # reproducible-build check
+    blob, arrays, prune_info = quant.pack_to_target(arrays, qmeta, info, hessians, meta, q, len(code), plog)
     timings["serialize_s"] = time.perf_counter() - t0
     warnings = _target_warnings(prune_info, len(code) + len(blob)) if q.prune else []
 
@@ -198,6 +204,7 @@ def build(checkpoint, data_dir, out_dir, *, target_bytes: int | None = None, com
         "command": command,
         "config": cfg.to_dict(),
         "data": str(data_dir),
+        "tokenizer_sha256": file_sha256(tok_path),
         "method": q.method,
         "compressor": comp,
         "code_compressor": code_info["code_compressor"],

@@ -38,6 +38,7 @@ SHIPPABLE = (
     "trainer/muon.py",
     "trainer/schedule.py",
     "builder/container.py",
+    "verifier/protocol.py",
     "builder/entry.py",
 )
 # Shipped only when present and shippable-clean: the reproduction (GOLF_MODE=train) path.
@@ -282,6 +283,20 @@ def wrap(payload: str, compressor: str = "lzma") -> str:
         b = base64.b85encode(brotli.compress(raw, quality=11, lgwin=24)).decode("ascii")
         return 'import brotli as R,base64 as B\nexec(R.decompress(B.b85decode("%s")))\n' % b
     raise CodegenError(f"unknown code compressor {compressor!r} (lzma | brotli)")
+
+
+def build_flags(code_compressor: str, include_train: bool) -> dict:
+    """What :func:`regenerate` needs besides the config: recorded in the blob's meta by ``golf build``."""
+    return {"code_compressor": code_compressor, "train_code": bool(include_train)}
+
+
+def regenerate(meta: dict) -> str:
+    """``train_gpt.py`` as the installed golf generates it from a blob's meta (config + build flags)."""
+    from golf.config import GolfConfig
+    flags = meta.get("build") or {}
+    cfg = GolfConfig.from_dict(meta["config"])
+    text, _ = generate(cfg, flags.get("code_compressor", "lzma"), include_train=flags.get("train_code", True))
+    return text
 
 
 def generate(cfg, compressor: str = "lzma", include_train: bool = True, slim: bool = True,

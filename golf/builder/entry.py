@@ -7,8 +7,8 @@ blob beside the script, then evaluate.
 
 Environment: ``DATA_DIR`` (default ``./data/``), ``DATA_PATH``, ``TOKENIZER_PATH``,
 ``VAL_MAX_TOKENS``, ``EVAL_SEQ_LEN``, ``EVAL_STRIDE``, ``SLIDING_WINDOW_ENABLED``,
-``GOLF_DEVICE`` (cpu|cuda), ``GOLF_NLL_OUT`` (dir for per-target NLLs),
-``GOLF_PROBE_IN``/``GOLF_PROBE_OUT`` (normalization/causality probe).
+``GOLF_DEVICE`` (cpu|cuda); ``GOLF_EVAL_PROTOCOL=golf-eval/1`` with ``GOLF_EVAL_IN``/``GOLF_EVAL_OUT``
+(pipe fds): instead of reading data, answer the verifier's windows (docs/cli-verify.md).
 Exit codes: 0 ok, 2 bad mode / train path unavailable / device, precision or training-data problem, 3 malformed blob, 4 data not found.
 
 Shipped inside ``train_gpt.py``: stdlib, numpy, torch, sentencepiece and golf's shippable modules.
@@ -27,9 +27,9 @@ from golf.config import GolfConfig
 from golf.data.loader import load_val_tokens
 from golf.data.shards import ShardError, data_paths
 from golf.device import RunError, autocast_dtype, resolve_device
-from golf.fsutil import atomic_write_bytes, atomic_write_json
 from golf.metric import build_byte_luts, eval_plain, eval_sliding, model_nll_fn
 from golf.model.gpt import GPT
+from golf.verifier.protocol import ENV_PROTOCOL, serve
 
 BLOB_NAME = "final_model.int6.ptz"
 EXIT_BAD_BLOB = 3  # the blob is truncated, corrupt or of an unknown version
@@ -69,60 +69,43 @@ def build_model(cfg: GolfConfig, state: dict, recurrence: bool, device) -> GPT:
     return model.to(device).eval()
 
 
-def evaluate(model, val_tokens, luts, settings: dict, device, return_nll: bool = False,
-             sliding: bool | None = None, progress: bool = False) -> dict:
+def evaluate(model, val_tokens, luts, settings: dict, device, sliding: bool | None = None, progress: bool = False) -> dict:
     """``{"roundtrip": EvalResult, "sliding": EvalResult | None}`` (plain eval, then sliding-window)."""
     fn = model_nll_fn(model, autocast_dtype(torch.device(device)))
     out = {"roundtrip": eval_plain(fn, val_tokens, luts, settings["seq_len"], settings["batch_seqs"], device,
-                                   return_nll=return_nll, progress=progress), "sliding": None}
+                                   progress=progress), "sliding": None}
     if settings["sliding"] if sliding is None else sliding:
         out["sliding"] = eval_sliding(fn, val_tokens, luts, settings["seq_len"], settings["stride"],
-                                      settings["batch_seqs"], device, return_nll=return_nll, progress=progress)
+                                      settings["batch_seqs"], device, progress=progress)
     return out
 
 
-@torch.no_grad()
-def probe(model, path_in: str, path_out: str, device, batch: int = 256) -> None:
-    """Per position: logsumexp of the log-probabilities (≈ 0) and the next-token NLL."""
-    with open(path_in, encoding="utf-8") as f:
-        seqs = json.load(f)["sequences"]
+def protocol_windows(model, device):
+    """The golf-eval/1 ``windows`` answer: per position the NLL of the query and the log-sum-exp."""
     dt = autocast_dtype(torch.device(device))
-    lse_all, nll_all = [None] * len(seqs), [None] * len(seqs)
-    by_len = {}
-    for i, seq in enumerate(seqs):
-        by_len.setdefault(len(seq), []).append(i)
-    for n, idx in by_len.items():  # equal-length sequences go through the model together
-        for j in range(0, len(idx), batch):
-            part = idx[j:j + batch]
-            x = torch.tensor([seqs[i] for i in part], dtype=torch.long, device=device)
-            with torch.no_grad(), torch.autocast(device_type=x.device.type, dtype=dt or torch.bfloat16,
-                                                 enabled=dt is not None):
-                logits = model(x)
-            logp = torch.log_softmax(logits.float(), dim=-1)
-            lse = torch.logsumexp(logp, dim=-1).tolist()
-            nll = (-logp[:, :-1].gather(2, x[:, 1:, None])[..., 0]).tolist() if n > 1 else [[] for _ in part]
-            for k, i in enumerate(part):
-                lse_all[i], nll_all[i] = lse[k], nll[k]
-    atomic_write_json(path_out, {"logsumexp": lse_all, "nll": nll_all})
 
-
-def _write_f32(path: str, arr) -> None:
-    atomic_write_bytes(path, np.asarray(arr, dtype="<f4").tobytes())
+    def answer(inputs, queries):
+        x, q = (torch.from_numpy(a.astype(np.int64)).to(device) for a in (inputs, queries))
+        with torch.no_grad(), torch.autocast(device_type=x.device.type, dtype=dt or torch.bfloat16,
+                                             enabled=dt is not None):
+            logp = torch.log_softmax(model.logits(x).float(), dim=-1)
+        return (-logp.gather(2, q[..., None])[..., 0]).cpu().numpy(), logp.logsumexp(-1).cpu().numpy()
+    return answer
 
 
 def run_eval(script: str, blob: str) -> int:
     state, meta, info = load_blob(blob)
     cfg = GolfConfig.from_dict(meta["config"])
     device = pick_device()
+    model = build_model(cfg, state, meta.get("recurrence_active", False), device)
+    if os.environ.get(ENV_PROTOCOL):  # the verifier streams the windows (golf-eval/1); no data is read
+        serve({"vocab_size": cfg.model.vocab_size, "eval_seq_len": cfg.eval.eval_seq_len,
+               "eval_stride": cfg.eval.eval_stride}, protocol_windows(model, device))
+        return 0
     settings = eval_settings(cfg)
     ds, tok = data_paths(os.environ.get("DATA_DIR") or "./data/", cfg.model.vocab_size)
     val, luts = load_eval_data(cfg, settings, ds, tok)
-    model = build_model(cfg, state, meta.get("recurrence_active", False), device)
-    probe_in, probe_out = os.environ.get("GOLF_PROBE_IN"), os.environ.get("GOLF_PROBE_OUT")
-    if probe_in and probe_out:
-        probe(model, probe_in, probe_out, device)
-    nll_dir = os.environ.get("GOLF_NLL_OUT")
-    res = evaluate(model, val, luts, settings, device, return_nll=bool(nll_dir))
+    res = evaluate(model, val, luts, settings, device)
     r = res["roundtrip"]
     print(f"final_int6_roundtrip val_loss:{r.val_loss:.8f} val_bpb:{r.val_bpb:.8f} eval_time:{r.elapsed_ms:.0f}ms",
           flush=True)
@@ -130,11 +113,6 @@ def run_eval(script: str, blob: str) -> int:
     if s is not None:
         print(f"final_int6_sliding_window val_loss:{s.val_loss:.8f} val_bpb:{s.val_bpb:.8f} "
               f"eval_time:{s.elapsed_ms:.0f}ms", flush=True)
-    if nll_dir:
-        os.makedirs(nll_dir, exist_ok=True)
-        _write_f32(os.path.join(nll_dir, "nll_roundtrip.f32"), r.nll)
-        if s is not None:
-            _write_f32(os.path.join(nll_dir, "nll_sliding.f32"), s.nll)
     code, model_bytes = os.path.getsize(script), os.path.getsize(blob)
     comp = info["compressor"]
     print(f"Code size: {code} bytes")

@@ -33,6 +33,7 @@ import numpy as np
 from golf.data.shards import read_shard_header, shard_name, write_shard
 from golf.errors import GolfError
 from golf.fsutil import atomic_write_json
+from golf.data.pinning import file_sha256
 from golf.progress import maybe_tqdm
 from golf.data.tokenizer import (
     BOS_ID, EOS_ID, TokenizerError, check_tokenizer, check_vocab_size, load_tokenizer,
@@ -469,6 +470,7 @@ def build_dataset(docs: Sequence[str | os.PathLike], vocab_size: int, out_dir: s
         "name": tok_name, "kind": "sentencepiece_bpe", "vocab_size": vocab_size, "bos_id": BOS_ID, "eos_id": EOS_ID,
         "recommended_bigram_vocab_size": rbv, "source_spec": spec,
         "model_path": _rel(model_path, out), "vocab_path": _rel(vocab_path, out),
+        "sha256": file_sha256(model_path),  # pinned: golf verify compares it with the tokenizer it is given
     }
     dataset_rel = _rel(dataset_dir, out)
     dataset_entry = {

@@ -133,11 +133,13 @@ def load_val_tokens(dataset_dir: str | os.PathLike, seq_len: int, vocab_size: in
     """Concatenate the sorted ``fineweb_val_*.bin`` shards and truncate for ``seq_len``.
 
     ``max_tokens`` > 0 keeps only a prefix (quick runs); the official metric uses all.
-    """
+    ``seq_len`` 0: the whole stream, untruncated (the verifier scores all N-1 targets)."""
     files = list_shards(dataset_dir, "val")
     if not files:
         raise ShardError(f"{dataset_dir}: no validation shards (fineweb_val_*.bin)")
     tokens = np.concatenate([np.asarray(read_shard(f, vocab_size), dtype=np.int64) for f in files])
     if max_tokens and max_tokens > 0:
         tokens = tokens[:max_tokens + 1]
+    if TOOLKIT and not seq_len:
+        return tokens
     return truncate_val(tokens, seq_len)

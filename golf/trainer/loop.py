@@ -293,6 +293,12 @@ def _train(cfg: GolfConfig, opts: RunOptions, rank: int, world: int, device: tor
 
         loader = TrainLoader(files, t.train_seq_len, rank=rank, world_size=world, vocab_size=cfg.model.vocab_size)
         val_tokens = load_val_tokens(dataset_dir, cfg.eval.eval_seq_len, cfg.model.vocab_size, t.val_max_tokens)
+        if TOOLKIT:  # a tokenizer of another vocabulary gives a meaningless val_bpb: refuse it in one line
+            from golf.data.pinning import PinError, check_tokenizer_vocab
+            try:
+                check_tokenizer_vocab(tok_path, cfg.model.vocab_size, "the model config")
+            except PinError as e:
+                raise TrainError(str(e)) from None
         luts = build_byte_luts(str(tok_path), cfg.model.vocab_size)
         val_batch_seqs = max(1, t.val_batch_tokens // cfg.eval.eval_seq_len // world)
         partial = partial_val_label(dataset_dir, val_tokens, cfg.eval.eval_seq_len) if TOOLKIT else ""

@@ -1,22 +1,28 @@
 """Artifact verification: ``golf verify ARTIFACT_DIR --data DIR``.
 
-1. Static checks: ``train_gpt.py`` and the model blob exist; a golf blob's header,
-   compression and CRC are checked with the container reader before anything runs.
-2. Clean run: the artifact is copied into a fresh temp dir and its ``train_gpt.py`` runs
-   in eval mode in an isolated, audited child (:mod:`golf.verifier.sandbox`) that sees a
-   staged data dir holding only the validation shards and the tokenizer.
-3. Re-scoring (golf protocol, ``GOLF_NLL_OUT``): the verifier loads the validation
-   tokens itself, counts bytes with the tokenizer LUTs (:func:`golf.metric.token_bytes`),
-   sums the per-target NLLs the artifact wrote and compares with the printed lines and
-   the claimed score.  Probe sequences (``GOLF_PROBE_IN/OUT``) check that the model is a
-   normalized distribution (log-sum-exp ≈ 0), that it is causal (changing later tokens
-   leaves earlier NLLs unchanged) and that the probe path agrees with the scored NLLs.
-   A foreign ``train_gpt.py`` (no NLL output) is checked on its printed lines only.
-4. Size (decimal bytes of ``train_gpt.py`` + blob + any other artifact file the run
-   opened or imported) and end-to-end wall-clock time against the limits.
+Exit 0 means one thing: the score was computed by code the verifier trusts, or measured
+through a channel the artifact cannot game.  The steps (each a function below):
+
+1. **files**: ``train_gpt.py`` and the blob exist; a golf blob's header, compression and CRC
+   are checked with golf's container reader before anything runs.
+2. **pinning**: the tokenizer's vocabulary equals the model's and the dataset manifest's; its
+   sha256 equals the manifest's and ``build_report.json``'s; whether it is a published one.
+3. **classify**: a golf artifact is a golf blob + a ``train_gpt.py`` byte-identical to the one
+   the installed golf regenerates from the blob's config (reproducible-build check); anything
+   else is foreign.
+4. **coverage**: the verifier loads the whole validation stream itself (no truncation; the
+   report records targets, bytes and the sha256 of the stream).
+5. **trusted**: for a golf artifact, ``python -m golf.verifier.trusted`` scores every window
+   with golf's own code in a separate process (none of the artifact's code runs there).
+6. **protocol**: the artifact runs in the sandbox and answers golf-eval/1 requests over two
+   pipes (:mod:`golf.verifier.protocol`), with decoys (:mod:`golf.verifier.decoys`); a fresh
+   second process replays a sample.  An artifact that does not answer hello is "unverified".
+7. **compare / claimed / size / time**: golf: the trusted score is the score and the artifact's
+   answers must agree with it; foreign: its answers (all decoy checks passing) are the score.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import lzma
 import math
@@ -31,16 +37,17 @@ from pathlib import Path
 import numpy as np
 
 from golf.errors import GolfError
+from golf.verifier import protocol as P
 from golf.verifier.logparse import parse_log
 from golf.verifier.report import FAIL, PASS, SKIP, WARN, Check, Section
-from golf.verifier.sandbox import minimal_env, run_isolated
+from golf.verifier.sandbox import (EXIT_CANNOT_ISOLATE, EXIT_CPU_TIME, EXIT_FILE_SIZE, EXIT_MEMORY,  # noqa: F401
+                                   EXIT_PROCESSES, SANDBOX_EXIT_NAMES)
 
 LIMIT_BYTES = 16_000_000
 BLOB_NAME = "final_model.int6.ptz"
 CODE_NAME = "train_gpt.py"
-LN2 = math.log(2.0)
 
-# exit codes (documented in `golf verify --help` and docs/cli-verify.md)
+# exit codes: ONE table, rendered into `golf verify --help` and docs/cli-verify.md
 EXIT_OK = 0
 EXIT_RECORDS = 3
 EXIT_MALFORMED = 10
@@ -51,30 +58,35 @@ EXIT_TIMEOUT = 14
 EXIT_NETWORK = 15
 EXIT_ACCESS = 16
 EXIT_INVALID = 17
+EXIT_UNVERIFIED = 23
+EXIT_TOKENIZER = 24
 # when several checks fail, the exit code of the first category in this order wins
-EXIT_PRIORITY = (EXIT_MALFORMED, EXIT_NETWORK, EXIT_ACCESS, EXIT_TIMEOUT, EXIT_RUNTIME, EXIT_INVALID,
-                 EXIT_SCORE, EXIT_SIZE)
+EXIT_PRIORITY = (EXIT_MALFORMED, EXIT_CANNOT_ISOLATE, EXIT_NETWORK, EXIT_ACCESS, EXIT_PROCESSES, EXIT_MEMORY,
+                 EXIT_CPU_TIME, EXIT_FILE_SIZE, EXIT_TIMEOUT, EXIT_RUNTIME, EXIT_TOKENIZER, EXIT_UNVERIFIED,
+                 EXIT_INVALID, EXIT_SCORE, EXIT_SIZE)
 EXIT_NAMES = {
     EXIT_OK: "all checks passed",
     EXIT_RECORDS: "records lint: at least one folder failed",
     EXIT_MALFORMED: "malformed artifact (missing files, bad blob header, corrupt compression)",
     EXIT_SIZE: "size over the limit",
-    EXIT_SCORE: "score mismatch beyond tolerance (printed or claimed vs re-scored)",
+    EXIT_SCORE: "score mismatch beyond tolerance (claimed vs verified, or the artifact's answers vs the trusted path)",
     EXIT_RUNTIME: "runtime error in the artifact",
     EXIT_TIMEOUT: "evaluation ran past the time limit",
     EXIT_NETWORK: "network access attempted",
     EXIT_ACCESS: "forbidden file access (training shards, the original data dir, code outside the artifact)",
-    EXIT_INVALID: "invalid scoring (NLL count, non-normalized or non-causal model, probe disagrees with scores)",
+    EXIT_INVALID: "invalid scoring (protocol failure, too few targets, non-normalized, non-causal or stateful "
+                  "answers caught by decoys)",
+    EXIT_UNVERIFIED: "unverified: the artifact does not speak golf-eval/1 (only printed a score); "
+                     "--allow-unverified makes this a warning",
+    **SANDBOX_EXIT_NAMES,
+    EXIT_TOKENIZER: "tokenizer mismatch (vocabulary or sha256 differs from the model, the manifest or the build "
+                    "report)",
 }
 
-# tolerances
-PRINT_TOL = 2e-6      # printed val_bpb/val_loss (8 decimals) vs the verifier's sum of the same NLLs
-LSE_TOL = 1e-3        # |logsumexp of log-probabilities| per position
-CAUSAL_TOL = 1e-3     # |NLL change| at positions before the first changed token
-SWEEP_TOL = 1e-2      # |log sum_v p(v | prefix)| from the target sweep (NLLs only, nothing self-reported)
-SWEEP_LEN = 8         # length of the target-sweep sequences (the last token takes every vocabulary value)
-PROBE_MEAN_TOL = 2e-3  # mean |probe NLL - scored NLL| on the same window
-PROBE_MAX_TOL = 5e-2   # max  |probe NLL - scored NLL| on the same window
+# the artifact's answers vs the trusted path, |Δ val_bpb|: fp32 on CPU; bf16 autocast on GPU (documented bound)
+TRUSTED_TOL = {"cpu": 1e-6, "cuda": 1e-3}
+REQUEST_ITEMS = 16   # windows per request when the config does not say
+PROTOCOL_MODES = ("auto", "windows", "score-first")
 
 
 class VerifyInputError(ValueError, GolfError):
@@ -94,10 +106,13 @@ class VerifyOptions:
     eval_stride: int = 0
     tolerance: float = 5e-4
     memory_limit_gb: float | None = None  # None: auto (physical RAM on cpu, off on cuda); 0: off
-    probes: int = 2
     network_namespace: bool = True
     keep_temp: bool = False
-    seed: int = 0
+    allow_unverified: bool = False
+    protocol_mode: str = "auto"
+    weak_isolation: bool = False
+    max_eval_seq_len: int = 4096
+    decoy_budget: float = 0.10
     extra: dict = field(default_factory=dict)
 
 
@@ -109,29 +124,38 @@ def exit_code_for(checks: list[Check]) -> int:
     return EXIT_OK if not any(c.failed for c in checks) else EXIT_INVALID
 
 
-# ----------------------------------------------------------------------------- static checks
+# ----------------------------------------------------------------------------- 1. files
 
 
-def find_blob(art: Path, report: dict | None) -> Path | None:
+def find_blob(art: Path) -> Path | None:
     if (art / BLOB_NAME).is_file():
         return art / BLOB_NAME
     cands = sorted(p for p in art.iterdir() if p.is_file() and p.suffix == ".ptz")
     return cands[0] if cands else None
 
 
-def check_blob(blob: Path, golf_artifact: bool = False) -> tuple[Check, dict | None]:
-    """Header/compression/CRC of a golf blob; for a foreign blob, that some known codec opens it.
+def read_capped(path: Path, cap: int) -> bytes:
+    """Read an output file safely: no symlinks (O_NOFOLLOW), regular files only, at most ``cap`` bytes."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+    try:
+        st = os.fstat(fd)
+        import stat
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"{path.name} is not a regular file")
+        if st.st_size > cap:
+            raise ValueError(f"{path.name} is {st.st_size:,} bytes, over the {cap:,}-byte cap")
+        return os.read(fd, cap + 1)[:cap]
+    finally:
+        os.close(fd)
 
-    ``golf_artifact``: the folder was written by ``golf build`` (build_report.json present),
-    so the blob must be a golf container."""
+
+def check_blob(blob: Path, golf_artifact: bool = False) -> tuple[Check, dict | None]:
+    """Header/compression/CRC of a golf blob; for a foreign blob, that some known codec opens it."""
     data = blob.read_bytes()
     if not data:
         return Check("artifact.blob", FAIL, 0, message=f"{blob.name} is empty", exit_code=EXIT_MALFORMED), None
     if data[:4] == b"GOLF" or golf_artifact:
-        try:
-            from golf.builder.container import ContainerError, dequantize, unpack
-        except ImportError as e:  # pragma: no cover - builder missing from the install
-            return Check("artifact.blob", WARN, len(data), message=f"golf blob, not checked ({e})"), None
+        from golf.builder.container import ContainerError, dequantize, unpack
         try:
             arrays, meta, info = unpack(data)
             if "q" in meta:
@@ -142,11 +166,8 @@ def check_blob(blob: Path, golf_artifact: bool = False) -> tuple[Check, dict | N
         except Exception as e:  # anything else inside a blob is a defect of the blob too
             return Check("artifact.blob", FAIL, len(data), message=f"{blob.name}: unreadable ({type(e).__name__}: "
                          f"{e})", exit_code=EXIT_MALFORMED), None
-        return Check("artifact.blob", PASS, len(data),
-                     message=f"golf container v{info['version']}, {info['compressor']}, {len(arrays)} arrays, "
-                             f"CRC ok"), meta
-    # foreign blob: try the codecs the records use
-    tried = []
+        return Check("artifact.blob", PASS, len(data), message=f"golf container v{info['version']}, "
+                     f"{info['compressor']}, {len(arrays)} arrays, CRC ok"), meta
     decoders = [("zlib", zlib.decompress), ("xz/lzma", lzma.decompress),
                 ("raw lzma2", lambda b: lzma.decompress(b, format=lzma.FORMAT_RAW,
                                                          filters=[{"id": lzma.FILTER_LZMA2}]))]
@@ -161,29 +182,29 @@ def check_blob(blob: Path, golf_artifact: bool = False) -> tuple[Check, dict | N
             return Check("artifact.blob", PASS, len(data), message=f"foreign blob, {name}-compressed stream "
                                                                    "decodes (contents not interpreted)"), None
         except Exception:
-            tried.append(name)
-    if data[:4] == b"PGRP":
-        return Check("artifact.blob", WARN, len(data), message="foreign PGRP per-group blob (not decoded)"), None
-    return Check("artifact.blob", WARN, len(data),
-                 message=f"unknown blob format (not {', '.join(tried)}); its integrity is judged by the run"), None
+            continue
+    return Check("artifact.blob", WARN, len(data), message="unknown blob format; its integrity is judged by the run"), None
 
 
-# ----------------------------------------------------------------------------- data
+# ----------------------------------------------------------------------------- 2. data + pinning
 
 
-def _datasets(data_dir: Path) -> dict[int, Path]:
-    out = {}
-    for d in sorted((data_dir / "datasets").glob("fineweb10B_sp*")):
-        m = re.fullmatch(r"fineweb10B_sp(\d+)", d.name)
-        if m and d.is_dir():
-            out[int(m.group(1))] = d
-    return out
+@dataclass
+class Data:
+    vocab: int
+    dataset: Path
+    tokenizer: Path
+    stream: np.ndarray = None
+    luts: object = None
+    nbytes: int = 0
+    sha256: str = ""
 
 
-def resolve_data(data_dir: Path, vocab: int | None) -> tuple[int, Path, Path]:
+def resolve_data(data_dir: Path, vocab: int | None) -> Data:
     if not data_dir.is_dir():
         raise VerifyInputError(f"--data {data_dir}: not a directory")
-    ds = _datasets(data_dir)
+    ds = {int(m.group(1)): d for d in sorted((data_dir / "datasets").glob("fineweb10B_sp*"))
+          if d.is_dir() and (m := re.fullmatch(r"fineweb10B_sp(\d+)", d.name))}
     if vocab is None:
         if len(ds) != 1:
             raise VerifyInputError(f"--data {data_dir}: cannot tell which dataset the artifact uses "
@@ -194,506 +215,562 @@ def resolve_data(data_dir: Path, vocab: int | None) -> tuple[int, Path, Path]:
     tok = data_dir / "tokenizers" / f"fineweb_{vocab}_bpe.model"
     if not tok.is_file():
         raise VerifyInputError(f"--data {data_dir}: no tokenizer tokenizers/{tok.name}")
-    return vocab, ds[vocab], tok
+    return Data(vocab, ds[vocab], tok)
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
+def pinning_checks(data: Data, data_dir: Path, model_vocab: int | None, report: dict | None) -> list[Check]:
+    from golf.data.pinning import PinError, file_sha256, published_status, tokenizer_vocab
     try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
-
-
-def stage_data(dataset: Path, tokenizer: Path, vocab: int, root: Path) -> Path:
-    """A data dir with only the validation shards and the tokenizer (hard links or copies)."""
-    from golf.data.shards import list_shards
-    data = root / "data"
-    for f in list_shards(dataset, "val"):
-        _link_or_copy(f, data / "datasets" / f"fineweb10B_sp{vocab}" / f.name)
-    for f in tokenizer.parent.glob(tokenizer.stem + ".*"):
-        _link_or_copy(f, data / "tokenizers" / f.name)
-    return data
-
-
-def copy_artifact(src: Path, dst: Path) -> list[str]:
-    """Copy regular files (links dereferenced); returns notes on anything skipped."""
-    notes = []
-    for p in sorted(src.rglob("*")):
-        rel = p.relative_to(src)
-        if "__pycache__" in rel.parts:
-            continue
-        if p.is_symlink():
-            notes.append(f"{rel} is a symlink (copied its target's contents)")
-        if p.is_dir():
-            (dst / rel).mkdir(parents=True, exist_ok=True)
-        elif p.is_file():
-            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(p, dst / rel)
-    return notes
-
-
-# ----------------------------------------------------------------------------- probes
-
-
-def make_probes(tokens: np.ndarray, seq_len: int, vocab: int, n_random: int, seed: int) -> tuple[list, list]:
-    """Sequences for the probe and (a, b, cut) causality pairs; sequence 0 is the first eval window."""
-    rng = np.random.default_rng(seed)
-    seqs, pairs = [], []
-    L = min(seq_len, len(tokens) - 1)
-    base = [tokens[:L + 1]]
-    short = min(L, 128)
-    for _ in range(n_random):
-        if len(tokens) - short - 1 <= 0:
-            break
-        o = int(rng.integers(0, len(tokens) - short - 1))
-        base.append(tokens[o:o + short + 1])
-    for b in base:
-        b = np.asarray(b, dtype=np.int64)
-        cut = max(1, len(b) // 2)
-        alt = b.copy()
-        alt[cut:] = (b[cut:] + rng.integers(1, vocab, size=len(b) - cut)) % vocab
-        pairs.append((len(seqs), len(seqs) + 1, cut))
-        seqs += [b.tolist(), alt.tolist()]
-    return seqs, pairs
-
-
-def make_sweep(tokens: np.ndarray, vocab: int, first: int) -> tuple[list, tuple[int, int, int]]:
-    """``vocab`` sequences sharing a real prefix whose last token takes every value v.
-
-    The NLL each one reports at its last position is -log p(v | prefix); an honest model's
-    probabilities over v sum to 1.  A model that peeks at its own target (and reports a
-    self-consistent logsumexp) does not.  Returns (sequences, (first index, count, NLL position)).
-    """
-    n = min(SWEEP_LEN, len(tokens))
-    prefix = [int(t) for t in tokens[:n - 1]]
-    return [prefix + [v] for v in range(vocab)], (first, vocab, n - 2)
-
-
-def check_sweep(nll: list, sweep: tuple[int, int, int]) -> Check:
-    first, count, pos = sweep
-    vals = np.array([nll[first + v][pos] for v in range(count)], dtype=np.float64)
-    if not np.all(np.isfinite(vals)):
-        lse = float("inf")
-    else:
-        m = float((-vals).max())
-        lse = m + math.log(float(np.exp(-vals - m).sum()))
-    ok = math.isfinite(lse) and abs(lse) <= SWEEP_TOL
-    return Check("score.target_sweep", PASS if ok else FAIL, measured=lse, limit=SWEEP_TOL, exit_code=EXIT_INVALID,
-                 message=f"log of sum over all {count:,} next tokens of exp(-NLL) after a fixed prefix"
-                         + ("" if ok else ": the scored probabilities do not sum to 1 over the vocabulary "
-                                          "(the model looks at its own target, or is not normalized)"))
-
-
-def check_probes(out: dict, seqs: list, pairs: list, scored: dict[str, np.ndarray],
-                 sweep: tuple[int, int, int] | None = None) -> list[Check]:
-    checks = []
-    try:
-        lse = [np.asarray(x, dtype=np.float64) for x in out["logsumexp"]]
-        nll = [np.asarray(x, dtype=np.float64) for x in out["nll"]]
-        if len(lse) != len(seqs) or len(nll) != len(seqs) or \
-                any(len(a) != len(s) or len(b) != len(s) - 1 for a, b, s in zip(lse, nll, seqs)):
-            raise ValueError("wrong shape")
-    except (KeyError, TypeError, ValueError) as e:
-        return [Check("score.probe", FAIL, message=f"probe output malformed ({e}): expected "
-                      "{'logsumexp': [[len(seq)]...], 'nll': [[len(seq)-1]...]}", exit_code=EXIT_INVALID)]
-    worst = max(float(np.max(np.abs(a))) if len(a) else 0.0 for a in lse)
-    bad_nll = any(not np.all(np.isfinite(b)) or (len(b) and float(b.min()) < -1e-4) for b in nll)
-    checks.append(Check("score.normalized", FAIL if (worst > LSE_TOL or not math.isfinite(worst) or bad_nll)
-                        else PASS, measured=worst, limit=LSE_TOL, exit_code=EXIT_INVALID, message=(
-        f"max |logsumexp| over {sum(len(a) for a in lse):,} probed positions"
-        + ("; negative or non-finite probe NLLs" if bad_nll else "")
-        + ("" if worst <= LSE_TOL else ": the scores are not a normalized distribution over the vocabulary"))))
-    diffs = []
-    for a, b, cut in pairs:
-        k = cut - 1  # NLL positions 0..cut-2 predict tokens 1..cut-1, all before the first change
-        if k > 0:
-            diffs.append(float(np.max(np.abs(nll[a][:k] - nll[b][:k]))))
-    cd = max(diffs) if diffs else 0.0
-    checks.append(Check("score.causal", FAIL if cd > CAUSAL_TOL or not math.isfinite(cd) else PASS, measured=cd,
-                        limit=CAUSAL_TOL, exit_code=EXIT_INVALID, message=(
-        f"max NLL change before the first altered token over {len(pairs)} pair(s)"
-        + ("" if cd <= CAUSAL_TOL else ": predictions depend on later tokens (peeking)"))))
-    if sweep is not None:
-        checks.append(check_sweep(nll, sweep))
-    # the first probe sequence is the first evaluation window: it must match the scored NLLs
-    msgs, bad = [], False
-    for name, arr in scored.items():
-        k = min(len(arr), len(nll[0]))
-        if k == 0:
-            continue
-        d = np.abs(nll[0][:k] - arr[:k].astype(np.float64))
-        mean, mx = float(d.mean()), float(d.max())
-        ok = mean <= PROBE_MEAN_TOL and mx <= PROBE_MAX_TOL
-        bad |= not ok
-        msgs.append(f"{name}: mean |Δ| {mean:.2e}, max {mx:.2e} over {k} positions")
-    if msgs:
-        checks.append(Check("score.probe_consistency", FAIL if bad else PASS, exit_code=EXIT_INVALID,
-                            limit=PROBE_MEAN_TOL, message=
-                            "probe NLLs of the first window vs the scored NLLs: " + "; ".join(msgs)
-                            + ("; the scoring path does not match the model's own predictions" if bad else "")))
+        n = tokenizer_vocab(data.tokenizer)
+    except PinError as e:
+        return [Check("pin.tokenizer_vocab", FAIL, message=str(e), exit_code=EXIT_TOKENIZER)]
+    digest = file_sha256(data.tokenizer)
+    manifest = _json_or_none(data_dir / "manifest.json") or {}
+    entry = next((t for t in manifest.get("tokenizers", []) if str(t.get("model_path", "")).endswith(
+        data.tokenizer.name)), {}) if isinstance(manifest, dict) else {}
+    want = {"model": model_vocab, "manifest": entry.get("vocab_size")}
+    bad = {k: v for k, v in want.items() if v is not None and int(v) != n}
+    checks = [Check("pin.tokenizer_vocab", FAIL if bad else PASS, measured=n, limit=model_vocab,
+                    exit_code=EXIT_TOKENIZER, message=(f"{data.tokenizer.name} has {n} pieces; " + ", ".join(
+                        f"{k} vocab {v}" for k, v in want.items() if v is not None)) + (
+                        " — the tokenizer does not match" if bad else ""))]
+    recorded = {"manifest.json": entry.get("sha256"), "build_report.json": (report or {}).get("tokenizer_sha256")}
+    diff = [k for k, v in recorded.items() if v and v != digest]
+    checks.append(Check("pin.tokenizer_sha256", FAIL if diff else PASS, measured=digest[:16],
+                        exit_code=EXIT_TOKENIZER, message=(
+                            "differs from the sha256 recorded in " + ", ".join(diff) if diff else
+                            ("matches " + ", ".join(k for k, v in recorded.items() if v)
+                             if any(recorded.values()) else "no sha256 recorded in the manifest or the build report"))
+                        + "; " + published_status(data.tokenizer, digest)))
     return checks
+
+
+def load_stream(data: Data, max_tokens: int) -> None:
+    """The whole validation stream (untruncated), the verifier's byte count and the stream's sha256."""
+    from golf.data.loader import load_val_tokens
+    from golf.metric import build_byte_luts
+    from golf.verifier.streaming import stream_bytes
+    try:
+        data.stream = np.asarray(load_val_tokens(data.dataset, 0, data.vocab, max_tokens), dtype=np.int64)
+        data.luts = build_byte_luts(str(data.tokenizer), data.vocab)
+    except ValueError as e:
+        raise VerifyInputError(f"--data: {e}") from None
+    if len(data.stream) < 2:
+        raise VerifyInputError(f"{data.dataset}: the validation stream holds fewer than 2 tokens")
+    data.nbytes = stream_bytes(data.luts, data.stream)
+    data.sha256 = hashlib.sha256(data.stream.astype("<u2").tobytes()).hexdigest()
+
+
+def _json_or_none(path: Path):
+    try:
+        return json.loads(read_capped(path, 1 << 26).decode("utf-8")) if path.is_file() else None
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+
+
+# ----------------------------------------------------------------------------- 3. classify
+
+
+def classify(code: Path, meta: dict | None) -> tuple[bool, Check]:
+    """(golf?, check): golf = golf blob + train_gpt.py byte-identical to the regenerated one."""
+    if meta is None or "config" not in meta:
+        return False, Check("build.reproducible", SKIP, message="foreign artifact (no golf blob with an embedded "
+                                                                "config): scored through the protocol only")
+    from golf.builder.codegen import CodegenError, regenerate
+    try:
+        want = regenerate(meta).encode("utf-8")
+    except (CodegenError, KeyError, TypeError, ValueError) as e:
+        return False, Check("build.reproducible", WARN, message=f"cannot regenerate train_gpt.py from the blob's "
+                                                                f"config ({e}): treated as a foreign artifact")
+    have = code.read_bytes()
+    if have == want:
+        return True, Check("build.reproducible", PASS, measured="identical", message=(
+            f"train_gpt.py ({len(have):,} B) is byte-identical to the one the installed golf generates from the "
+            "blob's config: a golf artifact, scored by the trusted path"))
+    k = next((i for i, (a, b) in enumerate(zip(have, want)) if a != b), min(len(have), len(want)))
+    return False, Check("build.reproducible", WARN, measured="differs", message=(
+        f"train_gpt.py differs from the regenerated code ({len(have):,} B vs {len(want):,} B, first difference at "
+        f"byte {k:,}): treated as a FOREIGN artifact, scored by its protocol answers"))
+
+
+# ----------------------------------------------------------------------------- processes
+
+
+@dataclass
+class Ctx:
+    """One verification: paths, options, data, and the log function."""
+
+    art: Path
+    opts: VerifyOptions
+    tmp: Path
+    data: Data = None
+    log: object = print
+    runs: int = 0
+
+
+def _memory_bytes(opts: VerifyOptions) -> int | None:
+    mem = opts.memory_limit_gb
+    if mem is None:
+        return None if opts.device == "cuda" else os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return int(mem * (1 << 30)) or None
+
+
+def limits_for(opts: VerifyOptions):
+    from golf.verifier import sandbox
+    return sandbox.Limits(wall_s=opts.eval_time_limit, memory_bytes=_memory_bytes(opts))
+
+
+def start_artifact(ctx: Ctx, env: dict, pass_fds=(), inputs: dict | None = None):
+    """A fresh copy of the artifact (regular files only) started in the sandbox; the sandbox's ``Running``."""
+    from golf.verifier import sandbox
+    from golf.verifier.inventory import inventory
+    ctx.runs += 1
+    root = ctx.tmp / f"run{ctx.runs}"
+    work, private = root / "work", root / "private"
+    private.mkdir(parents=True)
+    inventory(ctx.art, copy_to=work)
+    env = {"GOLF_DEVICE": ctx.opts.device, **env, **ctx.opts.extra}
+    spec = sandbox.SandboxSpec(work=work, argv=[CODE_NAME], env=env, inputs=inputs or {}, pass_fds=tuple(pass_fds),
+                               limits=limits_for(ctx.opts), device=ctx.opts.device,
+                               weak_isolation=ctx.opts.weak_isolation, private_dir=private)
+    return sandbox.start(spec)
+
+
+class Pipes:
+    """The two protocol pipes: the child reads requests from ``child_in`` and answers on ``child_out``."""
+
+    def __init__(self):
+        self.child_in, self.w = os.pipe()
+        self.r, self.child_out = os.pipe()
+
+    def env(self) -> dict:
+        return {P.ENV_PROTOCOL: P.PROTOCOL, P.ENV_IN: str(self.child_in), P.ENV_OUT: str(self.child_out)}
+
+    def fds(self) -> tuple[int, int]:
+        return self.child_in, self.child_out
+
+    def close_child_ends(self) -> None:
+        for fd in (self.child_in, self.child_out):
+            os.close(fd)
+
+    def close(self) -> None:
+        for fd in (self.r, self.w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def run_checks(sec: Section, res, what: str, opts: VerifyOptions, ended_by_verifier: bool = False) -> bool:
+    """The sandbox's verdict on one run as checks (prefixed ``what``); True when the run ended cleanly.
+
+    ``ended_by_verifier``: the verifier closed the pipes after a protocol failure (already a failed
+    check), so the artifact's exit status is not a second fault."""
+    from golf.verifier import sandbox
+    checks = sandbox.isolation_checks(res) + sandbox.limit_checks(res, limits_for(opts))
+    if res.isolation.get("weak"):
+        sandbox.mark_weak(checks)
+    for c in checks:
+        if ended_by_verifier and c.name in ("run.exit", "limits.wall") and res.verdict in ("exit", "timeout"):
+            c.status, c.message = SKIP, f"ended by the verifier after the protocol failure ({c.message})"
+        c.name = c.name if c.name.split(".")[0] == what else f"{what}.{c.name}"
+    sec.checks += checks
+    sec.info.setdefault("runs", {})[what] = {"verdict": res.verdict, "wall_s": round(res.wall_s, 3),
+                                             "isolation": res.isolation, "stdout_tail": res.stdout[-2000:],
+                                             "stderr_tail": res.stderr[-2000:]}
+    return res.verdict == "ok"
+
+
+# ----------------------------------------------------------------------------- 5. trusted
+
+
+def start_trusted(ctx: Ctx, blob: Path, L: int, s: int):
+    """``python -m golf.verifier.trusted`` in its own process (rlimits; golf's code only)."""
+    import subprocess
+    import sys
+    out = ctx.tmp / "trusted"
+    cmd = [sys.executable, "-I", "-m", "golf.verifier.trusted", "--blob", str(blob), "--dataset",
+           str(ctx.data.dataset), "--seq-len", str(L), "--stride", str(s), "--max-tokens",
+           str(ctx.opts.val_max_tokens), "--device", ctx.opts.device, "--out", str(out)]
+    mem = _memory_bytes(ctx.opts)
+
+    def limits():  # pragma: no cover - runs in the child
+        import resource
+        if mem:
+            resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+    errf = open(ctx.tmp / "trusted.stderr", "wb")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errf, preexec_fn=limits, cwd=str(ctx.tmp))
+    errf.close()
+    return proc, out
+
+
+def finish_trusted(ctx: Ctx, sec: Section, proc, out: Path):
+    """The trusted scores: (sliding, plain) per-target NLL arrays, or None (a failed check is added)."""
+    import subprocess
+    try:
+        rc = proc.wait(timeout=ctx.opts.eval_time_limit)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        sec.add("trusted.run", FAIL, exit_code=EXIT_TIMEOUT, message="the trusted re-evaluation ran past the limit")
+        return None
+    if rc != 0:
+        err = (ctx.tmp / "trusted.stderr").read_text(errors="replace").strip().splitlines()[-1:] or ["?"]
+        sec.add("trusted.run", FAIL, measured=rc, exit_code=EXIT_MALFORMED,
+                message=f"the trusted re-evaluation failed: {err[0][:400]}")
+        return None
+    T = len(ctx.data.stream) - 1
+    arrs = [np.frombuffer(read_capped(out / f"{k}.f32", 4 * T), dtype="<f4") for k in ("sliding", "plain")]
+    summary = json.loads(read_capped(out / "summary.json", 1 << 16))
+    sec.info["trusted"] = summary
+    sec.add("trusted.run", PASS, measured=round(summary["wall_s"], 3),
+            message=f"golf's own model rebuilt from the blob scored {summary['windows']:,} windows "
+                    f"({summary['targets']:,} targets) in a separate process running none of the artifact's code")
+    return arrs
+
+
+# ----------------------------------------------------------------------------- 6. protocol
+
+
+def _hello(ctx: Ctx, sec: Section, client, golf: bool) -> dict | None:
+    try:
+        hello = client.hello([P.WINDOWS, P.SCORE_FIRST])
+    except P.ProtocolError as e:
+        sec.info["hello_error"] = str(e)
+        return None
+    modes = [m for m in hello.get("modes") or [] if m in (P.WINDOWS, P.SCORE_FIRST)]
+    L = hello.get("eval_seq_len")
+    problems = []
+    if hello.get("vocab_size") != ctx.data.vocab:
+        problems.append(f"announces vocab_size {hello.get('vocab_size')!r}, the data has {ctx.data.vocab}")
+    if not modes:
+        problems.append(f"announces no known mode ({hello.get('modes')!r})")
+    if not isinstance(L, int) or not 0 < L <= ctx.opts.max_eval_seq_len and not ctx.opts.eval_seq_len:
+        problems.append(f"eval_seq_len {L!r} not in [1, --max-eval-seq-len {ctx.opts.max_eval_seq_len}]")
+    sec.add("protocol.hello", FAIL if problems else PASS, exit_code=EXIT_INVALID,
+            message="; ".join(problems) or f"{P.PROTOCOL}: modes {modes}, eval_seq_len {L}"
+            + (f", name {str(hello.get('name'))[:60]!r}" if hello.get("name") else ""))
+    return None if problems else dict(hello, modes=modes)
+
+
+def _mode(opts: VerifyOptions, modes: list) -> str | None:
+    if opts.protocol_mode == "auto":
+        return P.WINDOWS if P.WINDOWS in modes else P.SCORE_FIRST
+    return opts.protocol_mode if opts.protocol_mode in modes else None
+
+
+def _open_client(ctx: Ctx):
+    from golf.verifier.streaming import Client
+    pipes = Pipes()
+    try:
+        running = start_artifact(ctx, pipes.env(), pipes.fds())
+    finally:
+        pipes.close_child_ends()
+    return pipes, running, Client(pipes.r, pipes.w, ctx.opts.eval_time_limit, ctx.data.vocab)
+
+
+def _end(pipes, running, client, ok: bool):
+    """Say bye (or just close the pipes after a failure: the artifact reads EOF) and collect the result."""
+    if ok:
+        client.bye()
+    pipes.close()
+    return running.wait(timeout=None if ok else 10.0)
+
+
+def protocol_run(ctx: Ctx, sec: Section, golf: bool, cfg: dict) -> dict | None:
+    """Main protocol run (+ fresh replay in windows mode); None when the artifact did not answer hello."""
+    from golf.verifier.decoys import WindowsRun, new_seed, run_score_first
+    from golf.verifier.streaming import Scores, window_plan
+    pipes, running, client = _open_client(ctx)
+    hello = _hello(ctx, sec, client, golf)
+    if hello is None:
+        res = _end(pipes, running, client, False)
+        if "protocol.hello" in {c.name for c in sec.checks}:  # answered, but wrongly: invalid
+            run_checks(sec, res, "run", ctx.opts, ended_by_verifier=True)
+            return {}
+        # no hello at all: a crash, a breach or a timeout is reported as such; a clean exit is 'unverified'
+        run_checks(sec, res, "run", ctx.opts)
+        return None
+    mode = _mode(ctx.opts, hello["modes"])
+    L = ctx.opts.eval_seq_len or (cfg.get("eval_seq_len") if golf else hello["eval_seq_len"])
+    s = ctx.opts.eval_stride or (cfg.get("eval_stride") if golf else min(64, L))
+    seed = new_seed()
+    out = {"mode": mode, "eval_seq_len": L, "eval_stride": s, "hello": hello}
+    ctx.log(f"protocol run ({mode}, L={L}, stride={s}) ...")
+    try:
+        if mode is None:
+            raise P.ProtocolError(f"--protocol-mode {ctx.opts.protocol_mode}: the artifact offers {hello['modes']}")
+        if mode == P.WINDOWS:
+            plan = window_plan(len(ctx.data.stream) - 1, L, s)
+            wr = WindowsRun(ctx.data.stream, plan, ctx.data.vocab, cfg.get("eval_batch_seqs") or REQUEST_ITEMS, seed,
+                            ctx.opts.decoy_budget)
+            scores = Scores(plan)
+            client.start(P.WINDOWS, L, s)
+            wr.run(client, scores)
+            out.update(plan=plan, scores=scores, windows_run=wr)
+        else:
+            nll, rep = run_score_first(client, ctx.data.stream, L, ctx.data.vocab, seed, ctx.opts.decoy_budget)
+            out.update(nll=nll, report=rep)
+        ok = True
+    except P.ProtocolError as e:
+        sec.add("protocol.answers", FAIL, exit_code=EXIT_INVALID, message=f"protocol failure: {e}")
+        ok = False
+    res = _end(pipes, running, client, ok)
+    run_checks(sec, res, "run", ctx.opts, ended_by_verifier=not ok)
+    if ok and mode == P.WINDOWS:
+        ok = _replay(ctx, sec, out["windows_run"])
+        out["report"] = out["windows_run"].finish()
+    return out if ok else {}
+
+
+def _replay(ctx: Ctx, sec: Section, wr) -> bool:
+    pipes, running, client = _open_client(ctx)
+    ok = False
+    try:
+        client.hello([P.WINDOWS])
+        client.start(P.WINDOWS, int(wr.plan.length.max()), 0)
+        wr.run_replay(client)
+        ok = True
+    except P.ProtocolError as e:
+        sec.add("decoys.replay", FAIL, exit_code=EXIT_INVALID, message=f"fresh replay process: protocol failure: {e}")
+    run_checks(sec, _end(pipes, running, client, ok), "replay", ctx.opts, ended_by_verifier=not ok)
+    return ok
+
+
+def decoy_checks(sec: Section, rep, device: str) -> None:
+    from golf.verifier.decoys import TOLERANCES
+    tol = TOLERANCES.get(device, TOLERANCES["cuda"])
+    lse_ok = rep.lse_max <= tol.lse
+    sec.add("score.normalized", PASS if lse_ok else FAIL, measured=rep.lse_max, limit=tol.lse, exit_code=EXIT_INVALID,
+            message="max |log-sum-exp| the artifact reported" + ("" if lse_ok else ": not a normalized distribution"))
+    if rep.mode == "windows":
+        ok = rep.repeats > 0 and rep.repeat_max <= tol.same
+        sec.add("decoys.repeat", PASS if ok else FAIL, measured=rep.repeat_max, limit=tol.same, exit_code=EXIT_INVALID,
+                message=f"{rep.repeats} real window(s) sent again in other requests"
+                        + ("" if ok else ": answers changed (state carried across windows)"))
+        ok = rep.replay_max is not None and rep.replay_max <= tol.same
+        sec.add("decoys.replay", PASS if ok else FAIL, measured=rep.replay_max, limit=tol.same,
+                exit_code=EXIT_INVALID, message=f"{rep.replay_items} window(s) replayed in a fresh process, new order "
+                                                "and batches" + ("" if ok else ": answers differ (stateful scoring)"))
+    ok = rep.causal > 0 and rep.causal_max <= tol.same
+    sec.add("decoys.causal", PASS if ok else FAIL, measured=rep.causal_max, limit=tol.same, exit_code=EXIT_INVALID,
+            message=f"{rep.causal} spliced copies: answers before the cut" + (" unchanged" if ok else
+                                                                               " changed (the model reads ahead)"))
+    worst = max((abs(w["log_sum"]) if w["full"] else max(w["log_sum"], 0.0) for w in rep.sweeps), default=math.inf)
+    full = sum(w["full"] for w in rep.sweeps)
+    ok = worst <= tol.sweep
+    cover = (f"{len(rep.sweeps)} sweep(s), {full} over the full vocabulary" + (
+        "" if full == len(rep.sweeps) else f", the others over {min(w['members'] for w in rep.sweeps)} of "
+                                           f"{rep.sweeps[0]['vocab']} tokens (budget): sum <= 1 checked")) \
+        if rep.sweeps else "no sweep"
+    sec.add("decoys.sweep", PASS if ok else FAIL, measured=worst, limit=tol.sweep, exit_code=EXIT_INVALID,
+            message=cover + ("" if ok else ": probabilities of the queried tokens do not sum to 1 (non-normalized "
+                                           "scores, or the model looks at its target)"))
+    frac = rep.extra_fraction()
+    sec.add("decoys.budget", PASS if frac <= 0.10 else WARN, measured=round(frac, 4), limit=0.10,
+            message=f"extra forward tokens {sum(rep.extra_tokens.values()):,} / real {rep.real_tokens:,} "
+                    f"({', '.join(f'{k} {v:,}' for k, v in rep.extra_tokens.items())})")
+    sec.info["decoys"] = rep.to_dict()  # the seed goes into the report only now, after the run
+
+
+# ----------------------------------------------------------------------------- 7. compare, claimed
+
+
+def coverage_check(sec: Section, n_scored: int, data: Data, partial: bool) -> bool:
+    T = len(data.stream) - 1
+    ok = n_scored == T
+    sec.add("score.coverage", PASS if ok else FAIL, measured=n_scored, limit=T, exit_code=EXIT_INVALID,
+            message=(f"all {T:,} targets of the {'partial (--val-max-tokens) ' if partial else ''}validation stream "
+                     f"scored ({data.nbytes:,} bytes, stream sha256 {data.sha256[:16]}…)") if ok else
+                    f"only {n_scored:,} of {T:,} targets scored")
+    return ok
+
+
+def scores_from(ctx: Ctx, sec: Section, run: dict) -> dict | None:
+    """{'sliding': {...}, 'plain': {...}} (windows) or {'score-first': {...}} from the artifact's answers."""
+    from golf.verifier.streaming import bpb
+    if run.get("mode") == P.WINDOWS:
+        sc = run["scores"]
+        n = int(np.isfinite(sc.sliding).sum()) if sc.missing() == 0 else 0
+        if not coverage_check(sec, n, ctx.data, bool(ctx.opts.val_max_tokens)):
+            return None
+        return {"sliding": bpb(sc.sliding, ctx.data.nbytes), "plain": bpb(sc.plain, ctx.data.nbytes),
+                "_nll": sc.sliding}
+    nll = run["nll"]
+    if not coverage_check(sec, int(np.isfinite(nll).sum()), ctx.data, bool(ctx.opts.val_max_tokens)):
+        return None
+    return {"score-first": bpb(nll, ctx.data.nbytes), "_nll": nll}
+
+
+def compare_trusted(ctx: Ctx, sec: Section, mine: dict, trusted) -> dict:
+    from golf.verifier.streaming import bpb
+    t = {"sliding": bpb(trusted[0], ctx.data.nbytes), "plain": bpb(trusted[1], ctx.data.nbytes)}
+    tol = TRUSTED_TOL.get(ctx.opts.device, TRUSTED_TOL["cuda"])
+    d = abs(mine["sliding"]["val_bpb"] - t["sliding"]["val_bpb"])
+    dmax = float(np.max(np.abs(mine["_nll"].astype(np.float64) - trusted[0])))
+    sec.add("score.trusted_agreement", PASS if d <= tol else FAIL, measured=d, limit=tol, exit_code=EXIT_SCORE,
+            message=f"the artifact's own answers {mine['sliding']['val_bpb']:.8f} vs the trusted path "
+                    f"{t['sliding']['val_bpb']:.8f} (sliding val_bpb; max per-target |Δ| {dmax:.2e} nats)")
+    return t
+
+
+def claimed_check(sec: Section, value: float, opts: VerifyOptions, report: dict | None) -> None:
+    if opts.val_max_tokens or opts.eval_seq_len or opts.eval_stride:
+        if opts.claimed_bpb is not None:
+            sec.add("score.claimed", SKIP, measured=round(value, 8), limit=opts.claimed_bpb,
+                    message="non-default evaluation settings (--val-max-tokens / --eval-seq-len / --eval-stride): "
+                            "the claimed score cannot be compared")
+        return
+    if opts.claimed_bpb is None:
+        sec.add("score.claimed", SKIP, message="no claimed score given (--claimed-bpb or --submission)")
+        return
+    d = abs(value - opts.claimed_bpb)
+    ok = d <= opts.tolerance
+    sec.add("score.claimed", PASS if ok else FAIL, measured=round(value, 8), limit=opts.claimed_bpb,
+            exit_code=EXIT_SCORE, message=f"verified {value:.8f} vs claimed {opts.claimed_bpb} ({opts.claimed_source}):"
+                                          f" |Δ| {d:.2e} {'≤' if ok else '>'} tolerance {opts.tolerance:g}")
+
+
+def unverified_run(ctx: Ctx, sec: Section) -> None:
+    """The artifact did not answer hello: 'unverified', or with --allow-unverified a classic run, marked so."""
+    why = sec.info.get("hello_error", "no hello")
+    if not ctx.opts.allow_unverified:
+        sec.add("protocol.hello", FAIL, exit_code=EXIT_UNVERIFIED,
+                message=f"the artifact does not speak {P.PROTOCOL} ({why}); its printed score is not evidence "
+                        "(--allow-unverified runs it classically and reports the printed number as unverified)")
+        return
+    from golf.verifier.logparse import parse_log
+    sec.add("protocol.hello", WARN, message=f"no {P.PROTOCOL} ({why}); --allow-unverified: classic run")
+    staged = stage_data(ctx.data, ctx.tmp / "staged")
+    running = start_artifact(ctx, {"DATA_DIR": "data", "GOLF_MODE": "eval"}, inputs={"data": staged})
+    res = running.wait()
+    if not run_checks(sec, res, "classic", ctx.opts):
+        return
+    line = parse_log(res.stdout, "stdout").scored
+    if line is None:
+        sec.add("score.printed", FAIL, exit_code=EXIT_SCORE, message="no final 'val_loss:… val_bpb:…' line printed")
+        return
+    sec.info["score"] = {"kind": line.label, "val_bpb": line.val_bpb, "source": "printed (UNVERIFIED)"}
+    sec.add("score.printed", WARN, measured=line.val_bpb, message=f"printed '{line.label}' val_bpb {line.val_bpb} "
+                                                                  "(UNVERIFIED: not measured by the verifier)")
+
+
+def stage_data(data: Data, root: Path) -> Path:
+    """Only the validation shards and the tokenizer (copies), for --allow-unverified classic runs."""
+    from golf.data.shards import list_shards
+    ds = root / "datasets" / data.dataset.name
+    ds.mkdir(parents=True)
+    for f in list_shards(data.dataset, "val"):
+        shutil.copyfile(f, ds / f.name)
+    (root / "tokenizers").mkdir()
+    shutil.copyfile(data.tokenizer, root / "tokenizers" / data.tokenizer.name)
+    return root
 
 
 # ----------------------------------------------------------------------------- main
 
 
-def _config_from(meta: dict | None, report: dict | None) -> dict:
-    """vocab_size / eval settings the artifact will use by default."""
-    out = {}
-    cfg = None
-    if meta and "config" in meta:
-        cfg = meta["config"]
-        if isinstance(cfg, str):
-            try:
-                cfg = json.loads(cfg)
-            except ValueError:
-                cfg = None
-    if isinstance(cfg, dict):
-        out["vocab_size"] = cfg.get("model", {}).get("vocab_size")
-        ev = cfg.get("eval", {})
-        out["eval_seq_len"] = ev.get("eval_seq_len")
-        out["eval_stride"] = ev.get("eval_stride")
-        out["sliding"] = ev.get("sliding_window")
-    if report:
-        out.setdefault("vocab_size", (report.get("quant") or {}).get("vocab_size"))
-    return {k: v for k, v in out.items() if v is not None}
+def _config_from(meta: dict | None) -> dict:
+    cfg = (meta or {}).get("config")
+    if not isinstance(cfg, dict):
+        return {}
+    ev, model = cfg.get("eval") or {}, cfg.get("model") or {}
+    from golf.config import GolfConfig
+    full = GolfConfig.from_dict(cfg)
+    return {"vocab_size": model.get("vocab_size", full.model.vocab_size),
+            "eval_seq_len": ev.get("eval_seq_len", full.eval.eval_seq_len),
+            "eval_stride": ev.get("eval_stride", full.eval.eval_stride),
+            "eval_batch_seqs": ev.get("eval_batch_seqs", full.eval.eval_batch_seqs)}
 
 
-def _rescore(nll: np.ndarray, tokens: np.ndarray, luts) -> tuple[float, float, int, int]:
-    from golf.metric import token_bytes
-    n = len(nll)
-    nbytes = 0
-    chunk = 1 << 22
-    for i in range(0, n, chunk):
-        j = min(i + chunk, n)
-        nbytes += int(np.asarray(token_bytes(luts, tokens[i:j], tokens[i + 1:j + 1])).sum())
-    s = float(np.sum(nll, dtype=np.float64))
-    return s / n, s / (LN2 * nbytes) if nbytes else math.nan, n, nbytes
+def static_steps(art: Path, sec: Section) -> tuple[Path, Path, dict | None, dict | None] | None:
+    """Files + blob: (code, blob, blob meta, build report) or None when the artifact is malformed."""
+    code, report = art / CODE_NAME, _json_or_none(art / "build_report.json")
+    blob = find_blob(art)
+    missing = [n for n, p in ((CODE_NAME, code), ("model blob (*.ptz)", blob)) if p is None or not p.is_file()]
+    sec.add("artifact.files", FAIL if missing else PASS, exit_code=EXIT_MALFORMED,
+            message=("missing: " + ", ".join(missing)) if missing else f"{CODE_NAME} and {blob.name} present")
+    if missing:
+        return None
+    blob_check, meta = check_blob(blob, golf_artifact=report is not None)
+    sec.checks.append(blob_check)
+    return None if blob_check.failed else (code, blob, meta, report)
 
 
 def verify_artifact(art_dir: str | Path, opts: VerifyOptions, log=print) -> Section:
     art = Path(art_dir)
-    sec = Section(title=str(art))
-    info = sec.info
-    info.update(mode=None, partial=bool(opts.val_max_tokens), device=opts.device)
     if not art.is_dir():
         raise VerifyInputError(f"{art}: not a directory (expected an artifact dir with train_gpt.py)")
-
-    # -------- static
-    code = art / CODE_NAME
-    report = None
-    if (art / "build_report.json").is_file():
-        try:
-            report = json.loads((art / "build_report.json").read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError) as e:
-            sec.add("artifact.report", WARN, message=f"build_report.json unreadable ({e}); ignored")
-    blob = find_blob(art, report)
-    missing = [n for n, p in ((CODE_NAME, code), ("model blob (*.ptz)", blob)) if p is None or not p.is_file()]
-    empty = [p.name for p in (code, blob) if p is not None and p.is_file() and p.stat().st_size == 0]
-    sec.add("artifact.files", FAIL if (missing or empty) else PASS, exit_code=EXIT_MALFORMED,
-            message=("missing: " + ", ".join(missing) if missing else "")
-                    + (("; " if missing else "") + "empty: " + ", ".join(empty) if empty else "")
-                    or f"{CODE_NAME} and {blob.name} present")
-    if missing or empty:
+    if opts.protocol_mode not in PROTOCOL_MODES:
+        raise VerifyInputError(f"--protocol-mode {opts.protocol_mode!r}: one of {', '.join(PROTOCOL_MODES)}")
+    sec = Section(title=str(art))
+    sec.info.update(partial=bool(opts.val_max_tokens), device=opts.device, protocol=P.PROTOCOL)
+    static = static_steps(art, sec)
+    if static is None:
         return sec
-    blob_check, meta = check_blob(blob, golf_artifact=report is not None)
-    sec.checks.append(blob_check)
-    if blob_check.failed:
-        return sec
-    code_text = code.read_bytes().decode("utf-8", errors="replace")
-    golf_expected = report is not None or meta is not None or "GOLF_NLL_OUT" in code_text
-    cfg = _config_from(meta, report)
-    vocab, dataset, tokenizer = resolve_data(Path(opts.data_dir), cfg.get("vocab_size"))
-    seq_len = opts.eval_seq_len or cfg.get("eval_seq_len") or 2048
-    info.update(vocab_size=vocab, eval_seq_len=seq_len, eval_stride=opts.eval_stride or cfg.get("eval_stride"),
-                val_max_tokens=opts.val_max_tokens or None)
-    overridden = [f"{name} {mine} (artifact default {cfg[key]})" for name, mine, key in
-                  (("--eval-seq-len", opts.eval_seq_len, "eval_seq_len"), ("--eval-stride", opts.eval_stride,
-                                                                            "eval_stride"))
-                  if mine and cfg.get(key) is not None and int(cfg[key]) != int(mine)]
-    info["settings_overridden"] = overridden
-
-    from golf.data.loader import load_val_tokens
-    from golf.metric import build_byte_luts
+    code, blob, meta, report = static
+    cfg = _config_from(meta)
+    data = resolve_data(Path(opts.data_dir), cfg.get("vocab_size"))
+    sec.checks += pinning_checks(data, Path(opts.data_dir), cfg.get("vocab_size"), report)
+    golf, c = classify(code, meta)
+    sec.checks.append(c)
+    sec.info["kind"] = "golf" if golf else "foreign"
+    load_stream(data, opts.val_max_tokens)
+    sec.info["stream"] = {"targets": len(data.stream) - 1, "bytes": data.nbytes, "sha256": data.sha256,
+                          "partial": bool(opts.val_max_tokens)}
+    from golf.verifier.inventory import inventory, size_checks
+    inv = inventory(art)
+    sec.checks += size_checks(inv, opts.max_bytes)
+    sec.info["inventory"] = inv.to_dict()
+    ctx = Ctx(art, opts, Path(tempfile.mkdtemp(prefix="golf-verify-")), data, log)
+    from golf.verifier.sandbox import CannotIsolate
     try:
-        tokens = np.asarray(load_val_tokens(dataset, seq_len, vocab, opts.val_max_tokens), dtype=np.int64)
-        luts = build_byte_luts(str(tokenizer), vocab)
-    except ValueError as e:
-        raise VerifyInputError(f"--data {opts.data_dir}: {e}") from None
-    info["targets"] = int(len(tokens) - 1)
-
-    # -------- stage + run
-    tmp = Path(tempfile.mkdtemp(prefix="golf-verify-"))
-    try:
-        work, io_dir = tmp / "art", tmp / "io"
-        work.mkdir()
-        io_dir.mkdir()
-        (tmp / "home").mkdir()
-        (tmp / "tmp").mkdir()
-        notes = copy_artifact(art, work)
-        data = stage_data(dataset, tokenizer, vocab, tmp)
-        seqs, pairs = make_probes(tokens, seq_len, vocab, opts.probes, opts.seed)
-        sweep_seqs, sweep = make_sweep(tokens, vocab, len(seqs))
-        seqs = seqs + sweep_seqs
-        (io_dir / "probe_in.json").write_text(json.dumps({"sequences": seqs}), encoding="utf-8")
-        env = {
-            "GOLF_MODE": "eval", "DATA_DIR": str(data),
-            "DATA_PATH": str(data / "datasets" / f"fineweb10B_sp{vocab}"),
-            "TOKENIZER_PATH": str(data / "tokenizers" / tokenizer.name),
-            "GOLF_NLL_OUT": str(io_dir / "nll"), "GOLF_PROBE_IN": str(io_dir / "probe_in.json"),
-            "GOLF_PROBE_OUT": str(io_dir / "probe_out.json"), "GOLF_DEVICE": opts.device,
-            "VOCAB_SIZE": str(vocab),
-        }
-        if opts.val_max_tokens:
-            env["VAL_MAX_TOKENS"] = str(opts.val_max_tokens)
-        if opts.eval_seq_len:
-            env["EVAL_SEQ_LEN"] = str(opts.eval_seq_len)
-        if opts.eval_stride:
-            env["EVAL_STRIDE"] = str(opts.eval_stride)
-        env.update(opts.extra)
-        mem = opts.memory_limit_gb
-        if mem is None:
-            mem_bytes = None if opts.device == "cuda" else os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        else:
-            mem_bytes = int(mem * (1 << 30)) or None
-        # the original datasets (train shards live there); the child reads the staged copy instead
-        deny = sorted({str((Path(opts.data_dir) / "datasets").resolve()),
-                       os.path.abspath(os.path.join(opts.data_dir, "datasets")), str(dataset.resolve())})
-        log(f"running {CODE_NAME} in a clean process (limit {opts.eval_time_limit:g} s) ...")
-        res = run_isolated(work / CODE_NAME, work, minimal_env(env, tmp / "home", tmp / "tmp"),
-                           opts.eval_time_limit, io_dir / "audit.jsonl", deny, mem_bytes, opts.network_namespace)
-        info.update(isolation=res.isolation, network_namespace=res.netns, memory_limit_bytes=res.memory_limit_bytes,
-                    returncode=res.returncode, wall_s=round(res.wall_s, 3), copy_notes=notes,
-                    stdout_tail=res.stdout[-4000:], stderr_tail=res.stderr[-4000:],
-                    files_opened=[p for p in res.opened], modules_imported=res.imports,
-                    processes_spawned=res.spawns, network_attempts=res.net, denied_opens=res.denied)
-
-        # -------- isolation
-        sec.add("isolation.network", FAIL if res.net else PASS, measured=len(res.net), limit=0,
-                exit_code=EXIT_NETWORK,
-                message=(f"{len(res.net)} blocked network attempt(s): "
-                         + "; ".join(f"{e['event']} {e['args']}" for e in res.net[:3]) if res.net else
-                         "no network attempt") + f" [{res.isolation}]")
-        golf_pkg = _golf_package_dir()
-        outside = sorted({p for p in res.opened if golf_pkg and p.startswith(golf_pkg + os.sep) and p.endswith(".py")})
-        bad = res.denied + [f"{p} (golf source outside the artifact)" for p in outside]
-        sec.add("isolation.files", FAIL if bad else PASS, measured=len(bad), limit=0, exit_code=EXIT_ACCESS,
-                message=("forbidden: " + "; ".join(bad[:5]) + (f" (+{len(bad) - 5} more)" if len(bad) > 5 else ""))
-                if bad else f"no training-data access; {len(res.opened):,} files opened (listed in the JSON report)")
-        if res.spawns:
-            sec.add("isolation.processes", WARN if res.netns else FAIL, measured=len(res.spawns),
-                    exit_code=EXIT_NETWORK,
-                    message=f"{len(res.spawns)} process(es) spawned (outside the audit hook"
-                            + ("; they share the empty network namespace)" if res.netns else
-                               " and without a network namespace: not isolated)"))
-
-        # -------- run outcome
-        if res.timed_out:
-            sec.add("run.exit", FAIL, measured=round(res.wall_s, 3), limit=opts.eval_time_limit,
-                    exit_code=EXIT_TIMEOUT, message=f"killed after {opts.eval_time_limit:g} s wall clock")
-        elif res.returncode != 0:
-            code_ = EXIT_RUNTIME
-            ex = res.exception or {}
-            tail = (ex.get("type", "") + ": " + ex.get("message", "")) if ex else _last_error(res.stderr)
-            if "ContainerError" in res.stderr or "malformed model blob" in res.stderr \
-                    or ex.get("type") == "ContainerError":
-                code_ = EXIT_MALFORMED
-            sec.add("run.exit", FAIL, measured=res.returncode, limit=0, exit_code=code_,
-                    message=f"train_gpt.py exited with status {res.returncode}: {tail}".strip())
-        else:
-            sec.add("run.exit", PASS, measured=0, message=f"finished in {res.wall_s:.2f} s")
-        ran_ok = not res.timed_out and res.returncode == 0
-
-        # -------- time
-        sec.add("time.eval", FAIL if (res.timed_out or res.wall_s > opts.eval_time_limit) else PASS,
-                measured=round(res.wall_s, 3), limit=opts.eval_time_limit, exit_code=EXIT_TIMEOUT,
-                message="end-to-end wall clock of the clean run (start-up, decompression, compile and scoring)"
-                        + (", on a partial validation set" if opts.val_max_tokens else ""))
-
-        # -------- size
-        counted = {CODE_NAME: code.stat().st_size, blob.name: blob.stat().st_size}
-        wroot = str(work)
-        for p in res.opened:
-            if p.startswith(wroot + os.sep):
-                rel = os.path.relpath(p, wroot)
-                src = art / rel
-                if rel not in counted and src.is_file() and "__pycache__" not in rel:
-                    counted[rel] = src.stat().st_size
-        total = sum(counted.values())
-        uncounted = [str(p.relative_to(art)) for p in art.rglob("*") if p.is_file()
-                     and str(p.relative_to(art)) not in counted and "__pycache__" not in p.parts]
-        info.update(size_counted=counted, size_not_counted=uncounted)
-        sec.add("size.total", FAIL if total > opts.max_bytes else PASS, measured=total, limit=opts.max_bytes,
-                exit_code=EXIT_SIZE, message=("counted (decimal bytes): " + ", ".join(f"{k} {v:,}" for k, v in
-                                                                                     counted.items())
-                                              + (f"; not opened by the run, not counted: {', '.join(uncounted)}"
-                                                 if uncounted else "")
-                                              + ("" if ran_ok else "; the run did not finish, so files it would "
-                                                                   "have opened later may be missing")))
-
-        # -------- score
-        printed = parse_log(res.stdout, "stdout")
-        info["printed"] = [e.to_dict() for e in printed.evals]
-        info["printed_total_bytes"] = printed.total_bytes
-        if not ran_ok:
-            sec.add("score.rescore", SKIP, message="the run did not finish")
-            return sec
-        nll_dir = io_dir / "nll"
-        nll_files = {k: nll_dir / f"nll_{k}.f32" for k in ("roundtrip", "sliding")}
-        nlls = {}
-        for k, p in nll_files.items():
-            if p.is_file():
-                raw = p.read_bytes()
-                if len(raw) % 4:
-                    sec.add(f"score.nll_{k}", FAIL, exit_code=EXIT_INVALID,
-                            message=f"{p.name}: {len(raw)} bytes is not a whole number of float32 values")
-                    continue
-                nlls[k] = np.frombuffer(raw, dtype="<f4")
-        if not nlls:
-            info["mode"] = "printed lines (foreign script: no GOLF_NLL_OUT output)"
-            if golf_expected:
-                sec.add("score.protocol", FAIL, exit_code=EXIT_INVALID,
-                        message="a golf artifact must write per-target NLLs to GOLF_NLL_OUT; none were written")
-            else:
-                sec.add("score.protocol", WARN, message="foreign train_gpt.py: no per-token NLLs, so the score is "
-                                                        "taken from its printed final lines, NOT re-scored")
-            _foreign_scores(sec, printed, opts)
-            return sec
-        info["mode"] = "re-scored (golf protocol: GOLF_NLL_OUT per-target NLLs)"
-        sec.add("score.protocol", PASS, message="golf protocol: re-scored from the per-target NLLs with the "
-                                                "verifier's own byte count")
-        expected = len(tokens) - 1
-        rescored = {}
-        for k, arr in nlls.items():
-            n = len(arr)
-            finite = bool(np.all(np.isfinite(arr)))
-            neg = finite and n and float(arr.min()) < -1e-4
-            ok = n == expected and finite and not neg
-            sec.add(f"score.nll_{k}", PASS if ok else FAIL, measured=n, limit=expected, exit_code=EXIT_INVALID,
-                    message=(f"{n:,} per-target NLLs" + ("" if n == expected else
-                                                          f", expected {expected:,} (one per scored target)")
-                             + ("" if finite else "; non-finite values") + ("; negative NLLs" if neg else "")))
-            if ok:
-                loss, bpb, nt, nb = _rescore(arr, tokens, luts)
-                rescored[k] = {"val_loss": loss, "val_bpb": bpb, "tokens": nt, "bytes": nb}
-        info["rescored"] = rescored
-        for k, r in rescored.items():
-            line = _printed_line(printed, k)
-            if line is None:
-                sec.add(f"score.printed_{k}", FAIL, measured=r["val_bpb"], exit_code=EXIT_SCORE,
-                        message=f"NLLs written for '{k}' but no matching final line printed")
-                continue
-            d_bpb = abs(line.val_bpb - r["val_bpb"])
-            d_loss = abs(line.val_loss - r["val_loss"]) if line.val_loss is not None else 0.0
-            ok = d_bpb <= PRINT_TOL and d_loss <= PRINT_TOL
-            sec.add(f"score.printed_{k}", PASS if ok else FAIL, measured=round(r["val_bpb"], 8),
-                    limit=line.val_bpb, exit_code=EXIT_SCORE,
-                    message=f"printed '{line.label}' val_bpb {line.val_bpb:.8f} vs re-scored {r['val_bpb']:.8f} "
-                            f"({r['tokens']:,} tokens, {r['bytes']:,} bytes counted by the verifier)"
-                            + ("" if ok else f": differs by {d_bpb:.2e} bpb / {d_loss:.2e} nats"))
-        score_key = "sliding" if "sliding" in rescored else ("roundtrip" if "roundtrip" in rescored else None)
-        if score_key:
-            info["score"] = {"kind": score_key, **rescored[score_key]}
-            _claimed_check(sec, rescored[score_key]["val_bpb"], score_key, opts, report, rescored)
-        # -------- probes
-        pout = io_dir / "probe_out.json"
-        if pout.is_file():
-            try:
-                out = json.loads(pout.read_text(encoding="utf-8"))
-            except ValueError as e:
-                sec.add("score.probe", FAIL, exit_code=EXIT_INVALID, message=f"probe output is not JSON ({e})")
-            else:
-                first_window = {k: v for k, v in nlls.items() if len(v) == expected}
-                sec.checks.extend(check_probes(out, seqs, pairs, first_window, sweep))
-        else:
-            sec.add("score.probe", FAIL, exit_code=EXIT_INVALID,
-                    message="GOLF_PROBE_OUT was not written: normalization and causality cannot be checked")
+        return _score_steps(ctx, sec, golf, cfg, blob)
+    except CannotIsolate as e:
+        sec.add("isolation.namespaces", FAIL, exit_code=EXIT_CANNOT_ISOLATE, message=f"{e} (--weak-isolation "
+                "runs it anyway, every check marked weak)")
         return sec
     finally:
         if opts.keep_temp:
-            info["temp_dir"] = str(tmp)
+            sec.info["temp_dir"] = str(ctx.tmp)
         else:
-            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(ctx.tmp, ignore_errors=True)
 
 
-def _golf_package_dir() -> str | None:
+def _score_steps(ctx: Ctx, sec: Section, golf: bool, cfg: dict, blob: Path) -> Section:
+    trusted = None
+    if golf:
+        L, s = ctx.opts.eval_seq_len or cfg["eval_seq_len"], ctx.opts.eval_stride or cfg["eval_stride"]
+        ctx.log(f"trusted re-evaluation (golf's own code, L={L}, stride={s}) ...")
+        trusted = start_trusted(ctx, blob, L, s)
     try:
-        import golf
-        return str(Path(golf.__file__).resolve().parent)
-    except Exception:  # pragma: no cover
-        return None
+        run = protocol_run(ctx, sec, golf, cfg)
+    except BaseException:
+        if trusted:
+            trusted[0].kill()
+            trusted[0].wait()
+        raise
+    tscores = finish_trusted(ctx, sec, *trusted) if trusted else None
+    if run is None:
+        unverified_run(ctx, sec)
+        return sec
+    if not run:
+        return sec
+    decoy_checks(sec, run["report"], ctx.opts.device)
+    mine = scores_from(ctx, sec, run)
+    if mine is None:
+        return sec
+    sec.info.update(mode=f"protocol {run['mode']}", eval_seq_len=run["eval_seq_len"],
+                    eval_stride=run["eval_stride"],
+                    artifact_scores={k: v for k, v in mine.items() if not k.startswith("_")})
+    if golf and tscores is not None:
+        t = compare_trusted(ctx, sec, mine, tscores)
+        sec.info["trusted_scores"] = t
+        sec.info["score"] = {"kind": "sliding", "source": "trusted path", **t["sliding"]}
+    elif not golf:
+        kind = "sliding" if "sliding" in mine else "score-first"
+        sec.info["score"] = {"kind": kind, "source": "protocol answers", **mine[kind]}
+    if sec.info.get("score"):
+        claimed_check(sec, sec.info["score"]["val_bpb"], ctx.opts, None)
+    return sec
 
-
-def _last_error(stderr: str) -> str:
-    lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
-    return lines[-1][:500] if lines else "(no error output)"
-
-
-def _printed_line(printed, kind: str):
-    want = "sliding" if kind == "sliding" else "roundtrip"
-    lines = [e for e in printed.evals if want in e.label.lower()]
-    return lines[-1] if lines else None
-
-
-def _claimed_check(sec: Section, value: float, kind: str, opts: VerifyOptions, report: dict | None,
-                   rescored: dict) -> None:
-    partial = bool(opts.val_max_tokens)
-    overridden = sec.info.get("settings_overridden") or []
-    if opts.claimed_bpb is not None:
-        if partial or overridden:
-            why = (f"partial validation set (--val-max-tokens {opts.val_max_tokens})" if partial else
-                   "non-default evaluation settings (" + ", ".join(overridden) + ")")
-            sec.add("score.claimed", SKIP, measured=round(value, 8), limit=opts.claimed_bpb,
-                    message=f"{why}: the claimed score ({opts.claimed_source}) was measured under the artifact's "
-                            "own settings and cannot be compared")
-            return
-        d = abs(value - opts.claimed_bpb)
-        ok = d <= opts.tolerance
-        sec.add("score.claimed", PASS if ok else FAIL, measured=round(value, 8), limit=opts.claimed_bpb,
-                exit_code=EXIT_SCORE,
-                message=f"re-scored {kind} {value:.8f} vs claimed {opts.claimed_bpb} ({opts.claimed_source}): "
-                        f"|Δ| {d:.2e} {'≤' if ok else '>'} tolerance {opts.tolerance:g}")
-        return
-    # no explicit claim: compare with the build report when it was measured under the same settings
-    if report and isinstance(report.get("post_quant"), dict):
-        ev = report.get("eval") or {}
-        same = (int(ev.get("max_tokens") or 0) == int(opts.val_max_tokens or 0)
-                and int(ev.get("seq_len") or 0) == int(sec.info.get("eval_seq_len") or 0))
-        hits = []
-        for k, r in rescored.items():
-            claimed = (report["post_quant"].get(k) or {}).get("val_bpb")
-            if claimed is None or (k == "sliding" and int(ev.get("stride") or 0) != int(sec.info.get("eval_stride")
-                                                                                        or 0)):
-                continue
-            hits.append((k, claimed, r["val_bpb"]))
-        if not same or not hits:
-            sec.add("score.claimed", SKIP, message="no claimed score given (--claimed-bpb / --submission) and the "
-                                                   "build report was measured under other evaluation settings")
-            return
-        bad = [h for h in hits if abs(h[1] - h[2]) > opts.tolerance]
-        sec.add("score.claimed", FAIL if bad else PASS, measured=round(hits[-1][2], 8), limit=hits[-1][1],
-                exit_code=EXIT_SCORE, message="vs build_report.json post-quant: " + "; ".join(
-                    f"{k} claimed {c:.8f} re-scored {v:.8f} (|Δ| {abs(c - v):.2e})" for k, c, v in hits)
-                + f"; tolerance {opts.tolerance:g}")
-        return
-    sec.add("score.claimed", SKIP, message="no claimed score given (--claimed-bpb or --submission)")
-
-
-def _foreign_scores(sec: Section, printed, opts: VerifyOptions) -> None:
-    scored = printed.scored
-    if scored is None:
-        sec.add("score.printed", FAIL, exit_code=EXIT_SCORE, message="no final 'val_loss:… val_bpb:…' line printed")
-        return
-    sec.info["score"] = {"kind": scored.label, "val_bpb": scored.val_bpb, "val_loss": scored.val_loss,
-                         "source": "printed"}
-    sec.add("score.printed", WARN, measured=scored.val_bpb,
-            message=f"printed '{scored.label}' val_bpb {scored.val_bpb} (not re-scored)")
-    sec.add("score.normalized", SKIP, message="foreign script: no probe protocol")
-    sec.add("score.causal", SKIP, message="foreign script: no probe protocol")
-    if opts.claimed_bpb is not None and not opts.val_max_tokens:
-        d = abs(scored.val_bpb - opts.claimed_bpb)
-        ok = d <= opts.tolerance
-        sec.add("score.claimed", PASS if ok else FAIL, measured=scored.val_bpb, limit=opts.claimed_bpb,
-                exit_code=EXIT_SCORE, message=f"printed {scored.val_bpb} vs claimed {opts.claimed_bpb} "
-                                              f"({opts.claimed_source}): |Δ| {d:.2e}, tolerance {opts.tolerance:g}")

@@ -37,18 +37,20 @@ ARTIFACT_HELP = f"""Re-score the artifact ART in a clean process.
 
 \b
   golf verify artifact ART --data DIR [--claimed-bpb X | --submission submission.json]
-  Copies ART to a fresh temp dir and runs its train_gpt.py in eval mode in a separate
-  `python -I` with a minimal environment (no tokens, HF_HUB_OFFLINE=1), a wall-clock and a
-  memory limit, a new network namespace where the OS allows it, and an audit hook that
-  blocks and records network access and training-data reads and records every file opened
-  and module imported.  A golf artifact reports per-target NLLs (GOLF_NLL_OUT) that the
-  verifier re-scores with its own byte count; probes check normalization and causality.  A
-  foreign train_gpt.py is judged on its printed final lines (the report says so).  Size =
-  train_gpt.py + blob + every other artifact file the run opened (decimal bytes).
+  The verifier owns the data and the coverage: it scores all N-1 targets of the untruncated
+  validation stream.  A golf artifact (train_gpt.py byte-identical to the one golf regenerates
+  from the blob's config) is re-scored by golf's own code in a separate process; its own
+  answers must agree.  Every artifact runs in the sandbox (user, mount, PID and network
+  namespaces; it sees only a copy of itself) and answers the golf-eval/1 protocol (windows or
+  score-first) over two pipes, with decoys (repeats, fresh replay, causality splices,
+  vocabulary sweeps) it cannot tell apart.  One that only prints a score is "unverified"
+  (see --allow-unverified).  Size = every regular file in ART (decimal bytes); symlinks and
+  special files are refused.  Protocol and isolation: docs/cli-verify.md.
 
 \b
 Exit codes (when several checks fail, the first in the order
-malformed, network, access, timeout, runtime, invalid, score, size wins):
+malformed, cannot isolate, network, access, processes, memory, cpu time, file size,
+timeout, runtime, tokenizer, unverified, invalid, score, size wins):
 {_CODES}
    1  bad input to the verifier itself (missing --data, unreadable files)
    2  usage error
@@ -247,10 +249,25 @@ def records_cmd(path, against, rule, min_improvement, alpha, track, max_bytes, t
 @click.option("--max-memory-gb", type=float, default=None,
               help="Address-space limit of the child (RLIMIT_AS). Default: physical RAM on cpu, none on cuda "
                    "(CUDA reserves huge virtual ranges); 0 = no limit.")
-@click.option("--no-netns", is_flag=True, help="Do not try a network namespace (the audit hook still blocks).")
+@click.option("--no-netns", is_flag=True, help="Deprecated, ignored: the sandbox always runs the artifact in its own "
+                                               "network namespace (see --weak-isolation).")
 @click.option("--keep-temp", is_flag=True, help="Keep the temp dir of the clean run (path in the JSON report).")
+@click.option("--allow-unverified", is_flag=True,
+              help="An artifact that does not speak golf-eval/1 is run classically (validation shards + tokenizer "
+                   "as read-only input) and its printed score reported as UNVERIFIED, a warning instead of exit 23.")
+@click.option("--protocol-mode", type=click.Choice(["auto", "windows", "score-first"]), default="auto",
+              show_default=True, help="golf-eval/1 mode: windows (stateless), score-first (legal test-time "
+                                      "training, chunk by chunk); auto = windows when the artifact offers it.")
+@click.option("--weak-isolation", is_flag=True,
+              help="Run the artifact even where the sandbox cannot create namespaces (every isolation check is "
+                   "then marked weak); without it such a machine gives exit 18 'cannot isolate'.")
+@click.option("--max-eval-seq-len", type=int, default=4096, show_default=True,
+              help="Largest context length a foreign artifact may announce in its hello.")
+@click.option("--decoy-budget", type=float, default=0.10, show_default=True,
+              help="Extra forward tokens for decoys, as a fraction of the real ones (measured and reported).")
 def artifact_cmd(artifact_dir, data_dir, claimed_bpb, submission, max_bytes, eval_time_limit, device, json_out,
-                 val_max_tokens, eval_seq_len, eval_stride, tolerance, max_memory_gb, no_netns, keep_temp) -> None:
+                 val_max_tokens, eval_seq_len, eval_stride, tolerance, max_memory_gb, no_netns, keep_temp,
+                 allow_unverified, protocol_mode, weak_isolation, max_eval_seq_len, decoy_budget) -> None:
     if data_dir is None:
         raise click.UsageError("artifact mode needs --data DIR (datasets/ + tokenizers/)")
     if claimed_bpb is not None and submission is not None:
@@ -268,7 +285,8 @@ def artifact_cmd(artifact_dir, data_dir, claimed_bpb, submission, max_bytes, eva
                          max_bytes=max_bytes, eval_time_limit=eval_time_limit, device=device,
                          val_max_tokens=val_max_tokens, eval_seq_len=eval_seq_len, eval_stride=eval_stride,
                          tolerance=tolerance, memory_limit_gb=max_memory_gb, network_namespace=not no_netns,
-                         keep_temp=keep_temp)
+                         keep_temp=keep_temp, allow_unverified=allow_unverified, protocol_mode=protocol_mode,
+                         weak_isolation=weak_isolation, max_eval_seq_len=max_eval_seq_len, decoy_budget=decoy_budget)
     try:
         sec = verify_artifact(artifact_dir, opts, log=lambda m: click.echo(m, err=True))
     except VerifyInputError as e:
@@ -283,7 +301,8 @@ def artifact_cmd(artifact_dir, data_dir, claimed_bpb, submission, max_bytes, eva
     if i.get("isolation"):
         click.echo(f"isolation: {i['isolation']}")
     if i.get("partial"):
-        click.echo(f"partial validation set: first {i.get('targets', 0):,} targets (--val-max-tokens)")
+        click.echo(f"partial validation set: first {i.get('stream', {}).get('targets', 0):,} targets "
+                   "(--val-max-tokens)")
     if i.get("score"):
         s = i["score"]
         click.echo(f"score ({s['kind']}): val_bpb {s['val_bpb']:.8f}")
