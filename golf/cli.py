@@ -5,6 +5,7 @@ import click
 
 from golf import __version__
 from golf.builder.cli import build
+from golf.builder.importstate import import_state_cmd
 from golf.data.cli import data
 from golf.submission.cli import demo, plot, submit
 from golf.trainer.cli import bench, train
@@ -30,6 +31,7 @@ def main() -> None:
 
 main.add_command(data)
 main.add_command(build)
+main.add_command(import_state_cmd)
 main.add_command(verify)
 main.add_command(train)
 main.add_command(bench)

@@ -91,7 +91,8 @@ def _res(r) -> dict | None:
 
 
 def build(checkpoint, data_dir, out_dir, *, target_bytes: int | None = None, compressor: str | None = None,
-          bits: dict | None = None, method: str | None = None, allow_oversize: bool = False,
+          bits: dict | None = None, method: str | None = None, clip: str | None = None,
+          control_dtype: str | None = None, allow_oversize: bool = False,
           code_compressor: str | None = None, val_max_tokens: int = 0, sliding: bool = False,
           device: str | None = None, prune: bool | None = None, limit_bytes: int = LIMIT_BYTES,
           train_code: bool = True, command: str = "",
@@ -113,6 +114,10 @@ def build(checkpoint, data_dir, out_dir, *, target_bytes: int | None = None, com
         q.compressor = compressor
     if method:
         q.method = method
+    if clip:
+        q.clip = clip
+    if control_dtype:
+        q.control_dtype = control_dtype
     if code_compressor:
         q.code_compressor = code_compressor
     if prune is not None:
@@ -126,6 +131,10 @@ def build(checkpoint, data_dir, out_dir, *, target_bytes: int | None = None, com
         setattr(q, field, int(value))
     if q.method not in ("gptq", "rtn"):
         raise BuildError(f"unknown method {q.method!r} (gptq | rtn)")
+    if q.clip not in quant.CLIPS:
+        raise BuildError(f"unknown clip {q.clip!r} ({' | '.join(quant.CLIPS)})")
+    if q.control_dtype not in ("fp32", "fp16"):
+        raise BuildError(f"unknown control dtype {q.control_dtype!r} (fp32 | fp16)")
     comp, comp_note = resolve_compressor(q.compressor)
     q.compressor = comp
     notes = [comp_note] if comp_note else []
@@ -191,6 +200,8 @@ def build(checkpoint, data_dir, out_dir, *, target_bytes: int | None = None, com
         "config": cfg.to_dict(),
         "data": str(data_dir),
         "method": q.method,
+        "clip": q.clip,
+        "control_dtype": q.control_dtype,
         "compressor": comp,
         "code_compressor": code_info["code_compressor"],
         "recurrence_active": bool(recurrence),

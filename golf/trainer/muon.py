@@ -5,8 +5,10 @@ Per matrix W with (DDP-averaged) gradient G:
 1. buf <- mu*buf + G; U <- G + mu*buf (Nesterov; plain momentum uses U <- buf);
 2. MuonEq-R (optional): each row of U divided by max(||row||, 1e-7);
 3. five quintic Newton-Schulz iterations with (3.4445, -4.7750, 2.0315) on U/||U||_F,
-   in bf16 on CUDA and fp32 elsewhere;
-4. O <- O * sqrt(max(1, rows/cols));
+   in bf16 on CUDA and fp32 elsewhere, each ``X <- a*X + (b*A + (c*A)@A)@X`` with ``A = X@Xᵀ``
+   (the SP4096 record's operation order, which matters in bf16);
+4. O <- O * sqrt(max(1, rows/cols)), in the Newton-Schulz dtype (the update is rounded
+   through it, as the record's bf16 update buffer does);
 5. W <- W*(1 - lr*wd) - lr*O (decoupled weight decay).
 
 Under torch.distributed every rank keeps the full momentum state (cheap, element-wise) but
@@ -40,13 +42,13 @@ def zeropower_ns5(G: torch.Tensor, steps: int = 5, eps: float = 1e-7, dtype: tor
     if dtype is None:
         dtype = torch.bfloat16 if G.is_cuda else torch.float32
     X = G.to(dtype)
+    X = X / (X.norm() + eps)
     transposed = X.size(0) > X.size(1)
     if transposed:
         X = X.T
-    X = X / (X.norm() + eps)
     for _ in range(steps):
         A = X @ X.T
-        B = b * A + c * (A @ A)
+        B = b * A + (c * A) @ A
         X = a * X + B @ X
     if transposed:
         X = X.T
@@ -61,10 +63,11 @@ class Muon(torch.optim.Optimizer):
 
     def __init__(self, params, lr: float = 0.02, momentum: float = 0.95, nesterov: bool = True,
                  backend_steps: int = 5, weight_decay: float = 0.0, row_norm: bool = True,
-                 rank: int | None = None, world_size: int | None = None):
+                 rank: int | None = None, world_size: int | None = None, ns_dtype: torch.dtype | None = None):
         defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, backend_steps=backend_steps,
                         weight_decay=weight_decay, row_norm=row_norm)
         super().__init__(params, defaults)
+        self.ns_dtype = ns_dtype  # Newton-Schulz dtype; None = bf16 on CUDA, fp32 elsewhere
         if TOOLKIT:  # caller checks: toolkit only
             for group in self.param_groups:
                 for p in group["params"]:
@@ -75,13 +78,13 @@ class Muon(torch.optim.Optimizer):
         self.rank = rank if rank is not None else (dist.get_rank() if distributed else 0)
 
     def _update(self, p: torch.Tensor, group: dict) -> torch.Tensor:
-        """Momentum already applied: orthogonalised, shape-scaled update for ``p`` (fp32, 2-D view)."""
+        """Momentum already applied: orthogonalised, shape-scaled update for ``p`` (2-D view, Newton-Schulz dtype)."""
         u = self.state[p]["update_in"]
         if group["row_norm"]:
             u = u / u.norm(dim=1, keepdim=True).clamp_min(1e-7)
-        o = zeropower_ns5(u, steps=group["backend_steps"])
+        o = zeropower_ns5(u, steps=group["backend_steps"], dtype=self.ns_dtype)
         rows, cols = u.shape
-        return o.float() * math.sqrt(max(1.0, rows / cols))
+        return o * math.sqrt(max(1.0, rows / cols))
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -108,7 +111,7 @@ class Muon(torch.optim.Optimizer):
         W = self.world_size
         if W > 1:
             dev = params[0][0].device if params else torch.device("cpu")
-            flat_dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+            flat_dtype = self.ns_dtype or (torch.bfloat16 if dev.type == "cuda" else torch.float32)
             sizes = [p.numel() for p, _ in params]
             flat = torch.zeros(sum(sizes), dtype=flat_dtype, device=dev)
             offs = 0
