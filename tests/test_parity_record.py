@@ -38,7 +38,8 @@ from golf.trainer.optim import Optimizers
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _record_script() -> Path | None:
+def record_script() -> Path | None:
+    """The record's train_gpt.py: $GOLF_RECORD_SCRIPT, else <repo>/../shared/reference/."""
     env = os.environ.get("GOLF_RECORD_SCRIPT")
     for p in ([Path(env)] if env else []) + [REPO.parent / "shared" / "reference" / "sp4096_record_train_gpt.py"]:
         if p.is_file():
@@ -46,7 +47,7 @@ def _record_script() -> Path | None:
     return None
 
 
-SCRIPT = _record_script()
+SCRIPT = record_script()
 pytestmark = pytest.mark.skipif(SCRIPT is None, reason="record script not found (set GOLF_RECORD_SCRIPT)")
 
 # A record-shaped model small enough for CPU: the record's 11 layers, recurrence 4-5, lanes from 7,
@@ -73,8 +74,7 @@ def _sdpa_flash_attn(q, k, v, causal=True):
     return y.transpose(1, 2)
 
 
-@pytest.fixture(scope="module")
-def rec():
+def load_record_module(path: Path) -> types.ModuleType:
     """The record's script as a module (flash_attn_interface replaced by SDPA; main() not run)."""
     stand_in = types.ModuleType("flash_attn_interface")
     stand_in.flash_attn_func = _sdpa_flash_attn
@@ -82,14 +82,19 @@ def rec():
     sys.modules["flash_attn_interface"] = stand_in
     try:
         mod = types.ModuleType("sp4096_record")
-        mod.__file__ = str(SCRIPT)
-        exec(compile(decode_record_source(SCRIPT), str(SCRIPT), "exec"), mod.__dict__)
+        mod.__file__ = str(path)
+        exec(compile(decode_record_source(path), str(path), "exec"), mod.__dict__)
     finally:
         if saved is None:
             sys.modules.pop("flash_attn_interface", None)
         else:
             sys.modules["flash_attn_interface"] = saved
     return mod
+
+
+@pytest.fixture(scope="module")
+def rec():
+    return load_record_module(SCRIPT)
 
 
 def record_h(rec, **env):
@@ -355,3 +360,48 @@ def test_bpb_matches_plain_and_sliding(rec, pair, tiny_data, recurrence):
     assert abs(plain.val_bpb - rb) < 1e-6 and abs(plain.val_loss - rl) < 1e-6, (plain, rl, rb)
     assert abs(slide.val_bpb - sb) < 1e-6 and abs(slide.val_loss - sl) < 1e-6, (slide, sl, sb)
     assert slide.tokens == len(tokens) - 1 and rb > 0.5
+
+
+def test_import_state_from_record_builds(rec, tiny_data, tmp_path):
+    """`golf import-state --from record` on a state dict saved by the record's model class (with its
+    bf16 embedding tables, as its training leaves them), then `golf build`: the build's pre-quant
+    BPB is the record's own eval_val BPB on the same validation tokens."""
+    from click.testing import CliRunner
+
+    from golf.cli import main as cli
+
+    h = record_h(rec, **SMALL, VAL_BATCH_TOKENS=8 * 128 * 8)
+    r = rec.GPT(h).float()
+    randomize(r, seed=7)
+    with torch.no_grad():
+        for emb in (r.tok_emb.weight, r.ve_shared.embed.weight):
+            emb.copy_(emb.bfloat16().float())
+    state = {k: (v.bfloat16() if k in ("tok_emb.weight", "ve_shared.embed.weight") else v)
+             for k, v in r.state_dict().items()}
+    torch.save(state, tmp_path / "final_model.pt")
+    sets = [f"{k}={v}" for k, v in {**GOLF_SMALL, "quant.calibration_batches": 1,
+                                     "quant.calibration_batch_tokens": 1024, "quant.small_tensor_numel": 1024}.items()]
+    runner = CliRunner()
+    args = ["import-state", "--from", "record", str(tmp_path / "final_model.pt"), "--preset", "sp4096-record",
+            "--out", str(tmp_path / "run"), "--no-recurrence"] + [x for s in sets for x in ("--set", s)]
+    res = runner.invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(cli, ["build", "--checkpoint", str(tmp_path / "run"), "--data", str(tiny_data["data_dir"]),
+                              "--out", str(tmp_path / "art"), "--val-max-tokens", "2048", "--device", "cpu", "-q"])
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    import json
+    report = json.loads((tmp_path / "art" / "build_report.json").read_text())
+    assert report["recurrence_active"] is False and report["config"]["preset"] == "sp4096-record"
+    h.val_files = str(tiny_data["dataset_dir"] / "fineweb_val_*.bin")
+    h.world_size, h.rank, h.grad_accum_steps = 1, 0, 8
+    import sentencepiece as spm
+    luts = rec.build_sentencepiece_luts(spm.SentencePieceProcessor(model_file=str(tiny_data["tokenizer"])), 1024,
+                                        torch.device("cpu"))
+    vd = types.SimpleNamespace(val_tokens=rec.load_validation_tokens(h.val_files, 128)[:2049], base_bytes_lut=luts[0],
+                               has_leading_space_lut=luts[1], is_boundary_token_lut=luts[2])
+    _, want = rec.eval_val(h, torch.device("cpu"), vd, r)
+    assert abs(report["pre_quant"]["roundtrip"]["val_bpb"] - want) < 1e-6
+    # a state dict of another shape is refused with the tensor named
+    res = runner.invoke(cli, ["import-state", "--from", "record", str(tmp_path / "final_model.pt"), "--out",
+                              str(tmp_path / "run2")])
+    assert res.exit_code != 0 and ": shape (" in res.output and "in the 'sp4096-record' model" in res.output
