@@ -4,7 +4,7 @@
 
 Random-init golf GPT of the ``sp4096-record`` preset (34,401,372 parameters).  In one process:
 golf's Hessian collection (random token calibration batches: the timing does not depend on the
-data), golf's quantization (SDClip + GPTQ, the default, and ``--clip search``), golf's pack
+data), golf's quantization (SDClip + GPTQ, the default; ``--with-search`` adds ``--clip search``), golf's pack
 (container + brotli), then the record's ``gptq_mixed_quantize_int6`` (loaded from
 ../shared/reference/ or $GOLF_RECORD_SCRIPT, as the parity test does) on the same state dict
 and the same Hessians.  Prints each time and the ratios golf / record.
@@ -26,6 +26,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tokens", type=int, default=4096, help="calibration tokens (batches of 2 x 1024)")
     ap.add_argument("--json", help="write the timings here")
+    ap.add_argument("--with-search", action="store_true", help="also time golf's --clip search (5x the GPTQ work)")
     args = ap.parse_args()
 
     import copy
@@ -62,7 +63,8 @@ def main() -> None:
     times["golf_hessians_s"] = time.perf_counter() - t0
     print(f"sp4096-record: {n_params:,} params; Hessians ({len(hessians)} tensors) {times['golf_hessians_s']:.1f}s",
           flush=True)
-    for clip in ("sdclip", "search"):
+    clips = ("sdclip", "search") if args.with_search else ("sdclip",)
+    for clip in clips:
         q = copy.deepcopy(cfg.quant)
         q.clip = clip
         t0 = time.perf_counter()
@@ -79,7 +81,7 @@ def main() -> None:
     rec.gptq_mixed_quantize_int6(sd, {"mlp", "attn"}, rec_h)
     times["record_gptq_s"] = time.perf_counter() - t0
     print(f"record gptq_mixed_quantize_int6: {times['record_gptq_s']:.1f}s", flush=True)
-    for clip in ("sdclip", "search"):
+    for clip in clips:
         total = times["golf_hessians_s"] + times[f"golf_{clip}_quant_s"] + times[f"golf_{clip}_pack_s"]
         times[f"ratio_{clip}_build_vs_record"] = total / times["record_gptq_s"]
         times[f"ratio_{clip}_quant_vs_record"] = times[f"golf_{clip}_quant_s"] / times["record_gptq_s"]

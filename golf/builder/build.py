@@ -138,6 +138,11 @@ def build(checkpoint, data_dir, out_dir, *, target_bytes: int | None = None, com
     comp, comp_note = resolve_compressor(q.compressor)
     q.compressor = comp
     notes = [comp_note] if comp_note else []
+    if train_code and (q.clip != "sdclip" or q.control_dtype != "fp32"):
+        # the shipped quantizer is the default one (code budget): such an artifact cannot re-quantize itself
+        train_code = False
+        notes.append(f"--clip {q.clip} / --control-dtype {q.control_dtype} are toolkit comparison options: "
+                     "the artifact is evaluation-only (no GOLF_MODE=train path)")
 
     dev = entry.pick_device(device)
     ds_dir, tok_path = data_paths(data_dir, cfg.model.vocab_size, environ={})

@@ -205,16 +205,6 @@ def head_input_module(model: nn.Module) -> nn.Module | None:
     return getattr(model, "final_norm", None)
 
 
-def tied_head_weight(model: nn.Module) -> str | None:
-    """Name of the embedding table that is also the output head (golf's GPT with tied embeddings:
-    ``tok_emb.weight``), or None.  Other embeddings (e.g. value embeddings) are plain lookups."""
-    emb = getattr(model, "tok_emb", None)
-    tied = bool(getattr(getattr(model, "cfg", None), "tie_embeddings", False))
-    if not isinstance(emb, nn.Embedding) or not tied or getattr(model, "lm_head", None) is not None:
-        return None
-    return next(f"{n}.weight" for n, m in model.named_modules() if m is emb)
-
-
 @torch.no_grad()
 def collect_hessians(model: nn.Module, batches, names: list[str], device="cpu", autocast_dtype=None,
                      progress: bool = False) -> dict[str, torch.Tensor]:
@@ -226,7 +216,9 @@ def collect_hessians(model: nn.Module, batches, names: list[str], device="cpu", 
     """
     lin = linear_weights(model)
     mods = {n: lin[n] for n in names if n in lin}
-    head, head_in = tied_head_weight(model), head_input_module(model)
+    # the tied embedding (golf's GPT: tok_emb with no lm_head) is the output head
+    head = "tok_emb.weight" if getattr(model, "lm_head", 0) is None and hasattr(model, "tok_emb") else None
+    head_in = head_input_module(model)
     outs = {head: head_in} if head in names and head_in is not None else {}
     col = HessianCollector(mods, outs)
     was_training = model.training
@@ -290,23 +282,13 @@ def _order_key(name: str) -> tuple:
     return (re.sub(r"\.\d+\.", ".#.", name), nums)
 
 
-def quantize_tensor(name: str, w: torch.Tensor, cls: str, H: torch.Tensor | None, qcfg, method: str) -> tuple:
-    """One float matrix of a quantized class -> (q int8, fp32 row scales, bits, method used).
-
-    ``qcfg.clip``: ``sdclip`` (the seed: k·std(row)/R scales) or ``search`` (the SP4096
-    record: clip search for matrices, one quantile clip and plain rounding for embeddings)."""
-    bits, k = class_bits(cls, qcfg)
-    if TOOLKIT and H is not None and tuple(H.shape) != (w.shape[1], w.shape[1]):
-        raise QuantError(f"{name}: Hessian of shape {tuple(H.shape)} does not match its {w.shape[1]} input columns")
-    H = H if method == "gptq" else None
-    if qcfg.clip == "search":
-        if cls == "embed":
-            q, s = quantile_rtn(w, bits)
-            return q, s, bits, "rtn quantile"
-        q, s, used = search_quantize(w, bits, H, qcfg)
-        return q, s, bits, used
-    s = sdclip_scales(w, bits, k)
-    q, used = quantize_rows(w, s, bits, H, qcfg)
+def search_tensor(w: torch.Tensor, cls: str, H: torch.Tensor | None, qcfg) -> tuple:
+    """``--clip search`` (the SP4096 record's quantizer) for one float matrix -> (q, s, bits, method used):
+    clip search for matrices, one quantile clip and plain rounding for embeddings."""
+    bits = class_bits(cls, qcfg)[0]
+    if cls == "embed":
+        return (*quantile_rtn(w, bits), bits, "rtn quantile")
+    q, s, used = search_quantize(w, bits, H, qcfg)
     return q, s, bits, used
 
 
@@ -325,7 +307,6 @@ def quantize_state(state: dict, qcfg, control_patterns=(), embed_names=(), linea
         raise QuantError(f"unknown method {method!r} (gptq | rtn)")
     if TOOLKIT and qcfg.clip not in CLIPS:
         raise QuantError(f"unknown clip {qcfg.clip!r} ({' | '.join(CLIPS)})")
-    ctrl16 = qcfg.control_dtype == "fp16"
     qmeta, info, qs, scales, rest = {}, {}, {}, {}, {}
     it = maybe_tqdm(list(state.items()), progress, desc="quantize", unit="tensor") if TOOLKIT else state.items()
     for name, t in it:
@@ -334,18 +315,29 @@ def quantize_state(state: dict, qcfg, control_patterns=(), embed_names=(), linea
         cls = classify(name, t, qcfg, control_patterns, embed_names, linear_names, exact_names)
         rec = {"class": cls, "params": t.numel(), "shape": list(t.shape), "dtype": dt}
         if cls in ("control", "int", "fp16"):
-            fp16 = cls == "fp16" or (ctrl16 and cls == "control" and torch.is_floating_point(t))
+            fp16 = cls == "fp16"
+            if TOOLKIT and qcfg.control_dtype == "fp16" and cls == "control" and torch.is_floating_point(t):
+                fp16 = True  # toolkit-only, as --clip search
             rest[name] = t.half() if fp16 else t.float() if torch.is_floating_point(t) else t
             qmeta[name] = ["h" if fp16 else "r", dt]
-            rec.update(bits=rest[name].element_size() * 8,
-                       method="fp16" if fp16 else {"control": "fp32", "int": "raw"}.get(cls, cls))
+            rec.update(bits=rest[name].element_size() * 8, method={"control": "fp32", "int": "raw"}.get(cls, cls))
+            if TOOLKIT and fp16:
+                rec["method"] = "fp16"
         else:
             w = t.float().reshape(t.shape[0], -1)
             H = hessians.get(name)
-            q, s, bits, used = quantize_tensor(name, w, cls, H, qcfg, method)
+            if TOOLKIT and H is not None and tuple(H.shape) != (w.shape[1], w.shape[1]):
+                raise QuantError(f"{name}: Hessian of shape {tuple(H.shape)} does not match its {w.shape[1]} "
+                                 "input columns")
+            if TOOLKIT and qcfg.clip == "search":  # toolkit-only: search artifacts ship no training path
+                q, s, bits, used = search_tensor(w, cls, H if method == "gptq" else None, qcfg)
+            else:
+                bits, k = class_bits(cls, qcfg)
+                s = sdclip_scales(w, bits, k)
+                q, used = quantize_rows(w, s, bits, H if method == "gptq" else None, qcfg)
             rec.update(bits=bits, method=used)
-            if qcfg.clip == "sdclip":
-                rec["clip_sigmas"] = class_bits(cls, qcfg)[1]
+            if TOOLKIT and qcfg.clip == "sdclip":
+                rec["clip_sigmas"] = k
             if TOOLKIT:  # error measures for the build report
                 wq = dequant(q, s)
                 rec["mse"] = float(((w - wq) ** 2).mean())

@@ -59,15 +59,17 @@ class Muon(torch.optim.Optimizer):
     """Muon for 2-D parameters; per-group options ``lr, momentum, nesterov, backend_steps, weight_decay, row_norm``.
 
     ``momentum`` may be changed between steps (warm-up ramp, see ``golf.trainer.schedule``).
+    ``ns_dtype`` (set on the instance) forces the Newton-Schulz dtype; None = bf16 on CUDA, fp32 elsewhere.
     """
+
+    ns_dtype = None
 
     def __init__(self, params, lr: float = 0.02, momentum: float = 0.95, nesterov: bool = True,
                  backend_steps: int = 5, weight_decay: float = 0.0, row_norm: bool = True,
-                 rank: int | None = None, world_size: int | None = None, ns_dtype: torch.dtype | None = None):
+                 rank: int | None = None, world_size: int | None = None):
         defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, backend_steps=backend_steps,
                         weight_decay=weight_decay, row_norm=row_norm)
         super().__init__(params, defaults)
-        self.ns_dtype = ns_dtype  # Newton-Schulz dtype; None = bf16 on CUDA, fp32 elsewhere
         if TOOLKIT:  # caller checks: toolkit only
             for group in self.param_groups:
                 for p in group["params"]:
@@ -111,7 +113,7 @@ class Muon(torch.optim.Optimizer):
         W = self.world_size
         if W > 1:
             dev = params[0][0].device if params else torch.device("cpu")
-            flat_dtype = self.ns_dtype or (torch.bfloat16 if dev.type == "cuda" else torch.float32)
+            flat_dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
             sizes = [p.numel() for p, _ in params]
             flat = torch.zeros(sum(sizes), dtype=flat_dtype, device=dev)
             offs = 0
