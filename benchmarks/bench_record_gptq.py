@@ -26,6 +26,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tokens", type=int, default=4096, help="calibration tokens (batches of 2 x 1024)")
     ap.add_argument("--json", help="write the timings here")
+    ap.add_argument("--layers", type=int, default=0,
+                    help="time only blocks 0..N-1 (plus the embeddings) of the full-size model; 0 = all 11")
     ap.add_argument("--with-search", action="store_true", help="also time golf's --clip search (5x the GPTQ work)")
     args = ap.parse_args()
 
@@ -51,7 +53,8 @@ def main() -> None:
             if p.ndim == 2 and p.abs().max() == 0:
                 p.normal_(0.0, 0.02)
     n_params = sum(p.numel() for p in model.parameters())
-    sd = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    sd = {k: v.detach().cpu() for k, v in model.state_dict().items()
+          if not (args.layers and k.startswith("blocks.") and int(k.split(".")[1]) >= args.layers)}
     lin, emb = set(quant.linear_weights(model)), set(quant.embedding_weights(model))
     want = [n for n, t in sd.items()
             if quant.classify(n, t, cfg.quant, CONTROL_PATTERNS, emb, lin) in ("attn", "mlp", "other", "embed")]
@@ -61,7 +64,7 @@ def main() -> None:
     t0 = time.perf_counter()
     hessians = quant.collect_hessians(model, batches, want, "cpu")
     times["golf_hessians_s"] = time.perf_counter() - t0
-    print(f"sp4096-record: {n_params:,} params; Hessians ({len(hessians)} tensors) {times['golf_hessians_s']:.1f}s",
+    print(f"sp4096-record: {n_params:,} params ({len(sd)} tensors timed); Hessians ({len(hessians)} tensors) {times['golf_hessians_s']:.1f}s",
           flush=True)
     clips = ("sdclip", "search") if args.with_search else ("sdclip",)
     for clip in clips:

@@ -47,9 +47,11 @@ def _parse_bits(values: tuple[str, ...]) -> dict:
 @click.option("--clip", type=click.Choice(["sdclip", "search"]), default=None,
               help="Row scales: sdclip (default, the seed: k*std per row, k=12.85 matrices / 20 embeddings) or "
                    "search (the SP4096 record: best of 5 clip quantiles per matrix by weight MSE, scale floor 1/R; "
-                   "embeddings clipped at one quantile and rounded). See docs/parity.md for the measured comparison.")
+                   "embeddings clipped at one quantile and rounded); the artifact is then evaluation-only. "
+                   "See docs/parity.md for the measured comparison.")
 @click.option("--control-dtype", type=click.Choice(["fp32", "fp16"]), default=None,
-              help="Storage of control tensors (gains, scales, mixes): fp32 (default) or fp16 (as the record).")
+              help="Storage of control tensors (gains, scales, mixes): fp32 (default) or fp16 (as the record; "
+                   "evaluation-only artifact).")
 @click.option("--allow-oversize", is_flag=True, help="Exit 0 even when code + blob exceed 16,000,000 bytes.")
 @click.option("--code-compressor", type=click.Choice(["lzma", "brotli", "auto"]), default=None,
               help="Compression of the train_gpt.py wrapper. auto (default): the smaller of brotli and raw LZMA2 "
