@@ -2,8 +2,13 @@
 
     python benchmarks/bench_quant.py                       # CPU: sample data + a tiny model trained here
     python benchmarks/bench_quant.py --run RUN --data DIR  # an existing `golf train` run (e.g. seed on a GPU)
+    python benchmarks/bench_quant.py --run RUN --data DIR --compare-clips   # issue 15: SDClip vs the record's
+                                                                            # clip search vs naive RTN
 
 Goal (issue 5): GPTQ+SDClip int6 tax <= 0.6 x RTN int6 tax.
+--compare-clips (issue 15) collects the calibration Hessians once, then quantizes the same
+trained weights with each method in this process, and reports post-pre BPB tax, compressed
+blob bytes and quantization wall time (Hessians excluded) per method.
 """
 from __future__ import annotations
 
@@ -47,6 +52,82 @@ def train_tiny(data: Path, run: Path, steps: int, small_numel: int) -> None:
     train(cfg, RunOptions(progress=False, echo=False, device="cpu"))
 
 
+CLIP_VARIANTS = (  # label, clip, method, control dtype
+    ("SDClip + GPTQ (golf default)", "sdclip", "gptq", "fp32"),
+    ("clip search + GPTQ (record)", "search", "gptq", "fp32"),
+    ("clip search + GPTQ, fp16 control", "search", "gptq", "fp16"),
+    ("SDClip + RTN", "sdclip", "rtn", "fp32"),
+    ("naive RTN (row absmax)", "absmax", "rtn", "fp32"),
+)
+
+
+def naive_rtn(arrays: dict, qmeta: dict, info: dict, state: dict) -> dict:
+    """Replace every quantized matrix by round-to-nearest at row-absmax scales (no clipping, no GPTQ)."""
+    import torch
+    from golf.builder import quant
+
+    out = dict(arrays)
+    for name, (kind, _) in qmeta.items():
+        if kind != "q":
+            continue
+        w = state[name].float().reshape(state[name].shape[0], -1)
+        bits = info[name]["bits"]
+        s = (w.abs().amax(dim=1) / quant.qmax(bits)).clamp_min(1e-10).clamp(6e-8, 65504.0).half().float()
+        out[name + ".q"] = quant.quantize_rtn(w, s, bits).reshape(state[name].shape)
+        out[name + ".s"] = s.half()
+        assert out[name + ".q"].dtype == torch.int8
+    return out
+
+
+def compare_clips(run: Path, data: Path, val_max_tokens: int, device: str | None) -> list[dict]:
+    """Issue 15 deliverable 4: every variant on the same weights and the same Hessians, one process."""
+    import copy
+
+    from golf.builder import container, entry, quant
+    from golf.data.shards import data_paths
+    from golf.model.gpt import CONTROL_PATTERNS
+    from golf.trainer.checkpoint import load_final_full
+
+    cfg, state, recurrence = load_final_full(run)
+    dev = entry.pick_device(device)
+    ds_dir, tok = data_paths(data, cfg.model.vocab_size, environ={})
+    settings = entry.eval_settings(cfg, {"VAL_MAX_TOKENS": str(val_max_tokens)})
+    val, luts = entry.load_eval_data(cfg, settings, ds_dir, tok)
+    model = entry.build_model(cfg, state, recurrence, dev)
+    pre = entry.evaluate(model, val, luts, settings, dev, sliding=False)["roundtrip"].val_bpb
+    sd = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    lin, emb = set(quant.linear_weights(model)), set(quant.embedding_weights(model))
+    exact = {n for n, _ in model.named_buffers()}
+    want = [n for n, t in sd.items()
+            if quant.classify(n, t, cfg.quant, CONTROL_PATTERNS, emb, lin, exact) in ("attn", "mlp", "other", "embed")]
+    t0 = time.perf_counter()
+    hessians = quant.collect_hessians(model, quant.calibration_batches(cfg, ds_dir), want, dev)
+    hess_s = time.perf_counter() - t0
+    print(f"pre-quant val_bpb {pre:.5f}; Hessians for {len(hessians)} tensors in {hess_s:.1f}s")
+    rows = []
+    for label, clip, method, ctrl in CLIP_VARIANTS:
+        q = copy.deepcopy(cfg.quant)
+        q.clip, q.control_dtype = ("sdclip" if clip == "absmax" else clip), ctrl
+        t0 = time.perf_counter()
+        arrays, qmeta, info = quant.quantize_state(sd, q, CONTROL_PATTERNS, emb, lin, hessians, method, exact)
+        if clip == "absmax":
+            arrays = naive_rtn(arrays, qmeta, info, sd)
+        quant_s = time.perf_counter() - t0
+        blob = container.pack(arrays, quant.blob_meta(cfg, qmeta, recurrence), q.compressor, q.byte_shuffle)
+        arrs2, meta2, _ = container.unpack(blob)
+        qmodel = entry.build_model(cfg, container.dequantize(arrs2, meta2), recurrence, dev)
+        post = entry.evaluate(qmodel, val, luts, settings, dev, sliding=False)["roundtrip"].val_bpb
+        rows.append({"variant": label, "clip": clip, "method": method, "control_dtype": ctrl, "pre_bpb": pre,
+                     "post_bpb": post, "tax": post - pre, "blob_bytes": len(blob), "quant_s": quant_s})
+        print(f"{label:<34} tax {post - pre:+.5f}  blob {len(blob):>9,} B  quant {quant_s:6.1f}s", flush=True)
+    print(f"\n| method | post-pre BPB tax | blob bytes | quantization s |\n|---|---:|---:|---:|")
+    for x in rows:
+        print(f"| {x['variant']} | {x['tax']:+.5f} | {x['blob_bytes']:,} | {x['quant_s']:.1f} |")
+    print(f"pre-quant val_bpb {pre:.5f} on {len(val) - 1:,} validation tokens; params "
+          f"{sum(t.numel() for t in sd.values()):,}; Hessians (shared) {hess_s:.1f}s")
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", help="existing run dir (default: train a tiny model here)")
@@ -57,9 +138,19 @@ def main() -> None:
     ap.add_argument("--val-max-tokens", type=int, default=16384)
     ap.add_argument("--device", default=None)
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--compare-clips", action="store_true",
+                    help="issue 15: SDClip vs the record's clip search vs naive RTN on --run (needs --run/--data)")
     args = ap.parse_args()
 
     from golf.builder.build import build
+
+    if args.compare_clips:
+        if not (args.run and args.data):
+            ap.error("--compare-clips needs --run RUN --data DIR (a trained checkpoint)")
+        rows = compare_clips(Path(args.run), Path(args.data), args.val_max_tokens, args.device)
+        if args.json:
+            Path(args.json).write_text(json.dumps(rows, indent=2))
+        return
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_quant_"))
     if args.run:

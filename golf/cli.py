@@ -5,6 +5,7 @@ import click
 
 from golf import __version__
 from golf.builder.cli import build
+from golf.builder.importstate import import_state_cmd
 from golf.data.cli import data
 from golf.doctor import doctor_command
 from golf.errors import GolfError
@@ -47,6 +48,7 @@ def main() -> None:
 
 main.add_command(data)
 main.add_command(build)
+main.add_command(import_state_cmd)
 main.add_command(verify)
 main.add_command(train)
 main.add_command(bench)

@@ -155,6 +155,8 @@ class QuantConfig:
     calibration_batch_tokens: int = 98304  # training tokens per calibration batch (48 x 2048)
     code_compressor: str = "auto"  # lzma | brotli | auto (brotli when the blob is brotli, else lzma): train_gpt.py
     prune: bool = True  # selective +-1 pruning when the artifact is over target_bytes
+    clip: str = "sdclip"  # sdclip (k*std per row) | search (the SP4096 record's clip search), docs/parity.md
+    control_dtype: str = "fp32"  # fp32 | fp16 (the record) storage of control tensors
 
 
 @dataclass

@@ -237,10 +237,11 @@ def test_rope_rotates_only_the_first_rope_dims():
     torch.testing.assert_close(r[..., 4:], x[..., 4:])
     torch.testing.assert_close(r[:, 0], x[:, 0])  # position 0 is not rotated
     torch.testing.assert_close(r[..., :4].norm(dim=-1), x[..., :4].norm(dim=-1))
-    # pair (1, 3) at position 2 turns by 2 * 10000^(-2/4) rad
+    # pair (1, 3) at position 2 turns by -2 * 10000^(-2/4) rad (the SP4096 record's direction)
     ang = 2 * 10000.0 ** -0.5
-    want = x[0, 2, 0, 1] * math.cos(ang) - x[0, 2, 0, 3] * math.sin(ang)
-    torch.testing.assert_close(r[0, 2, 0, 1], want)
+    x1, x3 = x[0, 2, 0, 1], x[0, 2, 0, 3]
+    torch.testing.assert_close(r[0, 2, 0, 1], x1 * math.cos(ang) + x3 * math.sin(ang))
+    torch.testing.assert_close(r[0, 2, 0, 3], x3 * math.cos(ang) - x1 * math.sin(ang))
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])

@@ -96,7 +96,8 @@ def _res(r) -> dict | None:
 
 
 def build(checkpoint, data_dir, out_dir, *, target_bytes: int | None = None, compressor: str | None = None,
-          bits: dict | None = None, method: str | None = None, allow_oversize: bool = False,
+          bits: dict | None = None, method: str | None = None, clip: str | None = None,
+          control_dtype: str | None = None, allow_oversize: bool = False,
           code_compressor: str | None = None, val_max_tokens: int = 0, sliding: bool = False,
           device: str | None = None, prune: bool | None = None, limit_bytes: int = LIMIT_BYTES,
           train_code: bool = True, command: str = "",
@@ -119,6 +120,10 @@ def build(checkpoint, data_dir, out_dir, *, target_bytes: int | None = None, com
         q.compressor = compressor
     if method:
         q.method = method
+    if clip:
+        q.clip = clip
+    if control_dtype:
+        q.control_dtype = control_dtype
     if code_compressor:
         q.code_compressor = code_compressor
     if prune is not None:
@@ -134,9 +139,18 @@ def build(checkpoint, data_dir, out_dir, *, target_bytes: int | None = None, com
         setattr(q, field, int(value))
     if q.method not in ("gptq", "rtn"):
         raise BuildError(f"unknown method {q.method!r} (gptq | rtn)")
+    if q.clip not in quant.CLIPS:
+        raise BuildError(f"unknown clip {q.clip!r} ({' | '.join(quant.CLIPS)})")
+    if q.control_dtype not in ("fp32", "fp16"):
+        raise BuildError(f"unknown control dtype {q.control_dtype!r} (fp32 | fp16)")
     comp, comp_note = resolve_compressor(q.compressor)
     q.compressor = comp
     notes = [comp_note] if comp_note else []
+    if train_code and (q.clip != "sdclip" or q.control_dtype != "fp32"):
+        # the shipped quantizer is the default one (code budget): such an artifact cannot re-quantize itself
+        train_code = False
+        notes.append(f"--clip {q.clip} / --control-dtype {q.control_dtype} are toolkit comparison options: "
+                     "the artifact is evaluation-only (no GOLF_MODE=train path)")
 
     dev = entry.pick_device(device)
     ds_dir, tok_path = data_paths(data_dir, cfg.model.vocab_size, environ={})
@@ -206,6 +220,8 @@ def build(checkpoint, data_dir, out_dir, *, target_bytes: int | None = None, com
         "data": str(data_dir),
         "tokenizer_sha256": file_sha256(tok_path),
         "method": q.method,
+        "clip": q.clip,
+        "control_dtype": q.control_dtype,
         "compressor": comp,
         "code_compressor": code_info["code_compressor"],
         "recurrence_active": bool(recurrence),

@@ -45,7 +45,15 @@ def _parse_bits(values: tuple[str, ...]) -> dict:
               help="Bits per class, 4-8: a bare N sets all attention/MLP matrices; classes matrix, attn, mlp, "
                    "embed, e.g. --bits 6 --bits embed=7,mlp=5.")
 @click.option("--method", type=click.Choice(["gptq", "rtn"]), default=None,
-              help="gptq (Hessian-aware, default) or rtn (round-to-nearest, for comparison). Both use SDClip scales.")
+              help="gptq (Hessian-aware, default) or rtn (round-to-nearest, for comparison). Both use the --clip scales.")
+@click.option("--clip", type=click.Choice(["sdclip", "search"]), default=None,
+              help="Row scales: sdclip (default, the seed: k*std per row, k=12.85 matrices / 20 embeddings) or "
+                   "search (the SP4096 record: best of 5 clip quantiles per matrix by weight MSE, scale floor 1/R; "
+                   "embeddings clipped at one quantile and rounded); the artifact is then evaluation-only. "
+                   "See docs/parity.md for the measured comparison.")
+@click.option("--control-dtype", type=click.Choice(["fp32", "fp16"]), default=None,
+              help="Storage of control tensors (gains, scales, mixes): fp32 (default) or fp16 (as the record; "
+                   "evaluation-only artifact).")
 @click.option("--allow-oversize", is_flag=True, help="Exit 0 even when code + blob exceed 16,000,000 bytes.")
 @click.option("--code-compressor", type=click.Choice(["lzma", "brotli", "auto"]), default=None,
               help="Compression of the train_gpt.py wrapper. auto (default): the smaller of brotli and raw LZMA2 "
@@ -63,7 +71,8 @@ def _parse_bits(values: tuple[str, ...]) -> dict:
 @click.option("--limit-bytes", type=int, default=16_000_000, show_default=True,
               help="The competition cap checked for the exit status (change only for experiments).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars (they are drawn only on a terminal anyway).")
-def build(checkpoint, data_dir, out_dir, target_bytes, compressor, bits, method, allow_oversize, code_compressor,
+def build(checkpoint, data_dir, out_dir, target_bytes, compressor, bits, method, clip, control_dtype, allow_oversize,
+          code_compressor,
           train_code, no_prune, sliding, val_max_tokens, device, limit_bytes, quiet):
     """Quantize a trained checkpoint and pack a self-contained artifact under 16,000,000 bytes.
 
@@ -79,7 +88,8 @@ def build(checkpoint, data_dir, out_dir, target_bytes, compressor, bits, method,
     from golf.builder.build import build as run_build
 
     run_build(checkpoint, data_dir, out_dir, target_bytes=target_bytes, compressor=compressor,
-              bits=_parse_bits(bits), method=method, allow_oversize=allow_oversize,
+              bits=_parse_bits(bits), method=method, clip=clip, control_dtype=control_dtype,
+              allow_oversize=allow_oversize,
               code_compressor=code_compressor, val_max_tokens=val_max_tokens, sliding=sliding,
               device=device, prune=False if no_prune else None, limit_bytes=limit_bytes, train_code=train_code,
               command=shlex.join(["golf", "build", *sys.argv[2:]]) if sys.argv[1:2] == ["build"] else "",

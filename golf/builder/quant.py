@@ -48,6 +48,21 @@ def sdclip_scales(w: torch.Tensor, bits: int, k: float) -> torch.Tensor:
     return s
 
 
+# The SP4096 record's clip search (``--clip search``): per-row clip candidates at these
+# quantiles of |w| (1.0 = the row max), scale floor 1/R; embeddings use one quantile.
+SEARCH_QUANTILES = (0.9990, 0.9995, 0.9999, 0.99999, 1.0)
+EMBED_QUANTILE = 0.9999984
+CLIPS = ("sdclip", "search")
+
+
+def quantile_scales(w: torch.Tensor, bits: int, quantile: float) -> torch.Tensor:
+    """Per-row scale = (``quantile`` of |row|, the max at 1.0) / R, floored at 1/R, rounded to fp16."""
+    R = qmax(bits)
+    a = w.float().reshape(w.shape[0], -1).abs()
+    c = a.amax(dim=1) if quantile >= 1.0 else torch.quantile(a, quantile, dim=1)
+    return (c / R).clamp_min(1.0 / R).half().float()
+
+
 def quantize_rtn(w: torch.Tensor, s: torch.Tensor, bits: int) -> torch.Tensor:
     """Round-to-nearest with per-row scales -> int8 values in [-R, R]."""
     R = qmax(bits)
@@ -96,6 +111,41 @@ def gptq(w: torch.Tensor, H: torch.Tensor, s: torch.Tensor, bits: int, block_siz
 
 def dequant(q: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     return q.float() * s.float().view(-1, *([1] * (q.dim() - 1)))
+
+
+def quantize_rows(w: torch.Tensor, s: torch.Tensor, bits: int, H: torch.Tensor | None, qcfg) -> tuple:
+    """GPTQ with Hessian ``H`` (None: round-to-nearest) at row scales ``s``; returns (q, method used).
+
+    A Hessian that is not positive definite after damping falls back to round-to-nearest."""
+    if H is None:
+        return quantize_rtn(w, s, bits), "rtn"
+    try:
+        return gptq(w, H, s, bits, qcfg.gptq_block_size, qcfg.gptq_damp), "gptq"
+    except torch.linalg.LinAlgError:  # Cholesky failed
+        return quantize_rtn(w, s, bits), "rtn (cholesky failed)"
+
+
+def search_quantize(w: torch.Tensor, bits: int, H: torch.Tensor | None, qcfg) -> tuple:
+    """The record's clip search: quantize at every :data:`SEARCH_QUANTILES` clip and keep the
+    lowest weight MSE.  Returns (q, s, method used)."""
+    best = None
+    for quantile in SEARCH_QUANTILES:
+        s = quantile_scales(w, bits, quantile)
+        q, used = quantize_rows(w, s, bits, H, qcfg)
+        err = float(((w - dequant(q, s)) ** 2).mean())
+        if best is None or err < best[0]:
+            best = (err, q, s, used)
+    return best[1], best[2], best[3] + " search"
+
+
+def quantile_rtn(w: torch.Tensor, bits: int, quantile: float = EMBED_QUANTILE) -> tuple:
+    """The record's embedding quantizer: clip each row at a quantile of |row|, round to nearest."""
+    R = qmax(bits)
+    a = w.abs()
+    c = torch.quantile(a, quantile, dim=1)[:, None] if w.shape[1] > 1 else a
+    s = (c[:, 0] / R).clamp_min(1.0 / R).half().float()
+    q = torch.clamp(torch.round(torch.minimum(torch.maximum(w, -c), c) / s[:, None]), -R, R)
+    return q.to(torch.int8), s
 
 
 def hessian_error(w: torch.Tensor, wq: torch.Tensor, H: torch.Tensor) -> float:
@@ -159,19 +209,18 @@ def head_input_module(model: nn.Module) -> nn.Module | None:
 @torch.no_grad()
 def collect_hessians(model: nn.Module, batches, names: list[str], device="cpu", autocast_dtype=None,
                      progress: bool = False) -> dict[str, torch.Tensor]:
-    """Hessians (mean over calibration tokens of Σ_passes xᵀx) for the Linear weights in ``names``;
-    a tied embedding in ``names`` gets the Hessian of the head input (final-norm output).
+    """Hessians (mean over calibration tokens of Σ_passes xᵀx) of each weight's own input:
+    a Linear weight in ``names`` gets its input's, the tied embedding (the output head) the head
+    input's (final-norm output).  Other embeddings are lookups without one (no entry).
 
     ``batches`` yields (inputs, targets) int64 arrays/tensors of TRAINING data.
     """
     lin = linear_weights(model)
     mods = {n: lin[n] for n in names if n in lin}
-    outs = {}
-    tied = bool(getattr(getattr(model, "cfg", None), "tie_embeddings", False))
-    head = head_input_module(model)
-    for n in names:
-        if n in embedding_weights(model) and tied and head is not None:
-            outs[n] = head
+    # the tied embedding (golf's GPT: tok_emb with no lm_head) is the output head
+    head = "tok_emb.weight" if getattr(model, "lm_head", 0) is None and hasattr(model, "tok_emb") else None
+    head_in = head_input_module(model)
+    outs = {head: head_in} if head in names and head_in is not None else {}
     col = HessianCollector(mods, outs)
     was_training = model.training
     model.eval()
@@ -234,6 +283,16 @@ def _order_key(name: str) -> tuple:
     return (re.sub(r"\.\d+\.", ".#.", name), nums)
 
 
+def search_tensor(w: torch.Tensor, cls: str, H: torch.Tensor | None, qcfg) -> tuple:
+    """``--clip search`` (the SP4096 record's quantizer) for one float matrix -> (q, s, bits, method used):
+    clip search for matrices, one quantile clip and plain rounding for embeddings."""
+    bits = class_bits(cls, qcfg)[0]
+    if cls == "embed":
+        return (*quantile_rtn(w, bits), bits, "rtn quantile")
+    q, s, used = search_quantize(w, bits, H, qcfg)
+    return q, s, bits, used
+
+
 def quantize_state(state: dict, qcfg, control_patterns=(), embed_names=(), linear_names=(),
                    hessians: dict | None = None, method: str = "gptq", exact_names=(), progress: bool = False):
     """Route and quantize a float state dict.
@@ -241,11 +300,14 @@ def quantize_state(state: dict, qcfg, control_patterns=(), embed_names=(), linea
     Returns ``(arrays, qmeta, info)``: ``arrays`` (ordered for compression) and ``qmeta``
     (``{name: [kind, dtype]}``) go into the container; ``info[name]`` holds class, bits,
     method used, params and (for quantized tensors) the Hessian-weighted and plain errors.
+    Control tensors are stored fp32, or fp16 with ``qcfg.control_dtype == "fp16"`` (the record).
     """
     hessians = hessians or {}
     embed_names, linear_names, exact_names = set(embed_names), set(linear_names), set(exact_names)
     if method not in ("gptq", "rtn"):
         raise QuantError(f"unknown method {method!r} (gptq | rtn)")
+    if TOOLKIT and qcfg.clip not in CLIPS:
+        raise QuantError(f"unknown clip {qcfg.clip!r} ({' | '.join(CLIPS)})")
     qmeta, info, qs, scales, rest = {}, {}, {}, {}, {}
     it = maybe_tqdm(list(state.items()), progress, desc="quantize", unit="tensor") if TOOLKIT else state.items()
     for name, t in it:
@@ -255,25 +317,28 @@ def quantize_state(state: dict, qcfg, control_patterns=(), embed_names=(), linea
         rec = {"class": cls, "params": t.numel(), "shape": list(t.shape), "dtype": dt}
         if cls in ("control", "int", "fp16"):
             fp16 = cls == "fp16"
+            if TOOLKIT and qcfg.control_dtype == "fp16" and cls == "control" and torch.is_floating_point(t):
+                fp16 = True  # toolkit-only, as --clip search
             rest[name] = t.half() if fp16 else t.float() if torch.is_floating_point(t) else t
             qmeta[name] = ["h" if fp16 else "r", dt]
             rec.update(bits=rest[name].element_size() * 8, method={"control": "fp32", "int": "raw"}.get(cls, cls))
+            if TOOLKIT and fp16:
+                rec["method"] = "fp16"
         else:
-            bits, k = class_bits(cls, qcfg)
             w = t.float().reshape(t.shape[0], -1)
-            s = sdclip_scales(w, bits, k)
             H = hessians.get(name)
-            used = "rtn"
-            if method == "gptq" and H is not None:
-                try:
-                    q = gptq(w, H, s, bits, qcfg.gptq_block_size, qcfg.gptq_damp)
-                    used = "gptq"
-                except RuntimeError:  # Cholesky failed: fall back to round-to-nearest
-                    q = quantize_rtn(w, s, bits)
-                    used = "rtn (cholesky failed)"
+            if TOOLKIT and H is not None and tuple(H.shape) != (w.shape[1], w.shape[1]):
+                raise QuantError(f"{name}: Hessian of shape {tuple(H.shape)} does not match its {w.shape[1]} "
+                                 "input columns")
+            if TOOLKIT and qcfg.clip == "search":  # toolkit-only: search artifacts ship no training path
+                q, s, bits, used = search_tensor(w, cls, H if method == "gptq" else None, qcfg)
             else:
-                q = quantize_rtn(w, s, bits)
-            rec.update(bits=bits, clip_sigmas=k, method=used)
+                bits, k = class_bits(cls, qcfg)
+                s = sdclip_scales(w, bits, k)
+                q, used = quantize_rows(w, s, bits, H if method == "gptq" else None, qcfg)
+            rec.update(bits=bits, method=used)
+            if TOOLKIT and qcfg.clip == "sdclip":
+                rec["clip_sigmas"] = k
             if TOOLKIT:  # error measures for the build report
                 wq = dequant(q, s)
                 rec["mse"] = float(((w - wq) ** 2).mean())

@@ -9,7 +9,7 @@ SP4096 record exactly):
   ``x ← x + attn_scale⊙Attn(RMSNorm(x)·f)``; ``x ← x + mlp_scale⊙MLP(RMSNorm(x)·f)`` with
   ``f = 1/√(i+1)`` when ``ln_scale`` (else 1).  RMSNorm is parameter-free.
 * Attention: GQA, per-head RMSNorm on q and k, partial RoPE (first ``rope_dims`` dims,
-  pairs (j, j+rope_dims/2)), learned per-head q gain, causal softmax at scale 1/√head_dim,
+  pairs (j, j+rope_dims/2), rotated by −θ as the record), learned per-head q gain, causal softmax at scale 1/√head_dim,
   optional value embeddings added to v, optional XSA (remove each output's component along
   its own token's value direction), zero-initialised output projection.
 * MLP: ``fc → LeakyReLU(slope)² → proj`` (zero-initialised ``proj``).
@@ -200,13 +200,14 @@ def rope_tables(seq_len: int, rope_dims: int, base: float, device) -> tuple[torc
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate pairs (j, j+h) of the first 2h dims of ``x`` (B, T, H, D); the rest pass through."""
+    """Rotate pairs (j, j+h) of the first 2h dims of ``x`` (B, T, H, D) by -angle, as the SP4096
+    record does (``x1·cos + x2·sin``, ``x2·cos − x1·sin``); the rest pass through."""
     h = cos.size(-1)
     if h == 0:
         return x
     c, s = cos.to(x.dtype), sin.to(x.dtype)
     x1, x2 = x[..., :h], x[..., h:2 * h]
-    return torch.cat((x1 * c - x2 * s, x2 * c + x1 * s, x[..., 2 * h:]), dim=-1)
+    return torch.cat((x1 * c + x2 * s, x2 * c - x1 * s, x[..., 2 * h:]), dim=-1)
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

@@ -5,8 +5,10 @@ Per matrix W with (DDP-averaged) gradient G:
 1. buf <- mu*buf + G; U <- G + mu*buf (Nesterov; plain momentum uses U <- buf);
 2. MuonEq-R (optional): each row of U divided by max(||row||, 1e-7);
 3. five quintic Newton-Schulz iterations with (3.4445, -4.7750, 2.0315) on U/||U||_F,
-   in bf16 on CUDA and fp32 elsewhere;
-4. O <- O * sqrt(max(1, rows/cols));
+   in bf16 on CUDA and fp32 elsewhere, each ``X <- a*X + (b*A + (c*A)@A)@X`` with ``A = X@Xᵀ``
+   (the SP4096 record's operation order, which matters in bf16);
+4. O <- O * sqrt(max(1, rows/cols)), in the Newton-Schulz dtype (the update is rounded
+   through it, as the record's bf16 update buffer does);
 5. W <- W*(1 - lr*wd) - lr*O (decoupled weight decay).
 
 Under torch.distributed every rank keeps the full momentum state (cheap, element-wise) but
@@ -40,13 +42,13 @@ def zeropower_ns5(G: torch.Tensor, steps: int = 5, eps: float = 1e-7, dtype: tor
     if dtype is None:
         dtype = torch.bfloat16 if G.is_cuda else torch.float32
     X = G.to(dtype)
+    X = X / (X.norm() + eps)
     transposed = X.size(0) > X.size(1)
     if transposed:
         X = X.T
-    X = X / (X.norm() + eps)
     for _ in range(steps):
         A = X @ X.T
-        B = b * A + c * (A @ A)
+        B = b * A + (c * A) @ A
         X = a * X + B @ X
     if transposed:
         X = X.T
@@ -57,7 +59,10 @@ class Muon(torch.optim.Optimizer):
     """Muon for 2-D parameters; per-group options ``lr, momentum, nesterov, backend_steps, weight_decay, row_norm``.
 
     ``momentum`` may be changed between steps (warm-up ramp, see ``golf.trainer.schedule``).
+    ``ns_dtype`` (set on the instance) forces the Newton-Schulz dtype; None = bf16 on CUDA, fp32 elsewhere.
     """
+
+    ns_dtype = None
 
     def __init__(self, params, lr: float = 0.02, momentum: float = 0.95, nesterov: bool = True,
                  backend_steps: int = 5, weight_decay: float = 0.0, row_norm: bool = True,
@@ -75,13 +80,13 @@ class Muon(torch.optim.Optimizer):
         self.rank = rank if rank is not None else (dist.get_rank() if distributed else 0)
 
     def _update(self, p: torch.Tensor, group: dict) -> torch.Tensor:
-        """Momentum already applied: orthogonalised, shape-scaled update for ``p`` (fp32, 2-D view)."""
+        """Momentum already applied: orthogonalised, shape-scaled update for ``p`` (2-D view, Newton-Schulz dtype)."""
         u = self.state[p]["update_in"]
         if group["row_norm"]:
             u = u / u.norm(dim=1, keepdim=True).clamp_min(1e-7)
-        o = zeropower_ns5(u, steps=group["backend_steps"])
+        o = zeropower_ns5(u, steps=group["backend_steps"], dtype=self.ns_dtype)
         rows, cols = u.shape
-        return o.float() * math.sqrt(max(1.0, rows / cols))
+        return o * math.sqrt(max(1.0, rows / cols))
 
     @torch.no_grad()
     def step(self, closure=None):

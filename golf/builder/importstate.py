@@ -1,0 +1,121 @@
+"""``golf import-state``: turn a state dict saved by another trainer into a golf run directory.
+
+Supported source (``--from``):
+
+* ``record``: the ``final_model.pt`` of the 2026-04-04 SP4096 record's ``train_gpt.py``
+  (``torch.save(model.state_dict())``).  Its tensor names are golf's, except the value-embedding
+  layer scales, which the record keeps as one 1-element parameter per layer
+  (``ve_layer_scales.0``, ``ve_layer_scales.1``) and golf as one vector (``ve_layer_scales``).
+  RoPE direction and every other computation match (``tests/test_parity_record.py``), so the
+  imported model computes the record's logits.
+
+The run directory gets ``config.json`` and ``final_model.pt`` (the format ``golf train``
+writes), which ``golf build --checkpoint RUN`` accepts.  The file is read with
+``torch.load(weights_only=True)``: no unpickling of code.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+import torch
+
+from golf.fsutil import atomic_write_bytes
+
+SOURCES = ("record",)
+_RECORD_VE_SCALE = re.compile(r"^ve_layer_scales\.(\d+)$")
+
+
+class ImportStateError(ValueError):
+    """The state dict cannot be mapped onto the golf model; the message names the tensor."""
+
+
+def record_to_golf(state: dict) -> dict:
+    """Rename a record state dict to golf's names (see the module docstring); values as float32."""
+    out, ve = {}, {}
+    for name, t in state.items():
+        if not isinstance(t, torch.Tensor):
+            raise ImportStateError(f"{name}: not a tensor ({type(t).__name__}); is this a state dict?")
+        m = _RECORD_VE_SCALE.match(name)
+        if m:
+            ve[int(m.group(1))] = t.reshape(-1)
+        else:
+            out[name] = t
+    if ve:
+        if sorted(ve) != list(range(len(ve))):
+            raise ImportStateError(f"ve_layer_scales: indices {sorted(ve)} are not 0..{len(ve) - 1}")
+        out["ve_layer_scales"] = torch.cat([ve[i] for i in range(len(ve))])
+    return {k: v.detach().float() if v.is_floating_point() else v.detach() for k, v in out.items()}
+
+
+def check_against_model(state: dict, cfg) -> None:
+    """Raise :class:`ImportStateError` unless ``state`` has exactly the tensors (names, shapes) of ``GPT(cfg)``."""
+    from golf.model.gpt import GPT
+
+    with torch.device("meta"):
+        want = {k: tuple(v.shape) for k, v in GPT(cfg.model).state_dict().items()}
+    missing, extra = sorted(want.keys() - state.keys()), sorted(state.keys() - want.keys())
+    if missing or extra:
+        raise ImportStateError(f"tensor names do not match the {cfg.preset!r} model: missing {missing[:6]}, "
+                               f"unexpected {extra[:6]} (a different preset or --set sizes?)")
+    for k, shape in want.items():
+        if tuple(state[k].shape) != shape:
+            raise ImportStateError(f"{k}: shape {tuple(state[k].shape)} in the file, {shape} in the "
+                                   f"{cfg.preset!r} model (a different preset or --set sizes?)")
+
+
+def import_state(src, source: str, cfg, out_dir, recurrence: bool = True) -> Path:
+    """Convert ``src`` (a ``source``-format state dict file) for config ``cfg`` into run directory ``out_dir``."""
+    from golf.trainer.checkpoint import CheckpointError, safe_load, save_final
+
+    if source not in SOURCES:
+        raise ImportStateError(f"unknown source format {source!r} ({' | '.join(SOURCES)})")
+    try:
+        raw = safe_load(src)
+    except CheckpointError as e:
+        raise ImportStateError(str(e)) from None
+    state = record_to_golf(raw)
+    check_against_model(state, cfg)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "config.json", (cfg.to_json() + "\n").encode())
+    return save_final(out, cfg, state, recurrence, extra={"imported_from": {"format": source, "path": str(src)}})
+
+
+@click.command("import-state")
+@click.argument("state_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--from", "source", type=click.Choice(SOURCES), required=True,
+              help="Format of STATE_FILE: record = final_model.pt of the 2026-04-04 SP4096 record's train_gpt.py.")
+@click.option("--preset", default="sp4096-record", show_default=True,
+              help="golf preset describing the same architecture.")
+@click.option("--set", "sets", multiple=True, metavar="SECTION.NAME=VALUE",
+              help="Config overrides on top of the preset (e.g. sizes of a smaller record-style model; "
+                   "calibration settings for the later `golf build`).")
+@click.option("--recurrence/--no-recurrence", default=True, show_default=True,
+              help="Evaluate with depth recurrence on (the record switches it on at step 3000 and keeps it for "
+                   "evaluation).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Run directory to write (config.json, final_model.pt) for `golf build --checkpoint`.")
+def import_state_cmd(state_file, source, preset, sets, recurrence, out_dir):
+    """Import a state dict trained elsewhere as a golf run directory.
+
+    \b
+    Example (a model trained by the record's own train_gpt.py):
+      golf import-state --from record final_model.pt --preset sp4096-record --out runs/record
+      golf build --checkpoint runs/record --data data --out art
+    """
+    from golf.config import ConfigError, apply_overrides
+    from golf.presets import preset_config
+
+    try:
+        cfg = preset_config(preset)
+        for item in sets:
+            if "=" not in item:
+                raise ConfigError(f"--set {item!r}: expected SECTION.NAME=VALUE")
+            key, value = item.split("=", 1)
+            apply_overrides(cfg, {key.strip(): value.strip()})
+        path = import_state(state_file, source, cfg, out_dir, recurrence)
+    except (ImportStateError, ConfigError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"wrote {path} ({source} state dict -> preset {preset}, recurrence {'on' if recurrence else 'off'})")
