@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from golf.config import GolfConfig, ModelConfig
+from golf.errors import GolfError
 
 GiB = 2**30
 # Assumed model FLOPs utilisation (see the module docstring for where 0.33 comes from).
@@ -75,7 +76,7 @@ PRESET_HARDWARE: dict[str, tuple[str | None, int]] = {
 }
 
 
-class PlanError(ValueError):
+class PlanError(ValueError, GolfError):
     """A plan that cannot be made (unknown GPU, inconsistent batch); the message says which input."""
 
 
@@ -406,6 +407,7 @@ def plan_options(f):
 def echo_plan(cfg: GolfConfig, gpu_name, gpus, mfu, peak_tflops, memory_gib, data_dir, json_out=None) -> dict:
     """Make the plan, print it, optionally write it as JSON; PlanError becomes a one-line click error."""
     import click
+
     from golf.fsutil import atomic_write_json
     if mfu is not None and not 0 < mfu <= 1:
         raise click.UsageError(f"--mfu must be in (0, 1], got {mfu}")
@@ -422,6 +424,7 @@ def echo_plan(cfg: GolfConfig, gpu_name, gpus, mfu, peak_tflops, memory_gib, dat
 
 def _plan_command():
     import click
+
     from golf.presets import PRESETS
 
     @click.command("plan")

@@ -21,13 +21,14 @@ from pathlib import Path
 import click
 import torch
 
+from golf.errors import GolfError
 from golf.fsutil import atomic_write_bytes
 
 SOURCES = ("record",)
 _RECORD_VE_SCALE = re.compile(r"^ve_layer_scales\.(\d+)$")
 
 
-class ImportStateError(ValueError):
+class ImportStateError(ValueError, GolfError):
     """The state dict cannot be mapped onto the golf model; the message names the tensor."""
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import os
 
+from golf.errors import GolfError
+
 PUBLISHED_TOKENIZERS: dict[str, str | None] = {
     "fineweb_1024_bpe.model": None,   # sp1024: digest of the published file goes here
     "fineweb_4096_bpe.model": None,   # sp4096
@@ -19,7 +21,7 @@ PUBLISHED_TOKENIZERS: dict[str, str | None] = {
 }
 
 
-class PinError(ValueError):
+class PinError(ValueError, GolfError):
     """A tokenizer that does not match the model or the shards."""
 
 

@@ -39,7 +39,13 @@ DEV_NODES = ("null", "zero", "random", "urandom")
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-class SetupError(Exception):
+if __name__ == "__main__":  # run as a standalone script (stdlib only): golf may not be importable there
+    _ErrorBase = Exception
+else:
+    from golf.errors import GolfError as _ErrorBase
+
+
+class SetupError(_ErrorBase):
     pass
 
 

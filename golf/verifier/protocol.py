@@ -18,6 +18,7 @@ import time
 import numpy as np
 
 from golf import TOOLKIT
+from golf.errors import GolfError
 
 PROTOCOL = "golf-eval/1"
 ENV_PROTOCOL, ENV_IN, ENV_OUT = "GOLF_EVAL_PROTOCOL", "GOLF_EVAL_IN", "GOLF_EVAL_OUT"
@@ -26,7 +27,7 @@ SCORE_FIRST = "score-first"
 MAX_HEADER = 1 << 16  # bytes of JSON header either side accepts
 
 
-class ProtocolError(Exception):
+class ProtocolError(GolfError):
     """A malformed frame, a wrong count or a peer that stopped answering."""
 
 

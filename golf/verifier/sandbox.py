@@ -34,6 +34,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
+from golf.errors import GolfError
 from golf.verifier import cgroup
 from golf.verifier.inventory import size_checks  # noqa: F401  (part of this module's API)
 from golf.verifier.launcher import descendants
@@ -83,7 +84,7 @@ def default_tasks() -> int:
     return max(MIN_TASKS, TASKS_PER_CORE * (os.cpu_count() or 1))
 
 
-class CannotIsolate(Exception):
+class CannotIsolate(GolfError):
     """Namespaces are refused by the OS and ``weak_isolation`` was not allowed."""
 
 
@@ -511,7 +512,7 @@ def start(spec: SandboxSpec) -> Running:
         return _start(spec, False, f"namespace set-up failed: {e}")
 
 
-class _SetupFailed(Exception):
+class _SetupFailed(GolfError):
     pass
 
 
