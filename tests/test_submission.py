@@ -52,7 +52,8 @@ def test_demo_writes_a_verified_records_folder(demo):
         assert v["ok"] and v["score"]["kind"] == "sliding"
         got = sub["seed_results"][str(seed)]
         assert got["val_bpb"] == pytest.approx(v["score"]["val_bpb"], abs=1e-8)
-        assert got["artifact_bytes"] == sum(v["size_counted"].values())
+        shipped = {f["path"]: f["size"] for f in v["inventory"]["files"]}  # verified sizes of code + blob
+        assert got["artifact_bytes"] == shipped["train_gpt.py"] + shipped["final_model.int6.ptz"]
         per.append(got["val_bpb"])
     mean = sum(per) / 2
     assert sub["val_bpb"] == pytest.approx(mean, abs=1e-8)

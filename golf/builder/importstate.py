@@ -19,7 +19,6 @@ import re
 from pathlib import Path
 
 import click
-import torch
 
 from golf.errors import GolfError
 from golf.fsutil import atomic_write_bytes
@@ -34,6 +33,8 @@ class ImportStateError(ValueError, GolfError):
 
 def record_to_golf(state: dict) -> dict:
     """Rename a record state dict to golf's names (see the module docstring); values as float32."""
+    import torch
+
     out, ve = {}, {}
     for name, t in state.items():
         if not isinstance(t, torch.Tensor):
@@ -52,6 +53,8 @@ def record_to_golf(state: dict) -> dict:
 
 def check_against_model(state: dict, cfg) -> None:
     """Raise :class:`ImportStateError` unless ``state`` has exactly the tensors (names, shapes) of ``GPT(cfg)``."""
+    import torch
+
     from golf.model.gpt import GPT
 
     with torch.device("meta"):

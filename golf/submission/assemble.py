@@ -108,10 +108,10 @@ def verify_report(art: Path, data_dir: Path | None, device: str = "cpu", eval_ti
             doc = json.loads(p.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise SubmitError(f"{p}: unreadable verification report ({e})") from None
-        for name, size in (doc.get("size_counted") or {}).items():
-            f = art / name
-            if not f.is_file() or f.stat().st_size != size:
-                raise SubmitError(f"{p}: {name} changed since it was verified; verify again (pass --data DIR)")
+        for entry in (doc.get("inventory") or {}).get("files", []):
+            f = art / entry["path"]
+            if not f.is_file() or f.stat().st_size != entry["size"]:
+                raise SubmitError(f"{p}: {entry['path']} changed since it was verified; verify again (pass --data DIR)")
     if not doc.get("ok"):
         failed = [c for c in doc.get("checks", []) if c.get("status") == "fail"]
         why = "; ".join(f"{c['name']}: {c.get('message', '')}" for c in failed[:3]) or doc.get("exit_meaning", "")
@@ -141,6 +141,31 @@ def _log_value(text: str, prefix: str) -> str | None:
     return None
 
 
+def verified_lines(doc: dict) -> str:
+    """The verifier's own scores as official-format final lines (what the records lint reads).
+
+    The numbers come from ``golf verify``'s report (trusted path or protocol answers over the
+    whole validation stream), never from what the artifact printed about itself."""
+    scores = doc.get("trusted_scores") if (doc.get("score") or {}).get("source") == "trusted path" \
+        else doc.get("artifact_scores")
+    lines = []
+    for key, label in (("plain", "final_int6_roundtrip"), ("sliding", "final_int6_sliding_window")):
+        r = (scores or {}).get(key)
+        if r:
+            lines.append(f"{label} val_loss:{r['val_loss']:.8f} val_bpb:{r['val_bpb']:.8f}")
+    return "\n".join(lines)
+
+
+def _size_lines(doc: dict, rep: dict) -> str:
+    """Official-format size lines from the sizes the verifier counted (code + model blob)."""
+    sizes = {f["path"]: f["size"] for f in (doc.get("inventory") or {}).get("files", [])}
+    code = sizes.get("train_gpt.py", rep.get("code_bytes", 0))
+    blob = sizes.get("final_model.int6.ptz", rep.get("blob_bytes", 0))
+    comp = rep.get("compressor") or (rep.get("config") or {}).get("quant", {}).get("compressor", "brotli")
+    return (f"Code size: {code} bytes\nSerialized model int6+{comp}: {blob} bytes\n"
+            f"Total submission size int6+{comp}: {code + blob} bytes")
+
+
 def load_seed_run(art: str | Path, doc: dict) -> SeedRun:
     """Collect what the records folder needs about one built + verified seed run."""
     from golf.verifier.logparse import parse_log
@@ -148,9 +173,10 @@ def load_seed_run(art: str | Path, doc: dict) -> SeedRun:
     art = Path(art)
     rep = _read_json(art / "build_report.json", "the report written by `golf build`")
     code = (art / "train_gpt.py").read_bytes()
-    printed = parse_log(doc.get("stdout_tail", ""), "clean run")
+    eval_lines = verified_lines(doc)
+    printed = parse_log(eval_lines, "verified scores")
     if not printed.evals:
-        raise SubmitError(f"{art}: the clean run printed no final evaluation line")
+        raise SubmitError(f"{art}: the verification report holds no verified score; verify again (pass --data DIR)")
     kind = (doc.get("score") or {}).get("kind", "sliding")
     want = "final_int6_sliding_window" if kind == "sliding" else "final_int6_roundtrip"
     scored = next((e for e in reversed(printed.evals) if e.label == want), printed.evals[-1])
@@ -169,16 +195,17 @@ def load_seed_run(art: str | Path, doc: dict) -> SeedRun:
     seed = rep.get("seed", (rep.get("config") or {}).get("train", {}).get("seed"))
     if seed is None:
         raise SubmitError(f"{art}/build_report.json: no seed recorded (rebuild with this golf version)")
-    eval_lines = "\n".join(ln for ln in doc.get("stdout_tail", "").splitlines() if ln.strip())
+    source = (doc.get("score") or {}).get("source", "")
     log_text = (train_log.rstrip("\n") + "\n"
-                + f"clean_eval: golf verify {doc.get('isolation', '')} device:{doc.get('device', 'cpu')}\n"
-                + eval_lines + "\n")
+                + f"clean_eval: golf verify ({doc.get('kind', '')} artifact, score from the {source}, "
+                  f"{(doc.get('stream') or {}).get('targets', 0)} targets) device:{doc.get('device', 'cpu')}\n"
+                + eval_lines + "\n" + _size_lines(doc, rep) + "\n")
     commands = [c for c in (_log_value(train_log, "command:"), rep.get("command")) if c]
     return SeedRun(
         seed=int(seed), artifact_dir=art, run_dir=run_dir, val_bpb=scored.val_bpb,
         val_loss=scored.val_loss if scored.val_loss is not None else float("nan"), metric=scored.label,
         roundtrip_bpb=roundtrip.val_bpb if roundtrip else None,
-        artifact_bytes=sum((doc.get("size_counted") or {}).values()) or int(rep["total_bytes"]),
+        artifact_bytes=int(rep["total_bytes"]),
         code_bytes=len(code), blob_bytes=int(rep["blob_bytes"]), log_text=log_text, code=code,
         config=rep.get("config") or {}, commands=commands, train_time_ms=final.get("train_time_ms"),
         steps=final.get("steps"), hardware=_log_value(train_log, "hardware:") or "", verify=doc)
