@@ -477,6 +477,30 @@ def _end(pipes, running, client, ok: bool):
     return running.wait(timeout=None if ok else 10.0)
 
 
+def cpu_estimate(targets: int, L: int, s: int, art: Path, budget: float) -> str:
+    """A rough expected CPU time of the full validation pass, said before it starts.
+
+    Forward tokens of the sliding plan (plus the decoy budget) x 2 FLOPs per parameter, the
+    parameter count guessed from the blob size (~0.5 byte per int6/int8 parameter), at a
+    third of the float32 matmul rate measured here and now."""
+    import time as _time
+    windows = 1 + max(0, -(-(targets - L) // s)) if targets > L else 1
+    tokens = windows * min(L, targets) * (1 + budget)
+    blob = find_blob(art)
+    params = (blob.stat().st_size / 0.5) if blob else 0
+    a = np.ones((256, 256), dtype=np.float32)
+    t0, n = _time.perf_counter(), 0
+    while _time.perf_counter() - t0 < 0.1:
+        a @ a
+        n += 1
+    rate = n * 2 * 256 ** 3 / (_time.perf_counter() - t0) / 3
+    if not params:
+        return f"full validation pass: {tokens:,.0f} forward tokens (model size unknown: no estimate)"
+    secs = 2 * params * tokens / rate
+    return (f"expected on this CPU: about {secs:,.0f} s for the full validation pass ({windows:,} windows of "
+            f"{L}, ~{params / 1e6:.1f} M parameters guessed from the blob, {rate / 1e9:.1f} GFLOP/s usable; rough)")
+
+
 def protocol_run(ctx: Ctx, sec: Section, golf: bool, cfg: dict) -> dict | None:
     """Main protocol run (+ fresh replay in windows mode); None when the artifact did not answer hello."""
     from golf.verifier.decoys import WindowsRun, new_seed, run_score_first
@@ -497,6 +521,8 @@ def protocol_run(ctx: Ctx, sec: Section, golf: bool, cfg: dict) -> dict | None:
     seed = new_seed()
     out = {"mode": mode, "eval_seq_len": L, "eval_stride": s, "hello": hello}
     ctx.log(f"protocol run ({mode}, L={L}, stride={s}) ...")
+    if ctx.opts.device == "cpu":
+        ctx.log(cpu_estimate(len(ctx.data.stream) - 1, L, s, ctx.art, ctx.opts.decoy_budget))
     try:
         if mode is None:
             raise P.ProtocolError(f"--protocol-mode {ctx.opts.protocol_mode}: the artifact offers {hello['modes']}")
