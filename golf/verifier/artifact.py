@@ -484,8 +484,10 @@ def cpu_estimate(targets: int, L: int, s: int, art: Path, budget: float) -> str:
     parameter count guessed from the blob size (~0.5 byte per int6/int8 parameter), at a
     third of the float32 matmul rate measured here and now."""
     import time as _time
-    windows = 1 + max(0, -(-(targets - L) // s)) if targets > L else 1
-    tokens = windows * min(L, targets) * (1 + budget)
+
+    from golf.verifier.streaming import window_plan
+    plan = window_plan(targets, L, s)
+    windows, tokens = len(plan), float(plan.length.sum()) * (1 + budget)
     blob = find_blob(art)
     params = (blob.stat().st_size / 0.5) if blob else 0
     a = np.ones((256, 256), dtype=np.float32)
