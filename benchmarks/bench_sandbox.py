@@ -44,11 +44,11 @@ def sandboxed(work: Path, script: str, env: dict[str, str], weak: bool, inputs=N
         spec = sb.SandboxSpec(work=work, argv=[script], env=env, inputs=inputs or {}, private_dir=priv,
                               weak_isolation=weak, limits=sb.Limits(wall_s=3600))
         if weak:
-            os.environ[sb.FORCE_NO_NS_ENV] = "1"
+            os.environ[sb.ENV_SANDBOX_FORCE_NO_NS] = "1"
         try:
             res = sb.run(spec)
         finally:
-            os.environ.pop(sb.FORCE_NO_NS_ENV, None)
+            os.environ.pop(sb.ENV_SANDBOX_FORCE_NO_NS, None)
         dt = time.perf_counter() - t
         if res.verdict != "ok":
             raise SystemExit(f"sandboxed run: {res.verdict}: {res.stderr[-2000:]}")

@@ -280,3 +280,16 @@ def apply_overrides(cfg: GolfConfig, overrides: dict[str, Any]) -> None:
     """Apply ``{'section.name': value}`` overrides (e.g. from ``--set`` flags)."""
     for key, value in overrides.items():
         set_field(cfg, key, value)
+
+
+def config_delta(cfg: GolfConfig) -> dict:
+    """Only the settings that differ from the dataclass defaults (plus the preset name): what a blob's
+    meta and the generated train_gpt.py embed."""
+    base, cur = type(cfg)().to_dict(), cfg.to_dict()
+    out = {}
+    for sec in ("model", "train", "eval", "quant"):
+        d = {k: v for k, v in cur[sec].items() if base[sec].get(k) != v}
+        if d:
+            out[sec] = d
+    out["preset"] = cur.get("preset", "seed")
+    return out

@@ -103,10 +103,15 @@ def model_nll_fn(model: torch.nn.Module, dtype: torch.dtype | None = torch.bfloa
     return nll_fn
 
 
-def _byte_count(luts: ByteLUTs, tokens: np.ndarray, t0: int, t1: int, chunk: int = 1 << 22) -> int:
-    """Bytes of targets [t0, t1) of the stream, computed in chunks to bound memory."""
+def byte_count(luts: ByteLUTs, tokens: np.ndarray, t0: int, t1: int, chunk: int = 1 << 22) -> int:
+    """UTF-8 bytes of targets [t0, t1) of the stream (SPEC §2.1), computed in chunks to bound memory."""
     return sum(int(token_bytes(luts, tokens[i:min(i + chunk, t1)], tokens[i + 1:min(i + chunk, t1) + 1]).sum())
                for i in range(t0, t1, chunk))
+
+
+def bits_per_byte(nll_sum: float, n_bytes: float) -> float:
+    """The score: summed NLL in nats over the targets / (ln 2 · their UTF-8 bytes); NaN without bytes."""
+    return nll_sum / (math.log(2) * n_bytes) if n_bytes else math.nan
 
 
 def _run(nll_fn: NllFn, batches: Iterable, n_batches: int, luts: ByteLUTs, tokens: np.ndarray, t0: int, t1: int,
@@ -126,7 +131,7 @@ def _run(nll_fn: NllFn, batches: Iterable, n_batches: int, luts: ByteLUTs, token
             nll_sum += (nll if mask is None else torch.where(mask, nll, 0.0)).sum(dtype=torch.float64)
             if TOOLKIT and return_nll:  # per-target NLLs: tests and the verifier only
                 parts.append((nll.flatten() if mask is None else nll[mask]).cpu())
-    sums = torch.cat([nll_sum.view(1), nll_sum.new_tensor([t1 - t0, _byte_count(luts, tokens, t0, t1)])])
+    sums = torch.cat([nll_sum.view(1), nll_sum.new_tensor([t1 - t0, byte_count(luts, tokens, t0, t1)])])
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(sums, op=dist.ReduceOp.SUM)
     loss_sum, n_tokens, n_bytes = sums.tolist()
@@ -136,7 +141,7 @@ def _run(nll_fn: NllFn, batches: Iterable, n_batches: int, luts: ByteLUTs, token
         assert len(nll) == t1 - t0, "every target in range must be scored exactly once"
     return EvalResult(
         val_loss=loss_sum / n_tokens if n_tokens else math.nan,
-        val_bpb=loss_sum / (math.log(2) * n_bytes) if n_bytes else math.nan,
+        val_bpb=bits_per_byte(loss_sum, n_bytes),
         tokens=round(n_tokens), bytes=round(n_bytes), nll_sum=loss_sum,
         elapsed_ms=1000 * (time.perf_counter() - start), nll=nll)
 

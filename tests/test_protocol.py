@@ -106,7 +106,7 @@ def _serve_thread(fn, info):
     """golf's shipped artifact-side loop (protocol.serve) on two pipes, in a thread."""
     a_r, v_w = os.pipe()
     v_r, a_w = os.pipe()
-    os.environ[P.ENV_IN], os.environ[P.ENV_OUT] = str(a_r), str(a_w)
+    os.environ[P.ENV_EVAL_IN], os.environ[P.ENV_EVAL_OUT] = str(a_r), str(a_w)
     t = threading.Thread(target=P.serve, args=(info, fn), daemon=True)
     t.start()
     return t, Client(v_r, v_w, 30.0, info["vocab_size"]), (a_r, a_w, v_r, v_w)

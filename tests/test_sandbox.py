@@ -122,8 +122,8 @@ def test_private_dir_must_be_outside_the_work_dir(tmp_path):
 
 
 def test_forced_no_namespaces_raises_cannot_isolate(tmp_path, monkeypatch):
-    monkeypatch.setenv(sb.FORCE_NO_NS_ENV, "1")
-    with pytest.raises(sb.CannotIsolate, match=sb.FORCE_NO_NS_ENV):
+    monkeypatch.setenv(sb.ENV_SANDBOX_FORCE_NO_NS, "1")
+    with pytest.raises(sb.CannotIsolate, match=sb.ENV_SANDBOX_FORCE_NO_NS):
         sandboxed(tmp_path, "print(1)")
     res = sandboxed(tmp_path, "print(1)", weak=True)
     assert res.verdict == "ok" and res.isolation["weak"] and res.stdout == "1\n"

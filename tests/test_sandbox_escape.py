@@ -191,7 +191,7 @@ def test_installed_golf_is_not_importable(world):
 
 @pytest.mark.parametrize("name", FIXTURES)
 def test_no_namespaces_fails_closed(world, name, monkeypatch):
-    monkeypatch.setenv(sb.FORCE_NO_NS_ENV, "1")
+    monkeypatch.setenv(sb.ENV_SANDBOX_FORCE_NO_NS, "1")
     with pytest.raises(sb.CannotIsolate) as e:
         run_fixture(world, name)
     c = sb.cannot_isolate_check(e.value)
@@ -202,7 +202,7 @@ def test_no_namespaces_fails_closed(world, name, monkeypatch):
 def test_weak_isolation_is_marked_and_still_catches_golf(world, monkeypatch):
     """With --weak-isolation the run happens without namespaces: reported as weak, and reaching the
     installed golf is still caught by the recorder."""
-    monkeypatch.setenv(sb.FORCE_NO_NS_ENV, "1")
+    monkeypatch.setenv(sb.ENV_SANDBOX_FORCE_NO_NS, "1")
     res = run_fixture(world, "import_golf", weak=True)
     assert res.isolation["weak"] and res.isolation["namespaces"] == []
     checks = sb.mark_weak(sb.isolation_checks(res))
@@ -213,7 +213,7 @@ def test_weak_isolation_is_marked_and_still_catches_golf(world, monkeypatch):
 
 
 def test_weak_isolation_still_kills_the_daemon(world, monkeypatch):
-    monkeypatch.setenv(sb.FORCE_NO_NS_ENV, "1")
+    monkeypatch.setenv(sb.ENV_SANDBOX_FORCE_NO_NS, "1")
     res = run_fixture(world, "daemon", weak=True, ATTACK_DELAY="1.5")
     assert res.verdict == "ok" and res.survivors == 0
     time.sleep(2.5)

@@ -26,6 +26,7 @@ from golf.errors import GolfError
 
 # Paths relative to the golf package directory; globs allowed.  Order = install order.
 SHIPPABLE = (
+    "protocol.py",
     "errors.py",
     "fsutil.py",
     "device.py",
@@ -209,6 +210,7 @@ def shipped_source(include_train: bool = True, slim: bool = True, minify: bool =
         _strip_node(tree)
         trees[m] = slim_mod.fold_toolkit(tree, {"TRAIN_CODE": include_train})
     if slim:
+        slim_mod.inline_constants(trees, "golf.protocol")
         dropped = slim_mod.shake(trees, roots=[ast.parse(_ENTRY_IMPORT)])
         for tree in trees.values():
             slim_mod.erase_field_types(tree)
@@ -242,7 +244,7 @@ RUN_SPECIFIC = ("seed", "data_dir", "run_dir", "hub_repo")
 
 def code_config(cfg) -> dict:
     """The config embedded in train_gpt.py: the non-default settings minus the run-specific ones."""
-    from golf.builder.quant import config_delta
+    from golf.config import config_delta
     conf = config_delta(cfg)
     train = {k: v for k, v in conf.get("train", {}).items() if k not in RUN_SPECIFIC}
     if train:

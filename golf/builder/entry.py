@@ -29,18 +29,17 @@ from golf.data.shards import ShardError, data_paths
 from golf.device import RunError, autocast_dtype, resolve_device
 from golf.metric import build_byte_luts, eval_plain, eval_sliding, model_nll_fn
 from golf.model.gpt import GPT
-from golf.verifier.protocol import ENV_PROTOCOL, serve
+from golf.protocol import (BLOB_NAME, ENV_DATA_DIR, ENV_DEVICE, ENV_EVAL_PROTOCOL, ENV_MODE, ENV_RUN_DIR, EVAL_LINE,
+                           EXIT_BAD_BLOB, EXIT_NO_DATA, EXIT_USAGE, LABEL_ROUNDTRIP, LABEL_SLIDING, SIZE_LINES)
+from golf.verifier.protocol import serve
 
-BLOB_NAME = "final_model.int6.ptz"
-EXIT_BAD_BLOB = 3  # the blob is truncated, corrupt or of an unknown version
-EXIT_NO_DATA = 4  # validation shards / tokenizer not found
 # Build flag like golf.TOOLKIT: False in an evaluation-only train_gpt.py (golf build --no-train-code),
 # where the training path is not shipped; the builder folds it (golf/builder/slim.py).
 TRAIN_CODE = True
 
 
 def pick_device(name: str | None = None) -> torch.device:
-    return resolve_device(name or os.environ.get("GOLF_DEVICE") or "auto")
+    return resolve_device(name or os.environ.get(ENV_DEVICE) or "auto")
 
 
 def eval_settings(cfg: GolfConfig, environ=None) -> dict:
@@ -98,26 +97,19 @@ def run_eval(script: str, blob: str) -> int:
     cfg = GolfConfig.from_dict(meta["config"])
     device = pick_device()
     model = build_model(cfg, state, meta.get("recurrence_active", False), device)
-    if os.environ.get(ENV_PROTOCOL):  # the verifier streams the windows (golf-eval/1); no data is read
+    if os.environ.get(ENV_EVAL_PROTOCOL):  # the verifier streams the windows (golf-eval/1); no data is read
         serve({"vocab_size": cfg.model.vocab_size, "eval_seq_len": cfg.eval.eval_seq_len,
                "eval_stride": cfg.eval.eval_stride}, protocol_windows(model, device))
         return 0
     settings = eval_settings(cfg)
-    ds, tok = data_paths(os.environ.get("DATA_DIR") or "./data/", cfg.model.vocab_size)
+    ds, tok = data_paths(os.environ.get(ENV_DATA_DIR) or "./data/", cfg.model.vocab_size)
     val, luts = load_eval_data(cfg, settings, ds, tok)
     res = evaluate(model, val, luts, settings, device)
-    r = res["roundtrip"]
-    print(f"final_int6_roundtrip val_loss:{r.val_loss:.8f} val_bpb:{r.val_bpb:.8f} eval_time:{r.elapsed_ms:.0f}ms",
-          flush=True)
-    s = res["sliding"]
-    if s is not None:
-        print(f"final_int6_sliding_window val_loss:{s.val_loss:.8f} val_bpb:{s.val_bpb:.8f} "
-              f"eval_time:{s.elapsed_ms:.0f}ms", flush=True)
+    for label, r in ((LABEL_ROUNDTRIP, res["roundtrip"]), (LABEL_SLIDING, res["sliding"])):
+        if r is not None:
+            print(EVAL_LINE.format(label, r.val_loss, r.val_bpb, r.elapsed_ms), flush=True)
     code, model_bytes = os.path.getsize(script), os.path.getsize(blob)
-    comp = info["compressor"]
-    print(f"Code size: {code} bytes")
-    print(f"Serialized model int6+{comp}: {model_bytes} bytes")
-    print(f"Total submission size int6+{comp}: {code + model_bytes} bytes", flush=True)
+    print(SIZE_LINES.format(code, info["compressor"], model_bytes, code + model_bytes), flush=True)
     return 0
 
 
@@ -126,16 +118,16 @@ def run_train(script: str, cfg: GolfConfig) -> int:
     if not TRAIN_CODE:
         print(f"error: GOLF_MODE=train: this train_gpt.py ships no training path; use golf train + golf build "
               f"with its embedded config, or put {BLOB_NAME} beside it", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     from golf.builder.quant import build_artifact_blob
     from golf.model.gpt import CONTROL_PATTERNS
     from golf.trainer.loop import RunOptions, train
     from golf.config import apply_env
     here = os.path.dirname(script)
     apply_env(cfg)
-    cfg.train.data_dir = os.environ.get("DATA_DIR") or "./data/"
-    cfg.train.run_dir = os.environ.get("GOLF_RUN_DIR") or os.path.join(here, "run")
-    summary = train(cfg, RunOptions(device=os.environ.get("GOLF_DEVICE") or "auto", return_state=True))
+    cfg.train.data_dir = os.environ.get(ENV_DATA_DIR) or "./data/"
+    cfg.train.run_dir = os.environ.get(ENV_RUN_DIR) or os.path.join(here, "run")
+    summary = train(cfg, RunOptions(device=os.environ.get(ENV_DEVICE) or "auto", return_state=True))
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     state, rec = summary["state"], summary["recurrence_active"]
@@ -152,7 +144,7 @@ def run_train(script: str, cfg: GolfConfig) -> int:
 def main(script: str | None = None, config_json: str | None = None) -> int:
     script = os.path.abspath(script or sys.argv[0])
     blob = os.path.join(os.path.dirname(script), BLOB_NAME)
-    mode = (os.environ.get("GOLF_MODE") or ("eval" if os.path.isfile(blob) else "train")).strip().lower()
+    mode = (os.environ.get(ENV_MODE) or ("eval" if os.path.isfile(blob) else "train")).strip().lower()
     try:
         if mode == "eval":
             if os.path.isfile(blob):
@@ -165,13 +157,13 @@ def main(script: str | None = None, config_json: str | None = None) -> int:
             rc = run_train(script, cfg)
         else:
             print(f"error: GOLF_MODE must be 'eval' or 'train', got {mode!r}", file=sys.stderr)
-            rc = 2
+            rc = EXIT_USAGE
     except ContainerError as e:
         print(f"error: malformed model blob {blob}: {e}", file=sys.stderr)
         rc = EXIT_BAD_BLOB
     except RunError as e:  # device, precision, training data, divergence
         print(f"error: {e}", file=sys.stderr)
-        rc = 2
+        rc = EXIT_USAGE
     except (ShardError, FileNotFoundError, OSError) as e:
         print(f"error: {e} (set DATA_DIR, DATA_PATH or TOKENIZER_PATH)", file=sys.stderr)
         rc = EXIT_NO_DATA

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from golf.builder import container
+from golf.config import config_delta
 from golf.data.loader import TrainLoader
 from golf.data.shards import list_shards
 from golf.errors import GolfError
@@ -432,18 +433,6 @@ def prune_to_target(arrays: dict, candidates, measure, target: int, max_iters: i
 
 
 # --------------------------------------------------------------------------- whole-model pipeline
-def config_delta(cfg) -> dict:
-    """Only the settings that differ from the dataclass defaults (plus the preset name)."""
-    base, cur = type(cfg)().to_dict(), cfg.to_dict()
-    out = {}
-    for sec in ("model", "train", "eval", "quant"):
-        d = {k: v for k, v in cur[sec].items() if base[sec].get(k) != v}
-        if d:
-            out[sec] = d
-    out["preset"] = cur.get("preset", "seed")
-    return out
-
-
 def blob_meta(cfg, qmeta: dict, recurrence: bool) -> dict:
     return {"q": qmeta, "config": config_delta(cfg), "recurrence_active": bool(recurrence)}
 

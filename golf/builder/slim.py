@@ -14,7 +14,8 @@ from the code golf runs:
 2. Tree shaking: unused imports, constant stores nothing reads, then top-level definitions
    that no shipped module (nor the entry call) refers to, repeated until nothing changes.  Conservative: a name counts as
    used wherever it appears as a name, an attribute or a string constant.
-3. ``@dataclass`` field annotations erased to ``0`` (``erase_field_types``).
+3. ``@dataclass`` field annotations erased to ``0`` (``erase_field_types``), and the constants
+   imported from ``golf.protocol`` written as literals where they are read (``inline_constants``).
 4. ``flatten``: all shipped modules merged into one namespace, with checks that every name
    still means what it meant in its own module.
 5. Renaming of locals and globals with python-minifier, then a check that the result reads
@@ -318,6 +319,49 @@ def erase_field_types(tree: ast.Module) -> int:
                 stmt.annotation = ast.Constant(0)
                 n += 1
     return n
+
+
+def _rebound(tree: ast.Module, name: str, imported: ast.alias) -> bool:
+    """Whether the module binds ``name`` anywhere other than through the import ``imported``."""
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Name) and n.id == name and not isinstance(n.ctx, ast.Load):
+            return True
+        if isinstance(n, ast.arg) and n.arg == name or isinstance(n, (ast.Global, ast.Nonlocal)) and name in n.names:
+            return True
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and n.name == name:
+            return True
+        if isinstance(n, ast.alias) and n is not imported and (n.asname or n.name.split(".")[0]) == name:
+            return True
+    return False
+
+
+def inline_constants(trees: dict[str, ast.Module], source: str) -> int:
+    """Write the literal of every constant that a module imports from module ``source`` where it is
+    read, and drop the import; returns how many names were inlined.
+
+    ``source`` is a constants-only module (``golf.protocol``): each constant stays written once in
+    golf, while the shipped code reads ``"GOLF_MODE"`` as before instead of a global bound to it
+    (a global costs more compressed bytes than the literal it names).  Only ``NAME = <str/int/float>``
+    assignments are inlined, and only where the importing module never rebinds the name."""
+    consts = {t.id: n.value.value for n in trees.get(source, ast.Module(body=[])).body
+              if isinstance(n, ast.Assign) and isinstance(n.value, ast.Constant)
+              and isinstance(n.value.value, (str, int, float)) for t in n.targets if isinstance(t, ast.Name)}
+    count = 0
+    for m, tree in trees.items():
+        for imp in [n for n in tree.body if isinstance(n, ast.ImportFrom) and n.module == source and m != source]:
+            names = {(a.asname or a.name): a for a in imp.names if a.name in consts and not _rebound(tree, a.asname or a.name, a)}
+            for node in ast.walk(tree):
+                for field, value in ast.iter_fields(node):
+                    if isinstance(value, ast.Name) and value.id in names:
+                        setattr(node, field, ast.copy_location(ast.Constant(consts[names[value.id].name]), value))
+                    elif isinstance(value, list):
+                        value[:] = [ast.copy_location(ast.Constant(consts[names[v.id].name]), v)
+                                    if isinstance(v, ast.Name) and v.id in names else v for v in value]
+            imp.names = [a for a in imp.names if (a.asname or a.name) not in names]
+            count += len(names)
+            if not imp.names:
+                tree.body.remove(imp)
+    return count
 
 
 # -- 3. dangling-reference check ------------------------------------------------------------------

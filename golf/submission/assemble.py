@@ -25,9 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from golf.errors import GolfError
-
-LIMIT_BYTES = 16_000_000
-VERIFY_NAME = "verify.json"
+from golf.protocol import (BLOB_NAME, CODE_NAME, LABEL_ROUNDTRIP, LABEL_SLIDING, LIMIT_BYTES, README_NAME, REPORT_NAME,
+                           SIZE_LINES, SUBMISSION_NAME, VERIFY_NAME)
 
 
 class SubmitError(ValueError, GolfError):
@@ -149,7 +148,7 @@ def verified_lines(doc: dict) -> str:
     scores = doc.get("trusted_scores") if (doc.get("score") or {}).get("source") == "trusted path" \
         else doc.get("artifact_scores")
     lines = []
-    for key, label in (("plain", "final_int6_roundtrip"), ("sliding", "final_int6_sliding_window")):
+    for key, label in (("plain", LABEL_ROUNDTRIP), ("sliding", LABEL_SLIDING)):
         r = (scores or {}).get(key)
         if r:
             lines.append(f"{label} val_loss:{r['val_loss']:.8f} val_bpb:{r['val_bpb']:.8f}")
@@ -159,11 +158,10 @@ def verified_lines(doc: dict) -> str:
 def _size_lines(doc: dict, rep: dict) -> str:
     """Official-format size lines from the sizes the verifier counted (code + model blob)."""
     sizes = {f["path"]: f["size"] for f in (doc.get("inventory") or {}).get("files", [])}
-    code = sizes.get("train_gpt.py", rep.get("code_bytes", 0))
-    blob = sizes.get("final_model.int6.ptz", rep.get("blob_bytes", 0))
+    code = sizes.get(CODE_NAME, rep.get("code_bytes", 0))
+    blob = sizes.get(BLOB_NAME, rep.get("blob_bytes", 0))
     comp = rep.get("compressor") or (rep.get("config") or {}).get("quant", {}).get("compressor", "brotli")
-    return (f"Code size: {code} bytes\nSerialized model int6+{comp}: {blob} bytes\n"
-            f"Total submission size int6+{comp}: {code + blob} bytes")
+    return SIZE_LINES.format(code, comp, blob, code + blob)
 
 
 def load_seed_run(art: str | Path, doc: dict) -> SeedRun:
@@ -171,16 +169,16 @@ def load_seed_run(art: str | Path, doc: dict) -> SeedRun:
     from golf.verifier.logparse import parse_log
 
     art = Path(art)
-    rep = _read_json(art / "build_report.json", "the report written by `golf build`")
-    code = (art / "train_gpt.py").read_bytes()
+    rep = _read_json(art / REPORT_NAME, "the report written by `golf build`")
+    code = (art / CODE_NAME).read_bytes()
     eval_lines = verified_lines(doc)
     printed = parse_log(eval_lines, "verified scores")
     if not printed.evals:
         raise SubmitError(f"{art}: the verification report holds no verified score; verify again (pass --data DIR)")
     kind = (doc.get("score") or {}).get("kind", "sliding")
-    want = "final_int6_sliding_window" if kind == "sliding" else "final_int6_roundtrip"
+    want = LABEL_SLIDING if kind == "sliding" else LABEL_ROUNDTRIP
     scored = next((e for e in reversed(printed.evals) if e.label == want), printed.evals[-1])
-    roundtrip = next((e for e in printed.evals if e.label == "final_int6_roundtrip"), None)
+    roundtrip = next((e for e in printed.evals if e.label == LABEL_ROUNDTRIP), None)
 
     run_dir = Path(rep["run_dir"]) if rep.get("run_dir") else None
     train_log = ""
@@ -379,7 +377,7 @@ def assemble(artifacts: list[str | Path], out: str | Path, *, name: str, author:
         raise SubmitError(f"--out {out} already exists (pass --force to replace it)")
     arts = [Path(a) for a in artifacts]
     for a in arts:
-        for f in ("train_gpt.py", "build_report.json"):
+        for f in (CODE_NAME, REPORT_NAME):
             if not (a / f).is_file():
                 raise SubmitError(f"--runs {a}: no {f} (expected a directory written by `golf build`)")
     runs = []
@@ -444,11 +442,11 @@ def assemble(artifacts: list[str | Path], out: str | Path, *, name: str, author:
     stage = stage_root / out.parent.name / out.name
     try:
         stage.mkdir(parents=True)
-        (stage / "train_gpt.py").write_bytes(runs[0].code)
+        (stage / CODE_NAME).write_bytes(runs[0].code)
         for r in runs:
             (stage / f"train_seed{r.seed}.log").write_text(r.log_text, encoding="utf-8")
-        (stage / "submission.json").write_text(json.dumps(sub, indent=2) + "\n", encoding="utf-8")
-        (stage / "README.md").write_text(readme, encoding="utf-8")
+        (stage / SUBMISSION_NAME).write_text(json.dumps(sub, indent=2) + "\n", encoding="utf-8")
+        (stage / README_NAME).write_text(readme, encoding="utf-8")
         sec = lint_folder(stage, against=against, train_limit_s=train_time_limit, track=track)
         sec.title = str(out)
         if not sec.ok:

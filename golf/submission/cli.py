@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from golf.protocol import EXIT_RECORDS, LIMIT_BYTES
+
 
 class _ManyValues(click.Command):
     """Lets ``--runs A B C`` take several values (rewritten to ``--runs A --runs B --runs C``)."""
@@ -102,7 +104,7 @@ def submit(runs, name, author, github_id, out, data_dir, device, against, baseli
     except LintFailed as e:
         click.echo(render_table(e.section.checks))
         click.echo(f"error: {e}", err=True)
-        raise SystemExit(3)
+        raise SystemExit(EXIT_RECORDS)
     click.echo(render_table(sec.checks))
     click.echo(f"records folder: {path}")
 
@@ -165,4 +167,4 @@ golf demo done in {r.seconds:.0f} s
   artifacts   {', '.join(map(str, r.artifacts))}
   records     {r.records}
   val_bpb     {r.val_bpb:.8f} (mean of {len(r.runs)} seeds, std {r.val_bpb_std:.8f}; verified in a clean process)
-  artifact    {r.artifact_bytes:,} bytes of 16,000,000""")
+  artifact    {r.artifact_bytes:,} bytes of {LIMIT_BYTES:,}""")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from golf.data.build import SAMPLE_DOCS as SAMPLE
+from golf.protocol import SUBMISSION_NAME
 
 # wall-clock bound of each clean verification run in the demo: generous, so a slow machine still finishes
 DEMO_VERIFY_LIMIT_S = 3600.0
@@ -87,7 +88,7 @@ def run_demo(out: str | Path = "golf-demo", seeds: tuple[int, ...] = (1, 2), ite
     path, _ = assemble(art_dirs, records, name="golf demo: tiny recurrent GPT on the embedded sample",
                        author="golf demo", github_id="golf-demo", data_dir=data, device="cpu", force=True,
                        track=TRACK_NON_RECORD, eval_time_limit=DEMO_VERIFY_LIMIT_S, log=log)
-    sub = json.loads((path / "submission.json").read_text(encoding="utf-8"))
+    sub = json.loads((path / SUBMISSION_NAME).read_text(encoding="utf-8"))
     return DemoResult(out=out, data=data, runs=run_dirs, artifacts=art_dirs, records=path, plots=plots,
                       val_bpb=sub["val_bpb"], val_bpb_std=sub["val_bpb_std"], artifact_bytes=sub["bytes_total"],
                       seconds=time.perf_counter() - t0)

@@ -40,48 +40,16 @@ from golf.errors import GolfError
 from golf.verifier import protocol as P
 from golf.verifier.logparse import parse_log
 from golf.verifier.report import FAIL, PASS, SKIP, WARN, Check, Section
-from golf.verifier.sandbox import (EXIT_CANNOT_ISOLATE, EXIT_CPU_TIME, EXIT_FILE_SIZE, EXIT_MEMORY,  # noqa: F401
-                                   EXIT_PROCESSES, SANDBOX_EXIT_NAMES)
+from golf.protocol import (BLOB_NAME, CODE_NAME, ENV_DATA_DIR, ENV_DEVICE, ENV_EVAL_IN, ENV_EVAL_OUT,
+                           ENV_EVAL_PROTOCOL, ENV_MODE, EXIT_ACCESS, EXIT_CANNOT_ISOLATE, EXIT_CPU_TIME, EXIT_FILE_SIZE,
+                           EXIT_INVALID, EXIT_MALFORMED, EXIT_MEMORY, EXIT_NETWORK, EXIT_OK, EXIT_PROCESSES,
+                           EXIT_RUNTIME, EXIT_SCORE, EXIT_SIZE, EXIT_TIMEOUT, EXIT_TOKENIZER, EXIT_UNVERIFIED,
+                           LIMIT_BYTES, REPORT_NAME)
 
-LIMIT_BYTES = 16_000_000
-BLOB_NAME = "final_model.int6.ptz"
-CODE_NAME = "train_gpt.py"
-
-# exit codes: ONE table, rendered into `golf verify --help` and docs/cli-verify.md
-EXIT_OK = 0
-EXIT_RECORDS = 3
-EXIT_MALFORMED = 10
-EXIT_SIZE = 11
-EXIT_SCORE = 12
-EXIT_RUNTIME = 13
-EXIT_TIMEOUT = 14
-EXIT_NETWORK = 15
-EXIT_ACCESS = 16
-EXIT_INVALID = 17
-EXIT_UNVERIFIED = 23
-EXIT_TOKENIZER = 24
 # when several checks fail, the exit code of the first category in this order wins
 EXIT_PRIORITY = (EXIT_MALFORMED, EXIT_CANNOT_ISOLATE, EXIT_NETWORK, EXIT_ACCESS, EXIT_PROCESSES, EXIT_MEMORY,
                  EXIT_CPU_TIME, EXIT_FILE_SIZE, EXIT_TIMEOUT, EXIT_RUNTIME, EXIT_TOKENIZER, EXIT_UNVERIFIED,
                  EXIT_INVALID, EXIT_SCORE, EXIT_SIZE)
-EXIT_NAMES = {
-    EXIT_OK: "all checks passed",
-    EXIT_RECORDS: "records lint: at least one folder failed",
-    EXIT_MALFORMED: "malformed artifact (missing files, bad blob header, corrupt compression)",
-    EXIT_SIZE: "size over the limit",
-    EXIT_SCORE: "score mismatch beyond tolerance (claimed vs verified, or the artifact's answers vs the trusted path)",
-    EXIT_RUNTIME: "runtime error in the artifact",
-    EXIT_TIMEOUT: "evaluation ran past the time limit",
-    EXIT_NETWORK: "network access attempted",
-    EXIT_ACCESS: "forbidden file access (training shards, the original data dir, code outside the artifact)",
-    EXIT_INVALID: "invalid scoring (protocol failure, too few targets, non-normalized, non-causal or stateful "
-                  "answers caught by decoys)",
-    EXIT_UNVERIFIED: "unverified: the artifact does not speak golf-eval/1 (only printed a score); "
-                     "--allow-unverified makes this a warning",
-    **SANDBOX_EXIT_NAMES,
-    EXIT_TOKENIZER: "tokenizer mismatch (vocabulary or sha256 differs from the model, the manifest or the build "
-                    "report)",
-}
 
 # the artifact's answers vs the trusted path, |Δ val_bpb|: fp32 on CPU; bf16 autocast on GPU (documented bound)
 TRUSTED_TOL = {"cpu": 1e-6, "cuda": 1e-3}
@@ -234,7 +202,7 @@ def pinning_checks(data: Data, data_dir: Path, model_vocab: int | None, report: 
                     exit_code=EXIT_TOKENIZER, message=(f"{data.tokenizer.name} has {n} pieces; " + ", ".join(
                         f"{k} vocab {v}" for k, v in want.items() if v is not None)) + (
                         " — the tokenizer does not match" if bad else ""))]
-    recorded = {"manifest.json": entry.get("sha256"), "build_report.json": (report or {}).get("tokenizer_sha256")}
+    recorded = {"manifest.json": entry.get("sha256"), REPORT_NAME: (report or {}).get("tokenizer_sha256")}
     diff = [k for k, v in recorded.items() if v and v != digest]
     checks.append(Check("pin.tokenizer_sha256", FAIL if diff else PASS, measured=digest[:16],
                         exit_code=EXIT_TOKENIZER, message=(
@@ -329,7 +297,7 @@ def start_artifact(ctx: Ctx, env: dict, pass_fds=(), inputs: dict | None = None)
     work, private = root / "work", root / "private"
     private.mkdir(parents=True)
     inventory(ctx.art, copy_to=work)
-    env = {"GOLF_DEVICE": ctx.opts.device, **env, **ctx.opts.extra}
+    env = {ENV_DEVICE: ctx.opts.device, **env, **ctx.opts.extra}
     spec = sandbox.SandboxSpec(work=work, argv=[CODE_NAME], env=env, inputs=inputs or {}, pass_fds=tuple(pass_fds),
                                limits=limits_for(ctx.opts), device=ctx.opts.device,
                                weak_isolation=ctx.opts.weak_isolation, private_dir=private)
@@ -344,7 +312,7 @@ class Pipes:
         self.r, self.child_out = os.pipe()
 
     def env(self) -> dict:
-        return {P.ENV_PROTOCOL: P.PROTOCOL, P.ENV_IN: str(self.child_in), P.ENV_OUT: str(self.child_out)}
+        return {ENV_EVAL_PROTOCOL: P.PROTOCOL, ENV_EVAL_IN: str(self.child_in), ENV_EVAL_OUT: str(self.child_out)}
 
     def fds(self) -> tuple[int, int]:
         return self.child_in, self.child_out
@@ -670,7 +638,7 @@ def unverified_run(ctx: Ctx, sec: Section) -> None:
     from golf.verifier.logparse import parse_log
     sec.add("protocol.hello", WARN, message=f"no {P.PROTOCOL} ({why}); --allow-unverified: classic run")
     staged = stage_data(ctx.data, ctx.tmp / "staged")
-    running = start_artifact(ctx, {"DATA_DIR": "data", "GOLF_MODE": "eval"}, inputs={"data": staged})
+    running = start_artifact(ctx, {ENV_DATA_DIR: "data", ENV_MODE: "eval"}, inputs={"data": staged})
     res = running.wait()
     if not run_checks(sec, res, "classic", ctx.opts):
         return
@@ -713,7 +681,7 @@ def _config_from(meta: dict | None) -> dict:
 
 def static_steps(art: Path, sec: Section) -> tuple[Path, Path, dict | None, dict | None] | None:
     """Files + blob: (code, blob, blob meta, build report) or None when the artifact is malformed."""
-    code, report = art / CODE_NAME, _json_or_none(art / "build_report.json")
+    code, report = art / CODE_NAME, _json_or_none(art / REPORT_NAME)
     blob = find_blob(art)
     missing = [n for n, p in ((CODE_NAME, code), ("model blob (*.ptz)", blob)) if p is None or not p.is_file()]
     sec.add("artifact.files", FAIL if missing else PASS, exit_code=EXIT_MALFORMED,

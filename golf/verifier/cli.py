@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from golf.verifier.artifact import (EXIT_NAMES, EXIT_OK, EXIT_RECORDS, LIMIT_BYTES, VerifyInputError,
-                                    VerifyOptions, exit_code_for, verify_artifact)
+from golf.protocol import CODE_NAME, EXIT_NAMES, EXIT_OK, EXIT_RECORDS, LIMIT_BYTES, REPORT_NAME, SUBMISSION_NAME
+from golf.verifier.artifact import VerifyInputError, VerifyOptions, exit_code_for, verify_artifact
 from golf.verifier.records import (DEFAULT_RULE, SIGNIFICANCE_RULES, TRACKS, LintOptions, RecordsError,
                                    find_record_folders, lint_folder, parse_submission, summary_line)
 from golf.verifier.report import Section, render_table, write_json
@@ -159,8 +159,8 @@ def path_kind(path: Path) -> tuple[str | None, str]:
         if path.name.startswith("submission") and path.suffix == ".json":
             return "records", f"{path} is a submission JSON"
         return None, "a file that is neither an artifact directory nor a submission.json"
-    has_blob = any(path.glob("*.ptz")) or (path / "build_report.json").is_file()
-    if (path / "train_gpt.py").is_file() and has_blob and not (path / "submission.json").is_file():
+    has_blob = any(path.glob("*.ptz")) or (path / REPORT_NAME).is_file()
+    if (path / CODE_NAME).is_file() and has_blob and not (path / SUBMISSION_NAME).is_file():
         return "artifact", f"{path} holds train_gpt.py and a model blob (an artifact directory)"
     try:
         n = len(find_record_folders(path))

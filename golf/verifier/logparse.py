@@ -29,6 +29,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from golf.protocol import LABEL_TRAINED
+
 NUM = r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
 INT = r"(\d[\d,_]*)"
 SEP = r"\s*[:=]\s*"
@@ -169,7 +171,7 @@ class LogInfo:
         return max(rates) if rates else None
 
 
-RE_TRAINING_EVAL = re.compile(r"^final_model$|pre[-_ ]?quant", re.IGNORECASE)
+RE_TRAINING_EVAL = re.compile(rf"^{re.escape(LABEL_TRAINED)}$|pre[-_ ]?quant", re.IGNORECASE)
 
 
 def is_training_eval(label: str) -> bool:

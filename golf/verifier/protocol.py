@@ -19,9 +19,9 @@ import numpy as np
 
 from golf import TOOLKIT
 from golf.errors import GolfError
+from golf.protocol import ENV_EVAL_IN, ENV_EVAL_OUT
 
 PROTOCOL = "golf-eval/1"
-ENV_PROTOCOL, ENV_IN, ENV_OUT = "GOLF_EVAL_PROTOCOL", "GOLF_EVAL_IN", "GOLF_EVAL_OUT"
 WINDOWS = "windows"
 SCORE_FIRST = "score-first"
 MAX_HEADER = 1 << 16  # bytes of JSON header either side accepts
@@ -131,7 +131,7 @@ def serve(info: dict, windows) -> None:
 
     ``windows(inputs (n,T) int32, queries (n,T) int32) -> (nll (n,T), lse (n,T))`` scores
     every position statelessly; only positions from ``first`` on are sent back."""
-    fin, fout = int(os.environ[ENV_IN]), int(os.environ[ENV_OUT])
+    fin, fout = int(os.environ[ENV_EVAL_IN]), int(os.environ[ENV_EVAL_OUT])
     receive(fin)
     send(fout, dict(info, type="hello", protocol=PROTOCOL, modes=[WINDOWS]))
     while True:

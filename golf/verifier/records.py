@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from golf.errors import GolfError
+from golf.protocol import CODE_NAME, LIMIT_BYTES, README_NAME, SUBMISSION_NAME
 from golf.verifier.logparse import LogInfo, decimals, looks_like_log, parse_log_file
 from golf.verifier.report import FAIL, PASS, SKIP, WARN, Check, Section
 from golf.verifier.stats import one_sided_ttest
 
-LIMIT_BYTES = 16_000_000
-REQUIRED = ("README.md", "submission.json", "train_gpt.py")
+REQUIRED = (README_NAME, SUBMISSION_NAME, CODE_NAME)
 RE_DATE_NAME = re.compile(r"^\d{4}-\d{2}-\d{2}_\S+$")
 RE_WRAPPER = re.compile(r"\bexec\s*\(", re.S)
 RE_DECOMP = re.compile(r"(lzma|brotli|zlib|b85decode|b64decode|base64|bz2)")
@@ -46,10 +46,10 @@ def find_record_folders(path: str | Path) -> list[Path]:
         if root.name.startswith("submission") and root.suffix == ".json":
             return [root.parent]
         raise RecordsError(f"{root}: expected a records folder or a tree of them, got a file")
-    if (root / "submission.json").exists() or (root / "train_gpt.py").exists():
+    if (root / SUBMISSION_NAME).exists() or (root / CODE_NAME).exists():
         return [root]
     found: set[Path] = set()
-    for sub in root.rglob("submission.json"):
+    for sub in root.rglob(SUBMISSION_NAME):
         if not any(part.startswith(".") for part in sub.relative_to(root).parts):
             found.add(sub.parent)
     for track in [root, *root.rglob("track_*")]:
@@ -295,7 +295,7 @@ def load_folder(folder: str | Path, opts: LintOptions) -> FolderState:
     folder = Path(folder)
     files = _files(folder) if folder.is_dir() else []
     claims, err = None, None
-    sub = folder / "submission.json"
+    sub = folder / SUBMISSION_NAME
     if sub.is_file() and sub.stat().st_size:
         try:
             claims = parse_submission(sub.read_text(encoding="utf-8"))
@@ -574,7 +574,7 @@ def check_size(st: FolderState) -> list[Check]:
 
 
 def _committed_size(st: FolderState) -> Check:
-    code_path = st.folder / "train_gpt.py"
+    code_path = st.folder / CODE_NAME
     models = [(lg.path, lg.model_bytes, lg.code_bytes) for lg in st.logs if lg.model_bytes is not None]
     if not (code_path.is_file() and models):
         return Check("size.committed", SKIP, message="needs train_gpt.py and a logged 'Serialized model' size")
@@ -590,7 +590,7 @@ def _committed_size(st: FolderState) -> Check:
                      "shipped raw source)")
     else:
         code_note = "logged code size equals the committed file" if logged_codes else "no logged code size"
-    others = [str(p.relative_to(st.folder)) for p in st.files if p.suffix == ".py" and p.name != "train_gpt.py"]
+    others = [str(p.relative_to(st.folder)) for p in st.files if p.suffix == ".py" and p.name != CODE_NAME]
     msg = (f"committed train_gpt.py {n_code:,} B ({'self-extracting wrapper' if wrapped else 'raw source'}) "
            f"+ largest logged model {worst[1]:,} B ({worst[0]}) = {total:,} B; {code_note}")
     if others:

@@ -35,6 +35,8 @@ from pathlib import Path
 from typing import Callable
 
 from golf.errors import GolfError
+from golf.protocol import (ENV_SANDBOX_FORCE_NO_NS, EXIT_ACCESS, EXIT_CANNOT_ISOLATE, EXIT_CPU_TIME, EXIT_FILE_SIZE,
+                           EXIT_MEMORY, EXIT_NETWORK, EXIT_PROCESSES, EXIT_RUNTIME, EXIT_TIMEOUT)
 from golf.verifier import cgroup
 from golf.verifier.inventory import size_checks  # noqa: F401  (part of this module's API)
 from golf.verifier.launcher import descendants
@@ -42,7 +44,6 @@ from golf.verifier.report import FAIL, PASS, SKIP, WARN, Check
 
 # ---------------------------------------------------------------------------- settings
 
-FORCE_NO_NS_ENV = "GOLF_SANDBOX_FORCE_NO_NS"  # "1": behave as if the OS refused namespaces (tests)
 NAMESPACES = ("user", "mount", "pid", "net", "ipc", "uts")  # ipc: no System V segments shared with the host
 UNSHARE_OPTS = ("--user", "--map-root-user", "--mount", "--pid", "--net", "--ipc", "--uts", "--fork", "--kill-child")
 OUTPUT_CAP = 8 << 20           # bytes of stdout / stderr read back
@@ -61,20 +62,6 @@ RECORDER_INSIDE = "/.golf-sandbox/recorder.py"
 LAUNCHER = Path(__file__).with_name("launcher.py")
 RECORDER = Path(__file__).with_name("recorder.py")
 
-# exit codes of the verdicts only the sandbox produces; golf.verifier.artifact merges them into
-# its EXIT_NAMES table (the one table `golf verify --help` and docs/cli-verify.md are built from)
-EXIT_CANNOT_ISOLATE = 18
-EXIT_MEMORY = 19
-EXIT_CPU_TIME = 20
-EXIT_FILE_SIZE = 21
-EXIT_PROCESSES = 22
-SANDBOX_EXIT_NAMES = {
-    EXIT_CANNOT_ISOLATE: "cannot isolate: the OS refused user/mount/PID/network namespaces (see --weak-isolation)",
-    EXIT_MEMORY: "memory limit exceeded",
-    EXIT_CPU_TIME: "CPU-time limit exceeded",
-    EXIT_FILE_SIZE: "file-size limit exceeded",
-    EXIT_PROCESSES: "process limit exceeded, or processes survived the run",
-}
 OOM_MESSAGES = ("can't allocate memory", "cannot allocate memory", "out of memory")  # ENOMEM, torch allocators
 VERDICTS = ("ok", "exit", "timeout", "memory", "cpu-time", "file-size", "processes", "survivors")
 
@@ -196,7 +183,7 @@ def namespaces_available() -> tuple[bool, str]:
 
 
 def _forced_off() -> bool:
-    return os.environ.get(FORCE_NO_NS_ENV, "") not in ("", "0")
+    return os.environ.get(ENV_SANDBOX_FORCE_NO_NS, "") not in ("", "0")
 
 
 def _devices(device: str) -> list[str]:
@@ -487,7 +474,7 @@ def _shipped(path: str) -> bool:
 
 def _isolation_mode(spec: SandboxSpec) -> tuple[bool, str]:
     """(namespaced, why) — raises CannotIsolate when refused and weak isolation is not allowed."""
-    ok, how = (False, f"{FORCE_NO_NS_ENV} is set") if _forced_off() else namespaces_available()
+    ok, how = (False, f"{ENV_SANDBOX_FORCE_NO_NS} is set") if _forced_off() else namespaces_available()
     if ok:
         return True, how
     if not spec.weak_isolation:
@@ -591,9 +578,8 @@ ALLOWED_CODE_DIRS = ("/tmp", "/dev/shm", os.path.dirname(RECORDER_INSIDE))
 
 
 def _codes() -> dict[str, int]:
-    """verdict/check -> exit code (the existing codes live in golf.verifier.artifact's table)."""
-    from golf.verifier import artifact as a
-    return {"exit": a.EXIT_RUNTIME, "timeout": a.EXIT_TIMEOUT, "network": a.EXIT_NETWORK, "access": a.EXIT_ACCESS,
+    """verdict/check -> exit code (golf.protocol's table)."""
+    return {"exit": EXIT_RUNTIME, "timeout": EXIT_TIMEOUT, "network": EXIT_NETWORK, "access": EXIT_ACCESS,
             "memory": EXIT_MEMORY, "cpu-time": EXIT_CPU_TIME, "file-size": EXIT_FILE_SIZE,
             "processes": EXIT_PROCESSES, "survivors": EXIT_PROCESSES, "cannot-isolate": EXIT_CANNOT_ISOLATE}
 

@@ -21,7 +21,6 @@ import numpy as np
 
 from golf.verifier import protocol as P
 
-LN2 = math.log(2.0)
 NEG_NLL_TOL = 1e-4  # an NLL below -NEG_NLL_TOL is a protocol failure
 
 
@@ -84,14 +83,15 @@ class Scores:
 
 
 def stream_bytes(luts, tokens: np.ndarray) -> int:
-    from golf.metric import _byte_count
-    return _byte_count(luts, tokens, 0, len(tokens) - 1)
+    from golf.metric import byte_count
+    return byte_count(luts, tokens, 0, len(tokens) - 1)
 
 
 def bpb(nll: np.ndarray, nbytes: int) -> dict:
     s = float(np.sum(nll, dtype=np.float64))
     n = len(nll)
-    return {"val_loss": s / n if n else math.nan, "val_bpb": s / (LN2 * nbytes) if nbytes else math.nan,
+    from golf.metric import bits_per_byte
+    return {"val_loss": s / n if n else math.nan, "val_bpb": bits_per_byte(s, nbytes),
             "tokens": n, "bytes": int(nbytes), "nll_sum": s}
 
 
