@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 def make_data(tmp: Path, docs: int) -> Path:
     sys.path.insert(0, str(ROOT / "tests"))
     from conftest import read_sample_docs
+
     from golf.data.build import build_dataset
 
     f = tmp / "docs.jsonl"
@@ -64,6 +65,7 @@ CLIP_VARIANTS = (  # label, clip, method, control dtype
 def naive_rtn(arrays: dict, qmeta: dict, info: dict, state: dict) -> dict:
     """Replace every quantized matrix by round-to-nearest at row-absmax scales (no clipping, no GPTQ)."""
     import torch
+
     from golf.builder import quant
 
     out = dict(arrays)
@@ -120,7 +122,7 @@ def compare_clips(run: Path, data: Path, val_max_tokens: int, device: str | None
         rows.append({"variant": label, "clip": clip, "method": method, "control_dtype": ctrl, "pre_bpb": pre,
                      "post_bpb": post, "tax": post - pre, "blob_bytes": len(blob), "quant_s": quant_s})
         print(f"{label:<34} tax {post - pre:+.5f}  blob {len(blob):>9,} B  quant {quant_s:6.1f}s", flush=True)
-    print(f"\n| method | post-pre BPB tax | blob bytes | quantization s |\n|---|---:|---:|---:|")
+    print("\n| method | post-pre BPB tax | blob bytes | quantization s |\n|---|---:|---:|---:|")
     for x in rows:
         print(f"| {x['variant']} | {x['tax']:+.5f} | {x['blob_bytes']:,} | {x['quant_s']:.1f} |")
     print(f"pre-quant val_bpb {pre:.5f} on {len(val) - 1:,} validation tokens; params "

@@ -34,11 +34,11 @@ def main() -> None:
     import copy
 
     import torch
+    from test_parity_record import load_record_module, record_script
 
     from golf.builder import container, quant
     from golf.model.gpt import CONTROL_PATTERNS, GPT
     from golf.presets import preset_config
-    from test_parity_record import load_record_module, record_script
 
     script = record_script()
     if script is None:

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from golf.config import GolfConfig
-from golf.plan import GiB, PRESET_HARDWARE, GpuSpec, detected_spec, make_plan, precision_label
+from golf.plan import PRESET_HARDWARE, GiB, GpuSpec, detected_spec, make_plan, precision_label
 
 NET_TIMEOUT_S = 3.0  # the whole Hub probe (DNS + connect)
 SHARD_BYTES = 1024 + 2 * 100_000_000  # header + uint16 tokens of one official shard

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import sentencepiece as spm
 from click.testing import CliRunner
-
 from conftest import read_sample_docs
+
 from golf.cli import main
 from golf.data.build import DatasetError, build_dataset
 from golf.data.shards import list_shards, read_shard, read_shard_header

@@ -46,6 +46,7 @@ def test_shipped_config_behaves_the_same():
     """The config code inside train_gpt.py (merged, minified: annotation names renamed) parses the
     embedded config and env-var strings exactly as golf does."""
     import dataclasses
+
     import golf.config as real
 
     src, _, _ = codegen.shipped_source(True)

@@ -28,7 +28,7 @@ def test_bench_gpu_needs_a_gpu_or_cpu_smoke():
     assert not Path("unused").exists()
 
 
-def test_fa3_stand_in_matches_golf_attention(tmp_path):
+def test_fa3_stand_in_matches_golf_attention():
     """The SDPA stand-in the check gives the record script computes golf's causal GQA attention."""
     ns: dict = {}
     exec(compile(FA3_SHIM, "flash_attn_interface.py", "exec"), ns)

@@ -131,7 +131,7 @@ def test_bpb_hand_computed(sp, luts):
     val = np.array([1] + sp.encode(docs[0]) + [1] + sp.encode(docs[1]) + [1])
     n = len(val) - 1
     expected_bpb = 0.5 * n / (math.log(2) * 26)
-    const = lambda x, y: torch.full(x.shape, 0.5)  # noqa: E731
+    const = lambda x, _y: torch.full(x.shape, 0.5)  # noqa: E731
     for res in (eval_plain(const, val, luts, seq_len=n, batch_seqs=1, return_nll=True),
                 eval_sliding(const, val, luts, seq_len=4, stride=2, batch_seqs=3, return_nll=True),
                 eval_sliding(const, val, luts, seq_len=4 * n, stride=8, batch_seqs=3)):
@@ -160,7 +160,7 @@ def test_sliding_scores_every_target_once(n_targets, seq_len, stride, sp):
     res = eval_sliding(record, val, big, seq_len=seq_len, stride=stride, batch_seqs=3, return_nll=True)
     assert (res.nll == np.arange(1, n_targets + 1)).all() and res.tokens == n_targets
     # context of each target: the window's start is at most its position - ctx (first window excepted)
-    pos = eval_sliding(lambda x, y: torch.arange(seq_len).float().expand(x.shape), val, big, seq_len=seq_len,
+    pos = eval_sliding(lambda x, _y: torch.arange(seq_len).float().expand(x.shape), val, big, seq_len=seq_len,
                        stride=stride, batch_seqs=4, return_nll=True).nll
     j = np.arange(n_targets)
     assert ((pos == j) | ((j >= seq_len) & (pos >= ctx))).all()
@@ -225,7 +225,7 @@ def test_all_reduce_gives_every_rank_the_global_metric(tiny_data, luts, tmp_path
 def test_more_ranks_than_windows(sp, luts):
     val = np.array([1] + sp.encode("Short text, few windows: ranks without work.")[:8])  # 8 targets
     assert len(val) == 9
-    nll_fn = lambda x, y: torch.ones(x.shape)  # noqa: E731
+    nll_fn = lambda x, _y: torch.ones(x.shape)  # noqa: E731
     for run in (lambda **kw: eval_plain(nll_fn, val, luts, 4, 2, return_nll=True, **kw),  # 2 sequences
                 lambda **kw: eval_sliding(nll_fn, val, luts, seq_len=4, stride=2, return_nll=True, **kw)):  # 3
         single = run()
@@ -265,7 +265,7 @@ def test_model_nll_fn_fp32_and_autocast(tiny_data, luts):
 def test_scoring_runs_without_autograd(luts):
     seen = []
 
-    def nll_fn(x, y):
+    def nll_fn(x, _y):
         seen.append(torch.is_grad_enabled())
         return torch.zeros(x.shape, requires_grad=True) * 1.0
 
@@ -276,7 +276,7 @@ def test_scoring_runs_without_autograd(luts):
 
 def test_bad_arguments_are_reported(luts):
     val = np.arange(1, 40)
-    ok = lambda x, y: torch.zeros(x.shape)  # noqa: E731
+    ok = lambda x, _y: torch.zeros(x.shape)  # noqa: E731
     with pytest.raises(ValueError, match="stride"):
         eval_sliding(ok, val, luts, seq_len=8, stride=9)
     with pytest.raises(ValueError, match="stride"):
@@ -286,4 +286,4 @@ def test_bad_arguments_are_reported(luts):
     with pytest.raises(ValueError, match="shorter than one sequence"):
         eval_plain(ok, val, luts, 64, 2)
     with pytest.raises(ValueError, match=r"shape \(2, 8\)"):
-        eval_plain(lambda x, y: torch.zeros(x.shape[0]), val, luts, 8, 2)
+        eval_plain(lambda x, _y: torch.zeros(x.shape[0]), val, luts, 8, 2)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ast
 import base64
-import dataclasses
 import lzma
 import math
 import os
@@ -26,7 +25,6 @@ import torch
 import torch.nn.functional as F
 
 from golf.builder.importstate import record_to_golf
-from golf.config import ConfigError
 from golf.metric import build_byte_luts, eval_plain, eval_sliding, model_nll_fn
 from golf.model.gpt import GPT, count_params
 from golf.presets import preset_config
@@ -243,7 +241,7 @@ def test_one_optimizer_step_matches(rec):
     assert max(worst.values()) < 1e-6, worst
 
 
-def _record_schedule(rec, h):
+def _record_schedule(h):
     """The record's training_frac / lr_mul (nested in train_model), its momentum ramp (in step_fn)
     and its EMA update, taken from its source and evaluated with ``h``: the oracle, not a copy in golf."""
     tree = ast.parse(decode_record_source(SCRIPT))
@@ -270,7 +268,7 @@ def _record_schedule(rec, h):
                          ids=["record-defaults", "capped-120s", "uncapped"])
 def test_schedule_matches(rec, env):
     h = record_h(rec, **env)
-    ns = _record_schedule(rec, h)
+    ns = _record_schedule(h)
     cfg = preset_config("sp4096-record")
     from golf.config import apply_overrides
     apply_overrides(cfg, {"train.max_wallclock_seconds": h.max_wallclock_seconds, "train.iterations": h.iterations})
@@ -299,7 +297,7 @@ def test_schedule_documented_difference_iterations_before_cap(rec):
     """docs/parity.md: when the iteration count is reached before the (capped) clock, the record
     never enters warmdown (it reads time only); golf takes the further of step and time."""
     h = record_h(rec, MAX_WALLCLOCK_SECONDS=600.0, ITERATIONS=1000)
-    ns = _record_schedule(rec, h)
+    ns = _record_schedule(h)
     cfg = preset_config("sp4096-record")
     from golf.config import apply_overrides
     apply_overrides(cfg, {"train.iterations": 1000})
@@ -319,7 +317,7 @@ def test_ema_matches(rec):
     ema = EMA(golf_cfg().train.ema_decay)
     ema.start(g)
     rec_state = {k: v.detach().float().clone() for k, v in r.state_dict().items()}
-    ns = _record_schedule(rec, h)
+    ns = _record_schedule(h)
     gen = torch.Generator().manual_seed(9)
     for _ in range(3):
         with torch.no_grad():

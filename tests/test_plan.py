@@ -23,8 +23,16 @@ from torch.utils.flop_counter import FlopCounterMode
 from golf.cli import main
 from golf.config import apply_overrides
 from golf.model.gpt import GPT, count_params
-from golf.plan import (GPUS, activation_bytes_per_token, cast_weight_bytes, flops_per_token, make_plan,
-                       memory_estimate, param_counts, steps_in_cap)
+from golf.plan import (
+    GPUS,
+    activation_bytes_per_token,
+    cast_weight_bytes,
+    flops_per_token,
+    make_plan,
+    memory_estimate,
+    param_counts,
+    steps_in_cap,
+)
 from golf.presets import preset_config
 
 VARIANTS = [

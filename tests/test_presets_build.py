@@ -46,12 +46,12 @@ def scaled_config(name: str, tiny_data, run_dir):
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_data, tmp_path_factory):
+def trained():
     """{scaled model config JSON: (state dict, recurrence_active)}, trained on demand, once per architecture."""
     return {}
 
 
-def _train_or_share(name, cfg, trained, run_dir):
+def _train_or_share(cfg, trained, run_dir):
     from golf.trainer.checkpoint import load_final_full, save_final
     from golf.trainer.loop import RunOptions, train
 
@@ -71,7 +71,7 @@ def _train_or_share(name, cfg, trained, run_dir):
 def test_preset_trains_builds_and_verifies(name, tiny_data, trained, tmp_path):
     run, art = tmp_path / "run", tmp_path / "art"
     cfg = scaled_config(name, tiny_data, run)
-    _train_or_share(name, cfg, trained, run)
+    _train_or_share(cfg, trained, run)
     r = CliRunner().invoke(cli, ["build", "--checkpoint", str(run), "--data", str(tiny_data["data_dir"]),
                                  "--out", str(art), "--val-max-tokens", str(VAL_TOKENS), "--device", "cpu", "-q"])
     assert r.exit_code == 0, r.output + repr(r.exception)

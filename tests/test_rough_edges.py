@@ -91,7 +91,7 @@ def test_build_refuses_a_target_that_is_not_positive(short_run, tiny_data, tmp_p
         assert res.exit_code == 2 and "--target-bytes" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "a").exists()
     with pytest.raises(BuildError, match="--target-bytes -5: the target must be a positive number"):
-        build(short_run, tiny_data["data_dir"], tmp_path / "b", target_bytes=-5, device="cpu", log=lambda m: None)
+        build(short_run, tiny_data["data_dir"], tmp_path / "b", target_bytes=-5, device="cpu", log=lambda _m: None)
     assert not (tmp_path / "b").exists()
 
 

@@ -235,7 +235,7 @@ def test_daemon_cannot_rewrite_the_verifier_report(tmp_path, tiny_data):
     shutil.copy(FIX / "_attack.py", art / "_attack.py")
     (art / "model.ptz").write_bytes(b"not a known codec")
     sec = verify_artifact(art, VerifyOptions(data_dir=tiny_data["data_dir"], val_max_tokens=1024,
-                                                       eval_seq_len=64), log=lambda m: None)
+                                                       eval_seq_len=64), log=lambda _m: None)
     assert any("daemon started" in r["stdout_tail"] for r in sec.info["runs"].values())
     write_json(report, {"checks": [c.to_dict() for c in sec.checks], "val_bpb": None})
     before = report.read_text()

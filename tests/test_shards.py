@@ -4,8 +4,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from golf.data.shards import (HEADER_BYTES, SHARD_MAGIC, SHARD_VERSION, ShardError, data_paths, list_shards, read_shard,
-                              read_shard_header, shard_name, write_shard)
+from golf.data.shards import (
+    HEADER_BYTES,
+    SHARD_MAGIC,
+    SHARD_VERSION,
+    ShardError,
+    data_paths,
+    list_shards,
+    read_shard,
+    read_shard_header,
+    shard_name,
+    write_shard,
+)
 
 
 def _raw_header(path):

@@ -174,7 +174,7 @@ def test_short_run_schedule_points(short_run):
     assert "ema:start step:6/24" in log and "recurrence:on step:12/24" in log and "warmdown:start step:18/24" in log
 
 
-def test_short_run_outputs_and_log_format(short_run, tiny_data):
+def test_short_run_outputs_and_log_format(short_run):
     from golf.model.gpt import GPT
 
     run_dir, out = short_run

@@ -18,8 +18,7 @@ from click.testing import CliRunner
 
 from golf.cli import main
 from golf.data.shards import list_shards, read_shard
-from golf.verifier.artifact import (EXIT_INVALID, EXIT_MALFORMED, EXIT_OK, EXIT_SCORE, EXIT_TOKENIZER,
-                                    EXIT_UNVERIFIED)
+from golf.verifier.artifact import EXIT_INVALID, EXIT_MALFORMED, EXIT_OK, EXIT_SCORE, EXIT_TOKENIZER, EXIT_UNVERIFIED
 
 TOKENS = "3000"  # validation targets scored in the quick tests (--val-max-tokens)
 
@@ -241,7 +240,7 @@ def real_artifact(tiny_data, tmp_path_factory):
         "model.parallel_start_layer": 3})
     train(cfg, RunOptions(device="cpu", progress=False, echo=False))
     report = build(root / "run", tiny_data["data_dir"], root / "art", val_max_tokens=2048, progress=False,
-                   device="cpu", log=lambda m: None)
+                   device="cpu", log=lambda _m: None)
     return {"dir": root / "art", "run": root / "run", "report": report}
 
 
@@ -275,7 +274,7 @@ def test_golf_build_and_train_refuse_a_tokenizer_of_another_vocabulary(tmp_path,
     train_tokenizer(sample_docs[:60], 512, tmp_path / "t512.model")
     shutil.copyfile(tmp_path / "t512.model", data / "tokenizers" / "fineweb_1024_bpe.model")
     with pytest.raises(BuildError, match="has 512 pieces but the checkpoint"):
-        build(real_artifact["run"], data, tmp_path / "out", progress=False, device="cpu", log=lambda m: None)
+        build(real_artifact["run"], data, tmp_path / "out", progress=False, device="cpu", log=lambda _m: None)
     r = CliRunner().invoke(main, ["train", "--preset", "tiny", "--data", str(data), "--run-dir", str(tmp_path / "r"),
                                   "--device", "cpu", "--iterations", "1"])
     assert r.exit_code != 0 and "has 512 pieces but the model config has vocab_size 1024" in r.output, r.output

@@ -29,8 +29,21 @@ from golf.data.shards import ShardError, data_paths
 from golf.device import RunError, autocast_dtype, resolve_device
 from golf.metric import build_byte_luts, eval_plain, eval_sliding, model_nll_fn
 from golf.model.gpt import GPT
-from golf.protocol import (BLOB_NAME, ENV_DATA_DIR, ENV_DEVICE, ENV_EVAL_PROTOCOL, ENV_MODE, ENV_RUN_DIR, EVAL_LINE,
-                           EXIT_BAD_BLOB, EXIT_NO_DATA, EXIT_USAGE, LABEL_ROUNDTRIP, LABEL_SLIDING, SIZE_LINES)
+from golf.protocol import (
+    BLOB_NAME,
+    ENV_DATA_DIR,
+    ENV_DEVICE,
+    ENV_EVAL_PROTOCOL,
+    ENV_MODE,
+    ENV_RUN_DIR,
+    EVAL_LINE,
+    EXIT_BAD_BLOB,
+    EXIT_NO_DATA,
+    EXIT_USAGE,
+    LABEL_ROUNDTRIP,
+    LABEL_SLIDING,
+    SIZE_LINES,
+)
 from golf.verifier.protocol import serve
 
 # Build flag like golf.TOOLKIT: False in an evaluation-only train_gpt.py (golf build --no-train-code),
@@ -120,9 +133,9 @@ def run_train(script: str, cfg: GolfConfig) -> int:
               f"with its embedded config, or put {BLOB_NAME} beside it", file=sys.stderr)
         return EXIT_USAGE
     from golf.builder.quant import build_artifact_blob
+    from golf.config import apply_env
     from golf.model.gpt import CONTROL_PATTERNS
     from golf.trainer.loop import RunOptions, train
-    from golf.config import apply_env
     here = os.path.dirname(script)
     apply_env(cfg)
     cfg.train.data_dir = os.environ.get(ENV_DATA_DIR) or "./data/"

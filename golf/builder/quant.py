@@ -16,13 +16,13 @@ import time
 import torch
 from torch import nn
 
+from golf import TOOLKIT
 from golf.builder import container
 from golf.config import config_delta
 from golf.data.loader import TrainLoader
 from golf.data.shards import list_shards
 from golf.errors import GolfError
 from golf.fsutil import atomic_write_bytes
-from golf import TOOLKIT
 from golf.progress import maybe_tqdm
 
 # tensor classes, in report order
@@ -178,12 +178,12 @@ class HessianCollector:
         self.calls[key] = self.calls.get(key, 0) + 1
 
     def _pre(self, key):
-        def hook(mod, args):
+        def hook(_mod, args):
             self._add(key, args[0])
         return hook
 
     def _post(self, key):
-        def hook(mod, args, out):
+        def hook(_mod, _args, out):
             self._add(key, out)
         return hook
 

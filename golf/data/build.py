@@ -30,15 +30,24 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from golf.data.pinning import file_sha256
 from golf.data.shards import read_shard_header, shard_name, write_shard
+from golf.data.tokenizer import (
+    BOS_ID,
+    EOS_ID,
+    OFFICIAL_TRAINER_OPTIONS,
+    TokenizerError,
+    check_tokenizer,
+    check_vocab_size,
+    load_tokenizer,
+    recommended_bigram_vocab_size,
+    tokenizer_filename,
+    train_tokenizer,
+    write_vocab_file,
+)
 from golf.errors import GolfError
 from golf.fsutil import atomic_write_json
-from golf.data.pinning import file_sha256
 from golf.progress import maybe_tqdm
-from golf.data.tokenizer import (
-    BOS_ID, EOS_ID, TokenizerError, check_tokenizer, check_vocab_size, load_tokenizer,
-    recommended_bigram_vocab_size, tokenizer_filename, train_tokenizer, write_vocab_file, OFFICIAL_TRAINER_OPTIONS,
-)
 
 DEFAULT_SHARD_TOKENS = 100_000_000
 DEFAULT_NUM_VAL_DOCS = 50_000
@@ -319,7 +328,7 @@ def build_dataset(docs: Sequence[str | os.PathLike], vocab_size: int, out_dir: s
     ``log``: callable for progress messages (default: silent).
     """
     t0 = time.perf_counter()
-    say = log or (lambda msg: None)
+    say = log or (lambda _msg: None)
     try:
         check_vocab_size(vocab_size)
     except TokenizerError as e:

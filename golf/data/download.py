@@ -232,7 +232,7 @@ def download_dataset(variant: str = "sp1024", train_shards: int = DEFAULT_TRAIN_
                      refresh_manifest: bool = False, revision: str = "main", cache_dir: str | None = None,
                      endpoint: str | None = None, progress: bool | None = None, log=None) -> DownloadResult:
     """Fetch the tokenizer, all validation shards and the first ``train_shards`` train shards of ``variant``."""
-    say = log or (lambda msg: None)
+    say = log or (lambda _msg: None)
     check_variant(variant)
     if train_shards < 0:
         raise DownloadError(f"--train-shards must be >= 0, got {train_shards}")

@@ -25,8 +25,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from golf.errors import GolfError
-from golf.protocol import (BLOB_NAME, CODE_NAME, LABEL_ROUNDTRIP, LABEL_SLIDING, LIMIT_BYTES, README_NAME, REPORT_NAME,
-                           SIZE_LINES, SUBMISSION_NAME, VERIFY_NAME)
+from golf.protocol import (
+    BLOB_NAME,
+    CODE_NAME,
+    LABEL_ROUNDTRIP,
+    LABEL_SLIDING,
+    LIMIT_BYTES,
+    README_NAME,
+    REPORT_NAME,
+    SIZE_LINES,
+    SUBMISSION_NAME,
+    VERIFY_NAME,
+)
 
 
 class SubmitError(ValueError, GolfError):
@@ -90,7 +100,7 @@ def verify_report(art: Path, data_dir: Path | None, device: str = "cpu", eval_ti
                              max_bytes=max_bytes)
         log(f"verifying {art} in a clean process ...")
         try:
-            sec = verify_artifact(art, opts, log=lambda m: None)
+            sec = verify_artifact(art, opts, log=lambda _m: None)
         except VerifyInputError as e:
             raise SubmitError(f"{art}: cannot verify: {e}") from None
         code = exit_code_for(sec.checks)

@@ -37,14 +37,37 @@ from pathlib import Path
 import numpy as np
 
 from golf.errors import GolfError
+from golf.protocol import (
+    BLOB_NAME,
+    CODE_NAME,
+    ENV_DATA_DIR,
+    ENV_DEVICE,
+    ENV_EVAL_IN,
+    ENV_EVAL_OUT,
+    ENV_EVAL_PROTOCOL,
+    ENV_MODE,
+    EXIT_ACCESS,
+    EXIT_CANNOT_ISOLATE,
+    EXIT_CPU_TIME,
+    EXIT_FILE_SIZE,
+    EXIT_INVALID,
+    EXIT_MALFORMED,
+    EXIT_MEMORY,
+    EXIT_NETWORK,
+    EXIT_OK,
+    EXIT_PROCESSES,
+    EXIT_RUNTIME,
+    EXIT_SCORE,
+    EXIT_SIZE,
+    EXIT_TIMEOUT,
+    EXIT_TOKENIZER,
+    EXIT_UNVERIFIED,
+    LIMIT_BYTES,
+    REPORT_NAME,
+)
 from golf.verifier import protocol as P
 from golf.verifier.logparse import parse_log
 from golf.verifier.report import FAIL, PASS, SKIP, WARN, Check, Section
-from golf.protocol import (BLOB_NAME, CODE_NAME, ENV_DATA_DIR, ENV_DEVICE, ENV_EVAL_IN, ENV_EVAL_OUT,
-                           ENV_EVAL_PROTOCOL, ENV_MODE, EXIT_ACCESS, EXIT_CANNOT_ISOLATE, EXIT_CPU_TIME, EXIT_FILE_SIZE,
-                           EXIT_INVALID, EXIT_MALFORMED, EXIT_MEMORY, EXIT_NETWORK, EXIT_OK, EXIT_PROCESSES,
-                           EXIT_RUNTIME, EXIT_SCORE, EXIT_SIZE, EXIT_TIMEOUT, EXIT_TOKENIZER, EXIT_UNVERIFIED,
-                           LIMIT_BYTES, REPORT_NAME)
 
 # when several checks fail, the exit code of the first category in this order wins
 EXIT_PRIORITY = (EXIT_MALFORMED, EXIT_CANNOT_ISOLATE, EXIT_NETWORK, EXIT_ACCESS, EXIT_PROCESSES, EXIT_MEMORY,
@@ -400,7 +423,7 @@ def finish_trusted(ctx: Ctx, sec: Section, proc, out: Path):
 # ----------------------------------------------------------------------------- 6. protocol
 
 
-def _hello(ctx: Ctx, sec: Section, client, golf: bool) -> dict | None:
+def _hello(ctx: Ctx, sec: Section, client) -> dict | None:
     try:
         hello = client.hello([P.WINDOWS, P.SCORE_FIRST])
     except P.ProtocolError as e:
@@ -476,7 +499,7 @@ def protocol_run(ctx: Ctx, sec: Section, golf: bool, cfg: dict) -> dict | None:
     from golf.verifier.decoys import WindowsRun, new_seed, run_score_first
     from golf.verifier.streaming import Scores, window_plan
     pipes, running, client = _open_client(ctx)
-    hello = _hello(ctx, sec, client, golf)
+    hello = _hello(ctx, sec, client)
     if hello is None:
         res = _end(pipes, running, client, False)
         if "protocol.hello" in {c.name for c in sec.checks}:  # answered, but wrongly: invalid
@@ -610,7 +633,7 @@ def compare_trusted(ctx: Ctx, sec: Section, mine: dict, trusted) -> dict:
     return t
 
 
-def claimed_check(sec: Section, value: float, opts: VerifyOptions, report: dict | None) -> None:
+def claimed_check(sec: Section, value: float, opts: VerifyOptions) -> None:
     if opts.val_max_tokens or opts.eval_seq_len or opts.eval_stride:
         if opts.claimed_bpb is not None:
             sec.add("score.claimed", SKIP, measured=round(value, 8), limit=opts.claimed_bpb,
@@ -635,7 +658,6 @@ def unverified_run(ctx: Ctx, sec: Section) -> None:
                 message=f"the artifact does not speak {P.PROTOCOL} ({why}); its printed score is not evidence "
                         "(--allow-unverified runs it classically and reports the printed number as unverified)")
         return
-    from golf.verifier.logparse import parse_log
     sec.add("protocol.hello", WARN, message=f"no {P.PROTOCOL} ({why}); --allow-unverified: classic run")
     staged = stage_data(ctx.data, ctx.tmp / "staged")
     running = start_artifact(ctx, {ENV_DATA_DIR: "data", ENV_MODE: "eval"}, inputs={"data": staged})
@@ -767,6 +789,6 @@ def _score_steps(ctx: Ctx, sec: Section, golf: bool, cfg: dict, blob: Path) -> S
         kind = "sliding" if "sliding" in mine else "score-first"
         sec.info["score"] = {"kind": kind, "source": "protocol answers", **mine[kind]}
     if sec.info.get("score"):
-        claimed_check(sec, sec.info["score"]["val_bpb"], ctx.opts, None)
+        claimed_check(sec, sec.info["score"]["val_bpb"], ctx.opts)
     return sec
 

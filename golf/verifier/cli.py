@@ -9,8 +9,17 @@ import click
 
 from golf.protocol import CODE_NAME, EXIT_NAMES, EXIT_OK, EXIT_RECORDS, LIMIT_BYTES, REPORT_NAME, SUBMISSION_NAME
 from golf.verifier.artifact import VerifyInputError, VerifyOptions, exit_code_for, verify_artifact
-from golf.verifier.records import (DEFAULT_RULE, SIGNIFICANCE_RULES, TRACKS, LintOptions, RecordsError,
-                                   find_record_folders, lint_folder, parse_submission, summary_line)
+from golf.verifier.records import (
+    DEFAULT_RULE,
+    SIGNIFICANCE_RULES,
+    TRACKS,
+    LintOptions,
+    RecordsError,
+    find_record_folders,
+    lint_folder,
+    parse_submission,
+    summary_line,
+)
 from golf.verifier.report import Section, render_table, write_json
 
 _CODES = "\n".join(f"  {code:>2}  {text}" for code, text in sorted(EXIT_NAMES.items()))
@@ -98,7 +107,7 @@ class VerifyGroup(click.Group):
         click.echo(f"golf verify: {why}: running `golf verify {sub}`", err=True)
         return super().parse_args(ctx, [sub, *rest])
 
-    def _value_options(self, ctx) -> set[str]:
+    def _value_options(self) -> set[str]:
         out = set()
         for cmd in self.commands.values():
             for p in cmd.params:
@@ -106,7 +115,7 @@ class VerifyGroup(click.Group):
                     out.update(p.opts)
         return out
 
-    def _only_in(self, ctx, args: list[str]) -> set[str]:
+    def _only_in(self, args: list[str]) -> set[str]:
         """Subcommands that alone accept one of the options in ``args``."""
         owners = {}
         for name, cmd in self.commands.items():
@@ -126,7 +135,7 @@ class VerifyGroup(click.Group):
             path = args[i + 1]
             return "records", [path, *args[:i], *args[i + 2:]], \
                 f"--records {path} (deprecated: use `golf verify records PATH`)"
-        takes_value, pos, i = self._value_options(ctx), None, 0
+        takes_value, pos, i = self._value_options(), None, 0
         while i < len(args):
             a = args[i]
             if a.startswith("-"):
@@ -138,7 +147,7 @@ class VerifyGroup(click.Group):
             raise click.UsageError("give a PATH: an artifact directory or a records folder/tree "
                                    "(or a subcommand: artifact, records)", ctx=ctx)
         kind, why = path_kind(Path(pos))
-        hinted = self._only_in(ctx, args)
+        hinted = self._only_in(args)
         if len(hinted) == 1:  # options only one subcommand has (--data, --against) say what is meant
             hint = hinted.pop()
             if kind != hint:

@@ -131,7 +131,7 @@ def inventory(art: str | Path, copy_to: str | Path | None = None) -> Inventory:
 
 def size_checks(inv: Inventory, max_bytes: int) -> list[Check]:
     """``size.total`` (every shipped file, decimal bytes) and ``size.uncounted`` (refused entries)."""
-    from golf.verifier.artifact import EXIT_SIZE
+    from golf.protocol import EXIT_SIZE
     total = inv.total_bytes
     biggest = sorted(inv.files, key=lambda f: -f.size)
     listing = ", ".join(f"{f.path} {f.size:,}" for f in biggest[:8]) + (

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -494,7 +495,7 @@ def check_claim(st: FolderState) -> list[Check]:
                                                       "against" + (f" (matches {', '.join(hit)})" if hit else ""))]
     vals = {s: lg.scored for s, lg in st.per_seed.items()}
     n = len(vals)
-    mean = sum(e.val_bpb for e in vals.values()) / n
+    mean = statistics.fmean(e.val_bpb for e in vals.values())
     labels = ", ".join(sorted({e.label for e in vals.values()}))
     out = []
     if agrees(c, cd, mean, min(e.bpb_decimals for e in vals.values()), units=1.0):
@@ -504,7 +505,7 @@ def check_claim(st: FolderState) -> list[Check]:
     else:
         out.append(_claim_mismatch(st, c, cd, mean, labels))
     if claims.val_loss is not None and all(e.val_loss is not None for e in vals.values()):
-        ml = sum(e.val_loss for e in vals.values()) / n
+        ml = statistics.fmean(e.val_loss for e in vals.values())
         ok = agrees(claims.val_loss, decimals(repr(claims.val_loss)), ml,
                     min(e.loss_decimals or 8 for e in vals.values()), units=1.0)
         out.append(Check("provenance.claimed_loss", PASS if ok else WARN, measured=ml, limit=claims.val_loss,
@@ -519,7 +520,7 @@ def _claim_mismatch(st: FolderState, c: float, cd: int, mean: float, labels: str
     common = set.intersection(*[{e.label for e in lg.evals} for lg in per_seed.values()])
     for lab in sorted(common):
         es = [[e for e in lg.evals if e.label == lab][-1] for lg in per_seed.values()]
-        m = sum(e.val_bpb for e in es) / len(es)
+        m = statistics.fmean(e.val_bpb for e in es)
         if agrees(c, cd, m, min(e.bpb_decimals for e in es), units=1.0):
             return Check(name, WARN, measured=m, limit=c,
                          message=f"claimed {c} = mean of the '{lab}' lines, not of the last evaluation lines "
@@ -756,7 +757,7 @@ def lint_folder(folder: str | Path, against: float | None = None, *, opts: LintO
     sec.info["claims"] = st.claims.__dict__ if st.claims else None
     sec.info["per_seed_scored"] = {str(s): lg.scored.to_dict() for s, lg in st.per_seed.items()}
     if st.per_seed:
-        sec.info["recomputed_mean_bpb"] = sum(lg.scored.val_bpb for lg in st.per_seed.values()) / len(st.per_seed)
+        sec.info["recomputed_mean_bpb"] = statistics.fmean(lg.scored.val_bpb for lg in st.per_seed.values())
     return sec
 
 
@@ -769,7 +770,7 @@ def _nats_gaps(per_seed: dict, against_bpb: float) -> tuple[list[float], float] 
     ratios = [e.val_loss / e.val_bpb for e in scored.values() if e.val_loss is not None and e.val_bpb > 0]
     if not ratios:
         return "no val_loss next to val_bpb in the logs: cannot convert bpb to nats"
-    fallback = sum(ratios) / len(ratios)
+    fallback = statistics.fmean(ratios)
     d = [(against_bpb - e.val_bpb) * (e.val_loss / e.val_bpb if e.val_loss is not None and e.val_bpb > 0
                                       else fallback) for e in scored.values()]
     return d, fallback

@@ -35,8 +35,18 @@ from pathlib import Path
 from typing import Callable
 
 from golf.errors import GolfError
-from golf.protocol import (ENV_SANDBOX_FORCE_NO_NS, EXIT_ACCESS, EXIT_CANNOT_ISOLATE, EXIT_CPU_TIME, EXIT_FILE_SIZE,
-                           EXIT_MEMORY, EXIT_NETWORK, EXIT_PROCESSES, EXIT_RUNTIME, EXIT_TIMEOUT)
+from golf.protocol import (
+    ENV_SANDBOX_FORCE_NO_NS,
+    EXIT_ACCESS,
+    EXIT_CANNOT_ISOLATE,
+    EXIT_CPU_TIME,
+    EXIT_FILE_SIZE,
+    EXIT_MEMORY,
+    EXIT_NETWORK,
+    EXIT_PROCESSES,
+    EXIT_RUNTIME,
+    EXIT_TIMEOUT,
+)
 from golf.verifier import cgroup
 from golf.verifier.inventory import size_checks  # noqa: F401  (part of this module's API)
 from golf.verifier.launcher import descendants
@@ -97,7 +107,7 @@ class SandboxSpec:
     weak_isolation: bool = False     # allowed to run without namespaces (every check marked weak)
     private_dir: Path | None = None  # verifier-only dir: stdout/stderr captures, recorder log, config
     python: str | None = None        # the allowed interpreter (default: the verifier's own)
-    shared: tuple[Path, ...] = ()    # legacy run_isolated only: host dirs visible read-write at their own path
+    shared: tuple[Path, ...] = ()    # host dirs visible read-write at their own path (golf verify uses none)
 
 
 @dataclass
@@ -696,67 +706,3 @@ def mark_weak(checks: list[Check]) -> list[Check]:
 def _last_line(text: str) -> str:
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
     return lines[-1][:500] if lines else "(no error output)"
-
-
-# ---------------------------------------------------------------------------- legacy wrapper
-
-
-@dataclass
-class LegacyResult:
-    """The pre-v2 ``run_isolated`` result shape (golf.verifier.artifact until it moves to :func:`run`)."""
-    returncode: int | None
-    timed_out: bool
-    wall_s: float
-    stdout: str
-    stderr: str
-    events: list[dict] = field(default_factory=list)
-    isolation: str = ""
-    netns: bool = False
-    memory_limit_bytes: int | None = None
-    denied: list[str] = field(default_factory=list)
-    result: RunResult | None = None
-
-    def _of(self, kind):
-        return [e for e in self.events if e.get("e") == kind]
-
-    @property
-    def opened(self) -> list[str]:
-        return [e["path"] for e in self._of("open")]
-
-    @property
-    def net(self) -> list[dict]:
-        return self._of("net")
-
-    @property
-    def imports(self) -> list[str]:
-        return [e["name"] for e in self._of("import")]
-
-    @property
-    def spawns(self) -> list[dict]:
-        return self._of("spawn")
-
-    @property
-    def exception(self) -> dict | None:
-        ex = self._of("exception")
-        return ex[-1] if ex else None
-
-
-def run_isolated(script: Path, work: Path, env: dict[str, str], timeout_s: float, audit_log: Path,
-                 deny_dirs: list[str], memory_limit_bytes: int | None = None, use_netns: bool = True,
-                 python: str | None = None, on_line=None) -> LegacyResult:
-    """Legacy entry point on top of :func:`run`: ``work``'s parent stays visible at its own path (it holds
-    the staged data and the I/O files the old protocol names by absolute path)."""
-    import tempfile
-    priv = Path(tempfile.mkdtemp(prefix="golf-sandbox-private-"))
-    try:
-        spec = SandboxSpec(work=Path(work), argv=[os.path.relpath(script, work)], env=env,
-                           limits=Limits(wall_s=timeout_s, memory_bytes=memory_limit_bytes),
-                           weak_isolation=True, private_dir=priv, python=python, shared=(Path(work).parent,))
-        res = run(spec)
-    finally:
-        shutil.rmtree(priv, ignore_errors=True)
-    denied = [e["path"] for e in res.of("open") if _under(str(e.get("path")), deny_dirs)
-              or os.path.basename(str(e.get("path"))).startswith("fineweb_train_")]
-    return LegacyResult(None if res.verdict == "timeout" else res.returncode, res.verdict == "timeout", res.wall_s,
-                        res.stdout, res.stderr, res.events, res.isolation["how"], not res.isolation["weak"],
-                        memory_limit_bytes, denied, res)

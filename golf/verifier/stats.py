@@ -9,6 +9,7 @@ Dependency-free on purpose; the tests compare it with scipy.
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 
 
@@ -85,9 +86,8 @@ def one_sided_ttest(values: list[float], delta: float = 0.0) -> TTest:
     n = len(values)
     if n < 2:
         raise ValueError(f"a t-test needs at least 2 values (got {n})")
-    mean = sum(values) / n
-    var = sum((v - mean) ** 2 for v in values) / (n - 1)
-    std = math.sqrt(var)
+    mean = statistics.fmean(values)
+    std = statistics.stdev(values, mean)
     if std == 0.0:
         t = math.inf if mean > delta else (-math.inf if mean < delta else 0.0)
         p = 0.0 if mean > delta else (1.0 if mean < delta else 0.5)
