@@ -283,7 +283,7 @@ def test_golf_build_and_train_refuse_a_tokenizer_of_another_vocabulary(tmp_path,
 def test_exit_codes_are_one_table_in_help_and_docs():
     import re
 
-    from golf.verifier.artifact import EXIT_NAMES
+    from golf.protocol import EXIT_NAMES
     doc = (Path(__file__).resolve().parents[1] / "docs" / "cli-verify.md").read_text(encoding="utf-8")
     rows = dict(re.findall(r"^\| (\d+) \| (.+?) \|$", doc, flags=re.M))
     help_text = CliRunner().invoke(main, ["verify", "artifact", "--help"], terminal_width=200).output

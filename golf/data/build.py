@@ -25,6 +25,7 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -313,22 +314,9 @@ def _remove_stale_staging(parent: Path, dataset_name: str) -> None:
             continue
 
 
-def build_dataset(docs: Sequence[str | os.PathLike], vocab_size: int, out_dir: str | os.PathLike,
-                  num_val_docs: int, shard_tokens: int = DEFAULT_SHARD_TOKENS, workers: int | None = None,
-                  progress: bool | None = None, tokenizer_model: str | os.PathLike | None = None,
-                  tokenizer_train_docs: int = 0, sp_batch_size: int | None = None, overwrite: bool = True,
-                  trainer_overrides: dict | None = None, log=None) -> dict:
-    """Documents -> tokenizer + shards + manifest.  Returns a summary (paths, per-split stats, timings).
-
-    ``workers``: encoding processes (default ``MATCHED_FINEWEB_TOKENIZER_THREADS`` or the CPU count);
-    ``sp_batch_size``: documents per encode job (default ``MATCHED_FINEWEB_SP_BATCH_SIZE`` or 1024);
-    ``tokenizer_model``: reuse this ``.model`` instead of training one (its piece count must be
-    ``vocab_size``); ``tokenizer_train_docs``: train on the first N documents only (0 = all);
-    ``overwrite``: replace an existing ``fineweb10B_sp<V>`` dataset in ``out_dir`` (else error).
-    ``log``: callable for progress messages (default: silent).
-    """
-    t0 = time.perf_counter()
-    say = log or (lambda _msg: None)
+def _check_build_args(docs, vocab_size: int, num_val_docs: int, shard_tokens: int, tokenizer_model,
+                      tokenizer_train_docs: int) -> list[Path]:
+    """The document files, after every argument is checked (the message names the bad one)."""
     try:
         check_vocab_size(vocab_size)
     except TokenizerError as e:
@@ -344,77 +332,104 @@ def build_dataset(docs: Sequence[str | os.PathLike], vocab_size: int, out_dir: s
         for p in paths:
             if not p.is_file():
                 raise DatasetError(f"{p}: not a regular file (a pipe?); training a tokenizer reads the documents twice, "
-                                 "so pass --tokenizer to encode from a pipe")
+                                   "so pass --tokenizer to encode from a pipe")
+    return paths
+
+
+def _encode_settings(workers: int | None, sp_batch_size: int | None) -> tuple[int, int]:
+    """Encoding processes and documents per job: the arguments, else the official env vars, else defaults."""
     if workers is None:
         workers = int(os.environ.get("MATCHED_FINEWEB_TOKENIZER_THREADS") or 0) or os.cpu_count() or 1
-    workers = max(1, int(workers))
     if sp_batch_size is None:
         sp_batch_size = int(os.environ.get("MATCHED_FINEWEB_SP_BATCH_SIZE") or DEFAULT_SP_BATCH)
-    sp_batch_size = max(1, int(sp_batch_size))
+    return max(1, int(workers)), max(1, int(sp_batch_size))
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    suffix = f"sp{vocab_size}"
-    dataset_name = f"fineweb10B_{suffix}"
-    dataset_dir = out / "datasets" / dataset_name
-    if dataset_dir.exists() and any(dataset_dir.iterdir()) and not overwrite:
-        raise DatasetError(f"{dataset_dir} already exists (pass --force to replace it)")
-    tok_dir = out / "tokenizers"
-    model_path = tok_dir / tokenizer_filename(vocab_size)
-    vocab_path = model_path.with_suffix(".vocab")
+
+@dataclass
+class _Layout:
+    """Where one build writes: the final paths and the hidden staging folder beside the dataset."""
+    out: Path
+    vocab_size: int
+
+    def __post_init__(self):
+        self.suffix = f"sp{self.vocab_size}"
+        self.dataset_name = f"fineweb10B_{self.suffix}"
+        self.dataset_dir = self.out / "datasets" / self.dataset_name
+        self.tok_dir = self.out / "tokenizers"
+        self.model_path = self.tok_dir / tokenizer_filename(self.vocab_size)
+        self.vocab_path = self.model_path.with_suffix(".vocab")
+        self.staging = self.dataset_dir.with_name(f".{self.dataset_name}.partial-{os.getpid()}")
+        self.st_model = self.staging / "_tokenizer" / self.model_path.name
+        self.st_vocab = self.staging / "_tokenizer" / self.vocab_path.name
+
+    def make_staging(self) -> None:
+        """Everything (tokenizer + shards) is staged in a hidden folder and moved into place only at the end,
+        so a failed or killed build neither leaves partial shards nor replaces a working tokenizer."""
+        _remove_stale_staging(self.dataset_dir.parent, self.dataset_name)
+        shutil.rmtree(self.staging, ignore_errors=True)
+        self.staging.mkdir(parents=True)
+        self.st_model.parent.mkdir()
+
+    def commit(self) -> None:
+        """Move the staged tokenizer, then the staged shards, into place."""
+        self.tok_dir.mkdir(parents=True, exist_ok=True)
+        os.replace(self.st_vocab, self.vocab_path)
+        os.replace(self.st_model, self.model_path)
+        self.st_model.parent.rmdir()
+        if self.dataset_dir.exists():
+            shutil.rmtree(self.dataset_dir)
+        os.replace(self.staging, self.dataset_dir)
+        _write_json(self.dataset_dir.parent / f".{self.dataset_name}.source.json",
+                    {"repo_id": None, "remote_root": None, "source": "golf data build"})
+
+
+def _stage_tokenizer(lay: _Layout, paths: list[Path], tokenizer_model, tokenizer_train_docs: int, workers: int,
+                     trainer_overrides: dict | None, progress, say) -> list[str]:
+    """Copy the given tokenizer or train one into the staging folder; returns warnings."""
     warnings: list[str] = []
-    # Everything (tokenizer + shards) is staged in a hidden folder and moved into place only at the end,
-    # so a failed or killed build neither leaves partial shards nor replaces a working tokenizer.
-    staging = dataset_dir.with_name(f".{dataset_name}.partial-{os.getpid()}")
-    _remove_stale_staging(dataset_dir.parent, dataset_name)
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    st_model, st_vocab = staging / "_tokenizer" / model_path.name, staging / "_tokenizer" / vocab_path.name
-    st_model.parent.mkdir()
-    bar = None
-    try:
-        # 1. tokenizer
-        t_tok = time.perf_counter()
-        if tokenizer_model is not None:
-            src = Path(tokenizer_model)
-            try:
-                sp = load_tokenizer(src)
-                warnings += check_tokenizer(sp, vocab_size, name=str(src))
-            except TokenizerError as e:
-                raise DatasetError(str(e)) from None
-            shutil.copyfile(src, st_model)
-            if src.with_suffix(".vocab").is_file():
-                shutil.copyfile(src.with_suffix(".vocab"), st_vocab)
-            else:
-                write_vocab_file(sp, st_vocab)
-            say(f"reusing tokenizer {src}")
+    if tokenizer_model is not None:
+        src = Path(tokenizer_model)
+        try:
+            sp = load_tokenizer(src)
+            warnings += check_tokenizer(sp, lay.vocab_size, name=str(src))
+        except TokenizerError as e:
+            raise DatasetError(str(e)) from None
+        shutil.copyfile(src, lay.st_model)
+        if src.with_suffix(".vocab").is_file():
+            shutil.copyfile(src.with_suffix(".vocab"), lay.st_vocab)
         else:
-            say(f"training a {vocab_size}-piece SentencePiece BPE tokenizer"
-                + (f" on the first {tokenizer_train_docs} documents" if tokenizer_train_docs else ""))
-            texts = maybe_tqdm(iter_documents(paths), progress, desc="tokenizer text", unit="doc",
-                               total=tokenizer_train_docs or None, dynamic_ncols=True)
-            try:
-                info = train_tokenizer(texts, vocab_size, st_model, threads=workers, max_docs=tokenizer_train_docs,
-                                       trainer_overrides=trainer_overrides)
-                if info["too_long"]:
-                    warnings.append(
-                        f"{info['too_long']} of {info['docs']} tokenizer-training documents are longer than "
-                        f"max_sentence_length={info['max_sentence_length']} bytes and were skipped by SentencePiece "
-                        "(the official behaviour); --sp-option max_sentence_length=N includes them")
-                sp = load_tokenizer(st_model)
-                warnings += check_tokenizer(sp, vocab_size, name=f"trained tokenizer {model_path.name}")
-            except TokenizerError as e:
-                raise DatasetError(str(e)) from None
-            finally:
-                texts.close()  # a generator or a tqdm bar
-        tokenizer_seconds = time.perf_counter() - t_tok
-        model_proto = st_model.read_bytes()
+            write_vocab_file(sp, lay.st_vocab)
+        say(f"reusing tokenizer {src}")
+        return warnings
+    say(f"training a {lay.vocab_size}-piece SentencePiece BPE tokenizer"
+        + (f" on the first {tokenizer_train_docs} documents" if tokenizer_train_docs else ""))
+    texts = maybe_tqdm(iter_documents(paths), progress, desc="tokenizer text", unit="doc",
+                       total=tokenizer_train_docs or None, dynamic_ncols=True)
+    try:
+        info = train_tokenizer(texts, lay.vocab_size, lay.st_model, threads=workers, max_docs=tokenizer_train_docs,
+                               trainer_overrides=trainer_overrides)
+        if info["too_long"]:
+            warnings.append(
+                f"{info['too_long']} of {info['docs']} tokenizer-training documents are longer than "
+                f"max_sentence_length={info['max_sentence_length']} bytes and were skipped by SentencePiece "
+                "(the official behaviour); --sp-option max_sentence_length=N includes them")
+        sp = load_tokenizer(lay.st_model)
+        warnings += check_tokenizer(sp, lay.vocab_size, name=f"trained tokenizer {lay.model_path.name}")
+    except TokenizerError as e:
+        raise DatasetError(str(e)) from None
+    finally:
+        texts.close()  # a generator or a tqdm bar
+    return warnings
 
-        # 2. encode + write shards
-        t_enc = time.perf_counter()
-        writer = _ShardWriter(staging, shard_tokens)
-        text_bytes = 0
-        bar = maybe_tqdm(None, progress, desc=f"encoding ({workers} proc)", unit="doc", dynamic_ncols=True)
+
+def _encode_shards(lay: _Layout, paths: list[Path], num_val_docs: int, shard_tokens: int, workers: int,
+                   sp_batch_size: int, progress) -> tuple[dict, int]:
+    """Encode every document with the staged tokenizer into staged shards; ``(per-split stats, text bytes)``."""
+    model_proto = lay.st_model.read_bytes()
+    writer = _ShardWriter(lay.staging, shard_tokens)
+    text_bytes = 0
+    bar = maybe_tqdm(None, progress, desc=f"encoding ({workers} proc)", unit="doc", dynamic_ncols=True)
+    try:
         jobs = _batches(iter_documents(paths), num_val_docs, sp_batch_size)
         for split, ndocs, nbytes, toks in _encoded_stream(jobs, model_proto, workers):
             writer.add(split, ndocs, toks)
@@ -424,51 +439,39 @@ def build_dataset(docs: Sequence[str | os.PathLike], vocab_size: int, out_dir: s
                 ntok = writer.stats["val"]["tokens"] + writer.stats["train"]["tokens"]
                 bar.set_postfix_str(f"{text_bytes / 1e6:.1f} MB, {ntok:,} tok", refresh=False)
         writer.flush()
-        st = writer.stats
-        if st["val"]["docs"] < num_val_docs or st["train"]["docs"] == 0:
-            total = st["val"]["docs"] + st["train"]["docs"]
-            raise DatasetError(
-                f"only {total} documents in the input but --num-val-docs is {num_val_docs}: nothing would be left "
-                "for training (lower --num-val-docs)"
-            )
-        for split in ("val", "train"):  # re-validate what was written
-            for name in st[split]["files"]:
-                read_shard_header(staging / name)
-
-        # 3. commit: tokenizer, then shards
-        tok_dir.mkdir(parents=True, exist_ok=True)
-        os.replace(st_vocab, vocab_path)
-        os.replace(st_model, model_path)
-        st_model.parent.rmdir()
-        if dataset_dir.exists():
-            shutil.rmtree(dataset_dir)
-        os.replace(staging, dataset_dir)
-        _write_json(dataset_dir.parent / f".{dataset_name}.source.json",
-                    {"repo_id": None, "remote_root": None, "source": "golf data build"})
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     finally:
         if bar is not None:
             bar.close()
-    encode_seconds = time.perf_counter() - t_enc
-
-    # 3. manifest + exported specs
     st = writer.stats
-    stats = {
-        "docs_total": st["val"]["docs"] + st["train"]["docs"],
-        "docs_val": st["val"]["docs"],
-        "docs_train": st["train"]["docs"],
-        "files_total": len(st["val"]["files"]) + len(st["train"]["files"]),
-        "files_val": len(st["val"]["files"]),
-        "files_train": len(st["train"]["files"]),
-        "tokens_total": st["val"]["tokens"] + st["train"]["tokens"],
-        "tokens_val": st["val"]["tokens"],
-        "tokens_train": st["train"]["tokens"],
-    }
+    if st["val"]["docs"] < num_val_docs or st["train"]["docs"] == 0:
+        total = st["val"]["docs"] + st["train"]["docs"]
+        raise DatasetError(
+            f"only {total} documents in the input but --num-val-docs is {num_val_docs}: nothing would be left "
+            "for training (lower --num-val-docs)"
+        )
+    for split in ("val", "train"):  # re-validate what was written
+        for name in st[split]["files"]:
+            read_shard_header(lay.staging / name)
+    return st, text_bytes
+
+
+def _split_stats(st: dict) -> dict:
+    """The manifest's ``stats`` block from the per-split counts."""
+    out = {}
+    for key in ("docs", "files", "tokens"):
+        val, train = (len(st[s][key]) if key == "files" else st[s][key] for s in ("val", "train"))
+        out.update({f"{key}_total": val + train, f"{key}_val": val, f"{key}_train": train})
+    return out
+
+
+def _write_manifest(lay: _Layout, paths: list[Path], stats: dict, shard_tokens: int, tokenizer_model,
+                    tokenizer_train_docs: int, trainer_overrides: dict | None) -> Path:
+    """``manifest.json`` + ``tokenizer_config.export.json`` like the official exporter (entries of other
+    tokenizers/datasets already there are kept); returns the manifest's path."""
+    out, vocab_size = lay.out, lay.vocab_size
     tok_name = f"sp_bpe_{vocab_size}"
     rbv = recommended_bigram_vocab_size(vocab_size)
-    spec = {"name": tok_name, "kind": "sentencepiece_bpe", "dataset_suffix": suffix, "vocab_size": vocab_size}
+    spec = {"name": tok_name, "kind": "sentencepiece_bpe", "dataset_suffix": lay.suffix, "vocab_size": vocab_size}
     if tokenizer_train_docs:
         spec["tokenizer_train_docs"] = tokenizer_train_docs
     if tokenizer_model is not None:
@@ -478,12 +481,12 @@ def build_dataset(docs: Sequence[str | os.PathLike], vocab_size: int, out_dir: s
     tokenizer_entry = {
         "name": tok_name, "kind": "sentencepiece_bpe", "vocab_size": vocab_size, "bos_id": BOS_ID, "eos_id": EOS_ID,
         "recommended_bigram_vocab_size": rbv, "source_spec": spec,
-        "model_path": _rel(model_path, out), "vocab_path": _rel(vocab_path, out),
-        "sha256": file_sha256(model_path),  # pinned: golf verify compares it with the tokenizer it is given
+        "model_path": _rel(lay.model_path, out), "vocab_path": _rel(lay.vocab_path, out),
+        "sha256": file_sha256(lay.model_path),  # pinned: golf verify compares it with the tokenizer it is given
     }
-    dataset_rel = _rel(dataset_dir, out)
+    dataset_rel = _rel(lay.dataset_dir, out)
     dataset_entry = {
-        "name": dataset_name, "tokenizer_name": tok_name, "tokenizer_kind": "sentencepiece_bpe",
+        "name": lay.dataset_name, "tokenizer_name": tok_name, "tokenizer_kind": "sentencepiece_bpe",
         "path": dataset_rel, "train_glob": f"{dataset_rel}/fineweb_train_*.bin",
         "val_glob": f"{dataset_rel}/fineweb_val_*.bin", "vocab_size": vocab_size, "bos_id": BOS_ID,
         "eos_id": EOS_ID, "recommended_bigram_vocab_size": rbv, "stats": stats,
@@ -509,12 +512,51 @@ def build_dataset(docs: Sequence[str | os.PathLike], vocab_size: int, out_dir: s
     _write_json(specs_path, {"tokenizers": _merge_entries(_read_json_dict(specs_path).get("tokenizers"), spec)})
     _write_json(manifest_path, manifest)
     _write_json(out / "manifest.source.json", {"source": "golf data build", "repo_id": None})
+    return manifest_path
 
+
+def build_dataset(docs: Sequence[str | os.PathLike], vocab_size: int, out_dir: str | os.PathLike,
+                  num_val_docs: int, shard_tokens: int = DEFAULT_SHARD_TOKENS, workers: int | None = None,
+                  progress: bool | None = None, tokenizer_model: str | os.PathLike | None = None,
+                  tokenizer_train_docs: int = 0, sp_batch_size: int | None = None, overwrite: bool = True,
+                  trainer_overrides: dict | None = None, log=None) -> dict:
+    """Documents -> tokenizer + shards + manifest.  Returns a summary (paths, per-split stats, timings).
+
+    ``workers``: encoding processes (default ``MATCHED_FINEWEB_TOKENIZER_THREADS`` or the CPU count);
+    ``sp_batch_size``: documents per encode job (default ``MATCHED_FINEWEB_SP_BATCH_SIZE`` or 1024);
+    ``tokenizer_model``: reuse this ``.model`` instead of training one (its piece count must be
+    ``vocab_size``); ``tokenizer_train_docs``: train on the first N documents only (0 = all);
+    ``overwrite``: replace an existing ``fineweb10B_sp<V>`` dataset in ``out_dir`` (else error).
+    ``log``: callable for progress messages (default: silent).
+    """
+    t0 = time.perf_counter()
+    say = log or (lambda _msg: None)
+    paths = _check_build_args(docs, vocab_size, num_val_docs, shard_tokens, tokenizer_model, tokenizer_train_docs)
+    workers, sp_batch_size = _encode_settings(workers, sp_batch_size)
+    lay = _Layout(Path(out_dir), vocab_size)
+    lay.out.mkdir(parents=True, exist_ok=True)
+    if lay.dataset_dir.exists() and any(lay.dataset_dir.iterdir()) and not overwrite:
+        raise DatasetError(f"{lay.dataset_dir} already exists (pass --force to replace it)")
+    lay.make_staging()
+    try:
+        t_tok = time.perf_counter()
+        warnings = _stage_tokenizer(lay, paths, tokenizer_model, tokenizer_train_docs, workers, trainer_overrides,
+                                    progress, say)
+        t_enc = time.perf_counter()
+        st, text_bytes = _encode_shards(lay, paths, num_val_docs, shard_tokens, workers, sp_batch_size, progress)
+        lay.commit()
+    except BaseException:
+        shutil.rmtree(lay.staging, ignore_errors=True)
+        raise
+    encode_seconds = time.perf_counter() - t_enc
+    stats = _split_stats(st)
+    manifest_path = _write_manifest(lay, paths, stats, shard_tokens, tokenizer_model, tokenizer_train_docs,
+                                    trainer_overrides)
     return {
-        "data_dir": str(out),
-        "dataset_dir": str(dataset_dir),
-        "tokenizer_model": str(model_path),
-        "tokenizer_vocab": str(vocab_path),
+        "data_dir": str(lay.out),
+        "dataset_dir": str(lay.dataset_dir),
+        "tokenizer_model": str(lay.model_path),
+        "tokenizer_vocab": str(lay.vocab_path),
         "manifest": str(manifest_path),
         "vocab_size": vocab_size,
         "stats": stats,
@@ -523,7 +565,7 @@ def build_dataset(docs: Sequence[str | os.PathLike], vocab_size: int, out_dir: s
         "text_bytes": text_bytes,
         "workers": workers,
         "sp_batch_size": sp_batch_size,
-        "tokenizer_seconds": tokenizer_seconds,
+        "tokenizer_seconds": t_enc - t_tok,
         "encode_seconds": encode_seconds,
         "seconds": time.perf_counter() - t0,
         "warnings": warnings,

@@ -17,6 +17,7 @@ from another repo is never used silently (SPEC §8 pitfall 6).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -226,6 +227,158 @@ def _local_ok(path: Path) -> tuple[bool, str | None]:
     return True, None
 
 
+@dataclass
+class _Origin:
+    """Where the files come from: the source, and the repo + remote root recorded beside what it fetched."""
+    src: object  # HubSource | LocalSource
+    repo_id: str
+    remote_root: str
+    revision: str
+    name: str  # what error messages name: the mirror folder or the Hub repo
+    local: bool
+
+
+def _load_manifest(out: Path, org: _Origin, skip_manifest: bool, refresh_manifest: bool, warnings: list,
+                   say) -> dict | None:
+    """The manifest: the local one when it came from the same repo, else fetched (None: --skip-manifest).
+    A manifest that came from another repo is never used silently."""
+    manifest_path, origin_path = out / "manifest.json", out / ORIGIN_FILE
+    if manifest_path.exists() and not refresh_manifest:
+        rec = _read_json(origin_path)
+        if rec is None:
+            warnings.append(f"{manifest_path} has no recorded origin; using it as {org.name}'s "
+                            "(--refresh-manifest fetches it again)")
+        elif rec.get("repo_id") != org.repo_id or rec.get("remote_root", org.remote_root) != org.remote_root:
+            came = rec.get("repo_id") or rec.get("source") or "another source"
+            other_root = rec.get("remote_root") not in (None, org.remote_root)
+            raise DownloadError(
+                f"{manifest_path} came from {came}"
+                + (f" (remote root {rec.get('remote_root')!r})" if other_root else "")
+                + f", not {org.repo_id}: its datasets may not match. Delete it or pass --refresh-manifest"
+            )
+        manifest = _read_json(manifest_path)
+        if manifest is None:
+            raise DownloadError(f"{manifest_path}: not a JSON object (delete it or pass --refresh-manifest)")
+        return manifest
+    if skip_manifest:
+        return None
+    say(f"fetching manifest.json from {org.src.describe()}")
+    _place(org.src.fetch("manifest.json"), manifest_path)
+    _write_json(origin_path, {"repo_id": org.repo_id, "remote_root": org.remote_root, "revision": org.revision,
+                              "source": org.src.describe()})
+    manifest = _read_json(manifest_path)
+    if manifest is None:
+        raise DownloadError(f"{org.src.describe()}: manifest.json is not a JSON object")
+    return manifest
+
+
+def _dataset_files(manifest: dict, manifest_path: Path, variant: str, train_shards: int,
+                   org: _Origin) -> tuple[int, str, list[str]]:
+    """``(validation shard count, dataset folder, tokenizer files)`` of ``variant`` from the manifest."""
+    dataset_name = f"fineweb10B_{variant}"
+    datasets = [d for d in manifest.get("datasets", []) if isinstance(d, dict)]
+    entry = next((d for d in datasets if d.get("name") == dataset_name), None)
+    if entry is None:
+        have = ", ".join(str(d.get("name")) for d in datasets) or "none"
+        raise DownloadError(f"{org.name}: the manifest has no dataset {dataset_name} (it has: {have}); "
+                            "pick another --variant" + ("" if org.local else " or --repo-id"))
+    stats = entry.get("stats") or {}
+    try:
+        files_val, files_train = int(stats["files_val"]), int(stats["files_train"])
+    except (KeyError, TypeError, ValueError):
+        raise DownloadError(f"{manifest_path}: dataset {dataset_name} has no stats.files_val/files_train") from None
+    dataset_rel = str(entry.get("path") or f"datasets/{dataset_name}").strip("/")
+    tok = next((t for t in manifest.get("tokenizers", [])
+                if isinstance(t, dict) and t.get("name") == entry.get("tokenizer_name")), None)
+    if tok is None:
+        raise DownloadError(f"{manifest_path}: tokenizer {entry.get('tokenizer_name')!r} of {dataset_name} "
+                            "is not listed in the manifest")
+    if train_shards > files_train:
+        raise DownloadError(f"--train-shards {train_shards} is more than the {files_train} train shards "
+                            f"{org.name} has for {variant}")
+    return files_val, dataset_rel, [str(tok[k]).strip("/") for k in ("model_path", "vocab_path", "path") if tok.get(k)]
+
+
+def _dataset_files_unlisted(variant: str, warnings: list) -> tuple[int, str, list[str]]:
+    """What :func:`_dataset_files` returns, guessed from the official layout when there is no manifest."""
+    tokenizer_files = []
+    if variant.startswith("sp"):
+        v = variant[2:]
+        tokenizer_files = [f"tokenizers/fineweb_{v}_bpe.model", f"tokenizers/fineweb_{v}_bpe.vocab"]
+    else:
+        warnings.append("no manifest: the byte260 tokenizer file is not known, only shards are fetched")
+    warnings.append("no manifest: assuming 1 validation shard and not checking --train-shards")
+    return 1, f"datasets/fineweb10B_{variant}", tokenizer_files
+
+
+def _previous_origin(out: Path, dataset_rel: str, variant: str, org: _Origin,
+                     warnings: list) -> tuple[Path, dict | None, bool]:
+    """``(per-dataset origin record, its content, stale)``.  Files of one variant must all come from one repo:
+    files of a different (or `golf data build`) origin are fetched again rather than kept because they look valid."""
+    path = (out / dataset_rel).parent / f".{Path(dataset_rel).name}.source.json"
+    prev = _read_json(path) if path.exists() else None
+    stale = prev is not None and (prev.get("repo_id"), prev.get("remote_root")) != (org.repo_id, org.remote_root)
+    if stale:
+        came = prev.get("repo_id") or prev.get("source") or "another source"
+        warnings.append(f"the local fineweb10B_{variant} files came from {came}; fetching them again from "
+                        f"{org.src.describe()}")
+    return path, prev, stale
+
+
+@contextlib.contextmanager
+def _hub_bars(src, progress: bool | None):
+    """huggingface_hub's own per-file bars follow the same rule as golf's (golf.progress)."""
+    if not isinstance(src, HubSource) or not (progress is False or (progress is None and not sys.stderr.isatty())):
+        yield
+        return
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    was_off = are_progress_bars_disabled()
+    disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_off:
+            enable_progress_bars()
+
+
+def _fetch_one(src, rel: str, dest: Path, problem: str | None, say) -> None:
+    """Fetch ``rel`` into ``dest`` (replacing a bad local copy); a fetched shard must be valid."""
+    if problem:
+        say(f"re-fetching {rel}: {problem}")
+        dest.unlink(missing_ok=True)
+    _place(src.fetch(rel), dest)
+    if dest.suffix == ".bin":
+        try:
+            read_shard_header(dest)
+        except ShardError as e:
+            dest.unlink(missing_ok=True)
+            raise DownloadError(f"{src.describe()}: fetched shard is invalid: {e}") from None
+
+
+def _fetch_all(org: _Origin, out: Path, files: list[str], result: DownloadResult, prev: dict | None, stale: bool,
+               progress: bool | None, say) -> None:
+    """Keep every valid local file of the same origin, fetch the rest; fills ``result``'s lists."""
+    bar = maybe_tqdm(None, progress, total=len(files), desc=f"{result.variant} from {org.src.describe()}",
+                     unit="file", dynamic_ncols=True)
+    try:
+        for rel in files:
+            dest = out / rel
+            ok, problem = _local_ok(dest)
+            if ok and stale and rel not in ("docs_selected.jsonl", "docs_selected.source_manifest.json"):
+                ok, problem = False, f"from {prev.get('repo_id') or prev.get('source')}, not {org.repo_id}"
+            if ok:
+                result.skipped.append(rel)
+            else:
+                _fetch_one(org.src, rel, dest, problem, say)
+                (result.refetched if problem else result.fetched).append(rel)
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
 def download_dataset(variant: str = "sp1024", train_shards: int = DEFAULT_TRAIN_SHARDS,
                      out_dir: str | os.PathLike = "data", repo_id: str | None = None, remote_root: str | None = None,
                      source: str | os.PathLike | None = None, with_docs: bool = False, skip_manifest: bool = False,
@@ -240,130 +393,26 @@ def download_dataset(variant: str = "sp1024", train_shards: int = DEFAULT_TRAIN_
     remote_root = default_remote_root() if remote_root is None else remote_root
     out = Path(out_dir)  # created by the first file placed in it, so a failed start leaves nothing behind
     src = LocalSource(source, remote_root) if source else HubSource(repo_id, remote_root, revision, cache_dir, endpoint)
-    origin_name = src.label if source else repo_id  # what error messages name: the folder or the Hub repo
+    org = _Origin(src, repo_id, remote_root, revision, src.label if source else repo_id, bool(source))
     warnings: list[str] = []
-
-    # 1. manifest (never silently reuse one that came from another repo)
-    manifest_path, origin_path = out / "manifest.json", out / ORIGIN_FILE
-    origin = {"repo_id": repo_id, "remote_root": remote_root, "revision": revision, "source": src.describe()}
-    manifest = None
-    if manifest_path.exists() and not refresh_manifest:
-        rec = _read_json(origin_path)
-        if rec is None:
-            warnings.append(f"{manifest_path} has no recorded origin; using it as {origin_name}'s "
-                            "(--refresh-manifest fetches it again)")
-        elif rec.get("repo_id") != repo_id or rec.get("remote_root", remote_root) != remote_root:
-            came = rec.get("repo_id") or rec.get("source") or "another source"
-            raise DownloadError(
-                f"{manifest_path} came from {came}"
-                + (f" (remote root {rec.get('remote_root')!r})" if rec.get("remote_root") not in (None, remote_root) else "")
-                + f", not {repo_id}: its datasets may not match. Delete it or pass --refresh-manifest"
-            )
-        manifest = _read_json(manifest_path)
-        if manifest is None:
-            raise DownloadError(f"{manifest_path}: not a JSON object (delete it or pass --refresh-manifest)")
-    elif not skip_manifest:
-        say(f"fetching manifest.json from {src.describe()}")
-        _place(src.fetch("manifest.json"), manifest_path)
-        _write_json(origin_path, origin)
-        manifest = _read_json(manifest_path)
-        if manifest is None:
-            raise DownloadError(f"{src.describe()}: manifest.json is not a JSON object")
-
-    # 2. files to fetch
-    dataset_name = f"fineweb10B_{variant}"
-    tokenizer_files: list[str] = []
+    manifest = _load_manifest(out, org, skip_manifest, refresh_manifest, warnings, say)
     if manifest is not None:
-        datasets = [d for d in manifest.get("datasets", []) if isinstance(d, dict)]
-        entry = next((d for d in datasets if d.get("name") == dataset_name), None)
-        if entry is None:
-            have = ", ".join(str(d.get("name")) for d in datasets) or "none"
-            raise DownloadError(f"{origin_name}: the manifest has no dataset {dataset_name} (it has: {have}); "
-                                "pick another --variant" + ("" if source else " or --repo-id"))
-        stats = entry.get("stats") or {}
-        try:
-            files_val, files_train = int(stats["files_val"]), int(stats["files_train"])
-        except (KeyError, TypeError, ValueError):
-            raise DownloadError(f"{manifest_path}: dataset {dataset_name} has no stats.files_val/files_train") from None
-        dataset_rel = str(entry.get("path") or f"datasets/{dataset_name}").strip("/")
-        tok = next((t for t in manifest.get("tokenizers", [])
-                    if isinstance(t, dict) and t.get("name") == entry.get("tokenizer_name")), None)
-        if tok is None:
-            raise DownloadError(f"{manifest_path}: tokenizer {entry.get('tokenizer_name')!r} of {dataset_name} "
-                                "is not listed in the manifest")
-        tokenizer_files = [str(tok[k]).strip("/") for k in ("model_path", "vocab_path", "path") if tok.get(k)]
-        if train_shards > files_train:
-            raise DownloadError(f"--train-shards {train_shards} is more than the {files_train} train shards "
-                                f"{origin_name} has for {variant}")
+        files_val, dataset_rel, tokenizer_files = _dataset_files(manifest, out / "manifest.json", variant,
+                                                                 train_shards, org)
     else:
-        files_val, files_train, dataset_rel = 1, None, f"datasets/{dataset_name}"
-        if variant.startswith("sp"):
-            v = variant[2:]
-            tokenizer_files = [f"tokenizers/fineweb_{v}_bpe.model", f"tokenizers/fineweb_{v}_bpe.vocab"]
-        else:
-            warnings.append("no manifest: the byte260 tokenizer file is not known, only shards are fetched")
-        warnings.append("no manifest: assuming 1 validation shard and not checking --train-shards")
+        files_val, dataset_rel, tokenizer_files = _dataset_files_unlisted(variant, warnings)
     files = list(tokenizer_files)
     files += [f"{dataset_rel}/{shard_name('val', i)}" for i in range(files_val)]
     files += [f"{dataset_rel}/{shard_name('train', i)}" for i in range(train_shards)]
     if with_docs:
         files += ["docs_selected.jsonl", "docs_selected.source_manifest.json"]
-
     result = DownloadResult(source=src.describe(), repo_id=repo_id, variant=variant, data_dir=str(out),
                             dataset_dir=str(out / dataset_rel),
                             tokenizer_model=str(out / tokenizer_files[0]) if tokenizer_files else None,
                             files_val=files_val, train_shards=train_shards, warnings=warnings)
-
-    # Files of one variant must all come from one repo: a per-dataset origin record says which. Files
-    # of a different (or `golf data build`) origin are fetched again rather than kept because they look valid.
-    ds_origin_path = (out / dataset_rel).parent / f".{Path(dataset_rel).name}.source.json"
-    ds_origin = {"repo_id": repo_id, "remote_root": remote_root}
-    prev = _read_json(ds_origin_path) if ds_origin_path.exists() else None
-    stale = prev is not None and (prev.get("repo_id"), prev.get("remote_root")) != (repo_id, remote_root)
-    if stale:
-        came = prev.get("repo_id") or prev.get("source") or "another source"
-        warnings.append(f"the local {dataset_name} files came from {came}; fetching them again from {src.describe()}")
-
-    # 3. fetch
-    hf_bars_off = None
-    bar = None
-    # huggingface_hub's own per-file bars follow the same rule as golf's (golf.progress)
-    if isinstance(src, HubSource) and (progress is False or (progress is None and not sys.stderr.isatty())):
-        from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars
-
-        hf_bars_off = are_progress_bars_disabled()
-        disable_progress_bars()
-    try:
-        bar = maybe_tqdm(None, progress, total=len(files), desc=f"{variant} from {src.describe()}", unit="file",
-                         dynamic_ncols=True)
-        for rel in files:
-            dest = out / rel
-            ok, problem = _local_ok(dest)
-            if ok and stale and rel not in ("docs_selected.jsonl", "docs_selected.source_manifest.json"):
-                ok, problem = False, f"from {prev.get('repo_id') or prev.get('source')}, not {repo_id}"
-            if ok:
-                result.skipped.append(rel)
-            else:
-                if problem:
-                    say(f"re-fetching {rel}: {problem}")
-                    dest.unlink(missing_ok=True)
-                _place(src.fetch(rel), dest)
-                if dest.suffix == ".bin":
-                    try:
-                        read_shard_header(dest)
-                    except ShardError as e:
-                        dest.unlink(missing_ok=True)
-                        raise DownloadError(f"{src.describe()}: fetched shard is invalid: {e}") from None
-                (result.refetched if problem else result.fetched).append(rel)
-            if bar is not None:
-                bar.update(1)
-        ds_origin_path.parent.mkdir(parents=True, exist_ok=True)
-        _write_json(ds_origin_path, ds_origin)
-    finally:
-        if bar is not None:
-            bar.close()
-        if hf_bars_off is False:
-            from huggingface_hub.utils import enable_progress_bars
-
-            enable_progress_bars()
+    ds_origin_path, prev, stale = _previous_origin(out, dataset_rel, variant, org, warnings)
+    with _hub_bars(src, progress):
+        _fetch_all(org, out, files, result, prev, stale, progress, say)
+    ds_origin_path.parent.mkdir(parents=True, exist_ok=True)
+    _write_json(ds_origin_path, {"repo_id": repo_id, "remote_root": remote_root})
     return result

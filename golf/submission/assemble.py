@@ -92,7 +92,8 @@ def verify_report(art: Path, data_dir: Path | None, device: str = "cpu", eval_ti
     A reused report must be a passing, full-validation-set report whose counted file sizes
     still match the files in ``art`` (so an edited artifact cannot borrow an old verdict).
     """
-    from golf.verifier.artifact import EXIT_NAMES, VerifyInputError, VerifyOptions, exit_code_for, verify_artifact
+    from golf.protocol import EXIT_NAMES
+    from golf.verifier.artifact import VerifyInputError, VerifyOptions, exit_code_for, verify_artifact
     from golf.verifier.report import write_json
 
     if data_dir is not None:
