@@ -236,96 +236,109 @@ def _timing_line(info: LogInfo, no: int, line: str, after_training: bool) -> Non
             info.production.append((no, line[:160], _ms(t.group(1), t.group(2))))
 
 
-def parse_log(text: str, path: str = "<log>") -> LogInfo:
-    info = LogInfo(path=str(path))
-    content_seeds: list[int] = []
-    line_seeds: list[int] = []  # whole-line `seed:N` (the run's own line), preferred over seeds inside other lines
-    step_times: list[tuple[float, int | None]] = []
+@dataclass
+class _Scan:
+    """What :func:`parse_log` collects line by line before it settles the :class:`LogInfo` fields."""
+    content_seeds: list[int] = field(default_factory=list)
+    line_seeds: list[int] = field(default_factory=list)  # whole-line `seed:N` (the run's own line), preferred
+    step_times: list[tuple[float, int | None]] = field(default_factory=list)
     stop_time: float | None = None
-    sizes: dict[str, list[tuple[str, int]]] = {k: [] for k in SIZE_LINES}
-    gpu_rows: dict[int, str] = {}
-    lines = text.splitlines()
-    info.source_lines = embedded_source(lines)
-    skip_to = info.source_lines[1] if info.source_lines else 0
+    sizes: dict[str, list[tuple[str, int]]] = field(default_factory=lambda: {k: [] for k in SIZE_LINES})
+    gpu_rows: dict[int, str] = field(default_factory=dict)
 
-    for no, raw in enumerate(lines, 1):
-        if no <= skip_to:
-            continue
-        line = RE_PREFIX.sub("", raw).strip()
-        if not line or RE_CODE_LINE.search(raw):
-            continue
-        low = line.lower()
-        _hardware_line(info, line, raw, gpu_rows)
-        _timing_line(info, no, line, stop_time is not None or bool(info.evals) or bool(sizes["serialized model"]))
-        if not PY_MARKERS.match(raw):
-            if re.match(r"^seed" + SEP + r"(\d+)\s*$", line, re.IGNORECASE):
-                line_seeds.append(int(RE_SEED.search(line).group(1)))
-            for m in RE_SEED.finditer(line):
-                content_seeds.append(int(m.group(1)))
 
-        if low.startswith("stopping_early") or "stopping_early" in low:
-            t = RE_TRAIN_TIME.search(line)
-            st = RE_STEP.search(line)
-            if t:
-                stop_time = _ms(t.group(1), t.group(2))
-            else:
-                info.unparsed.append(f"line {no}: stopping_early without a train_time: {raw.strip()[:160]}")
-            if st:
-                info.steps = (int(st.group(1)), int(st.group(2)))
-            continue
+def _seed_line(scan: _Scan, line: str, raw: str) -> None:
+    if not PY_MARKERS.match(raw):
+        if re.match(r"^seed" + SEP + r"(\d+)\s*$", line, re.IGNORECASE):
+            scan.line_seeds.append(int(RE_SEED.search(line).group(1)))
+        for m in RE_SEED.finditer(line):
+            scan.content_seeds.append(int(m.group(1)))
 
-        is_step = bool(re.match(r"step" + SEP + r"\d", low))
-        if is_step:
-            st = RE_STEP.search(line)
-            t = RE_TRAIN_TIME.search(line)
-            if t:
-                step_times.append((_ms(t.group(1), t.group(2)), no))
-                if st:
-                    info.steps = (int(st.group(1)), int(st.group(2)))
-                    info.step_times_ms.append((int(st.group(1)), _ms(t.group(1), t.group(2))))
-            a = RE_STEP_AVG.search(line)
-            if a:
-                info.step_avg_ms = _ms(a.group(1), a.group(2))
-            continue
 
-        key = next((k for k in SIZE_LINES if k in low), None)
-        if key is not None:
-            rx, label = SIZE_LINES[key]
-            m = rx.search(line)
-            if m:  # (format, bytes); the code-size line has no format
-                sizes[key].append((m.group(1) if rx.groups > 1 else "", _int(m.group(rx.groups))))
-            else:
-                info.unparsed.append(f"line {no}: '{label}' line without a byte count: {raw.strip()[:160]}")
-            continue
+def _stop_line(info: LogInfo, scan: _Scan, no: int, line: str, raw: str) -> None:
+    """``stopping_early: ... train_time: ... step: N/M``."""
+    t, st = RE_TRAIN_TIME.search(line), RE_STEP.search(line)
+    if t:
+        scan.stop_time = _ms(t.group(1), t.group(2))
+    else:
+        info.unparsed.append(f"line {no}: stopping_early without a train_time: {raw.strip()[:160]}")
+    if st:
+        info.steps = (int(st.group(1)), int(st.group(2)))
 
-        if "val_bpb" in low:
-            b = RE_BPB.search(line)
-            if not b:
-                # `val_bpb:enabled tokenizer_kind=...` (the baseline's setup line) and code or comments are
-                # not metric lines
-                if not (RE_BPB_SETUP.match(line) or PY_MARKERS.match(raw) or "(" in line):
-                    info.unparsed.append(f"line {no}: val_bpb without a number: {raw.strip()[:160]}")
-                continue
-            l_ = RE_LOSS.search(line)
-            first = min(x.start() for x in (b, l_) if x is not None)
-            label = line[:first].strip().rstrip(":").strip() or "(unlabeled)"
-            et = RE_EVAL_TIME.search(line)
-            info.evals.append(EvalLine(
-                label=label, val_bpb=float(b.group(1)), val_loss=float(l_.group(1)) if l_ else None,
-                eval_time_ms=_ms(et.group(1), et.group(2)) if et else None, line_no=no,
-                bpb_decimals=decimals(b.group(1)), loss_decimals=decimals(l_.group(1)) if l_ else None))
 
+def _step_line(info: LogInfo, scan: _Scan, no: int, line: str) -> None:
+    """``step:N/M ... train_time:Xms step_avg:Yms``."""
+    st, t = RE_STEP.search(line), RE_TRAIN_TIME.search(line)
+    if t:
+        scan.step_times.append((_ms(t.group(1), t.group(2)), no))
+        if st:
+            info.steps = (int(st.group(1)), int(st.group(2)))
+            info.step_times_ms.append((int(st.group(1)), _ms(t.group(1), t.group(2))))
+    a = RE_STEP_AVG.search(line)
+    if a:
+        info.step_avg_ms = _ms(a.group(1), a.group(2))
+
+
+def _size_line(info: LogInfo, scan: _Scan, key: str, no: int, line: str, raw: str) -> None:
+    rx, label = SIZE_LINES[key]
+    m = rx.search(line)
+    if m:  # (format, bytes); the code-size line has no format
+        scan.sizes[key].append((m.group(1) if rx.groups > 1 else "", _int(m.group(rx.groups))))
+    else:
+        info.unparsed.append(f"line {no}: '{label}' line without a byte count: {raw.strip()[:160]}")
+
+
+def _eval_line(info: LogInfo, no: int, line: str, raw: str) -> None:
+    """Any line with ``val_bpb`` that is not a step line: ``<label> val_loss:X val_bpb:Y eval_time:Zms``."""
+    b = RE_BPB.search(line)
+    if not b:
+        # `val_bpb:enabled tokenizer_kind=...` (the baseline's setup line) and code or comments are
+        # not metric lines
+        if not (RE_BPB_SETUP.match(line) or PY_MARKERS.match(raw) or "(" in line):
+            info.unparsed.append(f"line {no}: val_bpb without a number: {raw.strip()[:160]}")
+        return
+    l_ = RE_LOSS.search(line)
+    first = min(x.start() for x in (b, l_) if x is not None)
+    label = line[:first].strip().rstrip(":").strip() or "(unlabeled)"
+    et = RE_EVAL_TIME.search(line)
+    info.evals.append(EvalLine(
+        label=label, val_bpb=float(b.group(1)), val_loss=float(l_.group(1)) if l_ else None,
+        eval_time_ms=_ms(et.group(1), et.group(2)) if et else None, line_no=no,
+        bpb_decimals=decimals(b.group(1)), loss_decimals=decimals(l_.group(1)) if l_ else None))
+
+
+def _scan_line(info: LogInfo, scan: _Scan, no: int, raw: str) -> None:
+    line = RE_PREFIX.sub("", raw).strip()
+    if not line or RE_CODE_LINE.search(raw):
+        return
+    low = line.lower()
+    _hardware_line(info, line, raw, scan.gpu_rows)
+    _timing_line(info, no, line, scan.stop_time is not None or bool(info.evals) or bool(scan.sizes["serialized model"]))
+    _seed_line(scan, line, raw)
+    key = next((k for k in SIZE_LINES if k in low), None)
+    if "stopping_early" in low:
+        _stop_line(info, scan, no, line, raw)
+    elif re.match(r"step" + SEP + r"\d", low):
+        _step_line(info, scan, no, line)
+    elif key is not None:
+        _size_line(info, scan, key, no, line, raw)
+    elif "val_bpb" in low:
+        _eval_line(info, no, line, raw)
+
+
+def _settle_hardware(info: LogInfo, gpu_rows: dict[int, str]) -> None:
     if gpu_rows:  # nvidia-smi lists the node's GPUs; the run used world_size of them when it says so
         names = sorted(set(gpu_rows.values()))
         if len(names) == 1:
             info.hardware.append(f"{info.world_size or len(gpu_rows)}x{names[0]}")
         else:
             info.hardware.append(" + ".join(f"{sum(v == n for v in gpu_rows.values())}x{n}" for n in names))
-    if line_seeds:
-        content_seeds = line_seeds + content_seeds
-    # seed: content first, file name as a cross-check
+
+
+def _settle_seed(info: LogInfo, scan: _Scan) -> None:
+    """The seed: from the content first (whole-line ``seed:N`` before others), the file name as a cross-check."""
     name_seed = seed_from_name(info.path)
-    distinct = list(dict.fromkeys(content_seeds))
+    distinct = list(dict.fromkeys(scan.line_seeds + scan.content_seeds))
     if distinct:
         info.seed, info.seed_source = distinct[0], "content"
         if len(distinct) > 1:
@@ -337,24 +350,30 @@ def parse_log(text: str, path: str = "<log>") -> LogInfo:
     else:
         info.missing.append("seed (no 'seed:N' line and no seed in the file name)")
 
-    if stop_time is not None:
-        info.train_time_ms, info.train_time_source = stop_time, "stopping_early"
-    elif step_times:
-        info.train_time_ms, info.train_time_source = max(t for t, _ in step_times), "last step line"
+
+def _settle_train_time(info: LogInfo, scan: _Scan) -> None:
+    if scan.stop_time is not None:
+        info.train_time_ms, info.train_time_source = scan.stop_time, "stopping_early"
+    elif scan.step_times:
+        info.train_time_ms, info.train_time_source = max(t for t, _ in scan.step_times), "last step line"
     else:
         info.missing.append("train_time (no 'stopping_early' or 'step:N/M ... train_time:Xms' line)")
 
-    def pick(found: list[tuple[str, int]]) -> tuple[str | None, int | None]:
-        if not found:
-            return None, None
-        packed = [f for f in found if f[0]]
-        fmt, n = (packed or found)[-1]
-        return fmt or "raw", n
 
+def _pick_size(found: list[tuple[str, int]]) -> tuple[str | None, int | None]:
+    """The last size line, preferring one with a format (``int6+brotli``) over a raw one."""
+    if not found:
+        return None, None
+    packed = [f for f in found if f[0]]
+    fmt, n = (packed or found)[-1]
+    return fmt or "raw", n
+
+
+def _settle_sizes_and_evals(info: LogInfo, sizes: dict[str, list[tuple[str, int]]]) -> None:
     if sizes["code size"]:
         info.code_bytes = sizes["code size"][-1][1]
-    info.model_format, info.model_bytes = pick(sizes["serialized model"])
-    info.total_format, info.total_bytes = pick(sizes["total submission size"])
+    info.model_format, info.model_bytes = _pick_size(sizes["serialized model"])
+    info.total_format, info.total_bytes = _pick_size(sizes["total submission size"])
     if info.code_bytes is None:
         info.missing.append("code size ('Code size: N bytes')")
     if info.model_bytes is None:
@@ -365,6 +384,22 @@ def parse_log(text: str, path: str = "<log>") -> LogInfo:
         info.missing.append("final evaluation line ('... val_loss:X val_bpb:Y')")
     elif all(e.eval_time_ms is None for e in info.evals):
         info.missing.append("eval_time on the evaluation lines")
+
+
+def parse_log(text: str, path: str = "<log>") -> LogInfo:
+    """Parse one training/eval log (see the module docstring for the lines it recognises)."""
+    info = LogInfo(path=str(path))
+    scan = _Scan()
+    lines = text.splitlines()
+    info.source_lines = embedded_source(lines)
+    skip_to = info.source_lines[1] if info.source_lines else 0
+    for no, raw in enumerate(lines, 1):
+        if no > skip_to:
+            _scan_line(info, scan, no, raw)
+    _settle_hardware(info, scan.gpu_rows)
+    _settle_seed(info, scan)
+    _settle_train_time(info, scan)
+    _settle_sizes_and_evals(info, scan.sizes)
     return info
 
 

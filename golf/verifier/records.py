@@ -118,29 +118,19 @@ def _seed(v) -> int | None:
         return None
 
 
-def parse_submission(text: str) -> Claims:
-    """Read the claims of a submission.json (tolerant of the key variants used by records)."""
-    doc = json.loads(text)
-    raw = json.loads(text, parse_float=str)  # keep printed decimals
-    if not isinstance(doc, dict):
-        raise ValueError("submission.json must hold a JSON object")
-    c = Claims()
-    for key in ("val_bpb", "mean_val_bpb", "val_bpb_mean", "score"):
-        if _num(doc.get(key)) is not None:
-            c.val_bpb = float(doc[key])
-            c.bpb_decimals = decimals(str(raw[key]))
-            break
-    for key in ("val_loss", "mean_val_loss", "val_loss_mean"):
-        if _num(doc.get(key)) is not None:
-            c.val_loss = float(doc[key])
-            break
-    c.bytes_total = int(doc["bytes_total"]) if _num(doc.get("bytes_total")) is not None else None
-    c.bytes_code = int(doc["bytes_code"]) if _num(doc.get("bytes_code")) is not None else None
-    c.track = str(doc["track"]) if isinstance(doc.get("track"), str) else None
-    hw = doc.get("hardware", doc.get("gpu"))
-    c.hardware = str(hw) if isinstance(hw, (str, int)) else None
+def _per_seed_scores(c: Claims, sd: int, val) -> None:
+    """``{"val_bpb": .., "val_loss": ..}`` or a bare bpb number claimed for seed ``sd``."""
+    if isinstance(val, dict):
+        if _num(val.get("val_bpb")) is not None:
+            c.per_seed_bpb[sd] = float(val["val_bpb"])
+        if _num(val.get("val_loss")) is not None:
+            c.per_seed_loss[sd] = float(val["val_loss"])
+    elif _num(val) is not None:
+        c.per_seed_bpb[sd] = float(val)
 
-    seeds = doc.get("seeds", doc.get("seed"))
+
+def _read_seeds(c: Claims, seeds) -> None:
+    """``seeds`` / ``seed``: one seed, or a list of seeds or of ``{"seed": .., "val_bpb": ..}`` entries."""
     if isinstance(seeds, (int, str)) and _seed(seeds) is not None:
         c.seeds = [_seed(seeds)]
     elif isinstance(seeds, list):
@@ -149,42 +139,63 @@ def parse_submission(text: str) -> Claims:
                 sd = _seed(s.get("seed"))
                 if sd is not None:
                     c.seeds.append(sd)
-                    if _num(s.get("val_bpb")) is not None:
-                        c.per_seed_bpb[sd] = float(s["val_bpb"])
-                    if _num(s.get("val_loss")) is not None:
-                        c.per_seed_loss[sd] = float(s["val_loss"])
+                    _per_seed_scores(c, sd, {k: s.get(k) for k in ("val_bpb", "val_loss")})
             elif _seed(s) is not None:
                 c.seeds.append(_seed(s))
             else:
                 c.notes.append(f"unreadable seed entry {s!r}")
+
+
+def _seed_table_items(c: Claims, key: str, v) -> list | None:
+    """``(seed, score)`` pairs of one per-seed table (a dict, a list of dicts, or a list in seed order)."""
+    if isinstance(v, dict):
+        return list(v.items())
+    if not isinstance(v, list):
+        return None
+    if all(isinstance(x, dict) for x in v):
+        return [(x.get("seed"), x) for x in v]
+    if len(v) == len(c.seeds) and all(_num(x) is not None for x in v):
+        return list(zip(c.seeds, v))
+    c.notes.append(f"'{key}' is a list that cannot be matched to seeds")
+    return None
+
+
+def _read_seed_tables(c: Claims, doc: dict) -> None:
     for key in SEED_KEYS:
-        v = doc.get(key)
-        if isinstance(v, dict):
-            items = list(v.items())
-        elif isinstance(v, list):
-            if all(isinstance(x, dict) for x in v):
-                items = [(x.get("seed"), x) for x in v]
-            elif len(v) == len(c.seeds) and all(_num(x) is not None for x in v):
-                items = list(zip(c.seeds, v))
-            else:
-                c.notes.append(f"'{key}' is a list that cannot be matched to seeds")
-                continue
-        else:
-            continue
-        for s, val in items:
+        for s, val in _seed_table_items(c, key, doc.get(key)) or []:
             sd = _seed(s)
             if sd is None:
                 c.notes.append(f"'{key}': entry without a readable seed ({s!r})")
                 continue
             if sd not in c.seeds:
                 c.seeds.append(sd)
-            if isinstance(val, dict):
-                if _num(val.get("val_bpb")) is not None:
-                    c.per_seed_bpb[sd] = float(val["val_bpb"])
-                if _num(val.get("val_loss")) is not None:
-                    c.per_seed_loss[sd] = float(val["val_loss"])
-            elif _num(val) is not None:
-                c.per_seed_bpb[sd] = float(val)
+            _per_seed_scores(c, sd, val)
+
+
+def _first_number(doc: dict, keys: tuple[str, ...]) -> str | None:
+    return next((k for k in keys if _num(doc.get(k)) is not None), None)
+
+
+def parse_submission(text: str) -> Claims:
+    """Read the claims of a submission.json (tolerant of the key variants used by records)."""
+    doc = json.loads(text)
+    raw = json.loads(text, parse_float=str)  # keep printed decimals
+    if not isinstance(doc, dict):
+        raise ValueError("submission.json must hold a JSON object")
+    c = Claims()
+    key = _first_number(doc, ("val_bpb", "mean_val_bpb", "val_bpb_mean", "score"))
+    if key is not None:
+        c.val_bpb, c.bpb_decimals = float(doc[key]), decimals(str(raw[key]))
+    key = _first_number(doc, ("val_loss", "mean_val_loss", "val_loss_mean"))
+    if key is not None:
+        c.val_loss = float(doc[key])
+    c.bytes_total = int(doc["bytes_total"]) if _num(doc.get("bytes_total")) is not None else None
+    c.bytes_code = int(doc["bytes_code"]) if _num(doc.get("bytes_code")) is not None else None
+    c.track = str(doc["track"]) if isinstance(doc.get("track"), str) else None
+    hw = doc.get("hardware", doc.get("gpu"))
+    c.hardware = str(hw) if isinstance(hw, (str, int)) else None
+    _read_seeds(c, doc.get("seeds", doc.get("seed")))
+    _read_seed_tables(c, doc)
     c.seeds = list(dict.fromkeys(c.seeds))
     return c
 
