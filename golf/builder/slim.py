@@ -556,6 +556,98 @@ class _Rewrite(ast.NodeTransformer):
         return node
 
 
+class _Namespace:
+    """The one namespace of the flattened module: what binds each top-level name, and where."""
+
+    def __init__(self, modules: set):
+        self.modules = modules
+        self.owner: dict[str, tuple] = {}  # flat name -> what binds it
+        self.where: dict[str, str] = {}    # flat name -> module binding it first
+        self.binds: dict[str, dict] = {}   # module -> {name: what its own top level binds}
+        self.via: dict[str, dict] = {}     # module -> {name: {golf modules it imports the name from}}
+        self.reads: dict[str, set] = {}
+        self.futures: list[ast.alias] = []
+        self.body: list[ast.stmt] = []
+
+    def bind(self, name: str, what: tuple, m: str) -> bool:
+        """Record a top-level binding; False when the same import/alias is already bound."""
+        if name in self.owner:
+            if self.owner[name] == what and what[0] != "def":
+                return False
+            raise SlimError(f"top-level name {name!r} means different things in {self.where[name]} and {m}; "
+                            "shipped modules share one namespace in train_gpt.py, rename one")
+        self.owner[name], self.where[name] = what, m
+        return True
+
+    def _rewrite(self, m: str, t: ast.Module) -> ast.Module:
+        """``t`` without ``__future__`` imports (collected once) and golf imports (``_Rewrite``)."""
+        for node in [n for n in t.body if isinstance(n, ast.ImportFrom) and n.module == "__future__"]:
+            self.futures += [a for a in node.names if a.name not in {f.name for f in self.futures}]
+            t.body.remove(node)
+        mod_alias = {a.asname or a.name: f"{n.module}.{a.name}" for n in t.body
+                     if isinstance(n, ast.ImportFrom) and _is_golf(n.module)
+                     for a in n.names if f"{n.module}.{a.name}" in self.modules}
+        ids = {id(n): mod_alias[n.value.id] for n in _global_attribute_uses(t, set(mod_alias))}
+        rw = _Rewrite(m, self.modules, ids, self.via[m])
+        t = ast.fix_missing_locations(rw.visit(t))
+        for fn, name in rw.removed:
+            if name in _local_names(fn):
+                raise SlimError(f"{m}: {getattr(fn, 'name', 'lambda')} imports {name} and also assigns it")
+        return t
+
+    def add(self, m: str, t: ast.Module) -> None:
+        """Append module ``m``'s statements, binding its top-level names (a repeated import is kept once)."""
+        self.binds[m], self.via[m] = {}, {}
+        t = self._rewrite(m, t)
+        src = ast.unparse(t)
+        defined = top_level_names(src, m) if src.strip() else set()
+        self.reads[m] = _global_reads(_tables(src, m)) if src.strip() else set()
+        for node in t.body:
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                keep = []
+                for a in node.names:
+                    name, what = _binding(a, node)
+                    self.binds[m][name] = what
+                    if self.bind(name, what, m) or (isinstance(node, ast.Import) and "." in a.name and not a.asname):
+                        keep.append(a)
+                if keep:
+                    node.names = keep
+                    self.body.append(node)
+                continue
+            what = getattr(node, "golf_alias", None)
+            if what is not None:
+                self.binds[m][node.targets[0].id] = what
+                if not self.bind(node.targets[0].id, what, m):
+                    continue
+            self.body.append(node)
+        for name in sorted(defined - set(self.binds[m])):
+            self.binds[m][name] = ("def", m)
+            self.bind(name, ("def", m), m)
+
+    def resolve(self, mod: str, name: str, seen: tuple = ()) -> tuple:
+        if name in self.binds[mod]:
+            return self.binds[mod][name]
+        src = self.via[mod].get(name, ())
+        if len(src) != 1 or mod in seen:
+            raise SlimError(f"{name} is imported from {mod}, which does not define it")
+        return self.resolve(next(iter(src)), name, seen + (mod,))
+
+    def check_reads(self, m: str) -> None:
+        """Every global ``m`` reads must mean in the namespace what it meant in ``m``."""
+        for name in sorted(self.reads[m]):
+            src = self.via[m].get(name, set())
+            if len(src) > 1:
+                raise SlimError(f"{m} imports {name} from several modules: {sorted(src)}")
+            if src and name not in self.binds[m]:
+                expected = self.resolve(next(iter(src)), name)
+            else:
+                expected = self.binds[m].get(name)
+            if self.owner.get(name) != expected:
+                what = "a builtin" if expected is None else f"{expected}"
+                raise SlimError(f"{m} reads {name!r} as {what}, but in one namespace it is {self.where[name]}'s "
+                                f"{self.owner[name]}")
+
+
 def flatten(trees: dict[str, ast.Module]) -> ast.Module:
     """All shipped modules as one module: one namespace, no import machinery, no golf imports.
 
@@ -566,86 +658,11 @@ def flatten(trees: dict[str, ast.Module]) -> ast.Module:
     on a module alias), or a builtin that no module redefines.  Otherwise ``SlimError``
     names the module and the name.
     """
-    modules = set(trees)
-    owner: dict[str, tuple] = {}  # flat name -> what binds it
-    where: dict[str, str] = {}    # flat name -> module binding it first
-    binds: dict[str, dict] = {}   # module -> {name: what its own top level binds}
-    via: dict[str, dict] = {}     # module -> {name: {golf modules it imports the name from}}
-    reads: dict[str, set] = {}
-    futures: list[ast.alias] = []
-    body: list[ast.stmt] = []
-
-    def bind(name: str, what: tuple, m: str) -> bool:
-        """Record a top-level binding; False when the same import/alias is already bound."""
-        if name in owner:
-            if owner[name] == what and what[0] != "def":
-                return False
-            raise SlimError(f"top-level name {name!r} means different things in {where[name]} and {m}; "
-                            "shipped modules share one namespace in train_gpt.py, rename one")
-        owner[name], where[name] = what, m
-        return True
-
+    ns = _Namespace(set(trees))
     order = _order(trees)
     for m in order:
-        t = trees[m]
-        binds[m], via[m] = {}, {}
-        for node in [n for n in t.body if isinstance(n, ast.ImportFrom) and n.module == "__future__"]:
-            futures += [a for a in node.names if a.name not in {f.name for f in futures}]
-            t.body.remove(node)
-        mod_alias = {a.asname or a.name: f"{n.module}.{a.name}" for n in t.body
-                     if isinstance(n, ast.ImportFrom) and _is_golf(n.module)
-                     for a in n.names if f"{n.module}.{a.name}" in modules}
-        ids = {id(n): mod_alias[n.value.id] for n in _global_attribute_uses(t, set(mod_alias))}
-        rw = _Rewrite(m, modules, ids, via[m])
-        t = ast.fix_missing_locations(rw.visit(t))
-        for fn, name in rw.removed:
-            if name in _local_names(fn):
-                raise SlimError(f"{m}: {getattr(fn, 'name', 'lambda')} imports {name} and also assigns it")
-        src = ast.unparse(t)
-        defined = top_level_names(src, m) if src.strip() else set()
-        reads[m] = _global_reads(_tables(src, m)) if src.strip() else set()
-        for node in t.body:
-            if isinstance(node, (ast.Import, ast.ImportFrom)):
-                keep = []
-                for a in node.names:
-                    name, what = _binding(a, node)
-                    binds[m][name] = what
-                    if bind(name, what, m) or (isinstance(node, ast.Import) and "." in a.name and not a.asname):
-                        keep.append(a)
-                if keep:
-                    node.names = keep
-                    body.append(node)
-                continue
-            what = getattr(node, "golf_alias", None)
-            if what is not None:
-                binds[m][node.targets[0].id] = what
-                if not bind(node.targets[0].id, what, m):
-                    continue
-            body.append(node)
-        for name in sorted(defined - set(binds[m])):
-            binds[m][name] = ("def", m)
-            bind(name, ("def", m), m)
-
-    def resolve(mod: str, name: str, seen: tuple = ()) -> tuple:
-        if name in binds[mod]:
-            return binds[mod][name]
-        src = via[mod].get(name, ())
-        if len(src) != 1 or mod in seen:
-            raise SlimError(f"{name} is imported from {mod}, which does not define it")
-        return resolve(next(iter(src)), name, seen + (mod,))
-
+        ns.add(m, trees[m])
     for m in order:
-        for name in sorted(reads[m]):
-            src = via[m].get(name, set())
-            if len(src) > 1:
-                raise SlimError(f"{m} imports {name} from several modules: {sorted(src)}")
-            if src and name not in binds[m]:
-                expected = resolve(next(iter(src)), name)
-            else:
-                expected = binds[m].get(name)
-            if owner.get(name) != expected:
-                what = "a builtin" if expected is None else f"{expected}"
-                raise SlimError(f"{m} reads {name!r} as {what}, but in one namespace it is {where[name]}'s "
-                                f"{owner[name]}")
-    head = [ast.ImportFrom(module="__future__", names=futures, level=0)] if futures else []
-    return ast.fix_missing_locations(ast.Module(body=head + body, type_ignores=[]))
+        ns.check_reads(m)
+    head = [ast.ImportFrom(module="__future__", names=ns.futures, level=0)] if ns.futures else []
+    return ast.fix_missing_locations(ast.Module(body=head + ns.body, type_ignores=[]))

@@ -116,50 +116,64 @@ def lane_start(cfg: ModelConfig, schedule: list[int]) -> int:
     return len(schedule)
 
 
-def validate(cfg: ModelConfig) -> None:
-    """Raise ConfigError naming the first inconsistent model setting."""
-    L = cfg.num_layers
+def _bad_setting(cfg: ModelConfig, key: str, msg: str):
+    raise ConfigError(f"model.{key}={getattr(cfg, key)!r}: {msg}")
 
-    def bad(key: str, msg: str):
-        raise ConfigError(f"model.{key}={getattr(cfg, key)!r}: {msg}")
 
+def _check_widths(cfg: ModelConfig) -> None:
     if cfg.vocab_size < 2:
-        bad("vocab_size", "need at least 2 tokens")
-    if L < 1:
-        bad("num_layers", "need at least one layer")
+        _bad_setting(cfg, "vocab_size", "need at least 2 tokens")
+    if cfg.num_layers < 1:
+        _bad_setting(cfg, "num_layers", "need at least one layer")
     if cfg.num_heads < 1 or cfg.model_dim % cfg.num_heads:
-        bad("num_heads", f"must divide model_dim={cfg.model_dim}")
+        _bad_setting(cfg, "num_heads", f"must divide model_dim={cfg.model_dim}")
     if cfg.num_kv_heads < 1 or cfg.num_heads % cfg.num_kv_heads:
-        bad("num_kv_heads", f"must divide num_heads={cfg.num_heads}")
+        _bad_setting(cfg, "num_kv_heads", f"must divide num_heads={cfg.num_heads}")
     if cfg.rope_dims < 0 or cfg.rope_dims % 2 or cfg.rope_dims > cfg.head_dim:
-        bad("rope_dims", f"must be even and between 0 and head_dim={cfg.head_dim}")
+        _bad_setting(cfg, "rope_dims", f"must be even and between 0 and head_dim={cfg.head_dim}")
     if int(cfg.mlp_mult * cfg.model_dim) < 1:
-        bad("mlp_mult", "MLP hidden width must be at least 1")
+        _bad_setting(cfg, "mlp_mult", "MLP hidden width must be at least 1")
+
+
+def _check_schedule(cfg: ModelConfig) -> None:
+    """Depth recurrence and the parallel lanes: indices in range, no recurred layer after the lane split."""
+    L = cfg.num_layers
     if cfg.recur_start >= 0:
         if not 0 <= cfg.recur_start <= cfg.recur_end < L:
-            bad("recur_start", f"need 0 <= recur_start <= recur_end={cfg.recur_end} < num_layers={L}")
+            _bad_setting(cfg, "recur_start", f"need 0 <= recur_start <= recur_end={cfg.recur_end} < num_layers={L}")
         if cfg.recur_loops < 0:
-            bad("recur_loops", "must be >= 0")
+            _bad_setting(cfg, "recur_loops", "must be >= 0")
     if not -1 <= cfg.parallel_start_layer < L:
-        bad("parallel_start_layer", f"must be -1 (off) or a layer index below num_layers={L}")
+        _bad_setting(cfg, "parallel_start_layer", f"must be -1 (off) or a layer index below num_layers={L}")
     if cfg.parallel_mode not in ("merge", "route"):
-        bad("parallel_mode", "must be 'merge' (SP4K) or 'route' (TOP)")
+        _bad_setting(cfg, "parallel_mode", "must be 'merge' (SP4K) or 'route' (TOP)")
     if cfg.parallel_start_layer >= 0:
         for rec in (False, True):
             sched = layer_schedule(cfg, rec)
             late = [p for p in sched[lane_start(cfg, sched):] if p < cfg.parallel_start_layer]
             if late:
-                bad("parallel_start_layer", f"the recurrence schedule {sched} runs layer {late[0]} "
-                    "after the lane split; choose recur_end below parallel_start_layer")
+                _bad_setting(cfg, "parallel_start_layer", f"the recurrence schedule {sched} runs layer {late[0]} "
+                             "after the lane split; choose recur_end below parallel_start_layer")
+
+
+def _check_extras(cfg: ModelConfig) -> None:
+    """XSA and value embeddings."""
     if cfg.xsa_last_n < 0:
-        bad("xsa_last_n", "must be >= 0")
+        _bad_setting(cfg, "xsa_last_n", "must be >= 0")
     if cfg.ve_enabled:
         if cfg.ve_dim < 1:
-            bad("ve_dim", "must be >= 1")
+            _bad_setting(cfg, "ve_dim", "must be >= 1")
         if not cfg.ve_layers:
-            bad("ve_layers", "ve_enabled needs at least one layer (e.g. 9,10)")
-        if any(not 0 <= i < L for i in cfg.ve_layers) or len(set(cfg.ve_layers)) != len(cfg.ve_layers):
-            bad("ve_layers", f"must be distinct layer indices below num_layers={L}")
+            _bad_setting(cfg, "ve_layers", "ve_enabled needs at least one layer (e.g. 9,10)")
+        if any(not 0 <= i < cfg.num_layers for i in cfg.ve_layers) or len(set(cfg.ve_layers)) != len(cfg.ve_layers):
+            _bad_setting(cfg, "ve_layers", f"must be distinct layer indices below num_layers={cfg.num_layers}")
+
+
+def validate(cfg: ModelConfig) -> None:
+    """Raise ConfigError naming the first inconsistent model setting."""
+    _check_widths(cfg)
+    _check_schedule(cfg)
+    _check_extras(cfg)
 
 
 # ---------------------------------------------------------------------------------------
