@@ -64,7 +64,8 @@ def main() -> None:
     t0 = time.perf_counter()
     hessians = quant.collect_hessians(model, batches, want, "cpu")
     times["golf_hessians_s"] = time.perf_counter() - t0
-    print(f"sp4096-record: {n_params:,} params ({len(sd)} tensors timed); Hessians ({len(hessians)} tensors) {times['golf_hessians_s']:.1f}s",
+    print(f"sp4096-record: {n_params:,} params ({len(sd)} tensors timed); "
+          f"Hessians ({len(hessians)} tensors) {times['golf_hessians_s']:.1f}s",
           flush=True)
     clips = ("sdclip", "search") if args.with_search else ("sdclip",)
     for clip in clips:

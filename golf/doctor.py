@@ -122,7 +122,8 @@ def memory_facts() -> dict:
         except (ValueError, OSError):
             total = None
     avail = info.get("MemAvailable")
-    return {"total_gib": round(total / GiB, 2) if total else None, "available_gib": round(avail / GiB, 2) if avail else None}
+    return {"total_gib": round(total / GiB, 2) if total else None,
+            "available_gib": round(avail / GiB, 2) if avail else None}
 
 
 def disk_facts(path: str) -> dict:
@@ -221,7 +222,8 @@ def attention_backend(facts: dict, label: str) -> tuple[str, str]:
     if not gpus:
         return "SDPA", "no CUDA GPU"
     if gpus[0]["capability"][0] != 9:
-        return "SDPA", f"FA3 needs a Hopper GPU (sm_90); {gpus[0]['name']} is sm_{''.join(map(str, gpus[0]['capability']))}"
+        sm = "".join(map(str, gpus[0]["capability"]))
+        return "SDPA", f"FA3 needs a Hopper GPU (sm_90); {gpus[0]['name']} is sm_{sm}"
     if not facts["fa3"]["importable"]:
         return "SDPA", f"flash_attn_interface is not importable ({facts['fa3']['error']})"
     if label != "bf16":
@@ -304,7 +306,8 @@ def report_lines(facts: dict, verdict: dict) -> list[str]:
                          for x in g) or "none"
     comp, net, fa3 = facts["compile"], facts["network"], facts["fa3"]
     lines = [
-        f"python {facts['python']}  torch {facts['torch']}  cuda {facts['cuda'] or '-'}  driver {facts['driver'] or '-'}",
+        f"python {facts['python']}  torch {facts['torch']}  cuda {facts['cuda'] or '-'}  "
+        f"driver {facts['driver'] or '-'}",
         f"gpus: {len(g)} ({gpu_line})",
         f"precision: bf16 {'yes' if g and all(x['bf16'] for x in g) else ('cpu autocast' if not g else 'no')}, "
         f"fp16 {'yes' if g and all(x['fp16'] for x in g) else 'no'}; this run: {verdict['dtype']}",

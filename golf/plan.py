@@ -354,8 +354,9 @@ def format_plan(plan: dict) -> list[str]:
                      f"tok/s {plan['tokens_per_step'] / ms['before'] * 1000:,.0f} / "
                      f"{plan['tokens_per_step'] / ms['after'] * 1000:,.0f}")
         cap = f"{run['cap_ms'] / 1000:.0f} s cap" if run["cap_ms"] > 0 else "no cap"
+        capped = "; stops at the cap before iterations" if run["capped"] else ""
         lines.append(f"run: {run['steps']:,} steps in {run['train_ms'] / 1000:.0f} s ({cap}; recurrence from step "
-                     f"{run['steps_before_recurrence']:,}){'; stops at the cap before iterations' if run['capped'] else ''}")
+                     f"{run['steps_before_recurrence']:,}){capped}")
     s = plan["shards"]
     line = f"data: {s['tokens_needed']:,} train tokens = {s['shards_needed']} shards of {s['shard_tokens']:,}"
     if "dataset_dir" in s:

@@ -186,7 +186,8 @@ def test_bad_inputs(tiny_data, tmp_path):
     with pytest.raises(DatasetError, match="too big"):
         build_dataset([good], 70_000, tmp_path / "o", num_val_docs=2, progress=False)
     with pytest.raises(DatasetError, match="has 1024 pieces but the vocab size asked for is 2048"):
-        build_dataset([good], 2048, tmp_path / "o", num_val_docs=2, progress=False, tokenizer_model=tiny_data["tokenizer"])
+        build_dataset([good], 2048, tmp_path / "o", num_val_docs=2, progress=False,
+                      tokenizer_model=tiny_data["tokenizer"])
     with pytest.raises(DatasetError, match="nothing would be left for training"):
         build_dataset([good], 1024, tmp_path / "o", num_val_docs=20, progress=False, workers=1,
                       tokenizer_model=tiny_data["tokenizer"])

@@ -44,7 +44,8 @@ def test_doctor_on_this_machine(here):
     assert "attention: SDPA (no CUDA GPU)" in res.output
     assert "OK: ready to run" in res.output and "FAIL" not in res.output
     for key in ("fa3", "compile", "nccl", "ram", "disk", "network"):
-        assert key in facts and f"{key if key != 'fa3' else 'FlashAttention-3'}" in res.output.replace("torch.compile", "compile")
+        shown = "FlashAttention-3" if key == "fa3" else key
+        assert key in facts and shown in res.output.replace("torch.compile", "compile")
     assert report["verdict"]["plan"]["shards"]["val_present"] is True
 
 

@@ -54,7 +54,8 @@ def test_gpu_check_cpu_smoke(tiny_data, tmp_path, monkeypatch):
     # uses the flash_attn_interface stand-in, and logs in the record's format
     ref = tmp_path / "record_standin.py"
     ref.write_text("import os, torch\nfrom flash_attn_interface import flash_attn_func\n"
-                   "q = torch.randn(1, 8, 4, 16)\nassert flash_attn_func(q, q[:, :, :2], q[:, :, :2], causal=True).shape"
+                   "q = torch.randn(1, 8, 4, 16)\n"
+                   "assert flash_attn_func(q, q[:, :, :2], q[:, :, :2], causal=True).shape"
                    " == q.shape\nassert os.path.isdir(os.environ['DATA_DIR'] + 'datasets')\n"
                    "n = int(os.environ['ITERATIONS'])\nassert os.environ['RECUR_START_STEP'] == '3'\n"
                    "print(f\"{n}/{n} train_loss: 6.0 train_time: 0.0m tok/s: 1000\")\n")

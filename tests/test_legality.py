@@ -83,7 +83,8 @@ def test_score_first_ttt_is_recognised_as_the_legal_form(tmp_path):
 
 
 def test_a_table_built_from_the_whole_validation_stream(tmp_path):
-    bad = HEAD + ("def run(model, val_tokens):\n    bigram_counts = np.bincount(val_tokens[:-1] * 1024 + val_tokens[1:])\n"
+    bad = HEAD + ("def run(model, val_tokens):\n"
+                  "    bigram_counts = np.bincount(val_tokens[:-1] * 1024 + val_tokens[1:])\n"
                   "    return eval_with_cache(model, val_tokens, bigram_counts)\n")
     good = HEAD + ("def run(model, val_tokens, train_tokens):\n"
                    "    bigram_counts = np.bincount(train_tokens[:-1] * 1024 + train_tokens[1:])\n"

@@ -126,6 +126,7 @@ def test_data_paths_follow_the_layout_and_the_overrides(tmp_path):
     assert data_paths(ds, 1024, environ={}) == (ds, tok)
     # nothing there: the official paths, for the caller to report
     assert data_paths(tmp_path / "none", 4096, environ={}) == (
-        tmp_path / "none" / "datasets" / "fineweb10B_sp4096", tmp_path / "none" / "tokenizers" / "fineweb_4096_bpe.model")
+        tmp_path / "none" / "datasets" / "fineweb10B_sp4096",
+        tmp_path / "none" / "tokenizers" / "fineweb_4096_bpe.model")
     env = {"DATA_PATH": str(tmp_path / "elsewhere"), "TOKENIZER_PATH": str(tmp_path / "t.model")}
     assert data_paths(root, 1024, environ=env) == (tmp_path / "elsewhere", tmp_path / "t.model")

@@ -160,9 +160,10 @@ def test_build_flags_fold_and_drop_unreachable_code():
 
 
 def test_dead_constant_stores_are_dropped():
+    # a class attribute is not a dead store
     src = ("def f(c0):\n    hub = None\n    bar = c = 0\n    n = 0\n    n += 1\n    done = False\n"
            "    def inner():\n        nonlocal done\n        done = True\n    inner()\n    c += c0\n"
-           "    class K:\n        unread = 0\n    return c + n + done + K.unread\n")  # a class attribute is not a dead store
+           "    class K:\n        unread = 0\n    return c + n + done + K.unread\n")
     tree = ast.parse(src)
     slim.shake({"m": tree}, roots=[ast.parse("f")])
     out = ast.unparse(tree)

@@ -201,7 +201,8 @@ def shipped_source(include_train: bool = True, slim: bool = True, minify: bool =
     Always: docstrings/comments/annotations stripped, the build flags folded (``TOOLKIT`` False,
     ``TRAIN_CODE`` = ``include_train``) and the modules merged into one namespace
     (golf.builder.slim.flatten, which refuses modules that disagree on a top-level name).
-    ``slim`` also shakes out unused code; ``minify`` then renames names with python-minifier.  The result defines ``main``; nothing in it reads an undefined global.
+    ``slim`` also inlines the ``golf.protocol`` constants and shakes out unused code; ``minify`` then
+    renames names with python-minifier.  The result defines ``main``; nothing in it reads an undefined global.
     """
     mods, notes = _module_sources(include_train)
     trees = {}

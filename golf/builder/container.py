@@ -183,7 +183,8 @@ def unpack(data: bytes) -> tuple[dict, dict, dict]:
     info = read_header(data)
     payload = decompress(memoryview(data)[HEADER.size:].tobytes(), info["compressor"])
     if len(payload) != info["length"]:
-        raise ContainerError(f"blob truncated or corrupt: payload is {len(payload)} bytes, header says {info['length']}")
+        raise ContainerError(f"blob truncated or corrupt: payload is {len(payload)} bytes, "
+                             f"header says {info['length']}")
     if zlib.crc32(payload) & 0xFFFFFFFF != info["crc"]:
         raise ContainerError("blob corrupt: CRC-32 mismatch")
     try:

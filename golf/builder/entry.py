@@ -9,7 +9,8 @@ Environment: ``DATA_DIR`` (default ``./data/``), ``DATA_PATH``, ``TOKENIZER_PATH
 ``VAL_MAX_TOKENS``, ``EVAL_SEQ_LEN``, ``EVAL_STRIDE``, ``SLIDING_WINDOW_ENABLED``,
 ``GOLF_DEVICE`` (cpu|cuda); ``GOLF_EVAL_PROTOCOL=golf-eval/1`` with ``GOLF_EVAL_IN``/``GOLF_EVAL_OUT``
 (pipe fds): instead of reading data, answer the verifier's windows (docs/cli-verify.md).
-Exit codes: 0 ok, 2 bad mode / train path unavailable / device, precision or training-data problem, 3 malformed blob, 4 data not found.
+Exit codes (golf.protocol): 0 ok, 2 bad mode / train path unavailable / device, precision or training-data
+problem, 3 malformed blob, 4 data not found.
 
 Shipped inside ``train_gpt.py``: stdlib, numpy, torch, sentencepiece and golf's shippable modules.
 """
@@ -81,7 +82,8 @@ def build_model(cfg: GolfConfig, state: dict, recurrence: bool, device) -> GPT:
     return model.to(device).eval()
 
 
-def evaluate(model, val_tokens, luts, settings: dict, device, sliding: bool | None = None, progress: bool = False) -> dict:
+def evaluate(model, val_tokens, luts, settings: dict, device, sliding: bool | None = None,
+             progress: bool = False) -> dict:
     """``{"roundtrip": EvalResult, "sliding": EvalResult | None}`` (plain eval, then sliding-window)."""
     fn = model_nll_fn(model, autocast_dtype(torch.device(device)))
     out = {"roundtrip": eval_plain(fn, val_tokens, luts, settings["seq_len"], settings["batch_seqs"], device,

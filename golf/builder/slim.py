@@ -12,8 +12,8 @@ from the code golf runs:
    flags fold the same way (``TRAIN_CODE``: False in an evaluation-only build), and
    statements after an unconditional ``return``/``raise`` are dropped.
 2. Tree shaking: unused imports, constant stores nothing reads, then top-level definitions
-   that no shipped module (nor the entry call) refers to, repeated until nothing changes.  Conservative: a name counts as
-   used wherever it appears as a name, an attribute or a string constant.
+   that no shipped module (nor the entry call) refers to, repeated until nothing changes.  Conservative:
+   a name counts as used wherever it appears as a name, an attribute or a string constant.
 3. ``@dataclass`` field annotations erased to ``0`` (``erase_field_types``), and the constants
    imported from ``golf.protocol`` written as literals where they are read (``inline_constants``).
 4. ``flatten``: all shipped modules merged into one namespace, with checks that every name
@@ -349,7 +349,8 @@ def inline_constants(trees: dict[str, ast.Module], source: str) -> int:
     count = 0
     for m, tree in trees.items():
         for imp in [n for n in tree.body if isinstance(n, ast.ImportFrom) and n.module == source and m != source]:
-            names = {(a.asname or a.name): a for a in imp.names if a.name in consts and not _rebound(tree, a.asname or a.name, a)}
+            names = {(a.asname or a.name): a for a in imp.names
+                     if a.name in consts and not _rebound(tree, a.asname or a.name, a)}
             for node in ast.walk(tree):
                 for field, value in ast.iter_fields(node):
                     if isinstance(value, ast.Name) and value.id in names:

@@ -324,15 +324,16 @@ def _check_build_args(docs, vocab_size: int, num_val_docs: int, shard_tokens: in
     if shard_tokens < 1 or shard_tokens >= 2**31:
         raise DatasetError(f"shard size must be between 1 and 2^31-1 tokens, got {shard_tokens}")
     if num_val_docs < 1:
-        raise DatasetError(f"--num-val-docs must be at least 1 (got {num_val_docs}); evaluation needs a validation split")
+        raise DatasetError(f"--num-val-docs must be at least 1 (got {num_val_docs}); "
+                           "evaluation needs a validation split")
     if tokenizer_train_docs < 0:
         raise DatasetError(f"tokenizer train docs must be >= 0, got {tokenizer_train_docs}")
     paths = check_doc_files(docs)
     if tokenizer_model is None:
         for p in paths:
             if not p.is_file():
-                raise DatasetError(f"{p}: not a regular file (a pipe?); training a tokenizer reads the documents twice, "
-                                   "so pass --tokenizer to encode from a pipe")
+                raise DatasetError(f"{p}: not a regular file (a pipe?); training a tokenizer reads the documents "
+                                   "twice, so pass --tokenizer to encode from a pipe")
     return paths
 
 

@@ -40,7 +40,8 @@ def _plural(n: int, word: str) -> str:
               help="Input documents; repeatable, read in the given order. .jsonl = one JSON object per line with a "
                    "'text' field; .txt/.md = the whole file is ONE document. .xz/.gz/.bz2 compression is allowed. "
                    "'sample' = the small corpus packaged with golf (golf/data/sample/).")
-@click.option("--vocab-size", type=int, required=True, help="Tokenizer vocabulary size V (at most 65536: ids are uint16).")
+@click.option("--vocab-size", type=int, required=True,
+              help="Tokenizer vocabulary size V (at most 65536: ids are uint16).")
 @click.option("--out", "out_dir", default="data", show_default=True, type=click.Path(file_okay=False, path_type=str),
               help="Output root (gets datasets/, tokenizers/, manifest.json).")
 @click.option("--num-val-docs", type=int, default=None,

@@ -98,7 +98,8 @@ class TrainLoader:
         W, L = self.world_size, self.seq_len
         if TOOLKIT and global_seqs % (W * accum_steps):
             raise ValueError(
-                f"global batch of {global_seqs} sequences is not divisible by world_size*accum_steps = {W * accum_steps}"
+                f"global batch of {global_seqs} sequences is not divisible by "
+                f"world_size*accum_steps = {W * accum_steps}"
             )
         per_rank = global_seqs // W
         per_micro = per_rank // accum_steps

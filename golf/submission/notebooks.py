@@ -23,8 +23,8 @@ def _code(text: str) -> dict:
 def _notebook(cells: list[dict]) -> dict:
     for i, c in enumerate(cells):  # nbformat 4.5 wants stable cell ids
         c["id"] = f"cell-{i:02d}"
-    return {"cells": cells, "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-                                         "language_info": {"name": "python"}},
+    kernel = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    return {"cells": cells, "metadata": {"kernelspec": kernel, "language_info": {"name": "python"}},
             "nbformat": 4, "nbformat_minor": 5}
 
 
@@ -81,7 +81,8 @@ Runtime → *T4 GPU*; add a Colab secret `HF_TOKEN` (write access).
 Presets: `colab-quick` (600 s), `colab-1h`, `colab-max` (10 h).
 """),
         _code(INSTALL),
-        _code(HUB.format(secret='from google.colab import userdata\nos.environ["HF_TOKEN"] = userdata.get("HF_TOKEN")')),
+        _code(HUB.format(secret='from google.colab import userdata\n'
+                                'os.environ["HF_TOKEN"] = userdata.get("HF_TOKEN")')),
         _code(f"!golf data download --variant sp4096 --train-shards 10 --out {w}/data"),
         _md("After a disconnect, re-run the cells above and then this one with "
             "`--resume-from-hub {HUB_REPO}` added."),

@@ -174,7 +174,8 @@ def check_blob(blob: Path, golf_artifact: bool = False) -> tuple[Check, dict | N
                                                                    "decodes (contents not interpreted)"), None
         except Exception:
             continue
-    return Check("artifact.blob", WARN, len(data), message="unknown blob format; its integrity is judged by the run"), None
+    return Check("artifact.blob", WARN, len(data),
+                 message="unknown blob format; its integrity is judged by the run"), None
 
 
 # ----------------------------------------------------------------------------- 2. data + pinning

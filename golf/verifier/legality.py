@@ -23,6 +23,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from golf.protocol import CODE_NAME
 from golf.verifier.report import PASS, SKIP, WARN, Check
 
 PATTERNS = {
@@ -524,7 +525,7 @@ class ModuleScan:
 
 
 def _entry_files(folder: Path) -> list[Path]:
-    main = folder / "train_gpt.py"
+    main = folder / CODE_NAME
     if main.is_file():
         return [main]
     return sorted(p for p in folder.glob("train*.py") if p.is_file())

@@ -425,14 +425,15 @@ def _submission_checks(st: FolderState) -> list[Check]:
                                  + (": " + ", ".join(str(p.relative_to(st.folder)) for p in subs) if subs else "")))
     claims = st.claims
     if st.claims_error:
-        out.append(Check("layout.submission_json", FAIL, message=f"submission.json is not valid JSON: {st.claims_error}"))
+        out.append(Check("layout.submission_json", FAIL,
+                         message=f"submission.json is not valid JSON: {st.claims_error}"))
     elif claims is not None and claims.val_bpb is None:
         out.append(Check("layout.submission_json", FAIL, message="submission.json has no val_bpb"))
     elif claims is not None and len(subs) == 1:
         notes = "; ".join(claims.notes)
         out.append(Check("layout.submission_json", WARN if notes else PASS, measured=claims.val_bpb,
-                         message=f"claims val_bpb {claims.val_bpb}" + (f", seeds {claims.seeds}" if claims.seeds else "")
-                                 + (f"; {notes}" if notes else "")))
+                         message=f"claims val_bpb {claims.val_bpb}"
+                         + (f", seeds {claims.seeds}" if claims.seeds else "") + (f"; {notes}" if notes else "")))
     return out
 
 

@@ -635,11 +635,12 @@ def isolation_checks(result: RunResult) -> list[Check]:
                     or "none", message=iso.get("how", "")
                     + ("; every check of this report is weakly isolated" if weak else ""))]
     net = result.of("net")
+    none = "no network attempt" + ("" if weak else " (none possible: empty network namespace)")
     checks.append(Check("isolation.network", FAIL if net else PASS, measured=len(net), limit=0,
                         exit_code=codes["network"],
                         message=f"{len(net)} network attempt(s): " + _listing([f"{e.get('event')} {e.get('args')}"
                                                                                for e in net], 3)
-                        if net else "no network attempt" + ("" if weak else " (none possible: empty network namespace)")))
+                        if net else none))
     bad = outside_code(result)
     checks.append(Check("isolation.code", FAIL if bad else PASS, measured=len(bad), limit=0, exit_code=codes["access"],
                         message=("code from outside the artifact and the allowed python environment: " + _listing(bad))
