@@ -192,3 +192,24 @@ def test_dataclass_field_types_are_erased_but_markers_kept():
         del sys.modules[mod.__name__]
     C = mod.C
     assert [f.name for f in dataclasses.fields(C)] == ["a", "b", "c"] and C().a == 1 and C.K == 3
+
+
+def test_protocol_constants_are_inlined_where_read_unless_rebound():
+    trees = {"golf.protocol": ast.parse('LIMIT = 16\nNAME = "x.py"\nTABLE = {1: "a"}\n'),
+             "golf.a": ast.parse("from golf.protocol import LIMIT, NAME as N, TABLE\n"
+                                 "def f(n):\n    return (n <= LIMIT, f'{N}!', TABLE[1])\n"),
+             "golf.b": ast.parse("from golf.protocol import NAME\ndef g():\n    NAME = 'y'\n    return NAME\n")}
+    assert slim.inline_constants(trees, "golf.protocol") == 2
+    a, b = ast.unparse(trees["golf.a"]), ast.unparse(trees["golf.b"])
+    assert "from golf.protocol import TABLE" in a and "LIMIT" not in a and " N" not in a  # a dict stays a name
+    body = a.split("\n", 1)[1]  # without the import of TABLE
+    assert _run(body + "\nout = f(16)", TABLE={1: "a"})["out"] == (True, "x.py!", "a")
+    assert b.startswith("from golf.protocol import NAME")  # rebound in g: left alone
+    slim.shake(trees, roots=[ast.parse("f\ng")])
+    assert [ast.unparse(n) for n in trees["golf.protocol"].body] == ["NAME = 'x.py'", "TABLE = {1: 'a'}"]  # LIMIT: gone
+
+
+def test_shipped_code_reads_protocol_literals_not_globals():
+    src, _, _ = codegen.shipped_source(include_train=False, slim=True, minify=False)
+    assert "'GOLF_MODE'" in src and "final_int6_roundtrip" in src and "ENV_MODE" not in src
+    assert "LIMIT_BYTES" not in src and "EXIT_NAMES" not in src  # toolkit-only constants are not shipped
