@@ -32,6 +32,7 @@ ENV_MODE = "GOLF_MODE"  # eval | train
 ENV_DEVICE = "GOLF_DEVICE"  # cpu | cuda | auto
 ENV_RUN_DIR = "GOLF_RUN_DIR"  # GOLF_MODE=train: where train.log goes
 ENV_DATA_DIR = "DATA_DIR"
+ENV_VAL_MAX_TOKENS = "VAL_MAX_TOKENS"  # evaluate on a prefix of the validation set (0: all of it)
 ENV_EVAL_PROTOCOL = "GOLF_EVAL_PROTOCOL"  # golf-eval/1: answer the verifier's windows instead of reading data
 ENV_EVAL_IN = "GOLF_EVAL_IN"  # pipe fd the artifact reads requests from
 ENV_EVAL_OUT = "GOLF_EVAL_OUT"  # pipe fd it writes answers to

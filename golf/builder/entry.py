@@ -37,6 +37,7 @@ from golf.protocol import (
     ENV_EVAL_PROTOCOL,
     ENV_MODE,
     ENV_RUN_DIR,
+    ENV_VAL_MAX_TOKENS,
     EVAL_LINE,
     EXIT_BAD_BLOB,
     EXIT_NO_DATA,
@@ -65,7 +66,7 @@ def eval_settings(cfg: GolfConfig, environ=None) -> dict:
         "stride": int(env.get("EVAL_STRIDE") or cfg.eval.eval_stride),
         "batch_seqs": int(env.get("EVAL_BATCH_SEQS") or cfg.eval.eval_batch_seqs),
         "sliding": cfg.eval.sliding_window if sw == "" else sw.strip().lower() in ("1", "true", "yes", "on"),
-        "max_tokens": int(env.get("VAL_MAX_TOKENS") or 0),
+        "max_tokens": int(env.get(ENV_VAL_MAX_TOKENS) or 0),
     }
 
 
