@@ -294,7 +294,7 @@ class GolfConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "GolfConfig":
+    def from_dict(cls, d: dict[str, Any]) -> GolfConfig:
         cfg = cls()
         for section in ("model", "train", "eval", "quant"):
             for key, value in (d.get(section) or {}).items():
@@ -304,7 +304,7 @@ class GolfConfig:
         return cfg
 
     @classmethod
-    def from_json(cls, text: str) -> "GolfConfig":
+    def from_json(cls, text: str) -> GolfConfig:
         return cls.from_dict(json.loads(text))
 
     # -- validation (toolkit) --------------------------------------------------
@@ -414,31 +414,31 @@ ENV_VARS: dict[str, str] = {
     **_own_names("quant", "matrix_bits embed_bits matrix_clip_sigmas embed_clip_sigmas compressor"),
 }
 
-if TOOLKIT:
-    # `golf train` options for settings, in --help order; each name is a contract. Every other
-    # setting is reached with `--set section.name=value` or its environment variable.
-    TRAIN_FLAGS: dict[str, str] = {
-        "train.data_dir": "--data", "train.run_dir": "--run-dir", "train.iterations": "--iterations",
-        "train.seed": "--seed", "train.max_wallclock_seconds": "--max-wallclock-seconds",
-        "train.gptq_reserve_seconds": "--gptq-reserve-seconds", "train.train_batch_tokens": "--train-batch-tokens",
-        "train.train_seq_len": "--train-seq-len", "train.micro_batch_seqs": "--micro-batch-seqs",
-        "train.warmup_steps": "--warmup-steps", "train.warmdown_iters": "--warmdown-iters",
-        "train.warmdown_frac": "--warmdown-frac", "train.val_loss_every": "--val-loss-every",
-        "train.val_max_tokens": "--val-max-tokens", "train.train_log_every": "--train-log-every",
-        "train.train_shards": "--train-shards", "train.checkpoint_every": "--checkpoint-every",
-        "train.dtype": "--dtype", "train.compile": "--compile", "train.hub_repo": "--hub-repo",
-        "train.hub_every": "--hub-every",
-    }
-    # The settings that take one of a few words (checked by GolfConfig.check, offered by the CLIs).
-    CHOICES: dict[str, tuple[str, ...]] = {
-        "model.parallel_mode": ("merge", "route"),
-        "train.dtype": ("auto", "bf16", "fp16", "fp32"),
-        "quant.method": ("gptq", "rtn"),
-        "quant.compressor": ("brotli", "lzma", "zlib"),
-        "quant.code_compressor": ("lzma", "brotli", "auto"),
-        "quant.clip": ("sdclip", "search"),
-        "quant.control_dtype": ("fp32", "fp16"),
-    }
+# Toolkit-only tables (nothing shipped reads them, so train_gpt.py drops them):
+# `golf train` options for settings, in --help order; each name is a contract. Every other
+# setting is reached with `--set section.name=value` or its environment variable.
+TRAIN_FLAGS: dict[str, str] = {
+    "train.data_dir": "--data", "train.run_dir": "--run-dir", "train.iterations": "--iterations",
+    "train.seed": "--seed", "train.max_wallclock_seconds": "--max-wallclock-seconds",
+    "train.gptq_reserve_seconds": "--gptq-reserve-seconds", "train.train_batch_tokens": "--train-batch-tokens",
+    "train.train_seq_len": "--train-seq-len", "train.micro_batch_seqs": "--micro-batch-seqs",
+    "train.warmup_steps": "--warmup-steps", "train.warmdown_iters": "--warmdown-iters",
+    "train.warmdown_frac": "--warmdown-frac", "train.val_loss_every": "--val-loss-every",
+    "train.val_max_tokens": "--val-max-tokens", "train.train_log_every": "--train-log-every",
+    "train.train_shards": "--train-shards", "train.checkpoint_every": "--checkpoint-every",
+    "train.dtype": "--dtype", "train.compile": "--compile", "train.hub_repo": "--hub-repo",
+    "train.hub_every": "--hub-every",
+}
+# The settings that take one of a few words (checked by GolfConfig.check, offered by the CLIs).
+CHOICES: dict[str, tuple[str, ...]] = {
+    "model.parallel_mode": ("merge", "route"),
+    "train.dtype": ("auto", "bf16", "fp16", "fp32"),
+    "quant.method": ("gptq", "rtn"),
+    "quant.compressor": ("brotli", "lzma", "zlib"),
+    "quant.code_compressor": ("lzma", "brotli", "auto"),
+    "quant.clip": ("sdclip", "search"),
+    "quant.control_dtype": ("fp32", "fp16"),
+}
 
 
 def apply_env(cfg: GolfConfig, environ: dict[str, str] | None = None) -> dict[str, str]:

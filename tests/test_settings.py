@@ -114,7 +114,7 @@ def test_one_bit_range_for_the_config_and_the_quantizer():
     pytest.importorskip("torch")
     from golf.builder.quant import QuantError, qmax
 
-    for bits in range(0, 11):
+    for bits in range(11):
         try:
             apply_overrides(GolfConfig(), {"quant.embed_bits": bits})
             config_ok = True

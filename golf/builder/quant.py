@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from golf.builder import container
-from golf.config import CHOICES, QUANT_BITS
+from golf.config import QUANT_BITS
 from golf.data.loader import TrainLoader
 from golf.data.shards import list_shards
 from golf.errors import GolfError
@@ -307,8 +307,10 @@ def quantize_state(state: dict, qcfg, control_patterns=(), embed_names=(), linea
     embed_names, linear_names, exact_names = set(embed_names), set(linear_names), set(exact_names)
     if method not in ("gptq", "rtn"):
         raise QuantError(f"unknown method {method!r} (gptq | rtn)")
-    if TOOLKIT and qcfg.clip not in CHOICES["quant.clip"]:
-        raise QuantError(f"unknown clip {qcfg.clip!r} ({' | '.join(CHOICES['quant.clip'])})")
+    if TOOLKIT:  # a caller that set qcfg by hand (apply_overrides checks the words too)
+        from golf.config import CHOICES
+        if qcfg.clip not in CHOICES["quant.clip"]:
+            raise QuantError(f"unknown clip {qcfg.clip!r} ({' | '.join(CHOICES['quant.clip'])})")
     qmeta, info, qs, scales, rest = {}, {}, {}, {}, {}
     it = maybe_tqdm(list(state.items()), progress, desc="quantize", unit="tensor") if TOOLKIT else state.items()
     for name, t in it:

@@ -319,4 +319,4 @@ def bench_train(preset, sets, steps, warmup, micro_batch_seqs, accum, device, dt
             json.dump(res, f, indent=2)
 
 
-__all__ = ["train", "bench", "resolve_config", "FLAG_KEYS", "ENV_VARS"]
+__all__ = ["ENV_VARS", "FLAG_KEYS", "bench", "resolve_config", "train"]
