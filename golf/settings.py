@@ -117,8 +117,8 @@ def markdown() -> str:
                 "| setting | type | default | flag | environment | help |", "|---|---|---|---|---|---|"]
         for s in settings():
             if s.key.startswith(section + "."):
-                kind = " \\| ".join(CHOICES[s.key]) if s.key in CHOICES else s.type
-                flag = f"`{s.flag}`" if s.flag else ""
+                kind = " | ".join(CHOICES[s.key]) if s.key in CHOICES else s.type
+                flag = "" if not s.flag else f"`{s.flag}/--no-{s.flag[2:]}`" if s.type == "bool" else f"`{s.flag}`"
                 out.append(f"| `{s.key}` | {_cell(kind)} | `{s.default!r}` | {flag} | "
                            f"{', '.join(f'`{e}`' for e in s.env)} | {_cell(s.help)} |")
     return "\n".join(out) + "\n"
