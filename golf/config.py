@@ -357,8 +357,8 @@ def _coerce(value: Any, typ_s: str, key: str) -> Any:
 
 
 def set_field(cfg: GolfConfig, dotted: str, value: Any, name: str | None = None) -> None:
-    """Set ``section.name`` on ``cfg`` with type coercion; unknown keys raise ConfigError (naming
-    ``name``, how the value was given, when there is one)."""
+    """Set ``section.name`` on ``cfg``, coerced by the default's type (a value that does not fit names
+    ``name``, how it was given, when there is one); unknown keys raise ConfigError."""
     if TOOLKIT and "." not in dotted:  # --set syntax: toolkit only
         raise ConfigError(f"{dotted}: expected 'section.name' (sections: model, train, eval, quant)")
     section, key = dotted.split(".", 1)
@@ -397,7 +397,8 @@ def _own_names(section: str, names: str = "", skip: str = "") -> dict[str, str]:
 
 
 # Environment-variable names -> config keys: the official aliases, then the settings whose
-# variable is their own name upper-cased (listed later, so they win when both are set).
+# variable is their own name upper-cased (listed later, so they win when both are set): every
+# train and model field but those skipped (a new one gets its variable), the eval/quant fields named.
 ENV_VARS: dict[str, str] = {
     "VAL_BATCH_SIZE": "train.val_batch_tokens",
     "ENABLE_LOOPING_AT": "train.recur_start_frac",

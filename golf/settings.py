@@ -60,10 +60,14 @@ def settings() -> list[Setting]:
     envs: dict[str, list[str]] = {}
     for name, key in ENV_VARS.items():
         envs.setdefault(key, []).append(name)
-    return [Setting(key, f.type, getattr(obj, f.name), docs.get(key, ""), TRAIN_FLAGS.get(key, ""),
-                    tuple(envs.get(key, ())))
-            for s in SECTIONS for obj in [getattr(cfg, s)] for f in dataclasses.fields(obj)
-            for key in [f"{s}.{f.name}"]]
+    out = []
+    for section in SECTIONS:
+        obj = getattr(cfg, section)
+        for f in dataclasses.fields(obj):
+            key = f"{section}.{f.name}"
+            out.append(Setting(key, f.type, getattr(obj, f.name), docs.get(key, ""), TRAIN_FLAGS.get(key, ""),
+                               tuple(envs.get(key, ()))))
+    return out
 
 
 # -- golf train options ---------------------------------------------------------------------------
