@@ -6,6 +6,15 @@ and is embedded (as JSON) in checkpoints and artifacts.  Resolution order for a 
 Golf environment-variable names (``ITERATIONS``, ``TRAIN_SEQ_LEN`` ...) are honoured,
 see :data:`ENV_VARS`.
 
+Each setting is written once, here: its field, its default, and its help as the string
+right under it (an attribute docstring; ``golf.settings`` reads them for ``golf train
+--help`` and docs/settings.md, and the built ``train_gpt.py`` drops them).  A setting's
+environment variable comes from :data:`ENV_VARS`, its ``golf train`` flag (if any) from
+:data:`TRAIN_FLAGS`, its allowed words from :data:`CHOICES`; :meth:`GolfConfig.check`
+holds the validation, a ``problems`` method per section with rules (the model's shape rules
+live with the model, ``golf.model.gpt``).  Every override goes through :func:`set_field`,
+and the toolkit's through :func:`apply_overrides`, which checks the result.
+
 This module is shipped inside the generated ``train_gpt.py``: standard library only.
 """
 from __future__ import annotations
@@ -25,44 +34,64 @@ class ModelConfig:
     """GPT shape and feature switches (defaults = the ``seed`` card)."""
 
     vocab_size: int = 4096
+    """Tokenizer pieces; picks the data: datasets/fineweb10B_sp{V}/ and tokenizers/fineweb_{V}_bpe.model."""
     num_layers: int = 11
+    """Physical transformer blocks."""
     model_dim: int = 512
+    """Residual stream width."""
     num_heads: int = 8
+    """Attention heads (head_dim = model_dim / num_heads)."""
     num_kv_heads: int = 4
+    """Key/value heads (grouped-query attention); must divide num_heads."""
     mlp_mult: float = 4.0
-    leaky_slope: float = 0.5  # LeakyReLU(slope)^2 MLP activation
+    """MLP hidden width as a multiple of model_dim."""
+    leaky_slope: float = 0.5
+    """Negative slope of the LeakyReLU(slope)^2 MLP activation."""
     tie_embeddings: bool = True
+    """The token embedding is also the output head."""
     tied_embed_init_std: float = 0.005
+    """Initial standard deviation of the token embedding."""
     logit_softcap: float = 30.0
+    """Logit soft cap c: logits become c * tanh(logits / c); 0 = none."""
     rope_base: float = 10000.0
-    rope_dims: int = 16  # rotated dims per head (25 % of head_dim 64)
+    """Rotary embedding base."""
+    rope_dims: int = 16
+    """Rotated dimensions per head (16 = 25 % of head_dim 64); even, at most head_dim."""
     qk_gain_init: float = 5.0
-    # U-Net skips between encoder and decoder halves
+    """Initial per-head gain on the normalised queries."""
     skip_weights: bool = True
+    """U-Net skip connections from the encoder half to the decoder half, with learned weights."""
     skip_gates: bool = True
-    # parallel residual lanes from this physical layer on (-1 = off)
+    """Learned gates on the U-Net skips."""
     parallel_start_layer: int = 7
-    # depth recurrence: physical layers [recur_start, recur_end] (inclusive) run
-    # `recur_loops` extra times once switched on (-1 start = off)
+    """Parallel residual lanes (attention and MLP) from this physical layer on; -1 = off."""
     recur_start: int = 3
+    """Depth recurrence: first physical layer of the looped span [recur_start, recur_end]; -1 = off."""
     recur_end: int = 5
+    """Depth recurrence: last physical layer of the looped span (inclusive)."""
     recur_loops: int = 2
-    # optional extras from the record lineage
-    xsa_last_n: int = 0  # exclusive self-attention on the last N layers
-    ln_scale: bool = False  # 1/sqrt(layer+1) factor on block inputs
-    resid_mix: bool = False  # learned x/x0 mix at each block input
-    ve_enabled: bool = False  # shared value embeddings
+    """Depth recurrence: extra passes over the span once recurrence is switched on."""
+    xsa_last_n: int = 0
+    """Exclusive self-attention on the last N layers (0 = none)."""
+    ln_scale: bool = False
+    """Scale block inputs by 1/sqrt(layer + 1)."""
+    resid_mix: bool = False
+    """Learned mix of x and the embedding x0 at each block input."""
+    ve_enabled: bool = False
+    """Shared value embeddings added to the values of the ve_layers."""
     ve_dim: int = 128
+    """Width of the shared value-embedding table."""
     ve_layers: tuple[int, ...] = ()
-    # parallel lanes: "merge" = SP4K (independent lanes, learned scalar lane_merge at the end),
-    # "route" = TOP (learned per-layer cross-lane routing, mean of lanes at the end)
+    """Layers that get the value embedding, e.g. 9,10."""
     parallel_mode: str = "merge"
-    # SP4K quirk: U-Net skips due after the lane split go to the abandoned single stream (no
-    # effect); off = they are added to the attention lane (as TOP does)
+    """Parallel lanes: merge = SP4K (independent lanes, learned scalar lane_merge at the end), route = TOP
+    (learned per-layer cross-lane routing, mean of the lanes at the end)."""
     parallel_skip_quirk: bool = False
-    # SP4K: skip weights/gates sized from the physical layers (min(L//2, L-L//2)) instead of
-    # the recurrence-on virtual layer list (TOP: 8 pairs for 17 virtual layers)
+    """SP4K quirk: U-Net skips due after the lane split go to the abandoned single stream (no effect);
+    off = they are added to the attention lane (as TOP does)."""
     skip_count_physical: bool = False
+    """SP4K: skip weights/gates sized from the physical layers (min(L//2, L-L//2)) instead of the
+    recurrence-on virtual layer list (TOP: 8 pairs for 17 virtual layers)."""
 
     @property
     def head_dim(self) -> int:
@@ -74,89 +103,179 @@ class TrainConfig:
     """Optimizer, schedule, batching, run control."""
 
     data_dir: str = "./data"
+    """Data root holding datasets/fineweb10B_spV/ and tokenizers/ (the dataset folder itself also works;
+    DATA_PATH / TOKENIZER_PATH override each)."""
     run_dir: str = "./runs/golf"
+    """Output run directory (config, logs, checkpoints, final model)."""
     seed: int = 1337
+    """Random seed."""
     iterations: int = 20000
-    warmup_steps: int = 0  # LR warm-up steps (linear from 0)
-    warmdown_iters: int = 5000  # iteration-based warmdown (used when > 0)
-    warmdown_frac: float = 0.0  # wallclock-fraction warmdown (used when > 0)
+    """Training steps."""
+    warmup_steps: int = 0
+    """Linear LR warm-up steps from 0 (not the official compile priming: see compile_warmup_steps)."""
+    warmdown_iters: int = 5000
+    """Iteration-based warmdown length, used when warmdown_frac is 0."""
+    warmdown_frac: float = 0.0
+    """Warmdown as a fraction of training (of the wallclock when capped); > 0 replaces warmdown_iters."""
     min_lr: float = 0.0
+    """Floor of the LR multiplier."""
     train_batch_tokens: int = 786432
+    """Global batch in tokens per step (split over processes and micro-steps)."""
     train_seq_len: int = 2048
-    micro_batch_seqs: int = 0  # per-process sequences per micro-step (0 = whole local batch)
-    max_wallclock_seconds: float = 600.0  # 0 = no cap
+    """Training sequence length."""
+    micro_batch_seqs: int = 0
+    """Sequences per process per micro-step, 0 = the whole local batch; sets grad accumulation."""
+    max_wallclock_seconds: float = 600.0
+    """Training-time cap in seconds, 0 = none."""
     gptq_reserve_seconds: float = 0.0
-    val_loss_every: int = 4000  # 0 = only at the end
+    """Seconds reserved for GPTQ calibration inside the cap."""
+    val_loss_every: int = 4000
+    """Validate every N steps, 0 = only at the end."""
     val_batch_tokens: int = 524288
-    val_max_tokens: int = 0  # 0 = whole validation set (for quick runs)
+    """Validation batch in tokens."""
+    val_max_tokens: int = 0
+    """Validate on a prefix of N tokens (quick runs), 0 = all."""
     train_log_every: int = 500
-    train_shards: int = 0  # 0 = all train shards found
-    # optimizer
+    """Log a train line every N steps."""
+    train_shards: int = 0
+    """Use only the first N train shards, 0 = all."""
     matrix_lr: float = 0.022
+    """Muon learning rate of the block matrices."""
     muon_momentum: float = 0.95
+    """Muon Nesterov momentum after the warm-up."""
     muon_momentum_warmup_start: float = 0.85
+    """Muon momentum at step 0, ramped linearly to muon_momentum."""
     muon_momentum_warmup_steps: int = 500
+    """Steps of the Muon momentum ramp."""
     muon_backend_steps: int = 5
+    """Newton-Schulz iterations per Muon update."""
     muon_wd: float = 0.095
-    muon_row_norm: bool = True  # MuonEq-R
+    """Decoupled weight decay of the Muon matrices."""
+    muon_row_norm: bool = True
+    """MuonEq-R: normalise the rows of each update."""
     tied_embed_lr: float = 0.05
+    """AdamW learning rate of the token embedding."""
     embed_wd: float = 0.0
+    """AdamW weight decay of the token embedding."""
     scalar_lr: float = 0.04
+    """AdamW learning rate of scalars and control tensors."""
     adam_wd: float = 0.0
+    """AdamW weight decay of scalars and control tensors."""
     beta1: float = 0.9
+    """AdamW beta1."""
     beta2: float = 0.95
+    """AdamW beta2."""
     adam_eps: float = 1e-8
+    """AdamW epsilon."""
     grad_clip_norm: float = 0.3
-    # EMA
+    """Global gradient-norm clip (0 = off)."""
     ema_decay: float = 0.9965
+    """Decay of the EMA of all weights (copied into the model at the end)."""
     ema_start_step: int = 100
-    # recurrence switch-on, fraction of training (<= 0: from the start; ignored when model recurrence is off)
+    """Step at which the EMA starts."""
     recur_start_frac: float = 0.35
-    recur_start_step: int = 0  # > 0: switch recurrence on at this step instead (the SP4096 record: 3000)
-    # precision / device
-    dtype: str = "auto"  # auto | bf16 | fp16 | fp32
+    """Depth recurrence switches on after this fraction of training (of the wallclock when capped);
+    <= 0 = from the start. Ignored when the model has no recurrence."""
+    recur_start_step: int = 0
+    """> 0: switch recurrence on at this step instead (the SP4096 record: 3000)."""
+    dtype: str = "auto"
+    """Compute precision: auto = bf16 on Ampere+, fp16 + GradScaler on T4, fp32 on CPU."""
     compile: bool = False
-    # checkpoints
-    checkpoint_every: int = 0  # 0 = only at the end
-    hub_repo: str = ""  # push checkpoints to this Hub model repo
+    """torch.compile the model."""
+    checkpoint_every: int = 0
+    """Checkpoint every N steps, 0 = only at the end."""
+    hub_repo: str = ""
+    """Push checkpoints to this Hub model repo in the background."""
     hub_every: int = 0
-    keep_checkpoints: int = 2  # newest local checkpoints kept in RUN/checkpoints (0 = all)
-    hub_private: bool = True  # create the Hub repo as private
-    compile_warmup_steps: int = 20  # with compile: untimed priming steps (both recurrence graphs), then state reset
+    """Push a checkpoint to the Hub every N steps."""
+    keep_checkpoints: int = 2
+    """Newest local checkpoints kept in RUN/checkpoints (0 = all)."""
+    hub_private: bool = True
+    """Create the Hub repo as private."""
+    compile_warmup_steps: int = 20
+    """With compile: untimed priming steps (both recurrence graphs), after which the state is reset."""
+
+    def problems(self) -> dict[str, str]:
+        """``{field: why}`` for each bad value of this section."""
+        return {} if self.iterations > 0 else {"iterations": "must be > 0"}
 
 
 @dataclass
 class EvalConfig:
+    """Validation scoring (the artifact's final_int6_* lines)."""
+
     eval_seq_len: int = 2048
+    """Evaluation sequence length (the window of the sliding evaluation)."""
     eval_stride: int = 64
+    """Sliding-window stride: each window after the first scores its last eval_stride targets."""
     eval_batch_seqs: int = 32
+    """Sequences per evaluation batch."""
     sliding_window: bool = True
+    """Also score with sliding windows (final_int6_sliding_window)."""
+
+
+# Quantized weights are stored one per int8 byte in [-R, R], R = 2^(bits-1) - 1: every bit width
+# from ternary (2 bits, R = 1) to 8 bits (R = 127).  The one statement of the range.
+QUANT_BITS = range(2, 9)
 
 
 @dataclass
 class QuantConfig:
+    """``golf build``: GPTQ/SDClip quantization, compression, byte budget."""
+
     matrix_bits: int = 6
+    """Bits per weight of the attention/MLP matrices and other large floats (QUANT_BITS)."""
     embed_bits: int = 8
+    """Bits per weight of the token embedding (QUANT_BITS)."""
     matrix_clip_sigmas: float = 12.85
+    """SDClip k of the matrices: row scale s = k * std(row) / R."""
     embed_clip_sigmas: float = 20.0
-    method: str = "gptq"  # gptq | rtn
+    """SDClip k of the token embedding."""
+    method: str = "gptq"
+    """gptq (Hessian-aware) or rtn (round to nearest, for comparison)."""
     gptq_block_size: int = 128
+    """GPTQ columns per block."""
     gptq_damp: float = 0.01
+    """GPTQ damping, as a fraction of mean(diag H)."""
     calibration_batches: int = 16
-    small_tensor_numel: int = 65536  # floats at or under this are stored fp16
-    compressor: str = "brotli"  # brotli | lzma | zlib
+    """Training-data batches for the GPTQ Hessians (never validation data)."""
+    small_tensor_numel: int = 65536
+    """Float tensors with at most this many elements are stored fp16."""
+    compressor: str = "brotli"
+    """Blob compressor: brotli (quality 11; lzma when brotli is not installed), lzma or zlib."""
     byte_shuffle: bool = True
+    """Byte-shuffle each tensor before compression."""
     target_bytes: int = 16_000_000
-    # builder (issue 5): per-class overrides, 0 = use matrix_bits / matrix_clip_sigmas
+    """Prune +-1 values until code + blob fit this many bytes."""
     attn_bits: int = 0
+    """Bits of the attention matrices, 0 = matrix_bits."""
     mlp_bits: int = 0
+    """Bits of the MLP matrices, 0 = matrix_bits."""
     attn_clip_sigmas: float = 0.0
+    """SDClip k of the attention matrices, 0 = matrix_clip_sigmas."""
     mlp_clip_sigmas: float = 0.0
-    calibration_batch_tokens: int = 98304  # training tokens per calibration batch (48 x 2048)
-    code_compressor: str = "auto"  # lzma | brotli | auto (brotli when the blob is brotli, else lzma): train_gpt.py
-    prune: bool = True  # selective +-1 pruning when the artifact is over target_bytes
-    clip: str = "sdclip"  # sdclip (k*std per row) | search (the SP4096 record's clip search), docs/parity.md
-    control_dtype: str = "fp32"  # fp32 | fp16 (the record) storage of control tensors
+    """SDClip k of the MLP matrices, 0 = matrix_clip_sigmas."""
+    calibration_batch_tokens: int = 98304
+    """Training tokens per calibration batch (48 x 2048)."""
+    code_compressor: str = "auto"
+    """Compression of train_gpt.py: lzma, brotli, or auto (brotli when the blob is brotli, else lzma)."""
+    prune: bool = True
+    """Selective +-1 pruning when the artifact is over target_bytes."""
+    clip: str = "sdclip"
+    """Row scales: sdclip (k * std per row) or search (the SP4096 record's clip search; evaluation-only
+    artifact), see docs/parity.md."""
+    control_dtype: str = "fp32"
+    """Storage of control tensors: fp32, or fp16 as the record (evaluation-only artifact)."""
+
+    def problems(self) -> dict[str, str]:
+        """``{field: why}`` for each bad value of this section."""
+        lo, hi = QUANT_BITS[0], QUANT_BITS[-1]
+        bits = {"matrix_bits": self.matrix_bits, "embed_bits": self.embed_bits,
+                "attn_bits": self.attn_bits or lo, "mlp_bits": self.mlp_bits or lo}  # 0 = matrix_bits
+        bad = {n: f"bits must be between {lo} and {hi}" for n, b in bits.items() if not lo <= b <= hi}
+        if self.prune and self.target_bytes <= 0:
+            bad["target_bytes"] = "the target must be a positive number of bytes"
+        return bad
 
 
 @dataclass
@@ -175,7 +294,7 @@ class GolfConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "GolfConfig":
+    def from_dict(cls, d: dict[str, Any]) -> GolfConfig:
         cfg = cls()
         for section in ("model", "train", "eval", "quant"):
             for key, value in (d.get(section) or {}).items():
@@ -185,8 +304,21 @@ class GolfConfig:
         return cfg
 
     @classmethod
-    def from_json(cls, text: str) -> "GolfConfig":
+    def from_json(cls, text: str) -> GolfConfig:
         return cls.from_dict(json.loads(text))
+
+    # -- validation (toolkit) --------------------------------------------------
+    def check(self, names: dict[str, str] | None = None) -> None:
+        """Raise a :class:`ConfigError` for the first bad value: a word outside :data:`CHOICES`, or one
+        a section's ``problems`` rejects (the model's shape rules are checked where the model is built,
+        ``golf.model.gpt``, as the artifact needs them too).  ``names`` maps a key to how it was given
+        (``--iterations``, ``ITERATIONS``, ``--set train.iterations=``), so the message names what the
+        user typed."""
+        bad = {k: "expected " + " | ".join(c) for k, c in CHOICES.items() if get_field(self, k) not in c}
+        bad.update({f"train.{n}": why for n, why in self.train.problems().items()})
+        bad.update({f"quant.{n}": why for n, why in self.quant.problems().items()})
+        for key, why in bad.items():
+            raise ConfigError(f"{given(key, get_field(self, key), (names or {}).get(key))}: {why}")
 
 
 class ConfigError(ValueError, GolfError):
@@ -224,19 +356,37 @@ def _coerce(value: Any, typ_s: str, key: str) -> Any:
     return value
 
 
-def set_field(cfg: GolfConfig, dotted: str, value: Any) -> None:
-    """Set ``section.name`` on ``cfg`` with type coercion; unknown keys raise ConfigError."""
+def set_field(cfg: GolfConfig, dotted: str, value: Any, name: str | None = None) -> None:
+    """Set ``section.name`` on ``cfg``, coerced by the default's type (a value that does not fit names
+    ``name``, how it was given, when there is one); unknown keys raise ConfigError."""
     if TOOLKIT and "." not in dotted:  # --set syntax: toolkit only
         raise ConfigError(f"{dotted}: expected 'section.name' (sections: model, train, eval, quant)")
-    section, name = dotted.split(".", 1)
+    section, key = dotted.split(".", 1)
     obj = getattr(cfg, section, None)
     if TOOLKIT and (obj is None or not dataclasses.is_dataclass(obj)):
         raise ConfigError(f"{dotted}: unknown section {section!r}")
     fields = {f.name: f for f in dataclasses.fields(obj)}
-    if name not in fields:
+    if key not in fields:
         raise ConfigError(f"{dotted}: unknown setting (known: {', '.join(sorted(fields))})")
     # typed by the default, not the annotation: train_gpt.py renames the names annotations use
-    setattr(obj, name, _coerce(value, type(fields[name].default).__name__, dotted))
+    setattr(obj, key, _coerce(value, type(fields[key].default).__name__,
+                              given(dotted, value, name) if TOOLKIT and name else dotted))
+
+
+def get_field(cfg: GolfConfig, dotted: str) -> Any:
+    """The value of ``section.name``."""
+    section, name = dotted.split(".", 1)
+    return getattr(getattr(cfg, section), name)
+
+
+def given(key: str, value: Any, name: str | None = None) -> str:
+    """How a setting was given, for messages: ``--iterations 0``, ``--set train.iterations=0``,
+    ``ITERATIONS=0 (train.iterations)``, or ``train.iterations=0`` when ``name`` is None."""
+    if not name:
+        return f"{key}={value}"
+    if name.endswith("="):
+        return f"{name}{value}"
+    return f"{name} {value}" if name.startswith("-") else f"{name}={value} ({key})"
 
 
 def _own_names(section: str, names: str = "", skip: str = "") -> dict[str, str]:
@@ -247,7 +397,8 @@ def _own_names(section: str, names: str = "", skip: str = "") -> dict[str, str]:
 
 
 # Environment-variable names -> config keys: the official aliases, then the settings whose
-# variable is their own name upper-cased (listed later, so they win when both are set).
+# variable is their own name upper-cased (listed later, so they win when both are set): every
+# train and model field but those skipped (a new one gets its variable), the eval/quant fields named.
 ENV_VARS: dict[str, str] = {
     "VAL_BATCH_SIZE": "train.val_batch_tokens",
     "ENABLE_LOOPING_AT": "train.recur_start_frac",
@@ -264,22 +415,57 @@ ENV_VARS: dict[str, str] = {
     **_own_names("quant", "matrix_bits embed_bits matrix_clip_sigmas embed_clip_sigmas compressor"),
 }
 
+# Toolkit-only tables (nothing shipped reads them, so train_gpt.py drops them):
+# `golf train` options for settings, in --help order; each name is a contract. Every other
+# setting is reached with `--set section.name=value` or its environment variable.
+TRAIN_FLAGS: dict[str, str] = {
+    "train.data_dir": "--data", "train.run_dir": "--run-dir", "train.iterations": "--iterations",
+    "train.seed": "--seed", "train.max_wallclock_seconds": "--max-wallclock-seconds",
+    "train.gptq_reserve_seconds": "--gptq-reserve-seconds", "train.train_batch_tokens": "--train-batch-tokens",
+    "train.train_seq_len": "--train-seq-len", "train.micro_batch_seqs": "--micro-batch-seqs",
+    "train.warmup_steps": "--warmup-steps", "train.warmdown_iters": "--warmdown-iters",
+    "train.warmdown_frac": "--warmdown-frac", "train.val_loss_every": "--val-loss-every",
+    "train.val_max_tokens": "--val-max-tokens", "train.train_log_every": "--train-log-every",
+    "train.train_shards": "--train-shards", "train.checkpoint_every": "--checkpoint-every",
+    "train.dtype": "--dtype", "train.compile": "--compile", "train.hub_repo": "--hub-repo",
+    "train.hub_every": "--hub-every",
+}
+# The settings that take one of a few words (checked by GolfConfig.check, offered by the CLIs).
+CHOICES: dict[str, tuple[str, ...]] = {
+    "model.parallel_mode": ("merge", "route"),
+    "train.dtype": ("auto", "bf16", "fp16", "fp32"),
+    "quant.method": ("gptq", "rtn"),
+    "quant.compressor": ("brotli", "lzma", "zlib"),
+    "quant.code_compressor": ("lzma", "brotli", "auto"),
+    "quant.clip": ("sdclip", "search"),
+    "quant.control_dtype": ("fp32", "fp16"),
+}
 
-def apply_env(cfg: GolfConfig, environ: dict[str, str] | None = None) -> list[str]:
-    """Apply official env-var overrides; returns the names that were applied."""
+
+def apply_env(cfg: GolfConfig, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment layer: set the variables of :data:`ENV_VARS` that are set and not empty (an
+    official alias first, so a setting's own name wins).  Returns ``{key: VAR}`` of those applied,
+    the ``names`` for :func:`apply_overrides`: ``golf train`` applies its flags after this and the
+    one check then names each bad value as it was given; ``train_gpt.py`` uses this layer alone."""
     env = os.environ if environ is None else environ
-    applied = []
+    names = {}
     for name, key in ENV_VARS.items():
-        if name in env and env[name] != "":
-            set_field(cfg, key, env[name])
-            applied.append(name)
-    return applied
+        if env.get(name, "") != "":
+            set_field(cfg, key, env[name], name)
+            names[key] = name
+    return names
 
 
-def apply_overrides(cfg: GolfConfig, overrides: dict[str, Any]) -> None:
-    """Apply ``{'section.name': value}`` overrides (e.g. from ``--set`` flags)."""
+def apply_overrides(cfg: GolfConfig, overrides: dict[str, Any], names: dict[str, str] | None = None) -> None:
+    """Set ``{'section.name': value}`` overrides (coerced by each default's type), then check the
+    whole config (toolkit): the one path of presets, ``--set``, flags and ``golf build`` options.
+    ``names`` maps a key to how it was given (``--iterations``, ``ITERATIONS``, ``--set
+    train.iterations=``), so an error names what the user typed (:func:`given`)."""
+    names = names or {}
     for key, value in overrides.items():
-        set_field(cfg, key, value)
+        set_field(cfg, key, value, names.get(key))
+    if TOOLKIT:
+        cfg.check(names)
 
 
 def config_delta(cfg: GolfConfig) -> dict:

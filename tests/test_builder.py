@@ -181,7 +181,7 @@ def test_cli_bad_inputs(tmp_path, tiny_data):
     assert res.exit_code != 0 and "final_model.pt" in res.output and "Traceback" not in res.output
     res = CliRunner().invoke(cli, ["build", "--checkpoint", str(tmp_path), "--data", str(tiny_data["data_dir"]),
                                    "--out", str(tmp_path / "o"), "--bits", "attn=9"])
-    assert res.exit_code != 0 and "between 4 and 8" in res.output
+    assert res.exit_code != 0 and "--bits attn=9: bits must be between 2 and 8" in res.output
 
 
 def test_gptq_beats_rtn_on_real_hessians(quantized):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from golf import __version__
 from golf.builder import codegen, container, entry, quant
+from golf.config import ConfigError, GolfConfig, apply_overrides
 from golf.data.pinning import PinError, check_tokenizer_vocab, file_sha256
 from golf.data.shards import data_paths
 from golf.device import autocast_dtype
@@ -95,64 +96,61 @@ def _res(r) -> dict | None:
             "eval_time_ms": r.elapsed_ms}
 
 
-def build(checkpoint, data_dir, out_dir, *, target_bytes: int | None = None, compressor: str | None = None,
-          bits: dict | None = None, method: str | None = None, clip: str | None = None,
-          control_dtype: str | None = None, allow_oversize: bool = False,
-          code_compressor: str | None = None, val_max_tokens: int = 0, sliding: bool = False,
-          device: str | None = None, prune: bool | None = None, limit_bytes: int = LIMIT_BYTES,
-          train_code: bool = True, command: str = "",
-          progress: bool | None = None, log=print) -> dict:
-    """Build an artifact; returns the report dict (also written to ``OUT/build_report.json``).
+# build() keyword -> (quant setting, the `golf build` option an error names)
+QUANT_OPTIONS = {
+    "target_bytes": ("quant.target_bytes", "--target-bytes"), "compressor": ("quant.compressor", "--compressor"),
+    "method": ("quant.method", "--method"), "clip": ("quant.clip", "--clip"),
+    "control_dtype": ("quant.control_dtype", "--control-dtype"),
+    "code_compressor": ("quant.code_compressor", "--code-compressor"), "prune": ("quant.prune", "--no-prune"),
+}
+# --bits CLASS=N -> the quant setting
+BITS_CLASSES = {"matrix": "quant.matrix_bits", "attn": "quant.attn_bits", "mlp": "quant.mlp_bits",
+                "embed": "quant.embed_bits"}
 
-    ``progress``: None = bars only on a terminal (golf.progress), False = none, and no pruning lines.
-    Raises :class:`BuildError` for bad inputs and, unless ``allow_oversize``, when the total
-    exceeds ``limit_bytes`` (the artifact is still written for inspection).
-    """
-    from golf.model.gpt import CONTROL_PATTERNS
+
+def quant_overrides(options: dict, bits: dict | None) -> tuple[dict, dict]:
+    """``(overrides, names)`` for :func:`golf.config.apply_overrides` from build()'s quant keywords
+    (None = not given) and ``bits`` ``{class: N}``."""
+    overrides, names = {}, {}
+    for option, value in options.items():
+        if value is not None:
+            key, names[key] = QUANT_OPTIONS[option]
+            overrides[key] = value
+    for cls, value in (bits or {}).items():
+        if cls not in BITS_CLASSES:
+            raise BuildError(f"--bits: unknown class {cls!r} ({', '.join(BITS_CLASSES)})")
+        overrides[BITS_CLASSES[cls]], names[BITS_CLASSES[cls]] = value, f"--bits {cls}="
+    return overrides, names
+
+
+def _configured(checkpoint, overrides: dict, names: dict):
+    """Load the checkpoint and apply the options to its config.  The options are checked on the
+    default config first, so a bad one fails before the (slow) load."""
     from golf.trainer.checkpoint import load_final_full
 
-    t_start = time.perf_counter()
-    cfg, state, recurrence = load_final_full(checkpoint)
-    q = cfg.quant
-    if target_bytes is not None:
-        q.target_bytes = int(target_bytes)
-    if compressor:
-        q.compressor = compressor
-    if method:
-        q.method = method
-    if clip:
-        q.clip = clip
-    if control_dtype:
-        q.control_dtype = control_dtype
-    if code_compressor:
-        q.code_compressor = code_compressor
-    if prune is not None:
-        q.prune = bool(prune)
-    if q.prune and q.target_bytes <= 0:
-        raise BuildError(f"--target-bytes {q.target_bytes}: the target must be a positive number of bytes")
-    for key, value in (bits or {}).items():
-        field = {"matrix": "matrix_bits", "attn": "attn_bits", "mlp": "mlp_bits", "embed": "embed_bits"}.get(key)
-        if field is None:
-            raise BuildError(f"--bits: unknown class {key!r} (matrix, attn, mlp, embed)")
-        if not 4 <= int(value) <= 8:
-            raise BuildError(f"--bits {key}={value}: bits must be between 4 and 8")
-        setattr(q, field, int(value))
-    if q.method not in ("gptq", "rtn"):
-        raise BuildError(f"unknown method {q.method!r} (gptq | rtn)")
-    if q.clip not in quant.CLIPS:
-        raise BuildError(f"unknown clip {q.clip!r} ({' | '.join(quant.CLIPS)})")
-    if q.control_dtype not in ("fp32", "fp16"):
-        raise BuildError(f"unknown control dtype {q.control_dtype!r} (fp32 | fp16)")
+    try:
+        apply_overrides(GolfConfig(), overrides, names)
+        cfg, state, recurrence = load_final_full(checkpoint)
+        apply_overrides(cfg, overrides, names)
+    except ConfigError as e:
+        raise BuildError(str(e)) from None
+    return cfg, state, recurrence
+
+
+def _code_plan(q, train_code: bool) -> tuple[str, bool, list[str]]:
+    """(blob compressor, whether train_gpt.py ships the training path, notes)."""
     comp, comp_note = resolve_compressor(q.compressor)
-    q.compressor = comp
     notes = [comp_note] if comp_note else []
     if train_code and (q.clip != "sdclip" or q.control_dtype != "fp32"):
         # the shipped quantizer is the default one (code budget): such an artifact cannot re-quantize itself
         train_code = False
         notes.append(f"--clip {q.clip} / --control-dtype {q.control_dtype} are toolkit comparison options: "
                      "the artifact is evaluation-only (no GOLF_MODE=train path)")
+    return comp, train_code, notes
 
-    dev = entry.pick_device(device)
+
+def _data_files(cfg, data_dir, checkpoint) -> tuple[str, str]:
+    """The dataset directory and tokenizer for the model's vocabulary, checked."""
     ds_dir, tok_path = data_paths(data_dir, cfg.model.vocab_size, environ={})
     if not Path(ds_dir).is_dir():
         raise BuildError(f"--data {data_dir}: no dataset directory {ds_dir} for vocab {cfg.model.vocab_size}")
@@ -162,55 +160,102 @@ def build(checkpoint, data_dir, out_dir, *, target_bytes: int | None = None, com
         check_tokenizer_vocab(tok_path, cfg.model.vocab_size, f"the checkpoint {checkpoint}")
     except PinError as e:
         raise BuildError(f"--data {data_dir}: {e}") from None
+    return ds_dir, tok_path
+
+
+def _code(cfg, train_code: bool) -> tuple[bytes, dict]:
+    """train_gpt.py for this config, and codegen's info."""
+    code_comp = cfg.quant.code_compressor
+    if code_comp == "auto":  # the smaller of the two, but never a new runtime dependency for the artifact
+        code_comp = "auto" if cfg.quant.compressor == "brotli" else "lzma"
+    code_text, code_info = codegen.generate(cfg, code_comp, include_train=train_code)
+    return code_text.encode("utf-8"), code_info
+
+
+def build(checkpoint, data_dir, out_dir, *, target_bytes: int | None = None, compressor: str | None = None,
+          bits: dict | None = None, method: str | None = None, clip: str | None = None,
+          control_dtype: str | None = None, allow_oversize: bool = False,
+          code_compressor: str | None = None, val_max_tokens: int = 0, sliding: bool = False,
+          device: str | None = None, prune: bool | None = None, limit_bytes: int = LIMIT_BYTES,
+          train_code: bool = True, command: str = "",
+          progress: bool | None = None, log=print) -> dict:
+    """Build an artifact; returns the report dict (also written to ``OUT/build_report.json``).
+
+    The quant keywords (``target_bytes`` ... ``prune``, ``bits`` ``{class: N}``) override the
+    checkpoint's ``quant`` settings (None = keep).  ``progress``: None = bars only on a terminal
+    (golf.progress), False = none, and no pruning lines.  Raises :class:`BuildError` for bad inputs
+    and, unless ``allow_oversize``, when the total exceeds ``limit_bytes`` (the artifact is still
+    written for inspection).
+    """
+    from golf.model.gpt import CONTROL_PATTERNS
+
+    t_start = time.perf_counter()
+    options = {"target_bytes": target_bytes, "compressor": compressor, "method": method, "clip": clip,
+               "control_dtype": control_dtype, "code_compressor": code_compressor, "prune": prune}
+    cfg, state, recurrence = _configured(checkpoint, *quant_overrides(options, bits))
+    q = cfg.quant
+    q.compressor, train_code, notes = _code_plan(q, train_code)
+
+    dev = entry.pick_device(device)
+    ds_dir, tok_path = _data_files(cfg, data_dir, checkpoint)
     settings = entry.eval_settings(cfg, {"VAL_MAX_TOKENS": str(val_max_tokens or 0)})
     settings["sliding"] = bool(sliding)
     val, luts = entry.load_eval_data(cfg, settings, ds_dir, tok_path)
     timings = {}
 
-    # -- pre-quantization eval ---------------------------------------------------------
     t0 = time.perf_counter()
     model = entry.build_model(cfg, {k: v for k, v in state.items()}, recurrence, dev)
     pre = entry.evaluate(model, val, luts, settings, dev, progress=progress)
     timings["pre_eval_s"] = time.perf_counter() - t0
     log(f"pre-quant   val_bpb:{pre['roundtrip'].val_bpb:.8f}")
 
-    # -- calibration (training data) + quantization ------------------------------------
-    t0 = time.perf_counter()
+    t0 = time.perf_counter()  # calibration (training data) + quantization
     arrays, qmeta, info, hessians = quant.quantize_model(model, cfg, ds_dir, CONTROL_PATTERNS, dev,
                                                          autocast_dtype(dev), progress)
     timings["calibrate_quantize_s"] = time.perf_counter() - t0
     del model
 
-    # -- code ---------------------------------------------------------------------------------
-    code_comp = q.code_compressor
-    if code_comp == "auto":  # the smaller of the two, but never a new runtime dependency for the artifact
-        code_comp = "auto" if q.compressor == "brotli" else "lzma"
-    code_text, code_info = codegen.generate(cfg, code_comp, include_train=train_code)
-    code = code_text.encode("utf-8")
+    code, code_info = _code(cfg, train_code)
     notes += code_info["notes"]
 
-    # -- serialize, prune to target ----------------------------------------------------------
-    t0 = time.perf_counter()
-    plog = None if progress is False else log
+    t0 = time.perf_counter()  # serialize, prune to the target
     meta = dict(quant.blob_meta(cfg, qmeta, recurrence),
                 build=codegen.build_flags(code_info["code_compressor"], train_code))  # reproducible-build check
-    blob, arrays, prune_info = quant.pack_to_target(arrays, qmeta, info, hessians, meta, q, len(code), plog)
+    blob, arrays, prune_info = quant.pack_to_target(arrays, qmeta, info, hessians, meta, q, len(code),
+                                                    None if progress is False else log)
     timings["serialize_s"] = time.perf_counter() - t0
-    warnings = _target_warnings(prune_info, len(code) + len(blob)) if q.prune else []
 
-    # -- post-quantization eval from the blob bytes ---------------------------------------
-    t0 = time.perf_counter()
+    t0 = time.perf_counter()  # post-quantization eval from the blob bytes
     arrs2, meta2, _ = container.unpack(blob)
-    qstate = container.dequantize(arrs2, meta2)
-    qmodel = entry.build_model(cfg, qstate, recurrence, dev)
+    qmodel = entry.build_model(cfg, container.dequantize(arrs2, meta2), recurrence, dev)
     post = entry.evaluate(qmodel, val, luts, settings, dev, progress=progress)
     timings["post_eval_s"] = time.perf_counter() - t0
     del qmodel
 
-    per_tensor, class_table = _class_table(info, arrays, qmeta, comp, q.byte_shuffle, os.cpu_count() or 1)
-    total = len(code) + len(blob)
+    per_tensor, class_table = _class_table(info, arrays, qmeta, q.compressor, q.byte_shuffle, os.cpu_count() or 1)
     timings["total_s"] = time.perf_counter() - t_start
-    report = {
+    report = _report(
+        cfg, checkpoint=checkpoint, command=command, data_dir=data_dir, tok_path=tok_path, recurrence=recurrence,
+        code=code, code_info=code_info, blob=blob, info=info, class_table=class_table, per_tensor=per_tensor,
+        pre=pre, post=post, settings=settings, train_code=train_code, limit_bytes=limit_bytes,
+        prune_info=prune_info, timings=timings, notes=notes)
+    _write(Path(out_dir), code, blob, report)
+    log(format_report(report))
+    if not report["fits"] and not allow_oversize:
+        total = report["total_bytes"]
+        raise BuildError(f"artifact is {total:,} bytes, {total - limit_bytes:,} over the {limit_bytes:,}-byte limit "
+                         f"(written to {out_dir} for inspection); lower --bits, keep pruning on with --target-bytes, "
+                         "or pass --allow-oversize")
+    return report
+
+
+def _report(cfg, *, checkpoint, command, data_dir, tok_path, recurrence, code, code_info, blob, info,
+            class_table, per_tensor, pre, post, settings, train_code, limit_bytes, prune_info, timings,
+            notes) -> dict:
+    """The build report (``OUT/build_report.json``)."""
+    q = cfg.quant
+    total = len(code) + len(blob)
+    return {
         "golf": __version__,
         "checkpoint": str(checkpoint),
         "run_dir": _run_dir_of(checkpoint),
@@ -222,7 +267,7 @@ def build(checkpoint, data_dir, out_dir, *, target_bytes: int | None = None, com
         "method": q.method,
         "clip": q.clip,
         "control_dtype": q.control_dtype,
-        "compressor": comp,
+        "compressor": q.compressor,
         "code_compressor": code_info["code_compressor"],
         "recurrence_active": bool(recurrence),
         "quant": {k: getattr(q, k) for k in q.__dataclass_fields__},
@@ -245,19 +290,16 @@ def build(checkpoint, data_dir, out_dir, *, target_bytes: int | None = None, com
         "pruning": prune_info,
         "timings": timings,
         "notes": notes,
-        "warnings": warnings,
+        "warnings": _target_warnings(prune_info, total) if q.prune else [],
     }
-    out = Path(out_dir)
+
+
+def _write(out: Path, code: bytes, blob: bytes, report: dict) -> None:
+    """The three artifact files, each written atomically."""
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / CODE_NAME, code)
     atomic_write_bytes(out / entry.BLOB_NAME, blob)
     atomic_write_bytes(out / REPORT_NAME, (json.dumps(report, indent=2, sort_keys=True, default=str) + "\n").encode())
-    log(format_report(report))
-    if not report["fits"] and not allow_oversize:
-        raise BuildError(f"artifact is {total:,} bytes, {total - limit_bytes:,} over the {limit_bytes:,}-byte limit "
-                         f"(written to {out} for inspection); lower --bits, keep pruning on with --target-bytes, "
-                         "or pass --allow-oversize")
-    return report
 
 
 def _target_warnings(prune_info: dict, total: int) -> list[str]:

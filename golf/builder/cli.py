@@ -6,8 +6,11 @@ import sys
 
 import click
 
+from golf.config import CHOICES, QUANT_BITS
+
 
 def _parse_bits(values: tuple[str, ...]) -> dict:
+    """``--bits`` as ``{class: N}`` (syntax only: the range is checked with the other settings)."""
     out = {}
     for v in values:
         for part in v.split(","):
@@ -16,14 +19,9 @@ def _parse_bits(values: tuple[str, ...]) -> dict:
                 continue
             key, _, num = part.rpartition("=") if "=" in part else ("matrix", "=", part)
             try:
-                n = int(num)
+                out[key] = int(num)
             except ValueError:
-                raise click.BadParameter(f"{part!r}: expected N or CLASS=N with N in 4..8", param_hint="--bits")
-            if key not in ("matrix", "attn", "mlp", "embed"):
-                raise click.BadParameter(f"{part!r}: class must be matrix, attn, mlp or embed", param_hint="--bits")
-            if not 4 <= n <= 8:
-                raise click.BadParameter(f"{part!r}: bits must be between 4 and 8", param_hint="--bits")
-            out[key] = n
+                raise click.BadParameter(f"{part!r}: expected N or CLASS=N", param_hint="--bits") from None
     return out
 
 
@@ -39,23 +37,23 @@ def _parse_bits(values: tuple[str, ...]) -> dict:
               help="Prune +-1 values until code + blob fit this many bytes (default: the config's, 16,000,000). "
                    "A target far below the unpruned size is reached only by zeroing most +-1 values, which "
                    "ruins the model: the build then warns.")
-@click.option("--compressor", type=click.Choice(["brotli", "lzma", "zlib"]), default=None,
+@click.option("--compressor", type=click.Choice(CHOICES["quant.compressor"]), default=None,
               help="Blob compressor (default brotli quality 11; lzma is used when brotli is missing).")
 @click.option("--bits", multiple=True, metavar="N|CLASS=N[,...]",
-              help="Bits per class, 4-8: a bare N sets all attention/MLP matrices; classes matrix, attn, mlp, "
-                   "embed, e.g. --bits 6 --bits embed=7,mlp=5.")
-@click.option("--method", type=click.Choice(["gptq", "rtn"]), default=None,
+              help=f"Bits per class, {QUANT_BITS[0]}-{QUANT_BITS[-1]}: a bare N sets all attention/MLP matrices; "
+                   "classes matrix, attn, mlp, embed, e.g. --bits 6 --bits embed=7,mlp=5.")
+@click.option("--method", type=click.Choice(CHOICES["quant.method"]), default=None,
               help="gptq (Hessian-aware, default) or rtn (round-to-nearest, for comparison). Both use the --clip scales.")
-@click.option("--clip", type=click.Choice(["sdclip", "search"]), default=None,
+@click.option("--clip", type=click.Choice(CHOICES["quant.clip"]), default=None,
               help="Row scales: sdclip (default, the seed: k*std per row, k=12.85 matrices / 20 embeddings) or "
                    "search (the SP4096 record: best of 5 clip quantiles per matrix by weight MSE, scale floor 1/R; "
                    "embeddings clipped at one quantile and rounded); the artifact is then evaluation-only. "
                    "See docs/parity.md for the measured comparison.")
-@click.option("--control-dtype", type=click.Choice(["fp32", "fp16"]), default=None,
+@click.option("--control-dtype", type=click.Choice(CHOICES["quant.control_dtype"]), default=None,
               help="Storage of control tensors (gains, scales, mixes): fp32 (default) or fp16 (as the record; "
                    "evaluation-only artifact).")
 @click.option("--allow-oversize", is_flag=True, help="Exit 0 even when code + blob exceed 16,000,000 bytes.")
-@click.option("--code-compressor", type=click.Choice(["lzma", "brotli", "auto"]), default=None,
+@click.option("--code-compressor", type=click.Choice(CHOICES["quant.code_compressor"]), default=None,
               help="Compression of the train_gpt.py wrapper. auto (default): the smaller of brotli and raw LZMA2 "
                    "when the blob is brotli-compressed anyway, else LZMA2 (stdlib only).")
 @click.option("--train-code/--no-train-code", default=True, show_default=True,

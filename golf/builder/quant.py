@@ -18,7 +18,7 @@ from torch import nn
 
 from golf import TOOLKIT
 from golf.builder import container
-from golf.config import config_delta
+from golf.config import QUANT_BITS, config_delta
 from golf.data.loader import TrainLoader
 from golf.data.shards import list_shards
 from golf.errors import GolfError
@@ -35,8 +35,9 @@ class QuantError(ValueError, GolfError):
 
 # --------------------------------------------------------------------------- scales
 def qmax(bits: int) -> int:
-    if not 2 <= int(bits) <= 8:
-        raise QuantError(f"bits must be in [2, 8] (one value per int8 byte), got {bits}")
+    """R = 2^(bits-1) - 1, the largest stored value, for ``bits`` in ``golf.config.QUANT_BITS``."""
+    if int(bits) not in QUANT_BITS:
+        raise QuantError(f"bits must be in [{QUANT_BITS[0]}, {QUANT_BITS[-1]}] (one value per int8 byte), got {bits}")
     return 2 ** (int(bits) - 1) - 1
 
 
@@ -53,7 +54,6 @@ def sdclip_scales(w: torch.Tensor, bits: int, k: float) -> torch.Tensor:
 # quantiles of |w| (1.0 = the row max), scale floor 1/R; embeddings use one quantile.
 SEARCH_QUANTILES = (0.9990, 0.9995, 0.9999, 0.99999, 1.0)
 EMBED_QUANTILE = 0.9999984
-CLIPS = ("sdclip", "search")
 
 
 def quantile_scales(w: torch.Tensor, bits: int, quantile: float) -> torch.Tensor:
@@ -307,8 +307,10 @@ def quantize_state(state: dict, qcfg, control_patterns=(), embed_names=(), linea
     embed_names, linear_names, exact_names = set(embed_names), set(linear_names), set(exact_names)
     if method not in ("gptq", "rtn"):
         raise QuantError(f"unknown method {method!r} (gptq | rtn)")
-    if TOOLKIT and qcfg.clip not in CLIPS:
-        raise QuantError(f"unknown clip {qcfg.clip!r} ({' | '.join(CLIPS)})")
+    if TOOLKIT:  # a caller that set qcfg by hand (apply_overrides checks the words too)
+        from golf.config import CHOICES
+        if qcfg.clip not in CHOICES["quant.clip"]:
+            raise QuantError(f"unknown clip {qcfg.clip!r} ({' | '.join(CHOICES['quant.clip'])})")
     qmeta, info, qs, scales, rest = {}, {}, {}, {}, {}
     it = maybe_tqdm(list(state.items()), progress, desc="quantize", unit="tensor") if TOOLKIT else state.items()
     for name, t in it:

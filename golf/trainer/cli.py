@@ -11,33 +11,9 @@ from pathlib import Path
 
 import click
 
-from golf.config import ENV_VARS, ConfigError, GolfConfig, apply_env, apply_overrides
+from golf.config import CHOICES, ENV_VARS, TRAIN_FLAGS, ConfigError, GolfConfig, apply_env, apply_overrides
 from golf.presets import PRESET_HELP, PRESETS, preset_config
-
-# explicit flags -> config keys (flag > env > preset > default)
-FLAG_KEYS = {
-    "data_dir": "train.data_dir",
-    "run_dir": "train.run_dir",
-    "seed": "train.seed",
-    "iterations": "train.iterations",
-    "max_wallclock_seconds": "train.max_wallclock_seconds",
-    "gptq_reserve_seconds": "train.gptq_reserve_seconds",
-    "train_batch_tokens": "train.train_batch_tokens",
-    "train_seq_len": "train.train_seq_len",
-    "micro_batch_seqs": "train.micro_batch_seqs",
-    "warmup_steps": "train.warmup_steps",
-    "warmdown_iters": "train.warmdown_iters",
-    "warmdown_frac": "train.warmdown_frac",
-    "val_loss_every": "train.val_loss_every",
-    "val_max_tokens": "train.val_max_tokens",
-    "train_log_every": "train.train_log_every",
-    "train_shards": "train.train_shards",
-    "checkpoint_every": "train.checkpoint_every",
-    "dtype": "train.dtype",
-    "compile": "train.compile",
-    "hub_repo": "train.hub_repo",
-    "hub_every": "train.hub_every",
-}
+from golf.settings import FLAG_KEYS, train_setting_options
 
 
 class _RawArgsCommand(click.Command):
@@ -66,7 +42,10 @@ def _parse_sets(sets: tuple[str, ...]) -> dict[str, str]:
 
 def resolve_config(preset: str | None, config_file: str | None, sets: dict[str, str], flags: dict,
                    environ: dict | None = None, base: GolfConfig | None = None) -> tuple[GolfConfig, list[str]]:
-    """flag > env > preset (or config file / resumed config) > default; returns (cfg, env names applied)."""
+    """flag > env > preset (or config file / resumed config) > default; returns (cfg, env names applied).
+
+    ``flags``: ``{field name: value}`` from the setting options (:data:`FLAG_KEYS`; None = not given).
+    The result is checked once, and an error names the bad value as it was given."""
     try:
         if config_file:
             with open(config_file, encoding="utf-8") as f:
@@ -77,9 +56,13 @@ def resolve_config(preset: str | None, config_file: str | None, sets: dict[str, 
             cfg = base
         else:
             cfg = preset_config(preset or "seed")
-        applied = apply_env(cfg, environ)
-        apply_overrides(cfg, sets)
-        apply_overrides(cfg, {FLAG_KEYS[k]: v for k, v in flags.items() if v is not None})
+        names = apply_env(cfg, environ)
+        applied = list(names.values())
+        overrides = dict(sets)
+        names.update({key: f"--set {key}=" for key in sets})
+        for key, value in ((FLAG_KEYS[p], v) for p, v in flags.items() if v is not None):
+            overrides[key], names[key] = value, TRAIN_FLAGS[key]
+        apply_overrides(cfg, overrides, names)
     except ConfigError as e:
         raise click.UsageError(str(e)) from None
     except (OSError, json.JSONDecodeError) as e:
@@ -89,14 +72,12 @@ def resolve_config(preset: str | None, config_file: str | None, sets: dict[str, 
 
 def preflight(cfg: GolfConfig) -> list[str]:
     """Checks that need neither torch nor the model, run before either is loaded (an error in
-    seconds, not after the model is built): iterations, every shard header the run will read, the
-    tokenizer.  Raises a :class:`GolfError` naming the problem; returns warnings (e.g. a run
-    that would be all warmdown)."""
+    seconds, not after the model is built): every shard header the run will read, the
+    tokenizer (the settings themselves were checked by :func:`resolve_config`).  Raises a
+    :class:`GolfError` naming the problem; returns warnings (e.g. a run that would be all warmdown)."""
     from golf.data.shards import ShardError, data_paths, list_shards, read_shard_header
 
     t = cfg.train
-    if t.iterations <= 0:
-        raise click.UsageError(f"--iterations must be > 0, got {t.iterations}")
     dataset, tok = data_paths(t.data_dir, cfg.model.vocab_size)
     train_files = list_shards(dataset, "train")
     if not train_files:
@@ -148,28 +129,10 @@ _PRESET_LIST = "\n".join(f"  {k:<14} {v}" for k, v in PRESET_HELP.items())
               help="Named model/run preset (default: seed; when resuming, the checkpoint's own config).")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
               help="Start from a saved config JSON (e.g. a previous RUN/config.json) instead of a preset.")
-@click.option("--data", "data_dir", help="Data root holding datasets/fineweb10B_spV/ and tokenizers/ [DATA_DIR].")
-@click.option("--run-dir", help="Output run directory (config, logs, checkpoints, final model).")
 @click.option("--set", "sets", multiple=True, metavar="SECTION.NAME=VALUE",
-              help="Set any config field, e.g. --set model.num_layers=9 --set train.matrix_lr=0.03 (repeatable).")
-@click.option("--iterations", type=int, help="Training steps [ITERATIONS].")
-@click.option("--seed", type=int, help="Random seed [SEED].")
-@click.option("--max-wallclock-seconds", type=float, help="Training-time cap in seconds, 0 = none [MAX_WALLCLOCK_SECONDS].")
-@click.option("--gptq-reserve-seconds", type=float, help="Seconds reserved for GPTQ calibration inside the cap.")
-@click.option("--train-batch-tokens", type=int, help="Global batch in tokens per step [TRAIN_BATCH_TOKENS].")
-@click.option("--train-seq-len", type=int, help="Training sequence length [TRAIN_SEQ_LEN].")
-@click.option("--micro-batch-seqs", type=int, help="Sequences per process per micro-step; sets grad accumulation.")
-@click.option("--warmup-steps", type=int, help="Linear LR warm-up steps [WARMUP_STEPS].")
-@click.option("--warmdown-iters", type=int, help="Iteration-based warmdown length [WARMDOWN_ITERS].")
-@click.option("--warmdown-frac", type=float, help="Warmdown as a fraction of training (wallclock when capped) [WARMDOWN_FRAC].")
-@click.option("--val-loss-every", type=int, help="Validate every N steps, 0 = only at the end [VAL_LOSS_EVERY].")
-@click.option("--val-max-tokens", type=int, help="Validate on a prefix of N tokens (quick runs), 0 = all.")
-@click.option("--train-log-every", type=int, help="Log a train line every N steps [TRAIN_LOG_EVERY].")
-@click.option("--train-shards", type=int, help="Use only the first N train shards, 0 = all [TRAIN_SHARDS].")
-@click.option("--checkpoint-every", type=int, help="Checkpoint every N steps, 0 = only at the end [CHECKPOINT_EVERY].")
-@click.option("--dtype", type=click.Choice(["auto", "bf16", "fp16", "fp32"]), default=None,
-              help="Compute precision: auto = bf16 on Ampere+, fp16 + GradScaler on T4, fp32 on CPU.")
-@click.option("--compile/--no-compile", "compile", default=None, help="torch.compile the model.")
+              help="Set any config field, e.g. --set model.num_layers=9 --set train.matrix_lr=0.03 (repeatable); "
+                   "every setting is listed in docs/settings.md.")
+@train_setting_options
 @click.option("--device", default="auto", help="auto | cpu | cuda | cuda:N.")
 @click.option("--resume", default=None, metavar="auto|PATH",
               help="Continue from a checkpoint: 'auto' = latest in RUN/checkpoints (fresh start if none), "
@@ -177,8 +140,6 @@ _PRESET_LIST = "\n".join(f"  {k:<14} {v}" for k, v in PRESET_HELP.items())
 @click.option("--resume-from-hub", default=None, metavar="REPO",
               help="Download the latest checkpoint of this Hub model repo first, then resume [RESUME_FROM_HUB=1 "
                    "uses HUB_REPO]. Token from HF_TOKEN.")
-@click.option("--hub-repo", help="Push checkpoints to this Hub model repo in the background [HUB_REPO].")
-@click.option("--hub-every", type=int, help="Push a checkpoint to the Hub every N steps [HUB_EVERY].")
 @click.option("--stop-at-step", type=int, default=0, help="Pause after this many steps with a checkpoint "
               "(schedule unchanged; continue later with --resume auto). 0 = off.")
 @click.option("--nproc", type=int, default=1, help="Processes (GPUs) to launch with torchrun (DDP).")
@@ -338,7 +299,7 @@ def bench() -> None:
 @click.option("--micro-batch-seqs", type=int, default=None, help="Sequences per micro-step (default: preset's).")
 @click.option("--accum", type=int, default=1, show_default=True, help="Micro-steps per timed step.")
 @click.option("--device", default="auto", show_default=True, help="auto | cuda | cpu (cpu only for --preset tiny).")
-@click.option("--dtype", type=click.Choice(["auto", "bf16", "fp16", "fp32"]), default=None)
+@click.option("--dtype", type=click.Choice(CHOICES["train.dtype"]), default=None, help="Compute precision (default: preset's).")
 @click.option("--compile/--no-compile", "compile_", default=None, help="torch.compile (default: on for CUDA).")
 @click.option("--peak-tflops", type=float, default=None, help="Peak dense TFLOP/s for MFU (default: from the GPU name).")
 @click.option("--json-out", type=click.Path(dir_okay=False), help="Also write the numbers as JSON.")
@@ -358,4 +319,4 @@ def bench_train(preset, sets, steps, warmup, micro_batch_seqs, accum, device, dt
             json.dump(res, f, indent=2)
 
 
-__all__ = ["train", "bench", "resolve_config", "FLAG_KEYS", "ENV_VARS"]
+__all__ = ["ENV_VARS", "FLAG_KEYS", "bench", "resolve_config", "train"]
