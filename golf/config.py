@@ -27,6 +27,7 @@ from typing import Any
 
 from golf import TOOLKIT
 from golf.errors import GolfError
+from golf.protocol import LIMIT_BYTES
 
 
 @dataclass
@@ -245,7 +246,7 @@ class QuantConfig:
     """Blob compressor: brotli (quality 11; lzma when brotli is not installed), lzma or zlib."""
     byte_shuffle: bool = True
     """Byte-shuffle each tensor before compression."""
-    target_bytes: int = 16_000_000
+    target_bytes: int = LIMIT_BYTES
     """Prune +-1 values until code + blob fit this many bytes."""
     attn_bits: int = 0
     """Bits of the attention matrices, 0 = matrix_bits."""

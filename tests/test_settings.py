@@ -138,10 +138,10 @@ def test_build_options_are_checked_before_the_checkpoint_loads(tmp_path):
                             ({"method": "gptqq"}, "--method gptqq: expected gptq | rtn"),
                             ({"target_bytes": -5}, "--target-bytes -5: the target must be a positive number")]:
         with pytest.raises(BuildError, match=message.replace("(", r"\(").replace(")", r"\)")):
-            build(tmp_path / "no-run", tmp_path, tmp_path / "art", device="cpu", log=lambda m: None, **kwargs)
+            build(tmp_path / "no-run", tmp_path, tmp_path / "art", device="cpu", log=lambda _m: None, **kwargs)
     # the range comes from the config: --bits 3 passes the check (and fails later, on the missing run)
     with pytest.raises(Exception, match="no-run"):
-        build(tmp_path / "no-run", tmp_path, tmp_path / "art", bits={"mlp": 3}, device="cpu", log=lambda m: None)
+        build(tmp_path / "no-run", tmp_path, tmp_path / "art", bits={"mlp": 3}, device="cpu", log=lambda _m: None)
     assert not (tmp_path / "art").exists()
 
 

@@ -21,13 +21,11 @@ from golf.data.shards import data_paths
 from golf.device import autocast_dtype
 from golf.errors import GolfError
 from golf.fsutil import atomic_write_bytes
+from golf.protocol import CODE_NAME, ENV_VAL_MAX_TOKENS, LIMIT_BYTES, REPORT_NAME
 
-LIMIT_BYTES = 16_000_000
 # Pruning more than this share of the +-1 values to reach --target-bytes gets a warning: the
 # values pruned first are the cheapest, the rest cost the model far more.
 PRUNE_WARN_SHARE = 0.5
-REPORT_NAME = "build_report.json"
-CODE_NAME = "train_gpt.py"
 
 
 class BuildError(ValueError, GolfError):
@@ -198,7 +196,7 @@ def build(checkpoint, data_dir, out_dir, *, target_bytes: int | None = None, com
 
     dev = entry.pick_device(device)
     ds_dir, tok_path = _data_files(cfg, data_dir, checkpoint)
-    settings = entry.eval_settings(cfg, {"VAL_MAX_TOKENS": str(val_max_tokens or 0)})
+    settings = entry.eval_settings(cfg, {ENV_VAL_MAX_TOKENS: str(val_max_tokens or 0)})
     settings["sliding"] = bool(sliding)
     val, luts = entry.load_eval_data(cfg, settings, ds_dir, tok_path)
     timings = {}

@@ -7,6 +7,7 @@ import sys
 import click
 
 from golf.config import CHOICES, QUANT_BITS
+from golf.protocol import LIMIT_BYTES
 
 
 def _parse_bits(values: tuple[str, ...]) -> dict:
@@ -27,7 +28,8 @@ def _parse_bits(values: tuple[str, ...]) -> dict:
 
 @click.command("build")
 @click.option("--checkpoint", "checkpoint", required=True, type=click.Path(exists=True),
-              help="Run directory of `golf train` (uses RUN/final_model.pt), a final_model.pt or a training checkpoint.")
+              help="Run directory of `golf train` (uses RUN/final_model.pt), a final_model.pt or a "
+                   "training checkpoint.")
 @click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False),
               help="Data dir holding datasets/fineweb10B_sp{V}/ and tokenizers/fineweb_{V}_bpe.model "
                    "(training shards for calibration, validation shards for the report).")
@@ -43,7 +45,8 @@ def _parse_bits(values: tuple[str, ...]) -> dict:
               help=f"Bits per class, {QUANT_BITS[0]}-{QUANT_BITS[-1]}: a bare N sets all attention/MLP matrices; "
                    "classes matrix, attn, mlp, embed, e.g. --bits 6 --bits embed=7,mlp=5.")
 @click.option("--method", type=click.Choice(CHOICES["quant.method"]), default=None,
-              help="gptq (Hessian-aware, default) or rtn (round-to-nearest, for comparison). Both use the --clip scales.")
+              help="gptq (Hessian-aware, default) or rtn (round-to-nearest, for comparison). "
+                   "Both use the --clip scales.")
 @click.option("--clip", type=click.Choice(CHOICES["quant.clip"]), default=None,
               help="Row scales: sdclip (default, the seed: k*std per row, k=12.85 matrices / 20 embeddings) or "
                    "search (the SP4096 record: best of 5 clip quantiles per matrix by weight MSE, scale floor 1/R; "
@@ -66,7 +69,7 @@ def _parse_bits(values: tuple[str, ...]) -> dict:
               help="Score only this many validation tokens in the report (0 = all, the official metric).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None,
               help="Device for calibration, GPTQ and evaluation (default: cuda when available).")
-@click.option("--limit-bytes", type=int, default=16_000_000, show_default=True,
+@click.option("--limit-bytes", type=int, default=LIMIT_BYTES, show_default=True,
               help="The competition cap checked for the exit status (change only for experiments).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars (they are drawn only on a terminal anyway).")
 def build(checkpoint, data_dir, out_dir, target_bytes, compressor, bits, method, clip, control_dtype, allow_oversize,
