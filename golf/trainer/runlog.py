@@ -13,8 +13,10 @@ class RunLog:
     def __init__(self, run_dir: str | Path | None, enabled: bool = True, echo: bool = True):
         self.enabled = enabled
         self.echo = echo
-        self.bar = None  # a tqdm bar (toolkit only): lines go through bar.write so the bar stays intact
-        self._log = self._jsonl = None
+        self._log = None
+        if TOOLKIT:
+            self.bar = None  # a tqdm bar: lines go through bar.write so the bar stays intact
+            self._jsonl = None
         if enabled and run_dir is not None:
             run_dir = Path(run_dir)
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -33,6 +35,13 @@ class RunLog:
         if self._log is not None:
             self._log.write(text + "\n")
 
+    def event(self, name: str, text: str, fields: dict | None = None) -> None:
+        """One run event: its text line, and its metrics.jsonl record ``{"event": name, **fields}``.
+        Shipped callers pass ``TOOLKIT and dict(...)``, so ``train_gpt.py`` builds no record."""
+        self.line(text)
+        if TOOLKIT and fields:
+            self.metric(name, **fields)
+
     def metric(self, event: str, **fields) -> None:
         if not self.enabled or self._jsonl is None:
             return
@@ -40,7 +49,7 @@ class RunLog:
         self._jsonl.write(json.dumps(rec, sort_keys=False) + "\n")
 
     def close(self) -> None:
-        for f in (self._log, self._jsonl):
+        for f in (self._log, self._jsonl) if TOOLKIT else (self._log,):
             if f is not None:
                 f.close()
         self._log = self._jsonl = None
