@@ -46,8 +46,8 @@ class TrainError(RunError):
 @dataclass
 class RunOptions:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    echo: bool = True  # print log lines to stdout (they always go to RUN/train.log)
     if TOOLKIT:  # the rest steer toolkit-only features (not fields in train_gpt.py)
+        echo: bool = True  # print log lines to stdout (they always go to RUN/train.log; train_gpt.py always prints)
         resume: str | None = None  # "auto" | checkpoint file | run dir
         resume_from_hub: str | None = None  # Hub repo id to fetch the latest checkpoint from
         stop_at_step: int = 0  # pause (checkpoint, no final eval) once this many steps are done
@@ -259,7 +259,8 @@ class Run:
         self.cap_ms, self.sched = effective_cap_ms(t), schedule_from_config(t)
         self.tokens_per_step = global_seqs * t.train_seq_len
         self.plan_line = (f"device:{device} dtype:{prec} world_size:{world} grad_accum_steps:{accum} "
-                          f"micro_batch_seqs:{micro} global_batch_tokens:{self.tokens_per_step} seq_len:{t.train_seq_len}")
+                          f"micro_batch_seqs:{micro} global_batch_tokens:{self.tokens_per_step} "
+                          f"seq_len:{t.train_seq_len}")
         if TOOLKIT:
             self.resume_path = self.hub = self.bar = None
             self.interrupted = self.stopped_early = False
@@ -267,7 +268,7 @@ class Run:
     def run(self) -> dict:
         """The whole run; returns the summary written to ``final.json`` (or a pause summary)."""
         saved = self.load_resume() if TOOLKIT else None
-        self.log = RunLog(self.run_dir, enabled=self.master, echo=self.opts.echo)
+        self.log = RunLog(self.run_dir, self.master, self.opts.echo if TOOLKIT else True)
         try:
             self.setup()
             if TOOLKIT and saved is not None:
@@ -281,7 +282,7 @@ class Run:
             if TOOLKIT:
                 with self.attended():
                     if not self.loop():
-                        return self.pause()
+                        return self.pause()  # raises KeyboardInterrupt after a Ctrl-C
             else:
                 self.loop()
             return self.finish()
@@ -311,9 +312,11 @@ class Run:
         self.optim = Optimizers(self.model, t, device, self.rank, self.world)
         self.ema, self.ph = EMA(t.ema_decay), Phase()
         self.recur_possible = recurrence_enabled(cfg.model)
-        # the state map: what a checkpoint holds and priming resets, loaded in this order (RNG last)
+        # the state map: what a checkpoint holds and priming resets, one entry per piece, loaded in this order
         self.state = {"model": self.model, "optimizers": self.optim, "scaler": self.scaler, "ema": self.ema,
-                      "loader": self.loader, "flags": self.ph, "rng": ckpt.RNGState()}
+                      "loader": self.loader, "flags": self.ph}
+        if TOOLKIT:  # checkpoints also carry the random generators (loaded last); train_gpt.py draws no random
+            self.state["rng"] = ckpt.RNGState()  # numbers after the model is built, so priming has none to reset
         if TOOLKIT and self.master and t.hub_repo and t.hub_every > 0:
             from golf.trainer.hub import HubSync
             self.hub = HubSync(t.hub_repo, endpoint=self.opts.hub_endpoint, private=t.hub_private, log=self.log.line,
@@ -361,7 +364,8 @@ class Run:
         if self.recur_possible:
             self.model.set_recurrence(False)
         ckpt.load_states(self.state, saved)
-        self.log.line(f"compile_warmup: {n} steps in {1000 * (time.perf_counter() - t0):.0f}ms (not timed; state reset)")
+        ms = 1000 * (time.perf_counter() - t0)
+        self.log.line(f"compile_warmup: {n} steps in {ms:.0f}ms (not timed; state reset)")
 
     # -- the loop --------------------------------------------------------------------------------
     def loop(self) -> bool:
@@ -378,9 +382,10 @@ class Run:
             if capped and ph.step < t.iterations:
                 if TOOLKIT:
                     self.stopped_early = True
-                self.log.event("stopping_early", f"stopping_early: wallclock_cap train_time:{ph.train_time_ms:.0f}ms "
+                self.log.event(f"stopping_early: wallclock_cap train_time:{ph.train_time_ms:.0f}ms "
                                f"step:{ph.step}/{t.iterations}",
-                               TOOLKIT and dict(step=ph.step, train_time_ms=ph.train_time_ms, cap_ms=self.cap_ms))
+                               TOOLKIT and dict(event="stopping_early", step=ph.step, train_time_ms=ph.train_time_ms,
+                                                cap_ms=self.cap_ms))
                 break
             if TOOLKIT and not last and self.maybe_checkpoint():
                 return False
@@ -395,9 +400,9 @@ class Run:
             self.model.set_recurrence(True)
             ph.recurrence_active = True
             m = self.cfg.model
-            log.event("recurrence_on", f"recurrence:on step:{ph.step}/{t.iterations} train_time:{ph.train_time_ms:.0f}ms "
+            log.event(f"recurrence:on step:{ph.step}/{t.iterations} train_time:{ph.train_time_ms:.0f}ms "
                       f"layers:{m.recur_start}-{m.recur_end} loops:{m.recur_loops}",
-                      TOOLKIT and dict(step=ph.step, train_time_ms=ph.train_time_ms))
+                      TOOLKIT and dict(event="recurrence_on", step=ph.step, train_time_ms=ph.train_time_ms))
         mult = lr_multiplier(ph.step, t.iterations, **clock, **self.sched)
         mom = muon_momentum(ph.step, t.muon_momentum, t.muon_momentum_warmup_start, t.muon_momentum_warmup_steps)
         if TOOLKIT:  # for the train record
@@ -405,9 +410,10 @@ class Run:
         if not ph.warmdown_started and in_warmdown(ph.step, t.iterations, warmdown_iters=t.warmdown_iters,
                                                    warmdown_frac=t.warmdown_frac, **clock):
             ph.warmdown_started = True
-            log.event("warmdown_start", f"warmdown:start step:{ph.step}/{t.iterations} lr_mult:{mult:.4f} "
+            log.event(f"warmdown:start step:{ph.step}/{t.iterations} lr_mult:{mult:.4f} "
                       f"train_time:{ph.train_time_ms:.0f}ms",
-                      TOOLKIT and dict(step=ph.step, lr_mult=mult, train_time_ms=ph.train_time_ms))
+                      TOOLKIT and dict(event="warmdown_start", step=ph.step, lr_mult=mult,
+                                       train_time_ms=ph.train_time_ms))
         self.optim.set_schedule(mult, mom)
         t0 = time.perf_counter()
         loss = self.stepper(self.loader.next_batch(self.batch[0], self.batch[2]))
@@ -430,8 +436,8 @@ class Run:
         if not ph.ema_started and ph.step >= t.ema_start_step:
             self.ema.start(self.model)
             ph.ema_started = True
-            self.log.event("ema_start", f"ema:start step:{ph.step}/{t.iterations} decay:{t.ema_decay}",
-                           TOOLKIT and dict(step=ph.step, decay=t.ema_decay))
+            self.log.event(f"ema:start step:{ph.step}/{t.iterations} decay:{t.ema_decay}",
+                           TOOLKIT and dict(event="ema_start", step=ph.step, decay=t.ema_decay))
 
     def report(self, loss: torch.Tensor, last: bool) -> None:
         """The train line (steps 1-10, every ``train_log_every``, the last), the divergence check, the bar."""
@@ -448,10 +454,11 @@ class Run:
             tok_s = (ph.step - s0) * self.tokens_per_step / (dt / 1000.0) if dt > 0 else 0.0
             self.last_report = ph.step, ph.train_time_ms
             avg = ph.train_time_ms / ph.step
-            self.log.event("train", f"step:{ph.step}/{t.iterations} train_loss:{lval:.4f} "
+            self.log.event(f"step:{ph.step}/{t.iterations} train_loss:{lval:.4f} "
                            f"train_time:{ph.train_time_ms:.0f}ms step_avg:{avg:.2f}ms tok/s:{tok_s:.0f}",
-                           TOOLKIT and dict(step=ph.step, train_loss=lval, train_time_ms=ph.train_time_ms, step_avg_ms=avg,
-                                            tok_s=tok_s, lr_mult=self.mult, muon_momentum=self.mom,
+                           TOOLKIT and dict(event="train", step=ph.step, train_loss=lval,
+                                            train_time_ms=ph.train_time_ms, step_avg_ms=avg, tok_s=tok_s,
+                                            lr_mult=self.mult, muon_momentum=self.mom,
                                             recurrence=ph.recurrence_active, ema=ph.ema_started))
             if not math.isfinite(lval):
                 raise TrainError(f"training diverged: train_loss is {lval} at step {ph.step} "
@@ -465,11 +472,11 @@ class Run:
         t, ph = self.t, self.ph
         if t.val_loss_every > 0 and (ph.step % t.val_loss_every == 0 or last):
             vl, vb, vms = self.run_val()
-            self.log.event("val", f"step:{ph.step}/{t.iterations} val_loss:{vl:.4f} val_bpb:{vb:.4f} "
+            self.log.event(f"step:{ph.step}/{t.iterations} val_loss:{vl:.4f} val_bpb:{vb:.4f} "
                            f"train_time:{ph.train_time_ms:.0f}ms step_avg:{ph.train_time_ms / ph.step:.2f}ms "
                            f"eval_time:{vms:.0f}ms",
-                           TOOLKIT and dict(step=ph.step, val_loss=vl, val_bpb=vb, train_time_ms=ph.train_time_ms,
-                                            eval_time_ms=vms))
+                           TOOLKIT and dict(event="val", step=ph.step, val_loss=vl, val_bpb=vb,
+                                            train_time_ms=ph.train_time_ms, eval_time_ms=vms))
 
     def run_val(self) -> tuple[float, float, float]:
         """``(val_loss, val_bpb, eval_ms)`` of the current weights on the (possibly capped) validation set."""
@@ -477,23 +484,15 @@ class Run:
         model = self.model
         model.eval()
         try:
-            res = eval_plain(model_nll_fn(model, self.amp_dtype), self.val_tokens, self.luts, self.cfg.eval.eval_seq_len,
-                             max(1, self.t.val_batch_tokens // self.cfg.eval.eval_seq_len // self.world),
+            L = self.cfg.eval.eval_seq_len
+            res = eval_plain(model_nll_fn(model, self.amp_dtype), self.val_tokens, self.luts, L,
+                             max(1, self.t.val_batch_tokens // L // self.world),
                              device=self.device, rank=self.rank, world_size=self.world)
         finally:
             model.train()
         return res.val_loss, res.val_bpb, res.elapsed_ms
 
     # -- the end -----------------------------------------------------------------------------------
-    def summary(self) -> dict:
-        """What the run reports (``final.json``, ``train()``'s return value); the artifact needs only the flag."""
-        ph = self.ph
-        out = {"recurrence_active": ph.recurrence_active}
-        if TOOLKIT:  # report-only numbers
-            out.update({"steps": ph.step, "iterations": self.t.iterations, "train_time_ms": round(ph.train_time_ms, 3),
-                        "model_params": self.n_params, "stopped_early": self.stopped_early, "world_size": self.world})
-        return out
-
     def finish(self) -> dict:
         """After the last step: final checkpoint, EMA weights in, final_model.pt, final validation, final.json."""
         t, ph, log, model = self.t, self.ph, self.log, self.model
@@ -502,18 +501,20 @@ class Run:
             final_ckpt = self.save()
         if self.ema.active:
             self.ema.copy_to(model)
-            log.event("ema_applied", f"ema:applied decay:{t.ema_decay}", TOOLKIT and dict(step=ph.step))
+            log.event(f"ema:applied decay:{t.ema_decay}", TOOLKIT and dict(event="ema_applied", step=ph.step))
         if TOOLKIT and self.master:
             ckpt.save_final(self.run_dir, self.cfg, model.state_dict(), ph.recurrence_active,
                             extra={"step": ph.step, "train_time_ms": ph.train_time_ms})
-        _barrier(self.distributed)
+        if self.distributed:
+            dist.barrier()
         vl, vb, vms = self.run_val()
-        log.event("final", f"final_model val_loss:{vl:.8f} val_bpb:{vb:.8f} eval_time:{vms:.0f}ms",
-                  TOOLKIT and dict(step=ph.step, val_loss=vl, val_bpb=vb, train_time_ms=ph.train_time_ms, eval_time_ms=vms))
-        summary = self.summary()
+        log.event(f"final_model val_loss:{vl:.8f} val_bpb:{vb:.8f} eval_time:{vms:.0f}ms",
+                  TOOLKIT and dict(event="final", step=ph.step, val_loss=vl, val_bpb=vb, train_time_ms=ph.train_time_ms,
+                                   eval_time_ms=vms))
+        summary = {"recurrence_active": ph.recurrence_active}
         if TOOLKIT:
-            summary.update({"val_loss": vl, "val_bpb": vb, "eval_time_ms": round(vms, 3), "ema": self.ema.active,
-                            "val_tokens": len(self.val_tokens) - 1, "seq_len": self.cfg.eval.eval_seq_len})
+            summary.update(self.summary(), val_loss=vl, val_bpb=vb, eval_time_ms=round(vms, 3), ema=self.ema.active,
+                           val_tokens=len(self.val_tokens) - 1, seq_len=self.cfg.eval.eval_seq_len)
         if TOOLKIT and self.master:
             write_json_atomic(self.run_dir / "final.json", summary)
             if self.hub is not None:
@@ -540,9 +541,11 @@ class Run:
             saved = ckpt.load_checkpoint(self.resume_path, map_location=self.device)
             old = GolfConfig.from_json(saved["config_json"])
             if old.model != cfg.model:
-                diff = [f"model.{f.name}: checkpoint {getattr(old.model, f.name)!r} vs now {getattr(cfg.model, f.name)!r}"
-                        for f in dataclasses.fields(cfg.model) if getattr(old.model, f.name) != getattr(cfg.model, f.name)]
-                raise TrainError(f"{self.resume_path}: the checkpoint's model differs from this run's: " + "; ".join(diff))
+                diff = [f"model.{k}: checkpoint {getattr(old.model, k)!r} vs now {getattr(cfg.model, k)!r}"
+                        for k in (f.name for f in dataclasses.fields(cfg.model))
+                        if getattr(old.model, k) != getattr(cfg.model, k)]
+                raise TrainError(f"{self.resume_path}: the checkpoint's model differs from this run's: "
+                                 + "; ".join(diff))
             return saved
 
         def restore(self, saved: dict) -> None:
@@ -575,14 +578,22 @@ class Run:
                 if want_hub and path is not None:
                     self.hub.push(path, ph.step, extra={"config.json": self.run_dir / "config.json"})
             if pause:
-                self.log.event("paused", f"paused: step:{ph.step}/{t.iterations} train_time:{ph.train_time_ms:.0f}ms "
-                               f"(continue with --resume auto)", dict(step=ph.step, train_time_ms=ph.train_time_ms))
+                self.log.event(f"paused: step:{ph.step}/{t.iterations} train_time:{ph.train_time_ms:.0f}ms "
+                               f"(continue with --resume auto)",
+                               dict(event="paused", step=ph.step, train_time_ms=ph.train_time_ms))
             elif self.interrupted:
-                self.log.event("interrupted", f"interrupted: step:{ph.step}/{t.iterations} "
+                self.log.event(f"interrupted: step:{ph.step}/{t.iterations} "
                                f"train_time:{ph.train_time_ms:.0f}ms checkpoint:{path}; continue with: "
                                f"{continue_command(self.run_dir, opts.device)}",
-                               dict(step=ph.step, train_time_ms=ph.train_time_ms, path=str(path)))
+                               dict(event="interrupted", step=ph.step, train_time_ms=ph.train_time_ms, path=str(path)))
             return pause or self.interrupted
+
+        def summary(self) -> dict:
+            """The numbers every summary reports (``final.json``, ``train()``'s return value)."""
+            ph = self.ph
+            return {"steps": ph.step, "iterations": self.t.iterations, "train_time_ms": round(ph.train_time_ms, 3),
+                    "model_params": self.n_params, "stopped_early": self.stopped_early, "world_size": self.world,
+                    "recurrence_active": ph.recurrence_active}
 
         def pause(self) -> dict:
             """The end of a paused or interrupted run: no final evaluation, the Hub queue drained."""
@@ -592,6 +603,8 @@ class Run:
                 summary["interrupted"] = True
             if self.hub is not None:
                 self.hub.close(log_wait=True)
+            if self.interrupted:
+                raise KeyboardInterrupt
             return summary
 
         @contextlib.contextmanager
@@ -627,14 +640,12 @@ class Run:
 
 def train(cfg: GolfConfig, opts: RunOptions | None = None) -> dict:
     """Run training as configured; returns the summary written to ``final.json`` (or a pause summary).
-    An interrupted run (Ctrl-C, toolkit) saves a checkpoint, then raises ``KeyboardInterrupt``."""
+    A run interrupted by Ctrl-C (toolkit) saves a checkpoint, logs how to continue, then raises
+    ``KeyboardInterrupt``."""
     opts = opts or RunOptions()
     rank, world, _, device, init_here = setup_distributed(opts.device)
     try:
-        summary = Run(cfg, opts, rank, world, device).run()
+        return Run(cfg, opts, rank, world, device).run()
     finally:
         if init_here:
             shutdown_distributed()
-    if TOOLKIT and summary.get("interrupted"):
-        raise KeyboardInterrupt
-    return summary

@@ -12,7 +12,8 @@ from golf import TOOLKIT
 class RunLog:
     def __init__(self, run_dir: str | Path | None, enabled: bool = True, echo: bool = True):
         self.enabled = enabled
-        self.echo = echo
+        if TOOLKIT:
+            self.echo = echo
         self._log = None
         if TOOLKIT:
             self.bar = None  # a tqdm bar: lines go through bar.write so the bar stays intact
@@ -27,7 +28,7 @@ class RunLog:
     def line(self, text: str) -> None:
         if not self.enabled:
             return
-        if self.echo:
+        if not TOOLKIT or self.echo:
             if TOOLKIT and self.bar is not None:
                 self.bar.write(text)
             else:
@@ -35,12 +36,12 @@ class RunLog:
         if self._log is not None:
             self._log.write(text + "\n")
 
-    def event(self, name: str, text: str, fields: dict | None = None) -> None:
-        """One run event: its text line, and its metrics.jsonl record ``{"event": name, **fields}``.
-        Shipped callers pass ``TOOLKIT and dict(...)``, so ``train_gpt.py`` builds no record."""
+    def event(self, text: str, record: dict | None = None) -> None:
+        """One run event: its text line, and its metrics.jsonl record (``{"event": name, **fields}``).
+        Shipped callers pass ``TOOLKIT and dict(event=...)``, so ``train_gpt.py`` builds no record."""
         self.line(text)
-        if TOOLKIT and fields:
-            self.metric(name, **fields)
+        if TOOLKIT and record:
+            self.metric(**record)
 
     def metric(self, event: str, **fields) -> None:
         if not self.enabled or self._jsonl is None:

@@ -72,7 +72,8 @@ def recurrence_due(tcfg, step: int, elapsed_ms: float = 0.0, cap_ms: float = 0.0
     :func:`progress` reaches ``recur_start_frac`` (at once when that is <= 0)."""
     if tcfg.recur_start_step > 0:
         return step >= tcfg.recur_start_step
-    return tcfg.recur_start_frac <= 0 or progress(step, tcfg.iterations, elapsed_ms, cap_ms) >= tcfg.recur_start_frac
+    frac = tcfg.recur_start_frac
+    return frac <= 0 or progress(step, tcfg.iterations, elapsed_ms, cap_ms) >= frac
 
 
 def muon_momentum(step: int, momentum: float, warmup_start: float, warmup_steps: int) -> float:
