@@ -13,6 +13,7 @@ restore with one loop (``checkpoint.state_dicts`` / ``checkpoint.load_states``).
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import math
 import os
@@ -210,7 +211,7 @@ class Phase:
     ema_started: bool = False
 
     def state_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return dict(self.__dict__)
 
     def load_state_dict(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -277,8 +278,9 @@ class Run:
             self.announce()
             self.compile()
             self.maybe_start_ema()
-            if self.t.compile and self.t.compile_warmup_steps > 0 and self.ph.step == 0:
-                self.prime(self.t.compile_warmup_steps)
+            n = self.t.compile_warmup_steps
+            if self.t.compile and n > 0 and self.ph.step == 0:
+                self.prime(n)
             if TOOLKIT:
                 with self.attended():
                     if not self.loop():
@@ -354,13 +356,12 @@ class Run:
     def prime(self, n: int) -> None:
         """Untimed torch.compile priming (SPEC §4.3 WARMUP_STEPS): ``n`` real steps (the last half with
         recurrence on, so both graphs compile), then the whole state map is put back as it was."""
-        import copy
         t0 = time.perf_counter()
         saved = copy.deepcopy(ckpt.state_dicts(self.state))
         for i in range(n):
             if self.recur_possible:
                 self.model.set_recurrence(i >= n // 2)
-            self.stepper(self.loader.next_batch(self.batch[0], self.batch[2]))
+            self.stepper(self.loader.next_batch(*self.batch[::2]))
         if self.recur_possible:
             self.model.set_recurrence(False)
         ckpt.load_states(self.state, saved)
@@ -416,7 +417,7 @@ class Run:
                                        train_time_ms=ph.train_time_ms))
         self.optim.set_schedule(mult, mom)
         t0 = time.perf_counter()
-        loss = self.stepper(self.loader.next_batch(self.batch[0], self.batch[2]))
+        loss = self.stepper(self.loader.next_batch(*self.batch[::2]))
         ph.step += 1
         if ph.ema_started:
             self.ema.update(self.model)

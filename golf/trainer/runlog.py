@@ -50,9 +50,10 @@ class RunLog:
         self._jsonl.write(json.dumps(rec, sort_keys=False) + "\n")
 
     def close(self) -> None:
-        for f in (self._log, self._jsonl) if TOOLKIT else (self._log,):
-            if f is not None:
-                f.close()
+        if self._log is not None:
+            self._log.close()
+        if TOOLKIT and self._jsonl is not None:
+            self._jsonl.close()
         self._log = self._jsonl = None
 
 
