@@ -4,11 +4,12 @@
 (DESIGN.md "Run directory"): ``config.json``, ``train.log``, ``metrics.jsonl``,
 ``checkpoints/step_NNNNNN.pt``, ``final_model.pt`` and ``final.json``.
 
-A :class:`Run` goes setup -> (toolkit) restore -> compile -> priming -> loop -> finish.  The
-loop is step (schedule + optimizer step), report, maybe-validate and (toolkit) maybe-checkpoint, each a method.
-Everything a checkpoint carries is one entry of ``Run.state`` (the state map: model, optimizers,
-scaler, EMA, loader, phase flags, RNG), which checkpoints, resume and compile priming all save and
-restore with one loop (``checkpoint.state_dicts`` / ``checkpoint.load_states``).
+A :class:`Run` goes setup -> (toolkit) restore -> announce -> compile -> priming -> loop -> finish
+(or, toolkit, a pause).  The loop is step (schedule + optimizer step), report, maybe-validate and
+(toolkit) maybe-checkpoint, each a method.  Everything a checkpoint carries is one entry of
+``Run.state`` (the state map: model, optimizers, scaler, loader, and in the toolkit EMA, phase flags
+and RNG), which checkpoints, resume and compile priming all save and restore with one loop
+(``checkpoint.state_dicts`` / ``checkpoint.load_states``).
 """
 from __future__ import annotations
 
@@ -249,9 +250,10 @@ def _barrier(distributed: bool) -> None:
 
 
 class Run:
-    """One training run: :meth:`setup`, :meth:`restore` (toolkit), :meth:`compile` (+ :meth:`prime`),
-    :meth:`loop` (:meth:`step`, :meth:`report`, :meth:`maybe_validate`,
-    :meth:`maybe_checkpoint`), then :meth:`finish` (or a pause).  ``self.state`` is the state map."""
+    """One training run: :meth:`setup`, :meth:`restore` (toolkit), :meth:`announce`, :meth:`compile`
+    (+ :meth:`prime`), :meth:`loop` (:meth:`step`, :meth:`report`, :meth:`maybe_validate`,
+    :meth:`maybe_checkpoint`; toolkit: inside :meth:`attended`), then :meth:`finish` (or :meth:`pause`).
+    ``self.state`` is the state map."""
 
     def __init__(self, cfg: GolfConfig, opts: RunOptions, rank: int, world: int, device: torch.device):
         t = self.t = cfg.train
