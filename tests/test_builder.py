@@ -218,6 +218,20 @@ def test_hessians_count_recurrent_passes(quantized, tiny_data):
     assert col.calls == {"blocks.0.attn.c_q.weight": b, "blocks.2.attn.c_q.weight": b * (1 + cfg.model.recur_loops)}
 
 
+def test_calibration_progress_bar_counts_to_its_total(quantized, tiny_data, capfd):
+    """With progress on, the calibration bar knows how many batches come (``3/3``, a percentage), though they
+    come from a generator; and the bar changes nothing in the result."""
+    model, cfg = quantized["model"], quantized["cfg"]
+    capfd.readouterr()
+    arrays, *_ = quant.quantize_model(model, cfg, tiny_data["dataset_dir"], quantized["control"], progress=True)
+    err = capfd.readouterr().err
+    b = cfg.quant.calibration_batches
+    done = [frame for frame in err.replace("\r", "\n").splitlines() if frame.startswith("calibration: 100%")]
+    assert done and all(f"| {b}/{b} [" in frame for frame in done), err
+    assert arrays.keys() == quantized["arrays"].keys()
+    assert all(torch.equal(arrays[k], quantized["arrays"][k]) for k in arrays)
+
+
 def test_routing(quantized, built):
     q = quantized
     _, report = built

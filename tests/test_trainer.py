@@ -224,31 +224,107 @@ def test_wallclock_cap_stops_early_and_drives_schedule(tiny_data, tmp_path):
     assert final["stopped_early"] is True and final["steps"] == steps
 
 
-def test_compile_priming_restores_the_initial_state(tiny_data):
-    """The untimed torch.compile warm-up (run eagerly here) must leave no trace in weights, optimizer or data."""
-    from golf.data.loader import TrainLoader
-    from golf.data.shards import list_shards
-    from golf.model.gpt import GPT
+def _tiny_run(tiny_data, run_dir, **train):
+    """A real ``Run`` of the tiny preset on CPU, set up and compiled (eagerly) but not started."""
     from golf.presets import preset_config
-    from golf.trainer.loop import Optimizers, RunLog, Stepper, _prime_compile, seed_everything
+    from golf.trainer.loop import Run, RunOptions
+    from golf.trainer.runlog import RunLog
 
     cfg = preset_config("tiny")
+    cfg.train.data_dir, cfg.train.run_dir = str(tiny_data["data_dir"]), str(run_dir)
+    cfg.train.train_batch_tokens, cfg.train.val_max_tokens = 512, 2048
+    for k, v in train.items():
+        setattr(cfg.train, k, v)
+    run = Run(cfg, RunOptions(device="cpu", echo=False, progress=False), 0, 1, torch.device("cpu"))
+    run.log = RunLog(None, enabled=False)
+    run.setup()
+    run.compile()
+    return run
 
-    def two_steps(prime: bool):
-        seed_everything(0)
-        model = GPT(cfg.model)
-        optim = Optimizers(model, cfg.train)
-        stepper = Stepper(model, model, optim, torch.device("cpu"), None, None, 0.3, False)
-        loader = TrainLoader(list_shards(tiny_data["dataset_dir"], "train"), 32, vocab_size=1024)
-        if prime:
-            _prime_compile(model, optim, None, stepper, loader, 4, 1, 4, True, RunLog(None, enabled=False))
-            assert not model.recurrence_active
-        optim.set_schedule(1.0, 0.9)
-        losses = [float(stepper(loader.next_batch(4, 1))) for _ in range(2)]
-        return losses, model.state_dict()
 
-    (la, sa), (lb, sb) = two_steps(False), two_steps(True)
+def _two_steps(run):
+    losses = [float(run.step()) for _ in range(2)]
+    state = {k: v.clone() for k, v in run.model.state_dict().items()}
+    if run.ema.active:
+        state.update({f"ema.{k}": v.clone() for k, v in run.ema.shadow.items()})
+    return losses, state
+
+
+def test_compile_priming_restores_the_initial_state(tiny_data, tmp_path):
+    """The untimed torch.compile warm-up (run eagerly here) must leave no trace in weights, optimizer or data."""
+    plain = _tiny_run(tiny_data, tmp_path / "a")
+    primed = _tiny_run(tiny_data, tmp_path / "b")
+    primed.prime(4)
+    assert not primed.model.recurrence_active and primed.ph.step == 0
+    (la, sa), (lb, sb) = _two_steps(plain), _two_steps(primed)
     assert la == lb and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_state_map_round_trip_restores_every_piece(tiny_data, tmp_path):
+    """Save the state map mid-run, run on, load it back: the next steps repeat exactly (weights, optimizer,
+    EMA, loader, RNG, flags), through a real weights_only checkpoint file."""
+    run = _tiny_run(tiny_data, tmp_path / "r", ema_start_step=1)
+    run.maybe_start_ema()
+    _two_steps(run)
+    path = ckpt.save_checkpoint(tmp_path / "c.pt", cfg=run.cfg, state=run.state, step=run.ph.step,
+                                train_time_ms=run.ph.train_time_ms)
+    after = _two_steps(run)
+    torch.rand(3)  # move the RNG on: the load must put it back
+    saved = ckpt.load_checkpoint(path)
+    assert saved["step"] == 2 and saved["flags"]["step"] == 2 and saved["flags"]["ema_started"]
+    ckpt.load_states(run.state, saved)
+    assert run.ph.step == 2 and run.loader.state_dict() == saved["loader"]
+    assert torch.equal(torch.get_rng_state(), saved["rng"]["torch"])
+    again = _two_steps(run)
+    assert run.ph.step == 4 and after[0] == again[0]
+    assert after[1].keys() == again[1].keys() and all(torch.equal(after[1][k], again[1][k]) for k in after[1])
+
+
+def test_adding_a_piece_of_state_takes_one_line(tiny_data, tmp_path):
+    """Any object with state_dict/load_state_dict put in the map is saved and restored by the same loop."""
+    class Counter:
+        def __init__(self):
+            self.n = 0
+
+        def state_dict(self):
+            return {"n": self.n}
+
+        def load_state_dict(self, state):
+            self.n = state["n"]
+
+    run = _tiny_run(tiny_data, tmp_path / "r")
+    run.state["counter"] = counter = Counter()  # the one line
+    counter.n = 7
+    path = ckpt.save_checkpoint(tmp_path / "c.pt", cfg=run.cfg, state=run.state, step=0, train_time_ms=0.0)
+    counter.n = 0
+    ckpt.load_states(run.state, ckpt.load_checkpoint(path))
+    assert counter.n == 7
+
+
+def test_checkpoint_from_before_the_state_map_still_resumes(tmp_path):
+    """Checkpoints written before the phase flags carried the step keep it at the top level only."""
+    cfg = GolfConfig()
+    ckpt.atomic_save({"format": ckpt.FORMAT, "config_json": cfg.to_json(), "step": 5, "train_time_ms": 12.5,
+                      "flags": {"recurrence_active": True, "warmdown_started": False, "ema_started": False}},
+                     tmp_path / "old.pt")
+    from golf.trainer.loop import Phase
+    ph = Phase()
+    ckpt.load_states({"flags": ph}, ckpt.load_checkpoint(tmp_path / "old.pt"))
+    assert (ph.step, ph.train_time_ms, ph.recurrence_active) == (5, 12.5, True)
+
+
+def test_recurrence_rule_lives_in_the_schedule():
+    from golf.trainer.schedule import recurrence_due
+
+    cfg = GolfConfig()
+    t = cfg.train
+    t.iterations, t.recur_start_step, t.recur_start_frac = 100, 0, 0.5
+    assert [recurrence_due(t, s) for s in (0, 49, 50)] == [False, False, True]
+    assert recurrence_due(t, 1, elapsed_ms=600.0, cap_ms=1000.0)  # the capped clock is further along
+    t.recur_start_step = 7  # a step wins over the fraction
+    assert not recurrence_due(t, 6, elapsed_ms=900.0, cap_ms=1000.0) and recurrence_due(t, 7)
+    t.recur_start_step, t.recur_start_frac = 0, 0.0  # from the first step
+    assert recurrence_due(t, 0)
 
 
 # -- resume ------------------------------------------------------------------------------------

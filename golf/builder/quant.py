@@ -208,13 +208,14 @@ def head_input_module(model: nn.Module) -> nn.Module | None:
 
 
 @torch.no_grad()
-def collect_hessians(model: nn.Module, batches, names: list[str], device="cpu", autocast_dtype=None,
-                     progress: bool = False) -> dict[str, torch.Tensor]:
+def collect_hessians(model: nn.Module, batches, names: list[str], device="cpu",
+                     autocast_dtype=None) -> dict[str, torch.Tensor]:
     """Hessians (mean over calibration tokens of Σ_passes xᵀx) of each weight's own input:
     a Linear weight in ``names`` gets its input's, the tied embedding (the output head) the head
     input's (final-norm output).  Other embeddings are lookups without one (no entry).
 
-    ``batches`` yields (inputs, targets) int64 arrays/tensors of TRAINING data.
+    ``batches`` yields (inputs, targets) int64 arrays/tensors of TRAINING data (a progress bar over them
+    is the caller's: :func:`quantize_model` knows their number).
     """
     lin = linear_weights(model)
     mods = {n: lin[n] for n in names if n in lin}
@@ -226,9 +227,8 @@ def collect_hessians(model: nn.Module, batches, names: list[str], device="cpu", 
     was_training = model.training
     model.eval()
     n_tok = 0
-    it = maybe_tqdm(batches, progress, desc="calibration", unit="batch") if TOOLKIT else batches
     try:
-        for x, y in it:
+        for x, y in batches:
             x = torch.as_tensor(x, device=device).long()
             y = torch.as_tensor(y, device=device).long()
             if autocast_dtype is not None:
@@ -466,8 +466,10 @@ def quantize_model(model: nn.Module, cfg, dataset_dir, control_patterns, device=
     want = [n for n, c in classes.items() if c in ("attn", "mlp", "other", "embed")]
     hessians = {}
     if want and (q.method == "gptq" or q.prune):
-        hessians = collect_hessians(model, calibration_batches(cfg, dataset_dir), want, device, autocast_dtype,
-                                    progress)
+        batches = calibration_batches(cfg, dataset_dir)
+        if TOOLKIT:  # a generator has no length: the bar's total is the configured number of batches
+            batches = maybe_tqdm(batches, progress, total=q.calibration_batches, desc="calibration", unit="batch")
+        hessians = collect_hessians(model, batches, want, device, autocast_dtype)
     arrays, qmeta, info = quantize_state(state, q, control_patterns, emb, lin, hessians, q.method, exact, progress)
     return arrays, qmeta, info, hessians
 

@@ -1,11 +1,15 @@
 """Training checkpoints and the final model file (atomic writes, ``weights_only`` loads).
 
 A checkpoint (``RUN/checkpoints/step_NNNNNN.pt``) holds everything needed to continue a
-run bit-for-bit: model, EMA, optimizer states, GradScaler, schedule flags, loader
-position, RNG states (python/numpy/torch/cuda), step and elapsed train time, plus the
-resolved config as JSON.  ``RUN/final_model.pt`` holds the post-EMA model state dict,
-the config and ``recurrence_active`` for ``golf build``.  Everything is stored as plain
-containers/tensors so that ``torch.load(weights_only=True)`` can read it.
+run bit-for-bit: the run's *state map* (``Run.state`` in ``loop.py``: model, optimizer states,
+GradScaler, EMA, loader position, phase flags with step and elapsed train time, RNG states
+(python/numpy/torch/cuda)), each entry under its own key, plus the resolved config as JSON and
+the step and train time at the top level for readers.  Every entry is an object with
+``state_dict()``/``load_state_dict()`` (or None): :func:`state_dicts` saves the map and
+:func:`load_states` restores it, one loop each, so a new piece of state is one line in the map.
+``RUN/final_model.pt`` holds the post-EMA model state dict, the config and
+``recurrence_active`` for ``golf build``.  Everything is stored as plain containers/tensors so
+that ``torch.load(weights_only=True)`` can read it.
 """
 from __future__ import annotations
 
@@ -78,6 +82,29 @@ def set_rng_state(state: dict) -> None:
             torch.cuda.set_rng_state_all(cuda)
 
 
+class RNGState:
+    """The process's random generators as one state-map entry."""
+
+    def state_dict(self) -> dict:
+        return rng_state()
+
+    def load_state_dict(self, state: dict) -> None:
+        set_rng_state(state)
+
+
+# -- the state map ---------------------------------------------------------------------
+def state_dicts(state: dict) -> dict:
+    """``{key: entry.state_dict()}`` for a state map (None entries stay None)."""
+    return {k: None if v is None else v.state_dict() for k, v in state.items()}
+
+
+def load_states(state: dict, saved: dict) -> None:
+    """Load every entry of a state map from ``saved`` (in map order), skipping what either side lacks."""
+    for k, v in state.items():
+        if v is not None and saved.get(k) is not None:
+            v.load_state_dict(saved[k])
+
+
 # -- training checkpoints ----------------------------------------------------------
 def checkpoint_dir(run_dir: str | os.PathLike) -> Path:
     return Path(run_dir) / "checkpoints"
@@ -122,23 +149,10 @@ def resolve_resume(spec: str, run_dir: str | os.PathLike) -> Path | None:
     return p
 
 
-def save_checkpoint(path: str | os.PathLike, *, cfg: GolfConfig, step: int, train_time_ms: float,
-                    model_state: dict, ema_state: dict | None, optim_state: list[dict],
-                    scaler_state: dict | None, loader_state: dict, flags: dict, keep: int = 0) -> Path:
-    """Write a full training checkpoint atomically; prune to the newest ``keep`` (0 = keep all)."""
-    obj = {
-        "format": FORMAT,
-        "config_json": cfg.to_json(),
-        "step": int(step),
-        "train_time_ms": float(train_time_ms),
-        "model": model_state,
-        "ema": ema_state,
-        "optimizers": optim_state,
-        "scaler": scaler_state,
-        "loader": loader_state,
-        "flags": flags,
-        "rng": rng_state(),
-    }
+def save_checkpoint(path: str | os.PathLike, *, cfg: GolfConfig, state: dict, keep: int = 0, **meta) -> Path:
+    """Write the state map (plus the config and ``meta``, e.g. ``step``) atomically; prune to the
+    newest ``keep`` checkpoints (0 = keep all)."""
+    obj = {"format": FORMAT, "config_json": cfg.to_json(), **meta, **state_dicts(state)}
     path = atomic_save(obj, path)
     if keep and keep > 0:
         ckpts = list_checkpoints(path.parent)
@@ -155,6 +169,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     obj = safe_load(path, map_location)
     if obj.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a golf training checkpoint (format {obj.get('format')!r})")
+    # checkpoints written before the state map kept step and train time at the top level only
+    obj["flags"] = {"step": obj["step"], "train_time_ms": obj["train_time_ms"], **(obj.get("flags") or {})}
     return obj
 
 

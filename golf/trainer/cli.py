@@ -220,14 +220,8 @@ def train(ctx, preset, config_file, sets, device, resume, resume_from_hub, stop_
     rank, _world, _lr, _dev, init_here = setup_distributed(device)
     try:
         if resume_from_hub:
-            if rank == 0:
-                from golf.trainer.hub import download_latest
-                got = download_latest(resume_from_hub, ckpt.checkpoint_dir(cfg.train.run_dir))
-                click.echo(f"hub: fetched {got} from {resume_from_hub}" if got else
-                           f"hub: {resume_from_hub} has no checkpoints yet; starting from scratch")
-            if init_here:
-                import torch.distributed as dist
-                dist.barrier()
+            from golf.trainer.loop import fetch_hub_checkpoint
+            fetch_hub_checkpoint(resume_from_hub, cfg.train.run_dir, master=rank == 0)
             resume = resume or "auto"
         # resuming without --preset/--config: the checkpoint's own config is the base
         if resume:

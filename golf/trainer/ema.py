@@ -16,7 +16,7 @@ class EMA:
         if TOOLKIT and not 0.0 <= decay < 1.0:  # golf train validated the artifact's config
             raise ValueError(f"EMA decay must lie in [0, 1), got {decay}")
         self.decay = decay
-        self.shadow: dict[str, torch.Tensor] | None = None
+        self.shadow = None  # {name: fp32 tensor} once started
 
     @property
     def active(self) -> bool:
@@ -28,7 +28,7 @@ class EMA:
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        if self.shadow is None:
+        if TOOLKIT and self.shadow is None:  # not started: nothing to do (the loop never asks)
             return
         d = self.decay
         for k, v in model.state_dict().items():
@@ -40,16 +40,17 @@ class EMA:
 
     @torch.no_grad()
     def copy_to(self, model: nn.Module) -> None:
-        if self.shadow is None:
+        if TOOLKIT and self.shadow is None:  # not started: nothing to do (the loop never asks)
             return
         sd = model.state_dict()
         for k, v in sd.items():
             v.copy_(self.shadow[k].to(v.dtype))
 
-    def state_dict(self) -> dict:
-        return {"decay": self.decay, "shadow": self.shadow}
+    if TOOLKIT:  # checkpoints (train_gpt.py's compile priming leaves the EMA alone: it has no state map entry)
+        def state_dict(self) -> dict:
+            return {"decay": self.decay, "shadow": self.shadow}
 
-    def load_state_dict(self, state: dict) -> None:
-        self.decay = float(state["decay"])
-        shadow = state.get("shadow")
-        self.shadow = None if shadow is None else {k: v.float().clone() for k, v in shadow.items()}
+        def load_state_dict(self, state: dict) -> None:
+            self.decay = float(state["decay"])
+            shadow = state.get("shadow")
+            self.shadow = None if shadow is None else {k: v.float().clone() for k, v in shadow.items()}

@@ -233,7 +233,7 @@ def hessian_seconds(run_dir: str, data_dir: str, device: str) -> float:
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     t0 = time.perf_counter()
-    quant.collect_hessians(model, quant.calibration_batches(cfg, ds), want, dev, autocast_dtype(dev), False)
+    quant.collect_hessians(model, quant.calibration_batches(cfg, ds), want, dev, autocast_dtype(dev))
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     return time.perf_counter() - t0

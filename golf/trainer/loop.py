@@ -3,10 +3,18 @@
 ``train(cfg, RunOptions(...))`` runs the recipe in ``cfg`` and writes the run directory
 (DESIGN.md "Run directory"): ``config.json``, ``train.log``, ``metrics.jsonl``,
 ``checkpoints/step_NNNNNN.pt``, ``final_model.pt`` and ``final.json``.
+
+A :class:`Run` goes setup -> (toolkit) restore -> announce -> compile -> priming -> loop -> finish
+(or, toolkit, a pause).  The loop is step (schedule + optimizer step), report, maybe-validate and
+(toolkit) maybe-checkpoint, each a method.  Everything a checkpoint carries is one entry of
+``Run.state`` (the state map: model, optimizers, scaler, loader, and in the toolkit EMA, phase flags
+and RNG), which checkpoints, resume and compile priming all save and restore with one loop
+(``checkpoint.state_dicts`` / ``checkpoint.load_states``).
 """
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import math
 import os
@@ -30,7 +38,7 @@ from golf.trainer import checkpoint as ckpt
 from golf.trainer.ema import EMA
 from golf.trainer.optim import Optimizers
 from golf.trainer.runlog import RunLog
-from golf.trainer.schedule import (effective_cap_ms, in_warmdown, lr_multiplier, muon_momentum, progress,
+from golf.trainer.schedule import (effective_cap_ms, in_warmdown, lr_multiplier, muon_momentum, recurrence_due,
                                    schedule_from_config)
 
 
@@ -41,8 +49,8 @@ class TrainError(RunError):
 @dataclass
 class RunOptions:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    echo: bool = True  # print log lines to stdout (they always go to RUN/train.log)
     if TOOLKIT:  # the rest steer toolkit-only features (not fields in train_gpt.py)
+        echo: bool = True  # print log lines to stdout (they always go to RUN/train.log; train_gpt.py always prints)
         resume: str | None = None  # "auto" | checkpoint file | run dir
         resume_from_hub: str | None = None  # Hub repo id to fetch the latest checkpoint from
         stop_at_step: int = 0  # pause (checkpoint, no final eval) once this many steps are done
@@ -109,8 +117,11 @@ def shutdown_distributed() -> None:
 
 
 def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
+    """Seed torch (the model's initialisation) and, in the toolkit, python's and numpy's generators
+    (train_gpt.py draws no python or numpy random numbers)."""
+    if TOOLKIT:
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
@@ -201,38 +212,36 @@ class Stepper:
         return total / accum
 
 
-def _prime_compile(model, optim, scaler, stepper, loader, global_seqs, accum, n, recur_possible, log) -> None:
-    """Untimed torch.compile priming (SPEC §4.3 WARMUP_STEPS): run ``n`` real steps (the last half
-    with recurrence on, so both graphs compile), then restore weights, optimizer, scaler, loader, RNG."""
-    import copy
-    t0 = time.perf_counter()
-    saved = (copy.deepcopy(model.state_dict()), copy.deepcopy(optim.state_dict()),
-             copy.deepcopy(scaler.state_dict()) if scaler is not None else None, loader.state_dict(), ckpt.rng_state())
-    for i in range(n):
-        if recur_possible:
-            model.set_recurrence(i >= n // 2)
-        stepper(loader.next_batch(global_seqs, accum))
-    if recur_possible:
-        model.set_recurrence(False)
-    model.load_state_dict(saved[0])
-    optim.load_state_dict(saved[1])
-    if scaler is not None:
-        scaler.load_state_dict(saved[2])
-    loader.load_state_dict(saved[3])
-    ckpt.set_rng_state(saved[4])
-    log.line(f"compile_warmup: {n} steps in {1000 * (time.perf_counter() - t0):.0f}ms (not timed; state reset)")
-
-
 # -- the run -----------------------------------------------------------------------------------
-def train(cfg: GolfConfig, opts: RunOptions | None = None) -> dict:
-    """Run training as configured; returns the summary written to ``final.json`` (or a pause summary)."""
-    opts = opts or RunOptions()
-    rank, world, local_rank, device, init_here = setup_distributed(opts.device)
-    try:
-        return _train(cfg, opts, rank, world, device)
-    finally:
-        if init_here:
-            shutdown_distributed()
+@dataclass
+class Phase:
+    """Where the run stands: steps done, timed training ms and the schedule points passed
+    (the state map's ``flags`` entry)."""
+    step: int = 0
+    train_time_ms: float = 0.0
+    recurrence_active: bool = False
+    warmdown_started: bool = False
+    ema_started: bool = False
+
+    if TOOLKIT:  # checkpoints (compile priming does not move the phase)
+        def state_dict(self) -> dict:
+            return dict(self.__dict__)
+
+        def load_state_dict(self, state: dict) -> None:
+            self.__dict__.update(state)
+
+
+if TOOLKIT:
+    def fetch_hub_checkpoint(repo: str, run_dir: str | os.PathLike, *, endpoint: str | None = None,
+                             master: bool = True) -> None:
+        """The one place a run resumes from the Hub: rank 0 downloads the newest checkpoint of ``repo`` into
+        ``RUN/checkpoints`` (where ``--resume auto`` finds it) while the other ranks wait."""
+        if master:
+            from golf.trainer.hub import download_latest
+            got = download_latest(repo, ckpt.checkpoint_dir(run_dir), endpoint=endpoint)
+            print(f"hub: fetched {got} from {repo}" if got else
+                  f"hub: {repo} has no checkpoints yet; starting from scratch", flush=True)
+        _barrier(dist.is_available() and dist.is_initialized())
 
 
 def _barrier(distributed: bool) -> None:
@@ -240,319 +249,411 @@ def _barrier(distributed: bool) -> None:
         dist.barrier()
 
 
-def _train(cfg: GolfConfig, opts: RunOptions, rank: int, world: int, device: torch.device) -> dict:
-    from golf.metric import build_byte_luts, eval_plain, model_nll_fn
-    from golf.model.gpt import GPT, recurrence_enabled
+class Run:
+    """One training run: :meth:`setup`, :meth:`restore` (toolkit), :meth:`announce`, :meth:`compile`
+    (+ :meth:`prime`), :meth:`loop` (:meth:`step`, :meth:`report`, :meth:`maybe_validate`,
+    :meth:`maybe_checkpoint`; toolkit: inside :meth:`attended`), then :meth:`finish` (or :meth:`pause`).
+    ``self.state`` is the state map."""
 
-    t = cfg.train
-    master = rank == 0
-    distributed = world > 1
-    run_dir = Path(t.run_dir)
-    if t.iterations <= 0:
-        raise TrainError(f"train.iterations must be > 0, got {t.iterations}")
-    amp_dtype, use_scaler, prec_label = resolve_precision(t.dtype, device)
-    global_seqs, micro_seqs, accum = batch_plan(t, world)
-    dataset_dir, tok_path = resolve_data_paths(t.data_dir, cfg.model.vocab_size)
-    files = list_shards(dataset_dir, "train")
-    if t.train_shards > 0:
-        files = files[:t.train_shards]
+    def __init__(self, cfg: GolfConfig, opts: RunOptions, rank: int, world: int, device: torch.device):
+        t = self.t = cfg.train
+        if t.iterations <= 0:
+            raise TrainError(f"train.iterations must be > 0, got {t.iterations}")
+        self.cfg, self.opts, self.rank, self.world, self.device = cfg, opts, rank, world, device
+        self.master, self.distributed, self.run_dir = rank == 0, world > 1, Path(t.run_dir)
+        self.amp_dtype, use_scaler, prec = resolve_precision(t.dtype, device)
+        self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
+        global_seqs, micro, accum = self.batch = batch_plan(t, world)
+        self.dataset_dir, self.tok_path = resolve_data_paths(t.data_dir, cfg.model.vocab_size)
+        self.files = list_shards(self.dataset_dir, "train")
+        if t.train_shards > 0:
+            self.files = self.files[:t.train_shards]
+        self.cap_ms, self.sched = effective_cap_ms(t), schedule_from_config(t)
+        self.tokens_per_step = global_seqs * t.train_seq_len
+        self.plan_line = (f"device:{device} dtype:{prec} world_size:{world} grad_accum_steps:{accum} "
+                          f"micro_batch_seqs:{micro} global_batch_tokens:{self.tokens_per_step} "
+                          f"seq_len:{t.train_seq_len}")
+        if TOOLKIT:
+            self.resume_path = self.hub = self.bar = self.stop_path = None
+            self.stopped_early = False
 
-    # resume target (Hub download on rank 0 first)
-    resume_path = state = None
-    if TOOLKIT and opts.resume_from_hub:
-        if master:
-            from golf.trainer.hub import download_latest
-            got = download_latest(opts.resume_from_hub, ckpt.checkpoint_dir(run_dir), endpoint=opts.hub_endpoint)
-            if got is None and opts.resume is None:
-                print(f"hub: no checkpoints in {opts.resume_from_hub} yet; starting from scratch", flush=True)
-        _barrier(distributed)
-        opts = dataclasses.replace(opts, resume=opts.resume or "auto")
-    if TOOLKIT and opts.resume:
-        resume_path = ckpt.resolve_resume(opts.resume, run_dir)
-        state = ckpt.load_checkpoint(resume_path, map_location=device) if resume_path else None
-    if TOOLKIT and state is not None:
-        old = GolfConfig.from_json(state["config_json"])
-        if old.model != cfg.model:
-            diff = [f"model.{f.name}: checkpoint {getattr(old.model, f.name)!r} vs now {getattr(cfg.model, f.name)!r}"
-                    for f in dataclasses.fields(cfg.model) if getattr(old.model, f.name) != getattr(cfg.model, f.name)]
-            raise TrainError(f"{resume_path}: the checkpoint's model differs from this run's: " + "; ".join(diff))
+    def run(self) -> dict:
+        """The whole run; returns the summary written to ``final.json`` (or a pause summary)."""
+        saved = self.load_resume() if TOOLKIT else None
+        self.log = RunLog(self.run_dir, self.master, self.opts.echo if TOOLKIT else True)
+        if TOOLKIT:  # armed just before the first step, so Ctrl-C while setting up still aborts at once
+            self.interrupt = ckpt.StopOnInterrupt(enabled=self.master and not self.distributed, say=self.log.line)
+        try:
+            self.setup()
+            if TOOLKIT and saved is not None:
+                self.restore(saved)
+            saved = None  # free the checkpoint's tensors before training
+            self.announce()
+            self.compile()
+            self.maybe_start_ema()
+            n = self.t.compile_warmup_steps
+            if self.t.compile and n > 0 and self.ph.step == 0:
+                self.prime(n)
+            if TOOLKIT:
+                with self.attended():
+                    done = self.loop()
+                if not done:
+                    return self.pause()
+            else:
+                self.loop()
+            return self.finish()
+        finally:
+            self.log.close()
 
-    log = RunLog(run_dir, enabled=master, echo=opts.echo)
-    if TOOLKIT:  # armed just before the first step, so Ctrl-C while setting up still aborts at once
-        interrupt = ckpt.StopOnInterrupt(enabled=master and not distributed, say=log.line)
-    try:
-        if TOOLKIT and master:
-            write_json_atomic(run_dir / "config.json", cfg.to_dict())
+    def setup(self) -> None:
+        """Seed, then build loader, validation set, model, optimizers, EMA and the state map."""
+        from golf.metric import build_byte_luts
+        from golf.model.gpt import GPT, recurrence_enabled
+        cfg, t, device = self.cfg, self.t, self.device
+        if TOOLKIT and self.master:
+            write_json_atomic(self.run_dir / "config.json", cfg.to_dict())
             for line in config_summary(cfg):
-                log.line(line)
+                self.log.line(line)
         seed_everything(t.seed)
         if device.type == "cuda":
             torch.cuda.manual_seed_all(t.seed)
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
-
-        loader = TrainLoader(files, t.train_seq_len, rank=rank, world_size=world, vocab_size=cfg.model.vocab_size)
-        val_tokens = load_val_tokens(dataset_dir, cfg.eval.eval_seq_len, cfg.model.vocab_size, t.val_max_tokens)
+        V = cfg.model.vocab_size
+        self.loader = TrainLoader(self.files, t.train_seq_len, rank=self.rank, world_size=self.world, vocab_size=V)
+        self.val_tokens = load_val_tokens(self.dataset_dir, cfg.eval.eval_seq_len, V, t.val_max_tokens)
         if TOOLKIT:  # a tokenizer of another vocabulary gives a meaningless val_bpb: refuse it in one line
             from golf.data.pinning import PinError, check_tokenizer_vocab
             try:
-                check_tokenizer_vocab(tok_path, cfg.model.vocab_size, "the model config")
+                check_tokenizer_vocab(self.tok_path, V, "the model config")
             except PinError as e:
                 raise TrainError(str(e)) from None
-        luts = build_byte_luts(str(tok_path), cfg.model.vocab_size)
-        val_batch_seqs = max(1, t.val_batch_tokens // cfg.eval.eval_seq_len // world)
-        partial = partial_val_label(dataset_dir, val_tokens, cfg.eval.eval_seq_len) if TOOLKIT else ""
-
-        model = GPT(cfg.model).to(device)
-        n_params = sum(p.numel() for p in model.parameters())
-        optim = Optimizers(model, t, device, rank, world)
-        scaler = torch.amp.GradScaler("cuda") if use_scaler else None
-        ema = EMA(t.ema_decay)
-        step, train_ms = 0, 0.0
-        flags = {"recurrence_active": False, "warmdown_started": False, "ema_started": False}
-        if TOOLKIT and state is not None:
-            model.load_state_dict(state["model"])
-            optim.load_state_dict(state["optimizers"])
-            if scaler is not None and state.get("scaler"):
-                scaler.load_state_dict(state["scaler"])
-            if state.get("ema"):
-                ema.load_state_dict(state["ema"])
-            loader.load_state_dict(state["loader"])
-            flags.update(state.get("flags") or {})
-            step, train_ms = int(state["step"]), float(state["train_time_ms"])
-            ckpt.set_rng_state(state["rng"])
-            if flags["recurrence_active"]:
-                model.set_recurrence(True)
-            del state
-        recur_possible = recurrence_enabled(cfg.model)
-
-        log.line(f"model_params:{n_params}")
-        log.line(f"device:{device} dtype:{prec_label} world_size:{world} grad_accum_steps:{accum} "
-                 f"micro_batch_seqs:{micro_seqs} global_batch_tokens:{global_seqs * t.train_seq_len} "
-                 f"seq_len:{t.train_seq_len}")
-        log.line(f"hardware:{hardware_summary(device, world)}")
-        if TOOLKIT and opts.command:
-            log.line(f"command: {opts.command}")
-        log.line(f"train_shards:{len(files)} val_tokens:{len(val_tokens) - 1} dataset:{dataset_dir}")
-        if TOOLKIT and resume_path is not None:
-            log.line(f"resumed: {resume_path} step:{step}/{t.iterations} train_time:{train_ms:.0f}ms")
-        if TOOLKIT:
-            log.metric("start", model_params=n_params, world_size=world, accum=accum, micro_batch_seqs=micro_seqs,
-                       step=step, iterations=t.iterations, resumed_from=str(resume_path) if resume_path else None)
-
-        fwd_model = model
-        if distributed:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-            fwd_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
-        if t.compile:
-            fwd_model = torch.compile(fwd_model)
-        stepper = Stepper(model, fwd_model, optim, device, amp_dtype, scaler, t.grad_clip_norm, distributed)
-
-        cap_ms = effective_cap_ms(t)
-        sched = schedule_from_config(t)
-        tokens_per_step = global_seqs * t.train_seq_len
-        hub = None
-        if TOOLKIT and master and t.hub_repo and t.hub_every > 0:
+        self.luts = build_byte_luts(str(self.tok_path), V)
+        self.partial = partial_val_label(self.dataset_dir, self.val_tokens, cfg.eval.eval_seq_len) if TOOLKIT else ""
+        self.model = GPT(cfg.model).to(device)
+        self.n_params = sum(p.numel() for p in self.model.parameters())
+        self.optim = Optimizers(self.model, t, device, self.rank, self.world)
+        self.ema, self.ph = EMA(t.ema_decay), Phase()
+        self.recur_possible = recurrence_enabled(cfg.model)
+        # the state map: what priming resets and a checkpoint holds, one entry per piece, loaded in this order
+        self.state = {"model": self.model, "optimizers": self.optim, "scaler": self.scaler, "loader": self.loader}
+        if TOOLKIT:  # what priming leaves alone (train_gpt.py draws no random numbers after the model is built)
+            self.state.update(ema=self.ema, flags=self.ph, rng=ckpt.RNGState())
+        if TOOLKIT and self.master and t.hub_repo and t.hub_every > 0:
             from golf.trainer.hub import HubSync
-            hub = HubSync(t.hub_repo, endpoint=opts.hub_endpoint, private=t.hub_private, log=log.line,
-                          staging_dir=run_dir / ".hub_staging")
+            self.hub = HubSync(t.hub_repo, endpoint=self.opts.hub_endpoint, private=t.hub_private, log=self.log.line,
+                               staging_dir=self.run_dir / ".hub_staging")
 
-        def run_val() -> tuple[float, float, float]:
-            model.eval()
-            try:
-                res = eval_plain(model_nll_fn(model, amp_dtype), val_tokens, luts, cfg.eval.eval_seq_len,
-                                 val_batch_seqs, device=device, rank=rank, world_size=world)
-            finally:
-                model.train()
-            return res.val_loss, res.val_bpb, res.elapsed_ms
-
+    def announce(self) -> None:
+        """The run's header lines and the ``start`` metric."""
+        t, log, ph = self.t, self.log, self.ph
+        log.line(f"model_params:{self.n_params}")
+        log.line(self.plan_line)
+        log.line(f"hardware:{hardware_summary(self.device, self.world)}")
+        if TOOLKIT and self.opts.command:
+            log.line(f"command: {self.opts.command}")
+        log.line(f"train_shards:{len(self.files)} val_tokens:{len(self.val_tokens) - 1} dataset:{self.dataset_dir}")
         if TOOLKIT:
-            def save_ckpt() -> Path | None:
-                path = None
-                if master:
-                    path = ckpt.save_checkpoint(
-                        ckpt.checkpoint_path(run_dir, step), cfg=cfg, step=step, train_time_ms=train_ms,
-                        model_state=model.state_dict(), ema_state=ema.state_dict() if ema.active else None,
-                        optim_state=optim.state_dict(), scaler_state=scaler.state_dict() if scaler else None,
-                        loader_state=loader.state_dict(), flags=dict(flags), keep=t.keep_checkpoints)
-                    log.metric("checkpoint", step=step, path=str(path))
-                _barrier(distributed)
-                return path
+            if self.resume_path is not None:
+                log.line(f"resumed: {self.resume_path} step:{ph.step}/{t.iterations} "
+                         f"train_time:{ph.train_time_ms:.0f}ms")
+            log.metric("start", model_params=self.n_params, world_size=self.world, accum=self.batch[2],
+                       micro_batch_seqs=self.batch[1], step=ph.step, iterations=t.iterations,
+                       resumed_from=str(self.resume_path) if self.resume_path else None)
 
-        def maybe_start_ema() -> None:
-            if not flags["ema_started"] and step >= t.ema_start_step:
-                ema.start(model)
-                flags["ema_started"] = True
-                log.line(f"ema:start step:{step}/{t.iterations} decay:{t.ema_decay}")
+    # -- compile and priming -------------------------------------------------------------------
+    def compile(self) -> None:
+        """Wrap the model for DDP and torch.compile; build the stepper over the wrapped model."""
+        fwd = self.model
+        if self.distributed:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+            fwd = DDP(fwd, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        if self.t.compile:
+            fwd = torch.compile(fwd)
+        self.stepper = Stepper(self.model, fwd, self.optim, self.device, self.amp_dtype, self.scaler,
+                               self.t.grad_clip_norm, self.distributed)
+
+    def prime(self, n: int) -> None:
+        """Untimed torch.compile priming (SPEC §4.3 WARMUP_STEPS): ``n`` real steps (the last half with
+        recurrence on, so both graphs compile), then the whole state map is put back as it was."""
+        t0 = time.perf_counter()
+        saved = copy.deepcopy(ckpt.state_dicts(self.state))
+        for i in range(n):
+            if self.recur_possible:
+                self.model.set_recurrence(i >= n // 2)
+            self.stepper(self.loader.next_batch(*self.batch[::2]))
+        if self.recur_possible:
+            self.model.set_recurrence(False)
+        ckpt.load_states(self.state, saved)
+        self.log.line(f"compile_warmup: {n} steps in {1000 * (time.perf_counter() - t0):.0f}ms (not timed; state reset)")
+
+    # -- the loop --------------------------------------------------------------------------------
+    def loop(self) -> bool:
+        """Step until the iterations or the clock run out; False when paused or interrupted (checkpoint saved)."""
+        t, ph = self.t, self.ph
+        self.model.train()
+        self.last_report = ph.step, ph.train_time_ms
+        while ph.step < t.iterations:
+            loss = self.step()
+            capped = self.cap_ms > 0 and ph.train_time_ms >= self.cap_ms
+            last = capped or ph.step >= t.iterations
+            self.report(loss, last)
+            self.maybe_validate(last)
+            if capped and ph.step < t.iterations:
                 if TOOLKIT:
-                    log.metric("ema_start", step=step, decay=t.ema_decay)
-
-        if TOOLKIT and flags["ema_started"] and not ema.active:  # checkpoint predates EMA bookkeeping
-            flags["ema_started"] = False
-        maybe_start_ema()
-
-        if t.compile and t.compile_warmup_steps > 0 and step == 0:
-            _prime_compile(model, optim, scaler, stepper, loader, global_seqs, accum, t.compile_warmup_steps,
-                           recur_possible, log)
-        if TOOLKIT and t.compile:  # graphs built so far; the timed loop must add none
-            from golf.trainer.bench import compiled_graphs
-            graphs_primed = compiled_graphs()
-
-        bar = None
-        if TOOLKIT and master:
-            bar = log.bar = maybe_tqdm(None, opts.progress, total=t.iterations, initial=step, unit="step",
-                                       dynamic_ncols=True, desc="train")
-            interrupt.arm()
-
-        model.train()
-        paused = stopped_early = False
-        stop_path = None
-        last_log_step, last_log_ms = step, train_ms
-        while step < t.iterations:
-            # recurrence switch-on (before the step that crosses the configured fraction)
-            if recur_possible and not flags["recurrence_active"]:
-                frac = progress(step, t.iterations, train_ms, cap_ms)
-                due = step >= t.recur_start_step if t.recur_start_step > 0 else \
-                    (t.recur_start_frac <= 0 or frac >= t.recur_start_frac)
-                if due:
-                    model.set_recurrence(True)
-                    flags["recurrence_active"] = True
-                    log.line(f"recurrence:on step:{step}/{t.iterations} train_time:{train_ms:.0f}ms "
-                             f"layers:{cfg.model.recur_start}-{cfg.model.recur_end} loops:{cfg.model.recur_loops}")
-                    if TOOLKIT:
-                        log.metric("recurrence_on", step=step, train_time_ms=train_ms)
-            mult = lr_multiplier(step, t.iterations, elapsed_ms=train_ms, cap_ms=cap_ms, **sched)
-            mom = muon_momentum(step, t.muon_momentum, t.muon_momentum_warmup_start, t.muon_momentum_warmup_steps)
-            if not flags["warmdown_started"] and in_warmdown(step, t.iterations, elapsed_ms=train_ms, cap_ms=cap_ms,
-                                                            warmdown_iters=t.warmdown_iters,
-                                                            warmdown_frac=t.warmdown_frac):
-                flags["warmdown_started"] = True
-                log.line(f"warmdown:start step:{step}/{t.iterations} lr_mult:{mult:.4f} train_time:{train_ms:.0f}ms")
-                if TOOLKIT:
-                    log.metric("warmdown_start", step=step, lr_mult=mult, train_time_ms=train_ms)
-            optim.set_schedule(mult, mom)
-
-            t0 = time.perf_counter()
-            micro = loader.next_batch(global_seqs, accum)
-            loss = stepper(micro)
-            step += 1
-            if flags["ema_started"]:
-                ema.update(model)
-            else:
-                maybe_start_ema()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            train_ms += 1000.0 * (time.perf_counter() - t0)
-            if cap_ms > 0 and distributed:  # ranks agree on the clock (MAX) so time-based decisions match
-                tm = torch.tensor([train_ms], dtype=torch.float64, device=device)
-                dist.all_reduce(tm, op=dist.ReduceOp.MAX)
-                train_ms = float(tm.item())
-            reached_cap = cap_ms > 0 and train_ms >= cap_ms
-            last = step >= t.iterations or reached_cap
-
-            should_log = t.train_log_every > 0 and (step <= 10 or step % t.train_log_every == 0 or last)
-            if should_log:
-                lv = loss.detach().clone()
-                if distributed:
-                    dist.all_reduce(lv, op=dist.ReduceOp.AVG if device.type == "cuda" else dist.ReduceOp.SUM)
-                    if device.type != "cuda":
-                        lv /= world
-                lval = float(lv.item())
-                dt = train_ms - last_log_ms
-                tok_s = (step - last_log_step) * tokens_per_step / (dt / 1000.0) if dt > 0 else 0.0
-                last_log_step, last_log_ms = step, train_ms
-                log.line(f"step:{step}/{t.iterations} train_loss:{lval:.4f} train_time:{train_ms:.0f}ms "
-                         f"step_avg:{train_ms / step:.2f}ms tok/s:{tok_s:.0f}")
-                if TOOLKIT:
-                    log.metric("train", step=step, train_loss=lval, train_time_ms=train_ms,
-                               step_avg_ms=train_ms / step, tok_s=tok_s, lr_mult=mult, muon_momentum=mom,
-                               recurrence=flags["recurrence_active"], ema=flags["ema_started"])
-                if not math.isfinite(lval):
-                    raise TrainError(f"training diverged: train_loss is {lval} at step {step} "
-                                     f"(lower the learning rates or check the data)")
-            if TOOLKIT and bar is not None:
-                bar.update(1)
-                bar.set_postfix_str(f"loss {float(loss):.3f} tok/s {tokens_per_step * step / max(train_ms, 1e-9) * 1000:.0f}",
-                                    refresh=False)
-
-            if t.val_loss_every > 0 and (step % t.val_loss_every == 0 or last):
-                vl, vb, vms = run_val()
-                log.line(f"step:{step}/{t.iterations} val_loss:{vl:.4f} val_bpb:{vb:.4f} train_time:{train_ms:.0f}ms "
-                         f"step_avg:{train_ms / step:.2f}ms eval_time:{vms:.0f}ms{partial}")
-                if TOOLKIT:
-                    log.metric("val", step=step, val_loss=vl, val_bpb=vb, train_time_ms=train_ms, eval_time_ms=vms)
-
-            if reached_cap and step < t.iterations:
-                stopped_early = True
-                log.line(f"stopping_early: wallclock_cap train_time:{train_ms:.0f}ms step:{step}/{t.iterations}")
-                if TOOLKIT:
-                    log.metric("stopping_early", step=step, train_time_ms=train_ms, cap_ms=cap_ms)
-            if TOOLKIT:
-                pause = bool(opts.stop_at_step) and step >= opts.stop_at_step and not last
-                stop = interrupt.requested and not last  # Ctrl-C: checkpoint at this step boundary, then stop
-                want_ckpt = t.checkpoint_every > 0 and step % t.checkpoint_every == 0 and not last
-                want_hub = hub is not None and step % t.hub_every == 0 and not last
-                if pause or stop or want_ckpt or want_hub:
-                    stop_path = save_ckpt()
-                    if want_hub and stop_path is not None:
-                        hub.push(stop_path, step, extra={"config.json": run_dir / "config.json"})
-                if pause or stop:
-                    paused = True
-                    why = "interrupted" if stop else "paused"
-                    log.line(f"{why}: step:{step}/{t.iterations} train_time:{train_ms:.0f}ms checkpoint:{stop_path} "
-                             f"(continue with --resume auto)")
-                    log.metric(why, step=step, train_time_ms=train_ms, checkpoint=str(stop_path))
-                    break
-            if stopped_early:
+                    self.stopped_early = True
+                self.log.event(f"stopping_early: wallclock_cap train_time:{ph.train_time_ms:.0f}ms "
+                               f"step:{ph.step}/{t.iterations}",
+                               TOOLKIT and dict(event="stopping_early", step=ph.step, train_time_ms=ph.train_time_ms,
+                                                cap_ms=self.cap_ms))
                 break
+            if TOOLKIT and not last and self.maybe_checkpoint():
+                return False
+        return True
 
-        if TOOLKIT:
-            interrupt.disarm()
-            if bar is not None:
-                bar.close()
-                log.bar = None
-        if TOOLKIT and t.compile:
-            new_graphs = compiled_graphs() - graphs_primed
-            log.line(f"compile: graphs_after_priming:{graphs_primed} new_in_timed_loop:{new_graphs}")
-            log.metric("compile", graphs_after_priming=graphs_primed, new_in_timed_loop=new_graphs)
-        summary: dict = {"recurrence_active": flags["recurrence_active"]}  # what train_gpt.py needs (+ "state")
-        if TOOLKIT:  # the rest is for final.json and golf's callers
-            summary.update(steps=step, iterations=t.iterations, train_time_ms=round(train_ms, 3), model_params=n_params,
-                           stopped_early=stopped_early, world_size=world)
-        if TOOLKIT and paused:
-            summary.update(paused=True, interrupted=interrupt.requested, checkpoint=str(stop_path))
-            if hub is not None:
-                hub.close(log_wait=True)
-            return summary
+    def step(self) -> torch.Tensor:
+        """One optimizer step: first the schedule (recurrence switch-on, LR multiplier and the warmdown point,
+        Muon momentum), then the timed step and the EMA; advances the step count and the (rank-agreed) clock."""
+        t, ph, log, device = self.t, self.ph, self.log, self.device
+        clock = dict(elapsed_ms=ph.train_time_ms, cap_ms=self.cap_ms)
+        if self.recur_possible and not ph.recurrence_active and recurrence_due(t, ph.step, **clock):
+            self.model.set_recurrence(True)
+            ph.recurrence_active = True
+            m = self.cfg.model
+            log.event(f"recurrence:on step:{ph.step}/{t.iterations} train_time:{ph.train_time_ms:.0f}ms "
+                      f"layers:{m.recur_start}-{m.recur_end} loops:{m.recur_loops}",
+                      TOOLKIT and dict(event="recurrence_on", step=ph.step, train_time_ms=ph.train_time_ms))
+        mult = lr_multiplier(ph.step, t.iterations, **clock, **self.sched)
+        mom = muon_momentum(ph.step, t.muon_momentum, t.muon_momentum_warmup_start, t.muon_momentum_warmup_steps)
+        if TOOLKIT:  # for the train record
+            self.mult, self.mom = mult, mom
+        if not ph.warmdown_started and in_warmdown(ph.step, t.iterations, warmdown_iters=t.warmdown_iters,
+                                                   warmdown_frac=t.warmdown_frac, **clock):
+            ph.warmdown_started = True
+            log.event(f"warmdown:start step:{ph.step}/{t.iterations} lr_mult:{mult:.4f} "
+                      f"train_time:{ph.train_time_ms:.0f}ms",
+                      TOOLKIT and dict(event="warmdown_start", step=ph.step, lr_mult=mult,
+                                       train_time_ms=ph.train_time_ms))
+        self.optim.set_schedule(mult, mom)
+        t0 = time.perf_counter()
+        loss = self.stepper(self.loader.next_batch(*self.batch[::2]))
+        ph.step += 1
+        if ph.ema_started:
+            self.ema.update(self.model)
+        else:
+            self.maybe_start_ema()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        ph.train_time_ms += 1000.0 * (time.perf_counter() - t0)
+        if self.cap_ms > 0 and self.distributed:  # ranks agree on the clock (MAX) so time-based decisions match
+            tm = torch.tensor([ph.train_time_ms], dtype=torch.float64, device=device)
+            dist.all_reduce(tm, op=dist.ReduceOp.MAX)
+            ph.train_time_ms = float(tm.item())
+        return loss
 
-        log.line(peak_memory_line(device))
-        final_ckpt = save_ckpt() if TOOLKIT else None
-        if ema.active:
-            ema.copy_to(model)
-            log.line(f"ema:applied decay:{t.ema_decay}")
-            if TOOLKIT:
-                log.metric("ema_applied", step=step)
-        if TOOLKIT and master:
-            ckpt.save_final(run_dir, cfg, model.state_dict(), flags["recurrence_active"],
-                            extra={"step": step, "train_time_ms": train_ms})
-        _barrier(distributed)
-        vl, vb, vms = run_val()
-        log.line(f"final_model val_loss:{vl:.8f} val_bpb:{vb:.8f} eval_time:{vms:.0f}ms{partial}")
+    def maybe_start_ema(self) -> None:
+        t, ph = self.t, self.ph
+        if not ph.ema_started and ph.step >= t.ema_start_step:
+            self.ema.start(self.model)
+            ph.ema_started = True
+            self.log.event(f"ema:start step:{ph.step}/{t.iterations} decay:{t.ema_decay}",
+                           TOOLKIT and dict(event="ema_start", step=ph.step, decay=t.ema_decay))
+
+    def report(self, loss: torch.Tensor, last: bool) -> None:
+        """The train line (steps 1-10, every ``train_log_every``, the last), the divergence check, the bar."""
+        t, ph = self.t, self.ph
+        if t.train_log_every > 0 and (ph.step <= 10 or ph.step % t.train_log_every == 0 or last):
+            lv = loss.detach().clone()
+            if self.distributed:
+                dist.all_reduce(lv, op=dist.ReduceOp.AVG if self.device.type == "cuda" else dist.ReduceOp.SUM)
+                if self.device.type != "cuda":
+                    lv /= self.world
+            lval = float(lv.item())
+            s0, ms0 = self.last_report
+            dt = ph.train_time_ms - ms0
+            tok_s = (ph.step - s0) * self.tokens_per_step / (dt / 1000.0) if dt > 0 else 0.0
+            self.last_report = ph.step, ph.train_time_ms
+            avg = ph.train_time_ms / ph.step
+            self.log.event(f"step:{ph.step}/{t.iterations} train_loss:{lval:.4f} "
+                           f"train_time:{ph.train_time_ms:.0f}ms step_avg:{avg:.2f}ms tok/s:{tok_s:.0f}",
+                           TOOLKIT and dict(event="train", step=ph.step, train_loss=lval,
+                                            train_time_ms=ph.train_time_ms, step_avg_ms=avg, tok_s=tok_s,
+                                            lr_mult=self.mult, muon_momentum=self.mom,
+                                            recurrence=ph.recurrence_active, ema=ph.ema_started))
+            if not math.isfinite(lval):
+                raise TrainError(f"training diverged: train_loss is {lval} at step {ph.step} "
+                                 f"(lower the learning rates or check the data)")
+        if TOOLKIT and self.bar is not None:
+            tok_s = self.tokens_per_step * ph.step / max(ph.train_time_ms, 1e-9) * 1000
+            self.bar.update(1)
+            self.bar.set_postfix_str(f"loss {float(loss):.3f} tok/s {tok_s:.0f}", refresh=False)
+
+    def maybe_validate(self, last: bool) -> None:
+        t, ph = self.t, self.ph
+        if t.val_loss_every > 0 and (ph.step % t.val_loss_every == 0 or last):
+            vl, vb, vms = self.run_val()
+            self.log.event(f"step:{ph.step}/{t.iterations} val_loss:{vl:.4f} val_bpb:{vb:.4f} "
+                           f"train_time:{ph.train_time_ms:.0f}ms step_avg:{ph.train_time_ms / ph.step:.2f}ms "
+                           f"eval_time:{vms:.0f}ms{self.partial}",
+                           TOOLKIT and dict(event="val", step=ph.step, val_loss=vl, val_bpb=vb,
+                                            train_time_ms=ph.train_time_ms, eval_time_ms=vms))
+
+    def run_val(self) -> tuple[float, float, float]:
+        """``(val_loss, val_bpb, eval_ms)`` of the current weights on the (possibly capped) validation set."""
+        from golf.metric import eval_plain, model_nll_fn
+        model = self.model
+        model.eval()
+        try:
+            L = self.cfg.eval.eval_seq_len
+            res = eval_plain(model_nll_fn(model, self.amp_dtype), self.val_tokens, self.luts, L,
+                             max(1, self.t.val_batch_tokens // L // self.world),
+                             device=self.device, rank=self.rank, world_size=self.world)
+        finally:
+            model.train()
+        return res.val_loss, res.val_bpb, res.elapsed_ms
+
+    # -- the end -----------------------------------------------------------------------------------
+    def finish(self) -> dict:
+        """After the last step: final checkpoint, EMA weights in, final_model.pt, final validation, final.json."""
+        t, ph, log, model = self.t, self.ph, self.log, self.model
+        log.line(peak_memory_line(self.device))
         if TOOLKIT:
-            summary.update(val_loss=vl, val_bpb=vb, eval_time_ms=round(vms, 3), ema=ema.active,
-                           val_tokens=len(val_tokens) - 1, seq_len=cfg.eval.eval_seq_len)
-        if TOOLKIT and master:
-            log.metric("final", step=step, val_loss=vl, val_bpb=vb, train_time_ms=train_ms, eval_time_ms=vms)
-            write_json_atomic(run_dir / "final.json", summary)
-            if hub is not None:
-                hub.push(final_ckpt, step, extra={"config.json": run_dir / "config.json",
-                                                  "final_model.pt": run_dir / ckpt.FINAL_NAME,
-                                                  "final.json": run_dir / "final.json"})
-                hub.close(log_wait=True)
-        if opts.return_state:
+            final_ckpt = self.save()
+        if self.ema.active:
+            self.ema.copy_to(model)
+            log.event(f"ema:applied decay:{t.ema_decay}", TOOLKIT and dict(event="ema_applied", step=ph.step))
+        if TOOLKIT and self.master:
+            ckpt.save_final(self.run_dir, self.cfg, model.state_dict(), ph.recurrence_active,
+                            extra={"step": ph.step, "train_time_ms": ph.train_time_ms})
+        if self.distributed:
+            dist.barrier()
+        vl, vb, vms = self.run_val()
+        log.event(f"final_model val_loss:{vl:.8f} val_bpb:{vb:.8f} eval_time:{vms:.0f}ms{self.partial}",
+                  TOOLKIT and dict(event="final", step=ph.step, val_loss=vl, val_bpb=vb, train_time_ms=ph.train_time_ms,
+                                   eval_time_ms=vms))
+        summary = {"recurrence_active": ph.recurrence_active}
+        if TOOLKIT:
+            summary.update(self.summary(), val_loss=vl, val_bpb=vb, eval_time_ms=round(vms, 3), ema=self.ema.active,
+                           val_tokens=len(self.val_tokens) - 1, seq_len=self.cfg.eval.eval_seq_len)
+        if TOOLKIT and self.master:
+            write_json_atomic(self.run_dir / "final.json", summary)
+            if self.hub is not None:
+                self.hub.push(final_ckpt, ph.step, extra={"config.json": self.run_dir / "config.json",
+                                                          "final_model.pt": self.run_dir / ckpt.FINAL_NAME,
+                                                          "final.json": self.run_dir / "final.json"})
+                self.hub.close(log_wait=True)
+        if self.opts.return_state:
             summary["state"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         return summary
+
+    if TOOLKIT:  # resume, checkpoints, pause/interrupt, progress bar: the toolkit's side of a run
+        def load_resume(self) -> dict | None:
+            """The checkpoint to continue from (``opts.resume``, after a Hub fetch when asked), checked against
+            this run's model; None for a fresh start."""
+            opts, cfg = self.opts, self.cfg
+            spec = opts.resume
+            if opts.resume_from_hub:
+                fetch_hub_checkpoint(opts.resume_from_hub, self.run_dir, endpoint=opts.hub_endpoint, master=self.master)
+                spec = spec or "auto"
+            self.resume_path = ckpt.resolve_resume(spec, self.run_dir) if spec else None
+            if self.resume_path is None:
+                return None
+            saved = ckpt.load_checkpoint(self.resume_path, map_location=self.device)
+            old = GolfConfig.from_json(saved["config_json"])
+            if old.model != cfg.model:
+                diff = [f"model.{k}: checkpoint {getattr(old.model, k)!r} vs now {getattr(cfg.model, k)!r}"
+                        for k in (f.name for f in dataclasses.fields(cfg.model))
+                        if getattr(old.model, k) != getattr(cfg.model, k)]
+                raise TrainError(f"{self.resume_path}: the checkpoint's model differs from this run's: "
+                                 + "; ".join(diff))
+            return saved
+
+        def restore(self, saved: dict) -> None:
+            """Continue from a checkpoint: every state-map entry loads its part, then the model follows the flags."""
+            ckpt.load_states(self.state, saved)
+            if self.ph.recurrence_active:
+                self.model.set_recurrence(True)
+            if self.ph.ema_started and not self.ema.active:  # checkpoint predates EMA bookkeeping
+                self.ph.ema_started = False
+
+        def save(self) -> Path | None:
+            """Checkpoint the state map (rank 0), then all ranks meet: periodic, Hub, pause, interrupt and final."""
+            path, ph = None, self.ph
+            if self.master:
+                path = ckpt.save_checkpoint(ckpt.checkpoint_path(self.run_dir, ph.step), cfg=self.cfg, state=self.state,
+                                            keep=self.t.keep_checkpoints, step=ph.step, train_time_ms=ph.train_time_ms)
+                self.log.metric("checkpoint", step=ph.step, path=str(path))
+            _barrier(self.distributed)
+            return path
+
+        def maybe_checkpoint(self) -> bool:
+            """Between steps (not after the last): periodic and Hub checkpoints, ``--stop-at-step`` and Ctrl-C
+            (a checkpoint at this step boundary, then stop).  True when the run stops here."""
+            t, ph, opts = self.t, self.ph, self.opts
+            pause = bool(opts.stop_at_step) and ph.step >= opts.stop_at_step
+            stop = self.interrupt.requested
+            want_hub = self.hub is not None and ph.step % t.hub_every == 0
+            if pause or stop or want_hub or (t.checkpoint_every > 0 and ph.step % t.checkpoint_every == 0):
+                self.stop_path = self.save()
+                if want_hub and self.stop_path is not None:
+                    self.hub.push(self.stop_path, ph.step, extra={"config.json": self.run_dir / "config.json"})
+            if pause or stop:
+                why = "interrupted" if stop else "paused"
+                self.log.event(f"{why}: step:{ph.step}/{t.iterations} train_time:{ph.train_time_ms:.0f}ms "
+                               f"checkpoint:{self.stop_path} (continue with --resume auto)",
+                               dict(event=why, step=ph.step, train_time_ms=ph.train_time_ms,
+                                    checkpoint=str(self.stop_path)))
+            return pause or stop
+
+        def summary(self) -> dict:
+            """The numbers every summary reports (``final.json``, ``train()``'s return value)."""
+            ph = self.ph
+            return {"steps": ph.step, "iterations": self.t.iterations, "train_time_ms": round(ph.train_time_ms, 3),
+                    "model_params": self.n_params, "stopped_early": self.stopped_early, "world_size": self.world,
+                    "recurrence_active": ph.recurrence_active}
+
+        def pause(self) -> dict:
+            """The end of a paused or interrupted run: no final evaluation, the Hub queue drained; the CLI
+            prints the command that continues it."""
+            summary = self.summary()
+            summary.update(paused=True, interrupted=self.interrupt.requested, checkpoint=str(self.stop_path))
+            if self.hub is not None:
+                self.hub.close(log_wait=True)
+            return summary
+
+        @contextlib.contextmanager
+        def attended(self):
+            """Around the loop: the progress bar, Ctrl-C armed (:class:`checkpoint.StopOnInterrupt`), and
+            afterwards the count of graphs torch.compile built in the timed loop (it must be 0)."""
+            graphs = None
+            if self.t.compile:  # graphs built so far (priming); the timed loop must add none
+                from golf.trainer.bench import compiled_graphs
+                graphs = compiled_graphs()
+            if self.master:
+                self.bar = self.log.bar = maybe_tqdm(None, self.opts.progress, total=self.t.iterations,
+                                                     initial=self.ph.step, unit="step", dynamic_ncols=True,
+                                                     desc="train")
+                self.interrupt.arm()
+            try:
+                yield
+            finally:
+                self.interrupt.disarm()
+                if self.bar is not None:
+                    self.bar.close()
+                    self.bar = self.log.bar = None
+            if graphs is not None:
+                new = compiled_graphs() - graphs
+                self.log.event(f"compile: graphs_after_priming:{graphs} new_in_timed_loop:{new}",
+                               dict(event="compile", graphs_after_priming=graphs, new_in_timed_loop=new))
+
+
+def train(cfg: GolfConfig, opts: RunOptions | None = None) -> dict:
+    """Run training as configured; returns the summary written to ``final.json`` (or a pause summary:
+    ``paused``, and ``interrupted`` after a Ctrl-C, with the ``checkpoint`` to continue from)."""
+    opts = opts or RunOptions()
+    rank, world, _, device, init_here = setup_distributed(opts.device)
+    try:
+        return Run(cfg, opts, rank, world, device).run()
     finally:
-        if TOOLKIT:
-            interrupt.disarm()
-        log.close()
+        if init_here:
+            shutdown_distributed()

@@ -75,9 +75,13 @@ class Muon(torch.optim.Optimizer):
                 for p in group["params"]:
                     if p.ndim < 2:
                         raise ValueError(f"Muon needs matrices; got a parameter of shape {tuple(p.shape)}")
-        distributed = dist.is_available() and dist.is_initialized()
-        self.world_size = world_size if world_size is not None else (dist.get_world_size() if distributed else 1)
-        self.rank = rank if rank is not None else (dist.get_rank() if distributed else 0)
+        self.world_size, self.rank = world_size, rank  # train_gpt.py: always given (by Optimizers)
+        if TOOLKIT:  # other callers may leave them to torch.distributed
+            distributed = dist.is_available() and dist.is_initialized()
+            if world_size is None:
+                self.world_size = dist.get_world_size() if distributed else 1
+            if rank is None:
+                self.rank = dist.get_rank() if distributed else 0
 
     def _update(self, p: torch.Tensor, group: dict) -> torch.Tensor:
         """Momentum already applied: orthogonalised, shape-scaled update for ``p`` (2-D view, Newton-Schulz dtype)."""

@@ -98,4 +98,5 @@ class Optimizers:
             raise ValueError(f"checkpoint holds {len(states)} optimizer states, this run has {len(opts)}")
         for opt, st in zip(opts, states):
             opt.load_state_dict(st)
-        self._set_base_lrs()  # LRs come from the (possibly changed) config, state from the checkpoint
+        if TOOLKIT:  # a resumed run takes its LRs from its (possibly changed) config, the state from the checkpoint
+            self._set_base_lrs()

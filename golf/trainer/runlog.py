@@ -11,10 +11,12 @@ from golf import TOOLKIT
 class RunLog:
     def __init__(self, run_dir: str | Path | None, enabled: bool = True, echo: bool = True):
         self.enabled = enabled
-        self.echo = echo
+        if TOOLKIT:
+            self.echo = echo
+        self._log = None
         if TOOLKIT:
             self.bar = None  # a tqdm bar: lines go through bar.write so the bar stays intact
-        self._log = self._jsonl = None
+            self._jsonl = None
         if enabled and run_dir is not None:
             run_dir = Path(run_dir)
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -25,13 +27,20 @@ class RunLog:
     def line(self, text: str) -> None:
         if not self.enabled:
             return
-        if self.echo:
+        if not TOOLKIT or self.echo:
             if TOOLKIT and self.bar is not None:
                 self.bar.write(text)
             else:
                 print(text, flush=True)
         if self._log is not None:
             self._log.write(text + "\n")
+
+    def event(self, text: str, record: dict | None = None) -> None:
+        """One run event: its text line, and its metrics.jsonl record (``{"event": name, **fields}``).
+        Shipped callers pass ``TOOLKIT and dict(event=...)``, so ``train_gpt.py`` builds no record."""
+        self.line(text)
+        if TOOLKIT and record:
+            self.metric(**record)
 
     def metric(self, event: str, **fields) -> None:
         if not self.enabled or self._jsonl is None:
@@ -40,8 +49,9 @@ class RunLog:
         self._jsonl.write(json.dumps(rec, sort_keys=False) + "\n")
 
     def close(self) -> None:
-        for f in (self._log, self._jsonl):
-            if f is not None:
-                f.close()
+        if self._log is not None:
+            self._log.close()
+        if TOOLKIT and self._jsonl is not None:
+            self._jsonl.close()
         self._log = self._jsonl = None
 

@@ -1,4 +1,4 @@
-"""Learning-rate multiplier, Muon momentum ramp and training-progress helpers (SPEC §4.3).
+"""Learning-rate multiplier, Muon momentum ramp, recurrence switch-on and training-progress helpers (SPEC §4.3).
 
 The multiplier applies to every group's base LR:
 
@@ -11,6 +11,9 @@ The multiplier applies to every group's base LR:
   measured in time (``warmdown_iters`` × mean step time) and the smaller multiplier wins,
   so the run anneals whichever budget runs out first;
 * floored at ``min_lr`` (a fraction of the base LR).
+
+Depth recurrence switches on once (:func:`recurrence_due`): at step ``recur_start_step`` when that
+is set, else once the progress reaches ``recur_start_frac`` (at once when that is <= 0).
 
 Shipped inside the generated ``train_gpt.py``: standard library only.
 """
@@ -61,6 +64,16 @@ def in_warmdown(step: int, iterations: int, *, elapsed_ms: float = 0.0, cap_ms: 
         if cap_ms and cap_ms > 0 and step > 0 and elapsed_ms > 0:
             return max(cap_ms - elapsed_ms, 0.0) <= warmdown_iters * elapsed_ms / step
     return False
+
+
+def recurrence_due(tcfg, step: int, elapsed_ms: float = 0.0, cap_ms: float = 0.0) -> bool:
+    """True when depth recurrence should be on for the step taken after ``step`` completed steps of a
+    ``TrainConfig``'s run: from ``recur_start_step`` when > 0 (the SP4096 record's rule), else once
+    :func:`progress` reaches ``recur_start_frac`` (at once when that is <= 0)."""
+    if tcfg.recur_start_step > 0:
+        return step >= tcfg.recur_start_step
+    frac = tcfg.recur_start_frac
+    return frac <= 0 or progress(step, tcfg.iterations, elapsed_ms, cap_ms) >= frac
 
 
 def muon_momentum(step: int, momentum: float, warmup_start: float, warmup_steps: int) -> float:
