@@ -22,7 +22,6 @@ from golf.errors import GolfError
 from golf.trainer.loop import Optimizers, Stepper, numel_params, seed_everything
 
 
-
 class BenchError(RuntimeError, GolfError):
     pass
 

@@ -13,6 +13,7 @@ import click
 
 from golf.config import CHOICES, ENV_VARS, TRAIN_FLAGS, ConfigError, GolfConfig, apply_env, apply_overrides
 from golf.presets import PRESET_HELP, PRESETS, preset_config
+from golf.protocol import EXIT_INTERRUPTED
 from golf.settings import FLAG_KEYS, train_setting_options
 
 
@@ -200,19 +201,33 @@ def train(ctx, preset, config_file, sets, device, resume, resume_from_hub, stop_
     if launcher and not (resume or resume_from_hub):  # a resumed run's config comes from its checkpoint
         _warn(preflight(cfg))
     if nproc > 1 and launcher:
-        os.environ["GOLF_COMMAND"] = command  # the torchrun workers log the command the user typed
-        # the workers get the same arguments (--nproc is ignored where torchrun set LOCAL_RANK); after
-        # "--" torchrun's parser leaves them alone (it would take --nproc for its --nproc-per-node)
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-               "-m", "golf", "--", "train", *raw]
-        click.echo("launching: " + " ".join(cmd), err=True)
-        rc = subprocess.call(cmd)
-        if rc != 0:
-            raise click.ClickException(f"torchrun exited with status {rc} (see the log lines above)")
-        if (Path(cfg.train.run_dir) / "final.json").is_file():
-            _what_next({}, cfg, resume_command(raw))
+        _launch_torchrun(cfg, raw, command, nproc)
         return
+    _train_here(cfg, raw, command, sets_d, flags, applied, preset_given=preset_given, config_file=config_file,
+                device=device, resume=resume,
+                resume_from_hub=resume_from_hub, stop_at_step=stop_at_step, progress=progress,
+                print_config=print_config, launcher=launcher)
 
+
+def _launch_torchrun(cfg: GolfConfig, raw: list[str], command: str, nproc: int) -> None:
+    """Relaunch this command under torchrun with ``nproc`` workers and wait for them."""
+    os.environ["GOLF_COMMAND"] = command  # the torchrun workers log the command the user typed
+    # the workers get the same arguments (--nproc is ignored where torchrun set LOCAL_RANK); after
+    # "--" torchrun's parser leaves them alone (it would take --nproc for its --nproc-per-node)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "golf", "--", "train", *raw]
+    click.echo("launching: " + " ".join(cmd), err=True)
+    rc = subprocess.call(cmd)
+    if rc != 0:
+        raise click.ClickException(f"torchrun exited with status {rc} (see the log lines above)")
+    if (Path(cfg.train.run_dir) / "final.json").is_file():
+        _what_next({}, cfg, resume_command(raw))
+
+
+def _train_here(cfg: GolfConfig, raw: list[str], command: str, sets_d: dict, flags: dict, applied, *,
+                preset_given: bool, config_file, device, resume, resume_from_hub, stop_at_step, progress,
+                print_config, launcher) -> None:
+    """Train in this process (alone, or as one torchrun worker): the Hub fetch and resume base, then the run."""
     from golf.trainer import checkpoint as ckpt
     from golf.trainer.loop import RunOptions, setup_distributed
     from golf.trainer.loop import train as run_train
@@ -270,7 +285,7 @@ def _what_next(summary: dict, cfg: GolfConfig, cont: str) -> None:
         click.echo(f"{why} at step {summary['steps']}/{summary['iterations']}: checkpoint {summary['checkpoint']}")
         click.echo(f"continue:  {cont}")
         if summary.get("interrupted"):
-            raise SystemExit(130)  # the shell's status for Ctrl-C
+            raise SystemExit(EXIT_INTERRUPTED)
         return
     click.echo(f"run:       {run} (final_model.pt, final.json, train.log, metrics.jsonl, checkpoints/)")
     click.echo(f"next:      golf build --checkpoint {shlex.quote(str(run))} "
@@ -293,9 +308,11 @@ def bench() -> None:
 @click.option("--micro-batch-seqs", type=int, default=None, help="Sequences per micro-step (default: preset's).")
 @click.option("--accum", type=int, default=1, show_default=True, help="Micro-steps per timed step.")
 @click.option("--device", default="auto", show_default=True, help="auto | cuda | cpu (cpu only for --preset tiny).")
-@click.option("--dtype", type=click.Choice(CHOICES["train.dtype"]), default=None, help="Compute precision (default: preset's).")
+@click.option("--dtype", type=click.Choice(CHOICES["train.dtype"]), default=None,
+              help="Compute precision (default: preset's).")
 @click.option("--compile/--no-compile", "compile_", default=None, help="torch.compile (default: on for CUDA).")
-@click.option("--peak-tflops", type=float, default=None, help="Peak dense TFLOP/s for MFU (default: from the GPU name).")
+@click.option("--peak-tflops", type=float, default=None,
+              help="Peak dense TFLOP/s for MFU (default: from the GPU name).")
 @click.option("--json-out", type=click.Path(dir_okay=False), help="Also write the numbers as JSON.")
 def bench_train(preset, sets, steps, warmup, micro_batch_seqs, accum, device, dtype, compile_, peak_tflops, json_out):
     """Measure training throughput: ms/step and tok/s before and after recurrence, peak memory, MFU.

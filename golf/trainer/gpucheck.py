@@ -36,6 +36,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from golf.protocol import ENV_DATA_DIR, REPORT_NAME, VERIFY_NAME
+
 _REPO = Path(__file__).resolve().parents[2]
 # where the record script may lie: ../shared/reference/ beside the checkout, or shared/reference/ inside it
 REFERENCES = tuple(base / "shared" / "reference" / "sp4096_record_train_gpt.py" for base in (_REPO / "..", _REPO))
@@ -217,9 +219,9 @@ def hessian_seconds(run_dir: str, data_dir: str, device: str) -> float:
     import torch
 
     from golf.builder import entry, quant
+    from golf.data.shards import data_paths
     from golf.device import autocast_dtype
     from golf.model.gpt import CONTROL_PATTERNS
-    from golf.data.shards import data_paths
     from golf.trainer.checkpoint import load_final_full
 
     cfg, state, recurrence = load_final_full(run_dir)
@@ -243,7 +245,7 @@ def run_reference(r: Runner, mode: Mode, data: Path, reference: Path, switch_ste
     """The record script for the same steps / batch / micro-batch on the same GPU."""
     work = r.out / "reference"
     work.mkdir(exist_ok=True)
-    env = {"DATA_DIR": str(data.resolve()) + "/", "VOCAB_SIZE": str(mode.vocab), "ITERATIONS": str(mode.steps),
+    env = {ENV_DATA_DIR: str(data.resolve()) + "/", "VOCAB_SIZE": str(mode.vocab), "ITERATIONS": str(mode.steps),
            "TRAIN_BATCH_TOKENS": str(mode.train_batch_tokens), "VAL_LOSS_EVERY": "0", "GPTQ_ENABLED": "0",
            "SLIDING_WINDOW_ENABLED": "0", "MAX_WALLCLOCK_SECONDS": "0", "TRAIN_LOG_EVERY": "10",
            "RECUR_START_STEP": str(switch_step), "TTT_ENABLED": "0", "RUN_ID": "golf_gpu_check"}
@@ -291,7 +293,7 @@ def run_check(out: str | Path, *, data: str | None = None, steps: int = 300, bat
     # the verifier's own time limit ends first, so it stops its sandboxed run itself
     limit = min(150.0, r.left())
     r.run("verify", golf_cmd("verify", art, "--data", data_dir, "--device", mode.device, "--json",
-                             out / "verify.json", "--val-max-tokens", mode.val_max_tokens, "--no-netns",
+                             out / VERIFY_NAME, "--val-max-tokens", mode.val_max_tokens, "--no-netns",
                              "--eval-time-limit", max(5, round(limit - 30))), limit)
     ref = Path(reference) if reference else next((p for p in REFERENCES if p.is_file()), REFERENCES[0])
     ref_rec = None
@@ -310,8 +312,8 @@ def run_check(out: str | Path, *, data: str | None = None, steps: int = 300, bat
 def summarize(out: Path, mode: Mode, r: Runner, ref_rec: dict | None, wall_s: float) -> dict:
     doctor = (_json(out / "doctor.json") or {}).get("verdict", {})
     bench = _json(out / "bench.json") or {}
-    build = _json(out / "artifact" / "build_report.json") or {}
-    verify = _json(out / "verify.json") or {}
+    build = _json(out / "artifact" / REPORT_NAME) or {}
+    verify = _json(out / VERIFY_NAME) or {}
     hlog = out / "hessian.log"
     m = re.search(r"hessian_s:([\d.]+)", hlog.read_text()) if hlog.is_file() else None
     timings = build.get("timings", {})
@@ -393,7 +395,8 @@ def _gpu_command():
     @click.option("--budget-s", type=float, default=480.0, show_default=True, help="Total time budget in seconds.")
     @click.option("--reference", default=None, help="Record script for the side-by-side (default: "
                   "../shared/reference/sp4096_record_train_gpt.py when present; with --cpu-smoke only if given).")
-    @click.option("--cpu-smoke", is_flag=True, help="The same pipeline with the tiny preset on the CPU (no GPU needed).")
+    @click.option("--cpu-smoke", is_flag=True,
+                  help="The same pipeline with the tiny preset on the CPU (no GPU needed).")
     def gpu(out, data, steps, train_batch_tokens, budget_s, reference, cpu_smoke):
         """One command for a GPU machine: doctor, bench train, a short training with validation,
         build (Hessian / GPTQ / pack times), verify, and the record script side by side.

@@ -34,12 +34,19 @@ from golf.data.shards import data_paths, list_shards, read_shard_header
 from golf.device import RunError, resolve_device, resolve_precision
 from golf.fsutil import atomic_write_json
 from golf.progress import maybe_tqdm
+from golf.protocol import EVAL_LINE, LABEL_TRAINED
 from golf.trainer import checkpoint as ckpt
 from golf.trainer.ema import EMA
 from golf.trainer.optim import Optimizers
 from golf.trainer.runlog import RunLog
-from golf.trainer.schedule import (effective_cap_ms, in_warmdown, lr_multiplier, muon_momentum, recurrence_due,
-                                   schedule_from_config)
+from golf.trainer.schedule import (
+    effective_cap_ms,
+    in_warmdown,
+    lr_multiplier,
+    muon_momentum,
+    recurrence_due,
+    schedule_from_config,
+)
 
 
 class TrainError(RunError):
@@ -385,7 +392,8 @@ class Run:
         if self.recur_possible:
             self.model.set_recurrence(False)
         ckpt.load_states(self.state, saved)
-        self.log.line(f"compile_warmup: {n} steps in {1000 * (time.perf_counter() - t0):.0f}ms (not timed; state reset)")
+        ms = 1000 * (time.perf_counter() - t0)
+        self.log.line(f"compile_warmup: {n} steps in {ms:.0f}ms (not timed; state reset)")
 
     # -- the loop --------------------------------------------------------------------------------
     def loop(self) -> bool:
@@ -528,7 +536,7 @@ class Run:
         if self.distributed:
             dist.barrier()
         vl, vb, vms = self.run_val()
-        log.event(f"final_model val_loss:{vl:.8f} val_bpb:{vb:.8f} eval_time:{vms:.0f}ms{self.partial}",
+        log.event(EVAL_LINE.format(LABEL_TRAINED, vl, vb, vms) + self.partial,
                   TOOLKIT and dict(event="final", step=ph.step, val_loss=vl, val_bpb=vb, train_time_ms=ph.train_time_ms,
                                    eval_time_ms=vms))
         summary = {"recurrence_active": ph.recurrence_active}
