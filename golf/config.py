@@ -98,6 +98,87 @@ class ModelConfig:
     def head_dim(self) -> int:
         return self.model_dim // self.num_heads
 
+    def problems(self) -> dict[str, str]:
+        """``{field: why}`` for the first bad value (the later rules assume the earlier ones hold)."""
+        for key, why in _model_problems(self):
+            return {key: why}
+        return {}
+
+
+def recurrence_enabled(cfg: ModelConfig) -> bool:
+    return cfg.recur_start >= 0 and cfg.recur_loops > 0
+
+
+def layer_schedule(cfg: ModelConfig, recurrence: bool) -> list[int]:
+    """Virtual layer list (physical indices in execution order)."""
+    n = list(range(cfg.num_layers))
+    if not (recurrence and recurrence_enabled(cfg)):
+        return n
+    loop = n[cfg.recur_start:cfg.recur_end + 1]
+    return n[:cfg.recur_end + 1] + loop * cfg.recur_loops + n[cfg.recur_end + 1:]
+
+
+def lane_start(cfg: ModelConfig, schedule: list[int]) -> int:
+    """Virtual position where the parallel lanes split off (len(schedule) = never)."""
+    if cfg.parallel_start_layer < 0:
+        return len(schedule)
+    n_enc = len(schedule) // 2
+    for pos in range(n_enc, len(schedule)):
+        if schedule[pos] >= cfg.parallel_start_layer:
+            return pos
+    return len(schedule)
+
+
+def _model_problems(m: ModelConfig):
+    """Yields ``(field, why)`` for bad model values, in order: widths, recurrence and lanes, extras."""
+    L = m.num_layers
+    if m.vocab_size < 2:
+        yield "vocab_size", "need at least 2 tokens"
+    if L < 1:
+        yield "num_layers", "need at least one layer"
+    if m.num_heads < 1 or m.model_dim % m.num_heads:
+        yield "num_heads", f"must divide model_dim={m.model_dim}"
+    if m.num_kv_heads < 1 or m.num_heads % m.num_kv_heads:
+        yield "num_kv_heads", f"must divide num_heads={m.num_heads}"
+    if m.rope_dims < 0 or m.rope_dims % 2 or m.rope_dims > m.head_dim:
+        yield "rope_dims", f"must be even and between 0 and head_dim={m.head_dim}"
+    if int(m.mlp_mult * m.model_dim) < 1:
+        yield "mlp_mult", "MLP hidden width must be at least 1"
+    if m.recur_start >= 0 and not 0 <= m.recur_start <= m.recur_end < L:
+        yield "recur_start", f"need 0 <= recur_start <= recur_end={m.recur_end} < num_layers={L}"
+    if m.recur_start >= 0 and m.recur_loops < 0:
+        yield "recur_loops", "must be >= 0"
+    if not -1 <= m.parallel_start_layer < L:
+        yield "parallel_start_layer", f"must be -1 (off) or a layer index below num_layers={L}"
+    if m.parallel_mode not in CHOICES["model.parallel_mode"]:
+        yield "parallel_mode", "must be 'merge' (SP4K) or 'route' (TOP)"
+    yield from _lane_problems(m)
+    if m.xsa_last_n < 0:
+        yield "xsa_last_n", "must be >= 0"
+    if m.ve_enabled and m.ve_dim < 1:
+        yield "ve_dim", "must be >= 1"
+    if m.ve_enabled and not m.ve_layers:
+        yield "ve_layers", "ve_enabled needs at least one layer (e.g. 9,10)"
+    if m.ve_enabled and (any(not 0 <= i < L for i in m.ve_layers) or len(set(m.ve_layers)) != len(m.ve_layers)):
+        yield "ve_layers", f"must be distinct layer indices below num_layers={L}"
+
+
+def _lane_problems(m: ModelConfig):
+    """No physical layer below the lane split may run after it, with recurrence off or on."""
+    for rec in (False, True) if m.parallel_start_layer >= 0 else ():
+        sched = layer_schedule(m, rec)
+        late = [p for p in sched[lane_start(m, sched):] if p < m.parallel_start_layer]
+        if late:
+            yield "parallel_start_layer", (f"the recurrence schedule {sched} runs layer {late[0]} after the lane "
+                                           "split; choose recur_end below parallel_start_layer")
+            return
+
+
+def check_model(m: ModelConfig) -> None:
+    """Raise a :class:`ConfigError` naming the first inconsistent model setting (GPT checks its config)."""
+    for key, why in m.problems().items():
+        raise ConfigError(f"model.{key}={getattr(m, key)!r}: {why}")
+
 
 @dataclass
 class TrainConfig:
@@ -214,6 +295,13 @@ class EvalConfig:
     sliding_window: bool = True
     """Also score with sliding windows (final_int6_sliding_window)."""
 
+    def problems(self) -> dict[str, str]:
+        """``{field: why}`` for each bad value of this section."""
+        bad = {n: "must be >= 1" for n in ("eval_seq_len", "eval_batch_seqs") if getattr(self, n) < 1}
+        if self.sliding_window and not 0 < self.eval_stride <= self.eval_seq_len:
+            bad["eval_stride"] = f"must be between 1 and eval_seq_len={self.eval_seq_len}"
+        return bad
+
 
 # Quantized weights are stored one per int8 byte in [-R, R], R = 2^(bits-1) - 1: every bit width
 # from ternary (2 bits, R = 1) to 8 bits (R = 127).  The one statement of the range.
@@ -311,13 +399,14 @@ class GolfConfig:
     # -- validation (toolkit) --------------------------------------------------
     def check(self, names: dict[str, str] | None = None) -> None:
         """Raise a :class:`ConfigError` for the first bad value: a word outside :data:`CHOICES`, or one
-        a section's ``problems`` rejects (the model's shape rules are checked where the model is built,
-        ``golf.model.gpt``, as the artifact needs them too).  ``names`` maps a key to how it was given
+        a section's ``problems`` rejects (the one place each section's rules live; ``GPT`` asks the
+        model section through :func:`check_model`).  ``names`` maps a key to how it was given
         (``--iterations``, ``ITERATIONS``, ``--set train.iterations=``), so the message names what the
         user typed."""
         bad = {k: "expected " + " | ".join(c) for k, c in CHOICES.items() if get_field(self, k) not in c}
-        bad.update({f"train.{n}": why for n, why in self.train.problems().items()})
-        bad.update({f"quant.{n}": why for n, why in self.quant.problems().items()})
+        for sec in ("model", "train", "eval", "quant"):
+            for n, why in getattr(self, sec).problems().items():
+                bad.setdefault(f"{sec}.{n}", why)
         for key, why in bad.items():
             raise ConfigError(f"{given(key, get_field(self, key), (names or {}).get(key))}: {why}")
 

@@ -28,7 +28,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from golf.config import GolfConfig, ModelConfig
+from golf.config import GolfConfig, ModelConfig, layer_schedule
 from golf.errors import GolfError
 
 GiB = 2**30
@@ -101,7 +101,6 @@ def detected_spec(name: str, memory_gib: float, capability: tuple[int, int]) -> 
 
 # -- model arithmetic ------------------------------------------------------------------------------
 def virtual_layers(m: ModelConfig, recurrent: bool) -> int:
-    from golf.model.gpt import layer_schedule
     return len(layer_schedule(m, recurrent))
 
 

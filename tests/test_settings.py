@@ -84,6 +84,9 @@ def test_train_help_comes_from_the_docstrings():
     (["--set", "train.dtype=bf17"], {}, "--set train.dtype=bf17: expected auto | bf16 | fp16 | fp32"),
     (["--set", "quant.matrix_bits=9"], {}, "--set quant.matrix_bits=9: bits must be between 2 and 8"),
     (["--set", "model.parallel_mode=add"], {}, "--set model.parallel_mode=add: expected merge | route"),
+    (["--set", "model.num_kv_heads=3"], {}, "--set model.num_kv_heads=3: must divide num_heads=4"),
+    ([], {"NUM_LAYERS": "4"}, "model.parallel_start_layer=4: must be -1 (off) or a layer index below num_layers=4"),
+    (["--set", "eval.eval_stride=0"], {}, "--set eval.eval_stride=0: must be between 1 and eval_seq_len=128"),
     (["--set", "quant.prune=yes", "--set", "quant.target_bytes=0"], {},
      "--set quant.target_bytes=0: the target must be a positive number of bytes"),
 ])

@@ -348,7 +348,7 @@ def test_resume_equals_straight_run_bitwise(tiny_data, tmp_path):
     fa, fb = (json.loads((d / "final.json").read_text()) for d in (straight, split))
     assert fa["val_loss"] == fb["val_loss"]
     # a checkpoint from a different model is refused with a clear message
-    res = run_cli(["train", "--preset", "tiny", "--set", "model.num_layers=4", "--run-dir", tmp_path / "other",
+    res = run_cli(["train", "--preset", "tiny", "--set", "model.num_layers=7", "--run-dir", tmp_path / "other",
                    "--data", tiny_data["data_dir"], "--resume", split, "--device", "cpu"], ok=False)
     assert res.exit_code != 0 and "model.num_layers" in res.output
 

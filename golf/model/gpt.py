@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from golf import TOOLKIT
-from golf.config import ConfigError, ModelConfig
+from golf.config import ModelConfig, check_model, lane_start, layer_schedule, recurrence_enabled
 
 # Name substrings of control tensors (kept fp32/exact in artifacts, AdamW "scalar" group).
 # SP4K's CONTROL_TENSOR_NAME_PATTERNS (SPEC §3.1) plus golf's TOP-style lane routing.
@@ -84,96 +84,12 @@ def _load_fa3():
 # schedule helpers (pure functions of the config; also used by docs and tests)
 # ---------------------------------------------------------------------------------------
 
-def recurrence_enabled(cfg: ModelConfig) -> bool:
-    return cfg.recur_start >= 0 and cfg.recur_loops > 0
-
-
-def layer_schedule(cfg: ModelConfig, recurrence: bool) -> list[int]:
-    """Virtual layer list (physical indices in execution order)."""
-    n = list(range(cfg.num_layers))
-    if not (recurrence and recurrence_enabled(cfg)):
-        return n
-    loop = n[cfg.recur_start:cfg.recur_end + 1]
-    return n[:cfg.recur_end + 1] + loop * cfg.recur_loops + n[cfg.recur_end + 1:]
-
-
 def num_skips(cfg: ModelConfig) -> int:
     """Number of U-Net skip weight/gate rows."""
     if not cfg.skip_weights:
         return 0
     n = cfg.num_layers if cfg.skip_count_physical else len(layer_schedule(cfg, True))
     return n // 2  # = min(encoder, decoder) with encoder = floor(n/2)
-
-
-def lane_start(cfg: ModelConfig, schedule: list[int]) -> int:
-    """Virtual position where the parallel lanes split off (len(schedule) = never)."""
-    if cfg.parallel_start_layer < 0:
-        return len(schedule)
-    n_enc = len(schedule) // 2
-    for pos in range(n_enc, len(schedule)):
-        if schedule[pos] >= cfg.parallel_start_layer:
-            return pos
-    return len(schedule)
-
-
-def _bad_setting(cfg: ModelConfig, key: str, msg: str):
-    raise ConfigError(f"model.{key}={getattr(cfg, key)!r}: {msg}")
-
-
-def _check_widths(cfg: ModelConfig) -> None:
-    if cfg.vocab_size < 2:
-        _bad_setting(cfg, "vocab_size", "need at least 2 tokens")
-    if cfg.num_layers < 1:
-        _bad_setting(cfg, "num_layers", "need at least one layer")
-    if cfg.num_heads < 1 or cfg.model_dim % cfg.num_heads:
-        _bad_setting(cfg, "num_heads", f"must divide model_dim={cfg.model_dim}")
-    if cfg.num_kv_heads < 1 or cfg.num_heads % cfg.num_kv_heads:
-        _bad_setting(cfg, "num_kv_heads", f"must divide num_heads={cfg.num_heads}")
-    if cfg.rope_dims < 0 or cfg.rope_dims % 2 or cfg.rope_dims > cfg.head_dim:
-        _bad_setting(cfg, "rope_dims", f"must be even and between 0 and head_dim={cfg.head_dim}")
-    if int(cfg.mlp_mult * cfg.model_dim) < 1:
-        _bad_setting(cfg, "mlp_mult", "MLP hidden width must be at least 1")
-
-
-def _check_schedule(cfg: ModelConfig) -> None:
-    """Depth recurrence and the parallel lanes: indices in range, no recurred layer after the lane split."""
-    L = cfg.num_layers
-    if cfg.recur_start >= 0:
-        if not 0 <= cfg.recur_start <= cfg.recur_end < L:
-            _bad_setting(cfg, "recur_start", f"need 0 <= recur_start <= recur_end={cfg.recur_end} < num_layers={L}")
-        if cfg.recur_loops < 0:
-            _bad_setting(cfg, "recur_loops", "must be >= 0")
-    if not -1 <= cfg.parallel_start_layer < L:
-        _bad_setting(cfg, "parallel_start_layer", f"must be -1 (off) or a layer index below num_layers={L}")
-    if cfg.parallel_mode not in ("merge", "route"):
-        _bad_setting(cfg, "parallel_mode", "must be 'merge' (SP4K) or 'route' (TOP)")
-    if cfg.parallel_start_layer >= 0:
-        for rec in (False, True):
-            sched = layer_schedule(cfg, rec)
-            late = [p for p in sched[lane_start(cfg, sched):] if p < cfg.parallel_start_layer]
-            if late:
-                _bad_setting(cfg, "parallel_start_layer", f"the recurrence schedule {sched} runs layer {late[0]} "
-                             "after the lane split; choose recur_end below parallel_start_layer")
-
-
-def _check_extras(cfg: ModelConfig) -> None:
-    """XSA and value embeddings."""
-    if cfg.xsa_last_n < 0:
-        _bad_setting(cfg, "xsa_last_n", "must be >= 0")
-    if cfg.ve_enabled:
-        if cfg.ve_dim < 1:
-            _bad_setting(cfg, "ve_dim", "must be >= 1")
-        if not cfg.ve_layers:
-            _bad_setting(cfg, "ve_layers", "ve_enabled needs at least one layer (e.g. 9,10)")
-        if any(not 0 <= i < cfg.num_layers for i in cfg.ve_layers) or len(set(cfg.ve_layers)) != len(cfg.ve_layers):
-            _bad_setting(cfg, "ve_layers", f"must be distinct layer indices below num_layers={cfg.num_layers}")
-
-
-def validate(cfg: ModelConfig) -> None:
-    """Raise ConfigError naming the first inconsistent model setting."""
-    _check_widths(cfg)
-    _check_schedule(cfg)
-    _check_extras(cfg)
 
 
 # ---------------------------------------------------------------------------------------
@@ -355,7 +271,7 @@ class GPT(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         if TOOLKIT:  # the artifact's config was checked when it was trained
-            validate(cfg)
+            check_model(cfg)
         self.cfg = cfg
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.model_dim)
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.num_layers))
