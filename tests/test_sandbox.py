@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import textwrap
 from pathlib import Path
 
@@ -55,8 +56,10 @@ def test_view_inside_and_allowed_environment(tmp_path):
     import json
     got = json.loads(res.stdout.strip().splitlines()[-1])
     assert got["dev"] == ["null", "random", "shm", "urandom", "zero"]
-    parts = tmp_path.parts  # /tmp is private and empty, but for the mount point of the work dir
-    assert got["tmp"] == ([parts[2]] if parts[1] == "tmp" else [])
+    # /tmp is private and empty, but for the mount points of the work dir and of a Python environment
+    # that lives under the host's /tmp (bound on top of the private /tmp, not hidden by it)
+    under_tmp = {Path(p).parts[2] for p in (tmp_path, sys.prefix) if Path(p).parts[1:2] == ("tmp",)}
+    assert sorted(got["tmp"]) == sorted(under_tmp)
     assert got["pid"] == 2 and got["procs"] == [1, 2]  # PID namespace: the supervisor and the artifact
     assert not got["golf"] and got["input"] == "abc" and got["user"] == "golf"
     assert not got["input_w"] and not got["env_w"] and not got["root_w"] and got["work_w"] and not got["home"]

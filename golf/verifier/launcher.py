@@ -82,6 +82,10 @@ def build_root(cfg, root):
     mount("golf-sandbox", root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755")
     empty = os.path.join(root, ".golf-empty")
     open(empty, "w").close()
+    # the private /tmp first: a Python environment or input that lives under the host's /tmp is bound
+    # on top of it below, instead of being hidden by it
+    os.makedirs(root + "/tmp", exist_ok=True)
+    mount("golf-tmp", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"mode=1777,size={cfg['tmp_bytes']}")
     for src in cfg["ro_binds"]:  # python environment and system libraries, at their own paths
         if os.path.exists(src):
             _mkpoint(root + src, os.path.isdir(src))
@@ -91,8 +95,6 @@ def build_root(cfg, root):
             mount("golf-mask", root + path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "mode=555")
         elif os.path.exists(path):
             bind(empty, root + path)
-    os.makedirs(root + "/tmp", exist_ok=True)
-    mount("golf-tmp", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"mode=1777,size={cfg['tmp_bytes']}")
     dev = root + "/dev"
     os.makedirs(dev, exist_ok=True)
     mount("golf-dev", dev, "tmpfs", MS_NOSUID, "mode=755")
