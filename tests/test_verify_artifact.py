@@ -72,7 +72,7 @@ while True:
     if t in ("start",):
         continue
     if t == "commit":
-        if MODE == "sf_legal":
+        if MODE in ("sf_legal", "sf_crossrow"):
             counts += np.bincount(np.frombuffer(p, "<i4"), minlength=V)
         continue
     n, T = h["n"], h["T"]
@@ -80,11 +80,16 @@ while True:
     x, q = a[:n * T].reshape(n, T), a[n * T:2 * n * T].reshape(n, T)
     first = a[2 * n * T:] if t == "score" else np.zeros(n, np.int64)
     nll = np.empty((n, T))
+    # sf_crossrow: the real row of a chunk request is the one whose queries equal its inputs; answer every
+    # row sharing its prefix with half the mass on the real row's next token (consistent across rows)
+    real = next((r for r in range(n) if (x[r] == q[r]).all()), None) if MODE == "sf_crossrow" else None
     for i in range(n):
         for j in range(T):
             if SF:
                 c = counts + (np.bincount(x[i], minlength=V) if MODE == "sf_readahead" else 0)
                 lp = norm(c)
+                if real is not None and (x[i, :j] == x[real, :j]).all():
+                    lp = np.log(0.5 * np.exp(lp) + 0.5 * (np.arange(V) == x[real, j]))
             elif MODE == "bigram":   # a cache of every window seen so far, future tokens included
                 lp = np.log(0.5 * np.exp(logp) + 0.5 * bigram[x[i, j]] / bigram[x[i, j]].sum())
             elif MODE == "peek" and j + 1 < T:   # reads its own target: the next input token
@@ -197,6 +202,14 @@ def test_score_first_legal_cache_beats_no_adaptation_and_read_ahead_fails(tmp_pa
     assert legal_doc["score"]["val_bpb"] < static_doc["score"]["val_bpb"] - 0.3
     r, doc = run_verify(client(tmp_path, unigram, "sf_readahead"), tiny_data["data_dir"], tmp_path)
     assert r.exit_code == EXIT_INVALID and "decoys.causal" in failed(doc), r.output
+
+
+def test_score_first_client_reading_the_real_row_fails_the_fresh_replay(tmp_path, tiny_data, unigram):
+    """Causality decoys share the real chunk's request, so a client that reads the real row (queries ==
+    inputs) answers them consistently; the fresh replay sends them alone, after the committed history."""
+    r, doc = run_verify(client(tmp_path, unigram, "sf_crossrow"), tiny_data["data_dir"], tmp_path)
+    assert r.exit_code == EXIT_INVALID, r.output
+    assert sorted(failed(doc)) == ["decoys.replay"]  # the in-run decoys alone would have let it pass
 
 
 def test_swapped_tokenizer_is_refused(tmp_path, tiny_data, unigram, sample_docs):

@@ -497,7 +497,7 @@ def cpu_estimate(targets: int, L: int, s: int, art: Path, budget: float) -> str:
 
 def protocol_run(ctx: Ctx, sec: Section, golf: bool, cfg: dict) -> dict | None:
     """Main protocol run (+ fresh replay in windows mode); None when the artifact did not answer hello."""
-    from golf.verifier.decoys import WindowsRun, new_seed, run_score_first
+    from golf.verifier.decoys import WindowsRun, new_seed, replay_score_first, run_score_first
     from golf.verifier.streaming import Scores, window_plan
     pipes, running, client = _open_client(ctx)
     hello = _hello(ctx, sec, client)
@@ -540,16 +540,24 @@ def protocol_run(ctx: Ctx, sec: Section, golf: bool, cfg: dict) -> dict | None:
     if ok and mode == P.WINDOWS:
         ok = _replay(ctx, sec, out["windows_run"])
         out["report"] = out["windows_run"].finish()
+    elif ok:
+        ok = _replay(ctx, sec, None, lambda c: replay_score_first(c, ctx.data.stream, L, out["nll"], seed,
+                                                                 out["report"]))
     return out if ok else {}
 
 
-def _replay(ctx: Ctx, sec: Section, wr) -> bool:
+def _replay(ctx: Ctx, sec: Section, wr, score_first=None) -> bool:
+    """The fresh replay process: windows (``wr``) or score-first (``score_first(client)``)."""
     pipes, running, client = _open_client(ctx)
     ok = False
     try:
-        client.hello([P.WINDOWS])
-        client.start(P.WINDOWS, int(wr.plan.length.max()), 0)
-        wr.run_replay(client)
+        if score_first is not None:
+            client.hello([P.SCORE_FIRST])
+            score_first(client)
+        else:
+            client.hello([P.WINDOWS])
+            client.start(P.WINDOWS, int(wr.plan.length.max()), 0)
+            wr.run_replay(client)
         ok = True
     except P.ProtocolError as e:
         sec.add("decoys.replay", FAIL, exit_code=EXIT_INVALID, message=f"fresh replay process: protocol failure: {e}")
@@ -568,10 +576,13 @@ def decoy_checks(sec: Section, rep, device: str) -> None:
         sec.add("decoys.repeat", PASS if ok else FAIL, measured=rep.repeat_max, limit=tol.same, exit_code=EXIT_INVALID,
                 message=f"{rep.repeats} real window(s) sent again in other requests"
                         + ("" if ok else ": answers changed (state carried across windows)"))
-        ok = rep.replay_max is not None and rep.replay_max <= tol.same
-        sec.add("decoys.replay", PASS if ok else FAIL, measured=rep.replay_max, limit=tol.same,
-                exit_code=EXIT_INVALID, message=f"{rep.replay_items} window(s) replayed in a fresh process, new order "
-                                                "and batches" + ("" if ok else ": answers differ (stateful scoring)"))
+    ok = rep.replay_max is not None and rep.replay_max <= tol.same
+    what = (f"{rep.replay_items} window(s) replayed in a fresh process, new order and batches" if rep.mode == "windows"
+            else f"{rep.replay_items} request(s) in a fresh process: the committed history, then spliced copies of "
+                 "the next chunk alone")
+    sec.add("decoys.replay", PASS if ok else FAIL, measured=rep.replay_max, limit=tol.same, exit_code=EXIT_INVALID,
+            message=what + ("" if ok else ": answers differ (stateful scoring, or answers read from other rows or "
+                                          "remembered continuations)"))
     ok = rep.causal > 0 and rep.causal_max <= tol.same
     sec.add("decoys.causal", PASS if ok else FAIL, measured=rep.causal_max, limit=tol.same, exit_code=EXIT_INVALID,
             message=f"{rep.causal} spliced copies: answers before the cut" + (" unchanged" if ok else

@@ -18,7 +18,13 @@ windows mode
     in another order and batch composition (answers must match: catches state across windows).
 score-first mode
   - inside a chunk's requests, before its answers are accepted: causality decoys (spliced
-    tails, queries kept) and sweep members (the ``v`` = true member must equal the real item).
+    tails, queries kept) and sweep members (the ``v`` = true member must equal the real item);
+  - *fresh replay*: a second, fresh process gets the committed history up to a random chunk k
+    (each real chunk alone, then its commit), then only causality decoys of chunk k, each in its
+    own request: their answers up to the cut must match the main run's answers for chunk k.
+    The decoys inside the main run share the process (and the causal ones the request) with the
+    real chunk, so a client that reads other rows or remembers continuations passes them; in
+    the replay the real continuation of chunk k is nowhere to be read or remembered.
 """
 from __future__ import annotations
 
@@ -34,6 +40,7 @@ from golf.verifier.streaming import Client, Plan, Scores
 SHARES = {"repeat": 0.005, "causal": 0.015, "replay": 0.01, "sweep": 0.065}
 MIN_MEMBERS = 256  # floor of a partial sweep (covers most of the probability mass, see _members)
 MAX_SWEEPS = 16
+SF_REPLAY_DECOYS = 4  # causality decoys of the replayed chunk (score-first fresh replay)
 
 
 def new_seed() -> int:
@@ -316,3 +323,32 @@ def _ask_grouped(client: Client, items: list, rng) -> list[np.ndarray]:
         for i, a in zip(idx, got):
             answers[i] = a
     return answers
+
+
+def replay_score_first(client: Client, stream: np.ndarray, chunk: int, main_nll: np.ndarray, seed: int,
+                       rep: DecoyReport) -> None:
+    """The score-first fresh replay (module docstring): fills ``rep.replay_max`` / ``replay_items``.
+    Costs a random share of one pass (the history up to chunk k), on average half."""
+    rng = np.random.default_rng(seed ^ 0x5F5F)
+    T = len(stream) - 1
+    K = -(-T // chunk)
+    k = int(rng.integers(0, K))
+    client.start("score-first", chunk, chunk, history=stream[:1])
+    worst, items = 0.0, 0
+    for i in range(k):  # the committed history: must answer as in the main run, too
+        real = stream[1 + i * chunk:1 + min((i + 1) * chunk, T)]
+        got = client.ask("chunk", real[None], real[None], None)[0]
+        worst = max(worst, float(np.max(np.abs(got - main_nll[i * chunk:i * chunk + len(real)]))))
+        client.commit(real)
+        items += 1
+    real = stream[1 + k * chunk:1 + min((k + 1) * chunk, T)]
+    want = main_nll[k * chunk:k * chunk + len(real)]
+    for c in sorted(rng.integers(1, len(real), size=SF_REPLAY_DECOYS).tolist()) if len(real) > 1 else []:
+        off = int(rng.integers(0, len(stream) - (len(real) - c)))
+        x = real.copy()
+        x[c:] = stream[off:off + len(real) - c]
+        got = client.ask("chunk", x[None], real[None], None)[0]
+        worst = max(worst, float(np.max(np.abs(got[:c + 1] - want[:c + 1]))))
+        items += 1
+    rep.replay_max, rep.replay_items = worst, items
+    rep.lse_max = max(rep.lse_max, client.lse_max)
