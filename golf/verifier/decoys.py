@@ -275,10 +275,7 @@ def run_score_first(client: Client, stream: np.ndarray, chunk: int, vocab: int, 
         items = [("real", real, real, 0)]
         for _ in range(int((causal_at == k).sum()) if n > 1 else 0):
             c = int(rng.integers(1, n))  # inputs from c on are spliced: positions 0..c must not change
-            off = int(rng.integers(0, len(stream) - (n - c)))
-            x = real.copy()
-            x[c:] = stream[off:off + n - c]
-            items.append(("causal", x, real, c + 1))
+            items.append(("causal", _spliced(rng, stream, real, c), real, c + 1))
         for _ in range(int((sweep_at == k).sum())):
             j = int(rng.integers(0, n))
             vs = _members(rng, order, int(real[j]), members)
@@ -309,6 +306,15 @@ def run_score_first(client: Client, stream: np.ndarray, chunk: int, vocab: int, 
     rep.extra_tokens = extra
     rep.lse_max = client.lse_max
     return out, rep
+
+
+def _spliced(rng, stream: np.ndarray, real: np.ndarray, c: int) -> np.ndarray:
+    """A score-first causality decoy: ``real`` with its tokens from ``c`` on replaced by real text
+    from a random place in the stream (queries stay ``real``)."""
+    off = int(rng.integers(0, len(stream) - (len(real) - c)))
+    x = real.copy()
+    x[c:] = stream[off:off + len(real) - c]
+    return x
 
 
 def _ask_grouped(client: Client, items: list, rng) -> list[np.ndarray]:
@@ -344,10 +350,7 @@ def replay_score_first(client: Client, stream: np.ndarray, chunk: int, main_nll:
     real = stream[1 + k * chunk:1 + min((k + 1) * chunk, T)]
     want = main_nll[k * chunk:k * chunk + len(real)]
     for c in sorted(rng.integers(1, len(real), size=SF_REPLAY_DECOYS).tolist()) if len(real) > 1 else []:
-        off = int(rng.integers(0, len(stream) - (len(real) - c)))
-        x = real.copy()
-        x[c:] = stream[off:off + len(real) - c]
-        got = client.ask("chunk", x[None], real[None], None)[0]
+        got = client.ask("chunk", _spliced(rng, stream, real, c)[None], real[None], None)[0]
         worst = max(worst, float(np.max(np.abs(got[:c + 1] - want[:c + 1]))))
         items += 1
     rep.replay_max, rep.replay_items = worst, items
