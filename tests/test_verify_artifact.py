@@ -285,6 +285,18 @@ def test_real_golf_artifact_trusted_and_protocol_agree(tmp_path, tiny_data, real
     assert r.exit_code == EXIT_OK and doc["score"]["source"] == "protocol answers"
 
 
+def test_relative_artifact_and_data_paths_verify_from_another_working_dir(tmp_path, tiny_data, real_artifact,
+                                                                          monkeypatch):
+    """`golf verify artifact ART --data DIR` with both paths relative (the demo's case: the trusted run and the
+    sandbox work in other directories, so unresolved paths failed there as missing files, exit 10)."""
+    shutil.copytree(real_artifact["dir"], tmp_path / "art")
+    shutil.copytree(tiny_data["data_dir"], tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    r, doc = run_verify(Path("art"), Path("data"), Path("."), tokens="1500")
+    assert r.exit_code == EXIT_OK, r.output
+    assert doc["kind"] == "golf" and doc["score"]["source"] == "trusted path"
+
+
 def test_golf_build_and_train_refuse_a_tokenizer_of_another_vocabulary(tmp_path, tiny_data, real_artifact,
                                                                         sample_docs):
     from golf.builder.build import BuildError, build

@@ -31,7 +31,7 @@ import re
 import shutil
 import tempfile
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -381,8 +381,9 @@ def start_trusted(ctx: Ctx, blob: Path, L: int, s: int):
     import subprocess
     import sys
     out = ctx.tmp / "trusted"
-    cmd = [sys.executable, "-I", "-m", "golf.verifier.scoring.trusted", "--blob", str(blob), "--dataset",
-           str(ctx.data.dataset), "--seq-len", str(L), "--stride", str(s), "--max-tokens",
+    # paths absolute: the child runs in ctx.tmp
+    cmd = [sys.executable, "-I", "-m", "golf.verifier.scoring.trusted", "--blob", os.path.abspath(blob), "--dataset",
+           os.path.abspath(ctx.data.dataset), "--seq-len", str(L), "--stride", str(s), "--max-tokens",
            str(ctx.opts.val_max_tokens), "--device", ctx.opts.device, "--out", str(out)]
     mem = _memory_bytes(ctx.opts)
 
@@ -728,12 +729,15 @@ def static_steps(art: Path, sec: Section) -> tuple[Path, Path, dict | None, dict
 
 
 def verify_artifact(art_dir: str | Path, opts: VerifyOptions, log=print) -> Section:
-    art = Path(art_dir)
+    # absolute before anything starts a process: the trusted run and the sandbox have other working dirs
+    # (a relative ART or --data failed there as a missing file); the report keeps the path as given
+    art = Path(os.path.abspath(art_dir))
+    opts = replace(opts, data_dir=Path(os.path.abspath(opts.data_dir)))
     if not art.is_dir():
         raise VerifyInputError(f"{art}: not a directory (expected an artifact dir with train_gpt.py)")
     if opts.protocol_mode not in PROTOCOL_MODES:
         raise VerifyInputError(f"--protocol-mode {opts.protocol_mode!r}: one of {', '.join(PROTOCOL_MODES)}")
-    sec = Section(title=str(art))
+    sec = Section(title=str(art_dir))
     sec.info.update(partial=bool(opts.val_max_tokens), device=opts.device, protocol=P.PROTOCOL)
     static = static_steps(art, sec)
     if static is None:
