@@ -42,13 +42,15 @@ from torch import nn
 
 from golf import TOOLKIT
 from golf.config import ModelConfig, check_model, lane_start, layer_schedule, recurrence_enabled
+from golf.protocol import BOS_ID
 
 # Name substrings of control tensors (kept fp32/exact in artifacts, AdamW "scalar" group).
 # SP4K's CONTROL_TENSOR_NAME_PATTERNS (SPEC §3.1) plus golf's TOP-style lane routing.
 CONTROL_PATTERNS: tuple[str, ...] = (
     "attn_scale", "attn_scales", "mlp_scale", "mlp_scales", "resid_mix", "resid_mixes",
     "q_gain", "skip_weight", "skip_weights", "skip_gates", "ve_layer_scales", "ve_shared.scale",
-    "lane_merge", "lane_route",
+    "lane_merge", "lane_route", "parallel_post_lambdas", "parallel_resid_lambdas", "attn_gate_w", "smear_gate",
+    "smear_lambda",
 )
 
 # Parameters that go to the embedding optimizer group.
@@ -57,6 +59,7 @@ EMBED_PARAMS: tuple[str, ...] = ("tok_emb.weight", "ve_shared.embed.weight", "lm
 # Set False to force the SDPA path even where FlashAttention-3 is available.
 USE_FA3 = True
 _FA3 = None  # flash_attn_interface.flash_attn_func once loaded
+_FA3_VARLEN = None  # flash_attn_interface.flash_attn_varlen_func once loaded
 _FA3_TRIED = False
 _SDPA_GQA = tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2] if p.isdigit()) >= (2, 5)
 
@@ -68,15 +71,17 @@ def _autocast_dtype(device_type: str):
 
 def _load_fa3():
     """Import FlashAttention-3 once (Hopper GPUs only); None when unavailable."""
-    global _FA3, _FA3_TRIED
+    global _FA3, _FA3_VARLEN, _FA3_TRIED
     if not _FA3_TRIED:
         _FA3_TRIED = True
         try:
             if torch.cuda.is_available() and torch.cuda.get_device_capability()[0] == 9:
                 from flash_attn_interface import flash_attn_func
                 _FA3 = flash_attn_func
-        except Exception:  # not installed / wrong GPU / broken build
-            _FA3 = None
+                from flash_attn_interface import flash_attn_varlen_func
+                _FA3_VARLEN = flash_attn_varlen_func
+        except Exception:  # not installed / wrong GPU / broken build (the varlen kernel alone may be missing)
+            pass
     return _FA3
 
 
@@ -140,8 +145,25 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return torch.cat((x1 * c + x2 * s, x2 * c - x1 * s, x[..., 2 * h:]), dim=-1)
 
 
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Causal GQA attention, scale 1/sqrt(D). q (B,T,H,D), k/v (B,T,Hkv,D) -> (B,T,H,D)."""
+def doc_spans(cu_seqlens: torch.Tensor, max_seqlen: int, seq_len: int, device) -> tuple:
+    """What document-bounded attention needs for one packed row of ``seq_len`` tokens: ``(cu_seqlens,
+    max_seqlen, mask)``.  ``cu_seqlens`` (int32) lists segment starts then ``seq_len`` (padding repeats
+    ``seq_len``); ``mask`` is the (T, T) causal same-segment mask for SDPA, None where varlen
+    FlashAttention-3 will run."""
+    cu = cu_seqlens.to(device=device, dtype=torch.int32)
+    if USE_FA3 and _FA3_VARLEN is not None and cu.is_cuda and _autocast_dtype("cuda") == torch.bfloat16:
+        return cu, int(max_seqlen), None
+    pos = torch.arange(seq_len, device=device)
+    seg = torch.searchsorted(cu[1:].long(), pos, right=True)  # segment index of each position
+    mask = (seg[:, None] == seg[None, :]) & (pos[:, None] >= pos[None, :])
+    return cu, int(max_seqlen), mask
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, docs: tuple | None = None) -> torch.Tensor:
+    """Causal GQA attention, scale 1/sqrt(D). q (B,T,H,D), k/v (B,T,Hkv,D) -> (B,T,H,D).  ``docs`` (from
+    :func:`doc_spans`, B = 1): no query attends across a segment boundary."""
+    if docs is not None:
+        return _attend_docs(q, k, v, docs)
     if USE_FA3 and _FA3 is not None and q.is_cuda and q.dtype == torch.bfloat16:
         out = _FA3(q, k, v, causal=True)
         return out[0] if isinstance(out, tuple) else out
@@ -154,6 +176,22 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
             k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
     return y.transpose(1, 2)
+
+
+def _attend_docs(q, k, v, docs):
+    """Document-bounded causal attention of one packed row: varlen FA3 or SDPA with the segment mask."""
+    cu, max_len, mask = docs
+    if mask is None and q.dtype == torch.bfloat16:
+        out = _FA3_VARLEN(q[0], k[0], v[0], cu_seqlens_q=cu, cu_seqlens_k=cu, max_seqlen_q=max_len,
+                          max_seqlen_k=max_len, causal=True)
+        return (out[0] if isinstance(out, tuple) else out)[None]
+    if mask is None:
+        _, _, mask = doc_spans(cu, max_len, q.size(1), q.device)
+    rep = q.size(2) // k.size(2)
+    q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+    if rep > 1:
+        k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2)
 
 
 def exclusive_self_attention(y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -177,8 +215,10 @@ class Attention(nn.Module):
         self.proj = CastedLinear(cfg.num_heads * hd, d, zero_init=True)
         self.q_gain = nn.Parameter(torch.full((cfg.num_heads,), float(cfg.qk_gain_init)))
         self.xsa = cfg.xsa_last_n > 0 and layer >= cfg.num_layers - cfg.xsa_last_n
+        self.gate_window, self.gate_scale = cfg.gate_window, cfg.sparse_attn_gate_scale
+        self.attn_gate_w = nn.Parameter(torch.zeros(cfg.num_heads, cfg.gate_window)) if cfg.sparse_attn_gate else None
 
-    def forward(self, x, cos, sin, ve=None):
+    def forward(self, x, cos, sin, ve=None, docs=None):
         B, T, _ = x.shape
         q = self.c_q(x).view(B, T, self.num_heads, self.head_dim)
         k = self.c_k(x).view(B, T, self.num_kv_heads, self.head_dim)
@@ -189,9 +229,12 @@ class Attention(nn.Module):
         q = apply_rope(rms_norm(q), cos, sin)
         k = apply_rope(rms_norm(k), cos, sin)
         q = (q * self.q_gain.to(q.dtype)[:, None]).to(v.dtype)
-        y = attend(q, k.to(v.dtype), v)
+        y = attend(q, k.to(v.dtype), v, docs)
         if self.xsa:
             y = exclusive_self_attention(y, v)
+        if self.attn_gate_w is not None:  # SparseAttnGate: one sigmoid gate per head from x[:gate_window]
+            g = F.linear(x[..., :self.gate_window], self.attn_gate_w.to(x.dtype))
+            y = y * torch.sigmoid(self.gate_scale * g)[..., None]
         return self.proj(y.reshape(B, T, self.num_heads * self.head_dim))
 
 
@@ -217,7 +260,7 @@ class Block(nn.Module):
         self.attn_scale = nn.Parameter(torch.ones(d))
         self.mlp_scale = nn.Parameter(torch.ones(d))
         self.resid_mix = nn.Parameter(torch.stack((torch.ones(d), torch.zeros(d)))) if cfg.resid_mix else None
-        route = cfg.parallel_mode == "route" and 0 <= cfg.parallel_start_layer <= layer
+        route = cfg.parallel_mode == "route" and 0 <= cfg.parallel_start_layer <= layer and cfg.lane_weights == "block"
         # rows: lane a [r_a, p_aa, p_ma], lane m [r_m, p_am, p_mm]
         self.lane_route = nn.Parameter(torch.tensor([[1.1, 1.0, 1.0], [1.1, 1.0, 1.0]])) if route else None
         self.norm_factor = 1.0 / math.sqrt(layer + 1) if cfg.ln_scale else 1.0
@@ -232,18 +275,19 @@ class Block(nn.Module):
         y = rms_norm(x)
         return y * self.norm_factor if self.norm_factor != 1.0 else y
 
-    def forward(self, x, x0, cos, sin, ve=None):
+    def forward(self, x, x0, cos, sin, ve=None, docs=None):
         x = self._mix(x, x0)
-        x = x + self.attn_scale.to(x.dtype) * self.attn(self._norm(x), cos, sin, ve)
+        x = x + self.attn_scale.to(x.dtype) * self.attn(self._norm(x), cos, sin, ve, docs)
         return x + self.mlp_scale.to(x.dtype) * self.mlp(self._norm(x))
 
-    def forward_lanes(self, a, m, x0, cos, sin, ve=None):
+    def forward_lanes(self, a, m, x0, cos, sin, ve=None, docs=None, route=None):
+        """One parallel block; ``route`` (2x3, rows as ``lane_route``) when the model holds the lane weights."""
         a_in = self._mix(a, x0)
-        att = self.attn_scale.to(a.dtype) * self.attn(self._norm(a_in), cos, sin, ve)
+        att = self.attn_scale.to(a.dtype) * self.attn(self._norm(a_in), cos, sin, ve, docs)
         mlp = self.mlp_scale.to(m.dtype) * self.mlp(self._norm(m))
-        if self.lane_route is None:  # merge mode: the lanes never interact
+        if route is None and self.lane_route is None:  # merge mode: the lanes never interact
             return a_in + att, m + mlp
-        r = self.lane_route.to(a.dtype)
+        r = (self.lane_route if route is None else route).to(a.dtype)
         return r[0, 0] * a + r[0, 1] * att + r[0, 2] * mlp, r[1, 0] * m + r[1, 1] * att + r[1, 2] * mlp
 
 
@@ -283,6 +327,14 @@ class GPT(nn.Module):
         lanes = cfg.parallel_start_layer >= 0
         self.lane_merge = nn.Parameter(torch.tensor(0.5)) if lanes and cfg.parallel_mode == "merge" else None
         self.ve_shared = ValueEmbedding(cfg) if cfg.ve_enabled else None
+        if lanes and cfg.lane_weights == "model":  # TOP: lane weights for every layer, on the model
+            L = cfg.num_layers
+            self.parallel_post_lambdas = nn.Parameter(torch.ones(L, 2, 2))  # [layer, from attn|mlp, to lane a|m]
+            self.parallel_resid_lambdas = nn.Parameter(torch.full((L, 2), 1.1))  # [layer, lane a|m]
+        else:
+            self.parallel_post_lambdas = self.parallel_resid_lambdas = None
+        self.smear_gate = CastedLinear(cfg.gate_window, 1, zero_init=True) if cfg.smear_gate else None
+        self.smear_lambda = nn.Parameter(torch.zeros(1)) if cfg.smear_gate else None
         self.ve_layer_scales = nn.Parameter(torch.ones(len(cfg.ve_layers))) if cfg.ve_enabled else None
         self._ve_index = {layer: k for k, layer in enumerate(cfg.ve_layers)} if cfg.ve_enabled else {}
         self._recurrence = False
@@ -349,10 +401,26 @@ class GPT(nn.Module):
             return x + s
         return torch.lerp(s, x, torch.sigmoid(self.skip_gates[j]).to(x.dtype))
 
-    def hidden(self, idx: torch.Tensor) -> torch.Tensor:
-        """Final-normed hidden states (B, T, D)."""
+    def _smear(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """SmearGate: add a gated copy of the previous token's embedding, never onto a BOS position."""
+        g = self.smear_lambda.to(x.dtype) * torch.sigmoid(self.smear_gate(x[:, 1:, :self.cfg.gate_window]))
+        keep = (idx[:, 1:] != BOS_ID).to(x.dtype).unsqueeze(-1)
+        return torch.cat((x[:, :1], x[:, 1:] + g * x[:, :-1] * keep), dim=1)
+
+    def _route(self, layer: int):
+        """The 2x3 lane weights of ``layer`` from the model-level tensors (None: the block holds its own)."""
+        if self.parallel_post_lambdas is None:
+            return None
+        res, post = self.parallel_resid_lambdas[layer], self.parallel_post_lambdas[layer]
+        return torch.stack((torch.stack((res[0], post[0, 0], post[1, 0])), torch.stack((res[1], post[0, 1], post[1, 1]))))
+
+    def hidden(self, idx: torch.Tensor, cu_seqlens: torch.Tensor | None = None, max_seqlen: int = 0) -> torch.Tensor:
+        """Final-normed hidden states (B, T, D).  ``cu_seqlens``/``max_seqlen`` (one packed row, B = 1):
+        attention stays inside each segment (:func:`doc_spans`)."""
         cfg = self.cfg
-        x = rms_norm(self.tok_emb(idx))
+        x = self.tok_emb(idx)
+        x = rms_norm(self._smear(x, idx) if self.smear_gate is not None else x)
+        docs = None if cu_seqlens is None else doc_spans(cu_seqlens, max_seqlen, idx.size(1), idx.device)
         if _autocast_dtype(x.device.type) == torch.bfloat16:
             x = x.to(torch.bfloat16)  # bf16 residual stream as SP4K (fp16 autocast keeps it fp32)
         x0 = x
@@ -365,11 +433,13 @@ class GPT(nn.Module):
 
         stack = []
         for layer in self._schedule[:self._n_enc]:
-            x = self.blocks[layer](x, x0, cos, sin, ve_for(layer))
+            x = self.blocks[layer](x, x0, cos, sin, ve_for(layer), docs)
             stack.append(x)
         a = m = None
         n_skip = 0 if self.skip_weights is None else self.skip_weights.size(0)
         for j, layer in enumerate(self._schedule[self._n_enc:]):
+            if cfg.split_skip_attn_only and a is None and self._n_enc + j >= self._lane_start:
+                a = m = x  # TOP: split first, so this position's skip reaches the attention lane only
             if j < n_skip and stack:
                 s = stack.pop()
                 if a is None:
@@ -379,9 +449,9 @@ class GPT(nn.Module):
             if a is None and self._n_enc + j >= self._lane_start:
                 a = m = x
             if a is None:
-                x = self.blocks[layer](x, x0, cos, sin, ve_for(layer))
+                x = self.blocks[layer](x, x0, cos, sin, ve_for(layer), docs)
             else:
-                a, m = self.blocks[layer].forward_lanes(a, m, x0, cos, sin, ve_for(layer))
+                a, m = self.blocks[layer].forward_lanes(a, m, x0, cos, sin, ve_for(layer), docs, self._route(layer))
         if a is not None:
             if self.lane_merge is not None:
                 lam = self.lane_merge.to(a.dtype)
@@ -390,17 +460,19 @@ class GPT(nn.Module):
                 x = 0.5 * (a + m)
         return self.final_norm(x)
 
-    def logits(self, idx: torch.Tensor) -> torch.Tensor:
+    def logits(self, idx: torch.Tensor, cu_seqlens: torch.Tensor | None = None, max_seqlen: int = 0) -> torch.Tensor:
         """Soft-capped logits (B, T, V), fp32."""
-        h = self.hidden(idx)
+        h = self.hidden(idx, cu_seqlens, max_seqlen)
         w = self.tok_emb.weight if self.lm_head is None else self.lm_head.weight
         z = F.linear(h, w.to(h.dtype)).float()
         cap = self.cfg.logit_softcap
         return cap * torch.tanh(z / cap) if cap > 0 else z
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
-        """Mean cross-entropy (fp32 nats) when ``targets`` are given, else soft-capped logits."""
-        z = self.logits(idx)
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cu_seqlens: torch.Tensor | None = None,
+                max_seqlen: int = 0) -> torch.Tensor:
+        """Mean cross-entropy (fp32 nats) when ``targets`` are given, else soft-capped logits.  With
+        ``cu_seqlens`` (document-packed training) attention does not cross a segment boundary."""
+        z = self.logits(idx, cu_seqlens, max_seqlen)
         if targets is None:
             return z
         return F.cross_entropy(z.reshape(-1, z.size(-1)), targets.reshape(-1))
