@@ -528,7 +528,7 @@ ENV_VARS: dict[str, str] = {
     "SMEAR_GATE_ENABLED": "model.smear_gate",
     "SPARSE_ATTN_GATE_ENABLED": "model.sparse_attn_gate",
     **_own_names("train", skip="run_dir dtype compile"),
-    **_own_names("model", skip="skip_weights skip_gates recur_start recur_end recur_loops"),
+    **_own_names("model", skip="skip_weights skip_gates recur_start recur_end recur_loops smear_gate sparse_attn_gate"),
     **_own_names("eval", "eval_seq_len eval_stride"),
     **_own_names("quant", "matrix_bits embed_bits matrix_clip_sigmas embed_clip_sigmas compressor"),
 }

@@ -42,7 +42,7 @@ def sdpa_flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_
                                 causal=True, window_size=(-1, -1), **_):
     """FlashAttention-3's varlen call on packed [N, H, D]: each segment [cu[i], cu[i+1]) attends causally
     to itself only (padding entries of ``cu`` repeat the total and give empty segments)."""
-    assert torch.equal(cu_seqlens_q, cu_seqlens_k) and tuple(window_size) == (-1, -1)
+    assert torch.equal(cu_seqlens_q, cu_seqlens_k) and max_seqlen_q == max_seqlen_k and tuple(window_size) == (-1, -1)
     out = torch.zeros_like(q)
     cu = cu_seqlens_q.tolist()
     for s, e in zip(cu[:-1], cu[1:]):
@@ -81,7 +81,6 @@ def _stand_ins() -> dict[str, types.ModuleType]:
 def load_frontier_reference() -> types.ModuleType:
     """The record's script as a module (stand-ins above; ``main()`` not run), cached per process."""
     import torch._dynamo
-
     import torch._inductor.compile_fx  # noqa: F401
 
     torch._dynamo.eval_frame.get_compiler_fn("inductor")  # torch's compile stack loads before the triton stand-in

@@ -13,8 +13,8 @@ import math
 
 import pytest
 import torch
-
 from frontier_ref import load_frontier_reference, needs_reference
+
 from golf.builder.importstate import FRONTIER_BANKS, frontier_to_golf, golf_to_frontier
 from golf.config import apply_overrides
 from golf.model.gpt import GPT, count_params

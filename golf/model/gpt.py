@@ -412,7 +412,8 @@ class GPT(nn.Module):
         if self.parallel_post_lambdas is None:
             return None
         res, post = self.parallel_resid_lambdas[layer], self.parallel_post_lambdas[layer]
-        return torch.stack((torch.stack((res[0], post[0, 0], post[1, 0])), torch.stack((res[1], post[0, 1], post[1, 1]))))
+        lane_a = torch.stack((res[0], post[0, 0], post[1, 0]))
+        return torch.stack((lane_a, torch.stack((res[1], post[0, 1], post[1, 1]))))
 
     def hidden(self, idx: torch.Tensor, cu_seqlens: torch.Tensor | None = None, max_seqlen: int = 0) -> torch.Tensor:
         """Final-normed hidden states (B, T, D).  ``cu_seqlens``/``max_seqlen`` (one packed row, B = 1):
