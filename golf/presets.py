@@ -40,12 +40,10 @@ FRONTIER = {
     # layers 3-5 three times (17 virtual layers, 8 skip pairs), switched on at 35 % of the budget
     "model.recur_start": 3, "model.recur_end": 5, "model.recur_loops": 2, "model.skip_weights": True,
     "model.skip_gates": True, "model.skip_count_physical": False,
-    # parallel decoder from layer 8: learned cross-lane routing, the record's lane-weight layout, mean of lanes
-    "model.parallel_start_layer": 8, "model.parallel_mode": "route", "model.lane_weights": "model",
-    "model.parallel_skip_quirk": False, "model.split_skip_attn_only": True,
-    # SparseAttnGate and SmearGate (BOS-masked) on the first 12 dims
-    "model.sparse_attn_gate": True, "model.sparse_attn_gate_scale": 0.5, "model.smear_gate": True,
-    "model.gate_window": 12,
+    # parallel decoder from layer 8: the record's cross-lane routing and lane-weight layout, skip after the split
+    "model.parallel_start_layer": 8, "model.parallel_mode": "top", "model.parallel_skip_quirk": False,
+    # SparseAttnGate (scale 0.5) and SmearGate (BOS-masked) on the first 12 dims
+    "model.sparse_attn_gate": 0.5, "model.smear_gate": True, "model.gate_window": 12,
     # run: 786,432 tokens/step, document-packed rows of 48 x 2048 per GPU, 600 s
     "train.train_batch_tokens": 786432, "train.train_seq_len": 2048, "train.micro_batch_seqs": 48,
     "train.doc_packing": True, "train.iterations": 20000, "train.max_wallclock_seconds": 600.0,

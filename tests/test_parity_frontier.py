@@ -142,12 +142,12 @@ def test_document_packed_logits_match_and_stay_inside_documents(rec, pair, recur
     assert cu.numel() == 64 and max_len == 24
     with torch.no_grad():
         zr = r.forward_logits(x, cu_seqlens=cu, max_seqlen=max_len)
-        zg = g.logits(x, cu, max_len)
+        zg = g.logits(x, (cu, max_len))
         dense = g.logits(x)
         # uncut documents: each one alone gives the same logits (positions restart at 0 there, but RoPE is
         # relative; a cut segment would differ only by the SmearGate, which stays on inside a document)
         cu0, max0 = record_cu_seqlens(rec, x, 0)
-        whole = g.logits(x, cu0, max0)
+        whole = g.logits(x, (cu0, max0))
         bounds = sorted(set(cu0.tolist()))
         alone = torch.cat([g.logits(x[:, s:e]) for s, e in zip(bounds[:-1], bounds[1:])], dim=1)
     diff = (zr - zg).abs().max().item()

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from golf import TOOLKIT
+from golf import TOOLKIT, TOP_CODE
 from golf.config import ModelConfig, check_model, lane_start, layer_schedule, recurrence_enabled
 from golf.protocol import BOS_ID
 
@@ -49,9 +49,13 @@ from golf.protocol import BOS_ID
 CONTROL_PATTERNS: tuple[str, ...] = (
     "attn_scale", "attn_scales", "mlp_scale", "mlp_scales", "resid_mix", "resid_mixes",
     "q_gain", "skip_weight", "skip_weights", "skip_gates", "ve_layer_scales", "ve_shared.scale",
-    "lane_merge", "lane_route", "parallel_post_lambdas", "parallel_resid_lambdas", "attn_gate_w", "smear_gate",
-    "smear_lambda",
+    "lane_merge", "lane_route",
 )
+# TOP's control tensors beyond those (the 2026-04-27 record's CONTROL_TENSOR_NAME_PATTERNS).
+TOP_PATTERNS: tuple[str, ...] = ("parallel_post_lambdas", "parallel_resid_lambdas", "attn_gate_w", "smear_gate",
+                                 "smear_lambda")
+if TOP_CODE:
+    CONTROL_PATTERNS += TOP_PATTERNS
 
 # Parameters that go to the embedding optimizer group.
 EMBED_PARAMS: tuple[str, ...] = ("tok_emb.weight", "ve_shared.embed.weight", "lm_head.weight")
@@ -59,8 +63,9 @@ EMBED_PARAMS: tuple[str, ...] = ("tok_emb.weight", "ve_shared.embed.weight", "lm
 # Set False to force the SDPA path even where FlashAttention-3 is available.
 USE_FA3 = True
 _FA3 = None  # flash_attn_interface.flash_attn_func once loaded
-_FA3_VARLEN = None  # flash_attn_interface.flash_attn_varlen_func once loaded
 _FA3_TRIED = False
+_FA3_VARLEN = None  # flash_attn_interface.flash_attn_varlen_func once loaded (False: unavailable)
+_DOCS = None  # doc_spans(...) of the forward in progress (set by GPT.hidden; None: plain causal attention)
 _SDPA_GQA = tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2] if p.isdigit()) >= (2, 5)
 
 
@@ -71,18 +76,30 @@ def _autocast_dtype(device_type: str):
 
 def _load_fa3():
     """Import FlashAttention-3 once (Hopper GPUs only); None when unavailable."""
-    global _FA3, _FA3_VARLEN, _FA3_TRIED
+    global _FA3, _FA3_TRIED
     if not _FA3_TRIED:
         _FA3_TRIED = True
         try:
             if torch.cuda.is_available() and torch.cuda.get_device_capability()[0] == 9:
                 from flash_attn_interface import flash_attn_func
                 _FA3 = flash_attn_func
+        except Exception:  # not installed / wrong GPU / broken build
+            _FA3 = None
+    return _FA3
+
+
+def _load_fa3_varlen():
+    """Import FlashAttention-3's varlen kernel once, where the dense one loaded; None when unavailable."""
+    global _FA3_VARLEN
+    if _FA3_VARLEN is None:
+        _FA3_VARLEN = False
+        try:
+            if _load_fa3() is not None:
                 from flash_attn_interface import flash_attn_varlen_func
                 _FA3_VARLEN = flash_attn_varlen_func
-        except Exception:  # not installed / wrong GPU / broken build (the varlen kernel alone may be missing)
+        except Exception:  # an FA3 build without the varlen kernel
             pass
-    return _FA3
+    return _FA3_VARLEN or None
 
 
 # ---------------------------------------------------------------------------------------
@@ -145,25 +162,8 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return torch.cat((x1 * c + x2 * s, x2 * c - x1 * s, x[..., 2 * h:]), dim=-1)
 
 
-def doc_spans(cu_seqlens: torch.Tensor, max_seqlen: int, seq_len: int, device) -> tuple:
-    """What document-bounded attention needs for one packed row of ``seq_len`` tokens: ``(cu_seqlens,
-    max_seqlen, mask)``.  ``cu_seqlens`` (int32) lists segment starts then ``seq_len`` (padding repeats
-    ``seq_len``); ``mask`` is the (T, T) causal same-segment mask for SDPA, None where varlen
-    FlashAttention-3 will run."""
-    cu = cu_seqlens.to(device=device, dtype=torch.int32)
-    if USE_FA3 and _FA3_VARLEN is not None and cu.is_cuda and _autocast_dtype("cuda") == torch.bfloat16:
-        return cu, int(max_seqlen), None
-    pos = torch.arange(seq_len, device=device)
-    seg = torch.searchsorted(cu[1:].long(), pos, right=True)  # segment index of each position
-    mask = (seg[:, None] == seg[None, :]) & (pos[:, None] >= pos[None, :])
-    return cu, int(max_seqlen), mask
-
-
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, docs: tuple | None = None) -> torch.Tensor:
-    """Causal GQA attention, scale 1/sqrt(D). q (B,T,H,D), k/v (B,T,Hkv,D) -> (B,T,H,D).  ``docs`` (from
-    :func:`doc_spans`, B = 1): no query attends across a segment boundary."""
-    if docs is not None:
-        return _attend_docs(q, k, v, docs)
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Causal GQA attention, scale 1/sqrt(D). q (B,T,H,D), k/v (B,T,Hkv,D) -> (B,T,H,D)."""
     if USE_FA3 and _FA3 is not None and q.is_cuda and q.dtype == torch.bfloat16:
         out = _FA3(q, k, v, causal=True)
         return out[0] if isinstance(out, tuple) else out
@@ -178,15 +178,30 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, docs: tuple | None
     return y.transpose(1, 2)
 
 
-def _attend_docs(q, k, v, docs):
-    """Document-bounded causal attention of one packed row: varlen FA3 or SDPA with the segment mask."""
+def doc_spans(cu_seqlens: torch.Tensor, max_seqlen: int, seq_len: int, device) -> tuple:
+    """What document-bounded attention needs for one packed row of ``seq_len`` tokens: ``(cu_seqlens,
+    max_seqlen, mask)``.  ``cu_seqlens`` (int32) lists segment starts then ``seq_len`` (padding repeats
+    ``seq_len``); ``mask`` is the (T, T) causal same-segment mask for SDPA, None where varlen
+    FlashAttention-3 will run (CUDA, bf16 autocast)."""
+    cu = cu_seqlens.to(device=device, dtype=torch.int32)
+    if USE_FA3 and _load_fa3_varlen() is not None and cu.is_cuda and _autocast_dtype("cuda") == torch.bfloat16:
+        return cu, int(max_seqlen), None
+    pos = torch.arange(seq_len, device=device)
+    seg = torch.searchsorted(cu[1:].long(), pos, right=True)  # segment index of each position
+    mask = (seg[:, None] == seg[None, :]) & (pos[:, None] >= pos[None, :])
+    return cu, int(max_seqlen), mask
+
+
+def attend_docs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, docs: tuple) -> torch.Tensor:
+    """:func:`attend` inside documents for one packed row (B = 1; ``docs`` from :func:`doc_spans`):
+    varlen FlashAttention-3, or SDPA with the segment mask; no query sees another segment."""
     cu, max_len, mask = docs
     if mask is None and q.dtype == torch.bfloat16:
-        out = _FA3_VARLEN(q[0], k[0], v[0], cu_seqlens_q=cu, cu_seqlens_k=cu, max_seqlen_q=max_len,
-                          max_seqlen_k=max_len, causal=True)
+        out = _load_fa3_varlen()(q[0], k[0], v[0], cu_seqlens_q=cu, cu_seqlens_k=cu, max_seqlen_q=max_len,
+                                 max_seqlen_k=max_len, causal=True)
         return (out[0] if isinstance(out, tuple) else out)[None]
     if mask is None:
-        _, _, mask = doc_spans(cu, max_len, q.size(1), q.device)
+        mask = doc_spans(cu.cpu(), max_len, q.size(1), "cpu")[2].to(q.device)
     rep = q.size(2) // k.size(2)
     q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
     if rep > 1:
@@ -215,10 +230,12 @@ class Attention(nn.Module):
         self.proj = CastedLinear(cfg.num_heads * hd, d, zero_init=True)
         self.q_gain = nn.Parameter(torch.full((cfg.num_heads,), float(cfg.qk_gain_init)))
         self.xsa = cfg.xsa_last_n > 0 and layer >= cfg.num_layers - cfg.xsa_last_n
-        self.gate_window, self.gate_scale = cfg.gate_window, cfg.sparse_attn_gate_scale
-        self.attn_gate_w = nn.Parameter(torch.zeros(cfg.num_heads, cfg.gate_window)) if cfg.sparse_attn_gate else None
+        if TOP_CODE:  # SparseAttnGate weights (heads x gate_window), zero-init: sigmoid(0) = 0.5
+            self.gate_window, self.gate_scale = cfg.gate_window, cfg.sparse_attn_gate
+            gate = cfg.sparse_attn_gate > 0
+            self.attn_gate_w = nn.Parameter(torch.zeros(cfg.num_heads, cfg.gate_window)) if gate else None
 
-    def forward(self, x, cos, sin, ve=None, docs=None):
+    def forward(self, x, cos, sin, ve=None):
         B, T, _ = x.shape
         q = self.c_q(x).view(B, T, self.num_heads, self.head_dim)
         k = self.c_k(x).view(B, T, self.num_kv_heads, self.head_dim)
@@ -229,10 +246,10 @@ class Attention(nn.Module):
         q = apply_rope(rms_norm(q), cos, sin)
         k = apply_rope(rms_norm(k), cos, sin)
         q = (q * self.q_gain.to(q.dtype)[:, None]).to(v.dtype)
-        y = attend(q, k.to(v.dtype), v, docs)
+        y = attend_docs(q, k.to(v.dtype), v, _DOCS) if TOP_CODE and _DOCS is not None else attend(q, k.to(v.dtype), v)
         if self.xsa:
             y = exclusive_self_attention(y, v)
-        if self.attn_gate_w is not None:  # SparseAttnGate: one sigmoid gate per head from x[:gate_window]
+        if TOP_CODE and self.attn_gate_w is not None:  # SparseAttnGate: a sigmoid gate per head from x[:gate_window]
             g = F.linear(x[..., :self.gate_window], self.attn_gate_w.to(x.dtype))
             y = y * torch.sigmoid(self.gate_scale * g)[..., None]
         return self.proj(y.reshape(B, T, self.num_heads * self.head_dim))
@@ -260,7 +277,7 @@ class Block(nn.Module):
         self.attn_scale = nn.Parameter(torch.ones(d))
         self.mlp_scale = nn.Parameter(torch.ones(d))
         self.resid_mix = nn.Parameter(torch.stack((torch.ones(d), torch.zeros(d)))) if cfg.resid_mix else None
-        route = cfg.parallel_mode == "route" and 0 <= cfg.parallel_start_layer <= layer and cfg.lane_weights == "block"
+        route = cfg.parallel_mode == "route" and 0 <= cfg.parallel_start_layer <= layer
         # rows: lane a [r_a, p_aa, p_ma], lane m [r_m, p_am, p_mm]
         self.lane_route = nn.Parameter(torch.tensor([[1.1, 1.0, 1.0], [1.1, 1.0, 1.0]])) if route else None
         self.norm_factor = 1.0 / math.sqrt(layer + 1) if cfg.ln_scale else 1.0
@@ -275,19 +292,25 @@ class Block(nn.Module):
         y = rms_norm(x)
         return y * self.norm_factor if self.norm_factor != 1.0 else y
 
-    def forward(self, x, x0, cos, sin, ve=None, docs=None):
+    def forward(self, x, x0, cos, sin, ve=None):
         x = self._mix(x, x0)
-        x = x + self.attn_scale.to(x.dtype) * self.attn(self._norm(x), cos, sin, ve, docs)
+        x = x + self.attn_scale.to(x.dtype) * self.attn(self._norm(x), cos, sin, ve)
         return x + self.mlp_scale.to(x.dtype) * self.mlp(self._norm(x))
 
-    def forward_lanes(self, a, m, x0, cos, sin, ve=None, docs=None, route=None):
-        """One parallel block; ``route`` (2x3, rows as ``lane_route``) when the model holds the lane weights."""
-        a_in = self._mix(a, x0)
-        att = self.attn_scale.to(a.dtype) * self.attn(self._norm(a_in), cos, sin, ve, docs)
+    def forward_routed(self, a, m, x0, cos, sin, ve, r):
+        """A routed parallel block whose lane weights ``r`` (2x3, rows as ``lane_route``) the model holds."""
+        att = self.attn_scale.to(a.dtype) * self.attn(self._norm(self._mix(a, x0)), cos, sin, ve)
         mlp = self.mlp_scale.to(m.dtype) * self.mlp(self._norm(m))
-        if route is None and self.lane_route is None:  # merge mode: the lanes never interact
+        r = r.to(a.dtype)
+        return r[0, 0] * a + r[0, 1] * att + r[0, 2] * mlp, r[1, 0] * m + r[1, 1] * att + r[1, 2] * mlp
+
+    def forward_lanes(self, a, m, x0, cos, sin, ve=None):
+        a_in = self._mix(a, x0)
+        att = self.attn_scale.to(a.dtype) * self.attn(self._norm(a_in), cos, sin, ve)
+        mlp = self.mlp_scale.to(m.dtype) * self.mlp(self._norm(m))
+        if self.lane_route is None:  # merge mode: the lanes never interact
             return a_in + att, m + mlp
-        r = (self.lane_route if route is None else route).to(a.dtype)
+        r = self.lane_route.to(a.dtype)
         return r[0, 0] * a + r[0, 1] * att + r[0, 2] * mlp, r[1, 0] * m + r[1, 1] * att + r[1, 2] * mlp
 
 
@@ -327,20 +350,23 @@ class GPT(nn.Module):
         lanes = cfg.parallel_start_layer >= 0
         self.lane_merge = nn.Parameter(torch.tensor(0.5)) if lanes and cfg.parallel_mode == "merge" else None
         self.ve_shared = ValueEmbedding(cfg) if cfg.ve_enabled else None
-        if lanes and cfg.lane_weights == "model":  # TOP: lane weights for every layer, on the model
-            L = cfg.num_layers
-            self.parallel_post_lambdas = nn.Parameter(torch.ones(L, 2, 2))  # [layer, from attn|mlp, to lane a|m]
-            self.parallel_resid_lambdas = nn.Parameter(torch.full((L, 2), 1.1))  # [layer, lane a|m]
-        else:
-            self.parallel_post_lambdas = self.parallel_resid_lambdas = None
-        self.smear_gate = CastedLinear(cfg.gate_window, 1, zero_init=True) if cfg.smear_gate else None
-        self.smear_lambda = nn.Parameter(torch.zeros(1)) if cfg.smear_gate else None
         self.ve_layer_scales = nn.Parameter(torch.ones(len(cfg.ve_layers))) if cfg.ve_enabled else None
         self._ve_index = {layer: k for k, layer in enumerate(cfg.ve_layers)} if cfg.ve_enabled else {}
+        if TOP_CODE:
+            self._init_top(cfg, lanes)
         self._recurrence = False
         self._set_schedule()
         self._init_weights()
         _load_fa3()
+
+    def _init_top(self, cfg: ModelConfig, lanes: bool) -> None:
+        """TOP's model-level tensors: lane weights for every layer (``parallel_mode=top``) and the SmearGate."""
+        L, top = cfg.num_layers, lanes and cfg.parallel_mode == "top"
+        self.parallel_post_lambdas = nn.Parameter(torch.ones(L, 2, 2)) if top else None  # [layer, attn|mlp, to a|m]
+        self.parallel_resid_lambdas = nn.Parameter(torch.full((L, 2), 1.1)) if top else None  # [layer, lane a|m]
+        self.smear_gate = CastedLinear(cfg.gate_window, 1, zero_init=True) if cfg.smear_gate else None
+        self.smear_lambda = nn.Parameter(torch.zeros(1)) if cfg.smear_gate else None
+        _load_fa3_varlen()
 
     # -- init -------------------------------------------------------------------------------
     @torch.no_grad()
@@ -407,21 +433,21 @@ class GPT(nn.Module):
         keep = (idx[:, 1:] != BOS_ID).to(x.dtype).unsqueeze(-1)
         return torch.cat((x[:, :1], x[:, 1:] + g * x[:, :-1] * keep), dim=1)
 
-    def _route(self, layer: int):
-        """The 2x3 lane weights of ``layer`` from the model-level tensors (None: the block holds its own)."""
-        if self.parallel_post_lambdas is None:
-            return None
+    def _route(self, layer: int) -> torch.Tensor:
+        """The 2x3 lane weights of ``layer`` (rows as ``Block.lane_route``) from the model-level tensors."""
         res, post = self.parallel_resid_lambdas[layer], self.parallel_post_lambdas[layer]
         lane_a = torch.stack((res[0], post[0, 0], post[1, 0]))
         return torch.stack((lane_a, torch.stack((res[1], post[0, 1], post[1, 1]))))
 
-    def hidden(self, idx: torch.Tensor, cu_seqlens: torch.Tensor | None = None, max_seqlen: int = 0) -> torch.Tensor:
-        """Final-normed hidden states (B, T, D).  ``cu_seqlens``/``max_seqlen`` (one packed row, B = 1):
-        attention stays inside each segment (:func:`doc_spans`)."""
+    def hidden(self, idx: torch.Tensor, docs: tuple | None = None) -> torch.Tensor:
+        """Final-normed hidden states (B, T, D).  ``docs`` = ``(cu_seqlens, max_seqlen)`` of one packed row
+        (B = 1): attention stays inside each segment (:func:`doc_spans`)."""
         cfg = self.cfg
-        x = self.tok_emb(idx)
-        x = rms_norm(self._smear(x, idx) if self.smear_gate is not None else x)
-        docs = None if cu_seqlens is None else doc_spans(cu_seqlens, max_seqlen, idx.size(1), idx.device)
+        if TOP_CODE:  # the attention layers of this forward read the segments from _DOCS
+            global _DOCS
+            _DOCS = None if docs is None else doc_spans(docs[0], docs[1], idx.size(1), idx.device)
+        x = rms_norm(self._smear(self.tok_emb(idx), idx) if TOP_CODE and self.smear_gate is not None
+                     else self.tok_emb(idx))
         if _autocast_dtype(x.device.type) == torch.bfloat16:
             x = x.to(torch.bfloat16)  # bf16 residual stream as SP4K (fp16 autocast keeps it fp32)
         x0 = x
@@ -434,12 +460,12 @@ class GPT(nn.Module):
 
         stack = []
         for layer in self._schedule[:self._n_enc]:
-            x = self.blocks[layer](x, x0, cos, sin, ve_for(layer), docs)
+            x = self.blocks[layer](x, x0, cos, sin, ve_for(layer))
             stack.append(x)
         a = m = None
         n_skip = 0 if self.skip_weights is None else self.skip_weights.size(0)
         for j, layer in enumerate(self._schedule[self._n_enc:]):
-            if cfg.split_skip_attn_only and a is None and self._n_enc + j >= self._lane_start:
+            if TOP_CODE and cfg.parallel_mode == "top" and a is None and self._n_enc + j >= self._lane_start:
                 a = m = x  # TOP: split first, so this position's skip reaches the attention lane only
             if j < n_skip and stack:
                 s = stack.pop()
@@ -450,9 +476,11 @@ class GPT(nn.Module):
             if a is None and self._n_enc + j >= self._lane_start:
                 a = m = x
             if a is None:
-                x = self.blocks[layer](x, x0, cos, sin, ve_for(layer), docs)
+                x = self.blocks[layer](x, x0, cos, sin, ve_for(layer))
+            elif TOP_CODE and self.parallel_post_lambdas is not None:
+                a, m = self.blocks[layer].forward_routed(a, m, x0, cos, sin, ve_for(layer), self._route(layer))
             else:
-                a, m = self.blocks[layer].forward_lanes(a, m, x0, cos, sin, ve_for(layer), docs, self._route(layer))
+                a, m = self.blocks[layer].forward_lanes(a, m, x0, cos, sin, ve_for(layer))
         if a is not None:
             if self.lane_merge is not None:
                 lam = self.lane_merge.to(a.dtype)
@@ -461,19 +489,19 @@ class GPT(nn.Module):
                 x = 0.5 * (a + m)
         return self.final_norm(x)
 
-    def logits(self, idx: torch.Tensor, cu_seqlens: torch.Tensor | None = None, max_seqlen: int = 0) -> torch.Tensor:
+    def logits(self, idx: torch.Tensor, docs: tuple | None = None) -> torch.Tensor:
         """Soft-capped logits (B, T, V), fp32."""
-        h = self.hidden(idx, cu_seqlens, max_seqlen)
+        h = self.hidden(idx, docs)
         w = self.tok_emb.weight if self.lm_head is None else self.lm_head.weight
         z = F.linear(h, w.to(h.dtype)).float()
         cap = self.cfg.logit_softcap
         return cap * torch.tanh(z / cap) if cap > 0 else z
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cu_seqlens: torch.Tensor | None = None,
-                max_seqlen: int = 0) -> torch.Tensor:
-        """Mean cross-entropy (fp32 nats) when ``targets`` are given, else soft-capped logits.  With
-        ``cu_seqlens`` (document-packed training) attention does not cross a segment boundary."""
-        z = self.logits(idx, cu_seqlens, max_seqlen)
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
+                docs: tuple | None = None) -> torch.Tensor:
+        """Mean cross-entropy (fp32 nats) when ``targets`` are given, else soft-capped logits.  With ``docs``
+        = ``(cu_seqlens, max_seqlen)`` (document-packed training) attention does not cross a segment boundary."""
+        z = self.logits(idx, docs)
         if targets is None:
             return z
         return F.cross_entropy(z.reshape(-1, z.size(-1)), targets.reshape(-1))
