@@ -48,6 +48,7 @@ TRAIN_PATH = (
     "trainer/ema.py",
     "trainer/optim.py",
     "trainer/runlog.py",
+    "data/packing.py",
     "trainer/loop.py",
     "builder/quant.py",
 )
