@@ -177,3 +177,46 @@ def test_smear_gate_never_crosses_a_bos(pair):
         w[0, 16] = 5
         a, b = g._smear(g.tok_emb(z), z), g._smear(g.tok_emb(w), w)
     assert not torch.equal(a[0, 17], b[0, 17])
+
+
+def test_import_state_from_frontier_record_round_trips_logits(rec, tmp_path):
+    """`golf import-state --from frontier-record` on a state dict saved by the record's model class (bf16
+    embedding, as its training leaves it): the imported run's model computes the record's logits, and the
+    names map back to the record's exactly."""
+    from click.testing import CliRunner
+
+    from golf.cli import main as cli
+    from golf.trainer.checkpoint import load_final_full
+
+    r = rec.GPT(record_h(rec, **SMALL)).float().eval()
+    randomize(r, seed=5)
+    with torch.no_grad():
+        r.tok_emb.weight.copy_(r.tok_emb.weight.bfloat16().float())
+    state = {k: (v.bfloat16() if k == "tok_emb.weight" else v) for k, v in r.state_dict().items()}
+    torch.save(state, tmp_path / "final_model.pt")
+    sets = [x for k, v in GOLF_SMALL.items() for x in ("--set", f"{k}={v}")]
+    res = CliRunner().invoke(cli, ["import-state", "--from", "frontier-record", str(tmp_path / "final_model.pt"),
+                                   "--out", str(tmp_path / "run")] + sets)
+    assert res.exit_code == 0, res.output
+    assert "preset frontier, recurrence on" in res.output
+    cfg, sd, recurrence = load_final_full(tmp_path / "run")
+    assert cfg.preset == "frontier" and recurrence is True
+    g = GPT(cfg.model).eval()
+    g.load_state_dict(sd, strict=True)
+    back = golf_to_frontier(sd, cfg.model.num_layers)
+    assert all(torch.equal(back[k], v.float()) for k, v in state.items())
+    x = ids_with_documents()
+    for on in (False, True):
+        r.looping_active = on
+        g.set_recurrence(on)
+        with torch.no_grad():
+            diff = (r.forward_logits(x) - g.logits(x)).abs().max().item()
+        assert diff < TOL, (on, diff)
+    # a full-size frontier file into the small preset is refused with the tensor named
+    res = CliRunner().invoke(cli, ["import-state", "--from", "frontier-record", str(tmp_path / "final_model.pt"),
+                                   "--out", str(tmp_path / "run2")])
+    assert res.exit_code != 0 and ": shape (" in res.output and "in the 'frontier' model" in res.output
+    torch.save({"tok_emb.weight": torch.zeros(4, 4)}, tmp_path / "other.pt")
+    res = CliRunner().invoke(cli, ["import-state", "--from", "frontier-record", str(tmp_path / "other.pt"),
+                                   "--out", str(tmp_path / "run3")])
+    assert res.exit_code != 0 and "not a state dict of the 2026-04-27 record" in res.output
