@@ -11,8 +11,8 @@ import types
 import numpy as np
 import pytest
 import torch
-
 from frontier_ref import load_frontier_reference, needs_reference
+
 from golf.data.packing import DocPackLoader, doc_segments
 from golf.data.shards import ShardError, write_shard
 from golf.protocol import BOS_ID
@@ -64,7 +64,8 @@ def test_batches_match_the_record_loader(shards, monkeypatch, world):
     rec = load_frontier_reference()
     monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self, *a, **k: self)  # no pinned memory on CPU
     real_empty = torch.empty
-    monkeypatch.setattr(torch, "empty", lambda *a, pin_memory=False, **k: real_empty(*a, **k))
+    unpinned = lambda *a, **k: real_empty(*a, **{n: v for n, v in k.items() if n != "pin_memory"})  # noqa: E731
+    monkeypatch.setattr(torch, "empty", unpinned)
     seq_len, global_seqs, accum = 64, 8, 2  # micro-steps of 512 / world tokens per rank
     for rank in range(world):
         h = types.SimpleNamespace(rank=rank, world_size=world, train_seq_len=seq_len,
