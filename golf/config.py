@@ -104,6 +104,9 @@ class ModelConfig:
         after XSA, before the output projection (x = the normed attention input; w zero-init; TOP run: 0.5)."""
         gate_window: int = 12
         """Leading residual dims that feed the SmearGate and SparseAttnGate."""
+        fused_kernels: bool = False
+        """CUDA training only: the LeakyReLU^2 MLP and the soft-capped cross-entropy as fused autograd functions
+        (torch.compile'd bodies; they keep only the MLP pre-activation and the per-row log-sum-exp)."""
 
     @property
     def head_dim(self) -> int:

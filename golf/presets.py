@@ -44,6 +44,7 @@ FRONTIER = {
     "model.parallel_start_layer": 8, "model.parallel_mode": "top", "model.parallel_skip_quirk": False,
     # SparseAttnGate (scale 0.5) and SmearGate (BOS-masked) on the first 12 dims
     "model.sparse_attn_gate": 0.5, "model.smear_gate": True, "model.gate_window": 12,
+    "model.fused_kernels": True,  # the record's fused MLP and soft-capped CE (CUDA training only)
     # run: 786,432 tokens/step, document-packed rows of 48 x 2048 per GPU, 600 s
     "train.train_batch_tokens": 786432, "train.train_seq_len": 2048, "train.micro_batch_seqs": 48,
     "train.doc_packing": True, "train.iterations": 20000, "train.max_wallclock_seconds": 600.0,

@@ -200,7 +200,8 @@ def top_code(cfg) -> bool:
     """Whether ``train_gpt.py`` keeps the ``TOP_CODE`` branches (golf/__init__.py): the config uses a feature
     of the 2026-04-27 record.  Without them a config asking for one fails loudly (its tensors are missing)."""
     m = cfg.model
-    return bool(m.smear_gate or m.sparse_attn_gate or m.parallel_mode == "top" or cfg.train.doc_packing)
+    return bool(m.smear_gate or m.sparse_attn_gate or m.parallel_mode == "top" or m.fused_kernels
+                or cfg.train.doc_packing)
 
 
 def shipped_source(include_train: bool = True, slim: bool = True, minify: bool = True,

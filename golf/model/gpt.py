@@ -42,6 +42,7 @@ from torch import nn
 
 from golf import TOOLKIT, TOP_CODE
 from golf.config import ModelConfig, check_model, lane_start, layer_schedule, recurrence_enabled
+from golf.model.fused import FUSED_DEVICES, fused_mlp, softcap_cross_entropy
 from golf.protocol import BOS_ID
 
 # Name substrings of control tensors (kept fp32/exact in artifacts, AdamW "scalar" group).
@@ -262,8 +263,12 @@ class MLP(nn.Module):
         self.fc = CastedLinear(cfg.model_dim, hidden)
         self.proj = CastedLinear(hidden, cfg.model_dim, zero_init=True)
         self.slope = cfg.leaky_slope
+        if TOP_CODE:
+            self.fused = cfg.fused_kernels
 
     def forward(self, x):
+        if TOP_CODE and self.fused and self.training and x.device.type in FUSED_DEVICES:
+            return fused_mlp(x, self.fc.weight.to(x.dtype), self.proj.weight.to(x.dtype), self.slope)
         return self.proj(F.leaky_relu(self.fc(x), self.slope).square())
 
 
@@ -501,10 +506,18 @@ class GPT(nn.Module):
                 docs: tuple | None = None) -> torch.Tensor:
         """Mean cross-entropy (fp32 nats) when ``targets`` are given, else soft-capped logits.  With ``docs``
         = ``(cu_seqlens, max_seqlen)`` (document-packed training) attention does not cross a segment boundary."""
+        if (TOP_CODE and targets is not None and self.cfg.fused_kernels and self.training and self.cfg.logit_softcap > 0
+                and idx.device.type in FUSED_DEVICES):  # the soft-cap inside the loss (golf.model.fused)
+            return self._fused_loss(idx, targets, docs)
         z = self.logits(idx, docs)
         if targets is None:
             return z
         return F.cross_entropy(z.reshape(-1, z.size(-1)), targets.reshape(-1))
+
+    def _fused_loss(self, idx, targets, docs):
+        h = self.hidden(idx, docs)
+        z = F.linear(h, (self.tok_emb.weight if self.lm_head is None else self.lm_head.weight).to(h.dtype))
+        return softcap_cross_entropy(z.reshape(-1, z.size(-1)), targets.reshape(-1), self.cfg.logit_softcap)
 
     def per_token_nll(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Per-target negative log-likelihood (B, T), fp32 nats."""
