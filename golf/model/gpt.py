@@ -25,6 +25,12 @@ SP4096 record exactly):
   ``a ← r_a·a + p_aa·attn + p_ma·mlp``, ``m ← r_m·m + p_am·attn + p_mm·mlp``
   (``lane_route`` rows), output = mean of lanes.
 
+The 2026-04-27 record's additions (preset ``frontier``; code under ``if TOP_CODE:``, dropped from a
+``train_gpt.py`` that does not use them): ``parallel_mode=top`` (its lane-weight layout, the skip after
+the split), SparseAttnGate, the BOS-masked SmearGate, document-bounded attention from ``docs =
+(cu_seqlens, max_seqlen)`` (:func:`doc_spans`), and the fused CUDA training paths of
+``golf.model.fused``.
+
 Compute dtype follows autocast: bf16 keeps the residual stream in bf16 (as SP4K);
 fp16 keeps it in fp32 and computes norms in fp32 (T4 overflow safety); the soft-cap and
 the cross-entropy are always fp32.  Attention uses FlashAttention-3 when it is importable
