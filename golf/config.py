@@ -25,7 +25,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from golf import TOOLKIT
+from golf import TOOLKIT, TOP_CODE
 from golf.errors import GolfError
 from golf.protocol import LIMIT_BYTES
 
@@ -85,14 +85,28 @@ class ModelConfig:
     ve_layers: tuple[int, ...] = ()
     """Layers that get the value embedding, e.g. 9,10."""
     parallel_mode: str = "merge"
-    """Parallel lanes: merge = SP4K (independent lanes, learned scalar lane_merge at the end), route = TOP
-    (learned per-layer cross-lane routing, mean of the lanes at the end)."""
+    """Parallel lanes: merge = SP4K (independent lanes, learned scalar lane_merge at the end), route =
+    learned cross-lane routing per block (lane_route), mean of the lanes at the end; top = that routing as the
+    2026-04-27 record lays it out (parallel_resid_lambdas L x 2, parallel_post_lambdas L x 2 x 2 for every
+    layer) with the skip due at the split added to the attention lane only (after the split)."""
     parallel_skip_quirk: bool = False
     """SP4K quirk: U-Net skips due after the lane split go to the abandoned single stream (no effect);
     off = they are added to the attention lane (as TOP does)."""
     skip_count_physical: bool = False
     """SP4K: skip weights/gates sized from the physical layers (min(L//2, L-L//2)) instead of the
     recurrence-on virtual layer list (TOP: 8 pairs for 17 virtual layers)."""
+    if TOP_CODE:  # the 2026-04-27 record's features (golf/__init__.py: older presets do not ship them)
+        smear_gate: bool = False
+        """SmearGate (TOP): e_t += lam * sigmoid(w . e_t[:gate_window]) * e_(t-1) on the raw token
+        embeddings, for t >= 1 and never where token t is BOS (no leak across documents)."""
+        sparse_attn_gate: float = 0.0
+        """SparseAttnGate (TOP) with this scale s, 0 = off: per head, y_h *= sigmoid(s * w_h . x[:gate_window])
+        after XSA, before the output projection (x = the normed attention input; w zero-init; TOP run: 0.5)."""
+        gate_window: int = 12
+        """Leading residual dims that feed the SmearGate and SparseAttnGate."""
+        fused_kernels: bool = False
+        """CUDA training only: the LeakyReLU^2 MLP and the soft-capped cross-entropy as fused autograd functions
+        (torch.compile'd bodies; they keep only the MLP pre-activation and the per-row log-sum-exp)."""
 
     @property
     def head_dim(self) -> int:
@@ -151,10 +165,14 @@ def _model_problems(m: ModelConfig):
     if not -1 <= m.parallel_start_layer < L:
         yield "parallel_start_layer", f"must be -1 (off) or a layer index below num_layers={L}"
     if m.parallel_mode not in CHOICES["model.parallel_mode"]:
-        yield "parallel_mode", "must be 'merge' (SP4K) or 'route' (TOP)"
+        yield "parallel_mode", "must be 'merge' (SP4K), 'route' or 'top' (the 2026-04-27 record)"
     yield from _lane_problems(m)
     if m.xsa_last_n < 0:
         yield "xsa_last_n", "must be >= 0"
+    if TOP_CODE and m.sparse_attn_gate < 0:
+        yield "sparse_attn_gate", "must be >= 0 (0 = off)"
+    if TOP_CODE and (m.smear_gate or m.sparse_attn_gate) and not 1 <= m.gate_window <= m.model_dim:
+        yield "gate_window", f"must be between 1 and model_dim={m.model_dim}"
     if m.ve_enabled and m.ve_dim < 1:
         yield "ve_dim", "must be >= 1"
     if m.ve_enabled and not m.ve_layers:
@@ -260,6 +278,11 @@ class TrainConfig:
     <= 0 = from the start. Ignored when the model has no recurrence."""
     recur_start_step: int = 0
     """> 0: switch recurrence on at this step instead (the SP4096 record: 3000)."""
+    if TOP_CODE:
+        doc_packing: bool = False
+        """Document-packed training (TOP): each micro-step is one packed row of micro_batch_seqs x
+        train_seq_len tokens starting at a BOS, attention bounded by documents (cut into train_seq_len
+        segments): varlen FlashAttention-3 on Hopper, document-masked SDPA elsewhere."""
     dtype: str = "auto"
     """Compute precision: auto = bf16 on Ampere+, fp16 + GradScaler on T4, fp32 on CPU."""
     compile: bool = False
@@ -522,7 +545,7 @@ TRAIN_FLAGS: dict[str, str] = {
 }
 # The settings that take one of a few words (checked by GolfConfig.check, offered by the CLIs).
 CHOICES: dict[str, tuple[str, ...]] = {
-    "model.parallel_mode": ("merge", "route"),
+    "model.parallel_mode": ("merge", "route", "top"),
     "train.dtype": ("auto", "bf16", "fp16", "fp32"),
     "quant.method": ("gptq", "rtn"),
     "quant.compressor": ("brotli", "lzma", "zlib"),

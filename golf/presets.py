@@ -28,6 +28,41 @@ SP4096_RECORD = {
     "quant.calibration_batches": 64, "train.micro_batch_seqs": 48,
 }
 
+# The 2026-04-27 record (1.0611 BPB; SPEC §4.2-4.3 and "What TOP adds on top of SP4K"): 35,945,671
+# parameters; its run command on plain SP8192 shards (CaseOps data is a data option, not the model).
+FRONTIER = {
+    # model: 11L/512d, 8 heads / 4 KV, MLP x4 LeakyReLU(0.5)^2, no value embeddings
+    "model.vocab_size": 8192, "model.num_layers": 11, "model.model_dim": 512,
+    "model.num_heads": 8, "model.num_kv_heads": 4, "model.mlp_mult": 4.0, "model.leaky_slope": 0.5,
+    "model.tie_embeddings": True, "model.tied_embed_init_std": 0.005, "model.logit_softcap": 30.0,
+    "model.rope_dims": 16, "model.rope_base": 10000.0, "model.qk_gain_init": 5.0,
+    "model.xsa_last_n": 11, "model.ln_scale": True, "model.resid_mix": True, "model.ve_enabled": False,
+    # layers 3-5 three times (17 virtual layers, 8 skip pairs), switched on at 35 % of the budget
+    "model.recur_start": 3, "model.recur_end": 5, "model.recur_loops": 2, "model.skip_weights": True,
+    "model.skip_gates": True, "model.skip_count_physical": False,
+    # parallel decoder from layer 8: the record's cross-lane routing and lane-weight layout, skip after the split
+    "model.parallel_start_layer": 8, "model.parallel_mode": "top", "model.parallel_skip_quirk": False,
+    # SparseAttnGate (scale 0.5) and SmearGate (BOS-masked) on the first 12 dims
+    "model.sparse_attn_gate": 0.5, "model.smear_gate": True, "model.gate_window": 12,
+    "model.fused_kernels": True,  # the record's fused MLP and soft-capped CE (CUDA training only)
+    # run: 786,432 tokens/step, document-packed rows of 48 x 2048 per GPU, 600 s
+    "train.train_batch_tokens": 786432, "train.train_seq_len": 2048, "train.micro_batch_seqs": 48,
+    "train.doc_packing": True, "train.iterations": 20000, "train.max_wallclock_seconds": 600.0,
+    "train.recur_start_frac": 0.35, "train.recur_start_step": 0,
+    # optimizer and schedule (the record's run command)
+    "train.matrix_lr": 0.026, "train.scalar_lr": 0.02, "train.tied_embed_lr": 0.03,
+    "train.muon_momentum": 0.97, "train.muon_momentum_warmup_start": 0.92,
+    "train.muon_momentum_warmup_steps": 1500, "train.muon_backend_steps": 5, "train.muon_wd": 0.095,
+    "train.embed_wd": 0.085, "train.adam_wd": 0.02, "train.beta1": 0.9, "train.beta2": 0.99,
+    "train.grad_clip_norm": 0.3, "train.ema_decay": 0.9965, "train.ema_start_step": 0,
+    "train.warmdown_iters": 0, "train.warmdown_frac": 0.85, "train.min_lr": 0.1,
+    # quantization (existing fields; GPTQ reserve: the record's compliance re-run needed 8 s of Hessians)
+    "train.gptq_reserve_seconds": 8.0, "quant.calibration_batches": 16, "quant.matrix_bits": 6,
+    "quant.embed_bits": 7, "quant.matrix_clip_sigmas": 12.85, "quant.embed_clip_sigmas": 14.0,
+    "quant.mlp_clip_sigmas": 11.5, "quant.attn_clip_sigmas": 13.0, "quant.control_dtype": "fp16",
+    "eval.eval_seq_len": 2048, "eval.eval_stride": 64,
+}
+
 # A CPU-sized model with every feature of the seed switched on (recurrence, lanes, skips).
 TINY = {
     "model.vocab_size": 1024, "model.num_layers": 6, "model.model_dim": 64,
@@ -66,6 +101,7 @@ def _run(base: dict, seconds: float, iters: int, warmdown: int, shards: int = 0,
 PRESETS: dict[str, dict] = {
     "seed": {"train.micro_batch_seqs": 48},
     "sp4096-record": SP4096_RECORD,
+    "frontier": FRONTIER,
     "tiny": TINY,
     "kaggle-quick": _run(_KAGGLE, 600, 2000, 350, 10),
     "kaggle-1h": _run(_KAGGLE, 3600, 8000, 1500, 20),
@@ -81,6 +117,7 @@ PRESETS: dict[str, dict] = {
 PRESET_HELP = {
     "seed": "SP4096 11L/512d 8H/4KV MLPx4, recurrence 3-5 x2 from 35%, parallel lanes 7-10 (default)",
     "sp4096-record": "the 2026-04-04 SP4096 record architecture (34,401,372 params)",
+    "frontier": "the 2026-04-27 record (1.0611 BPB): SP8192, loops 3-5 x3, routed lanes from 8, gates, doc packing",
     "tiny": "CPU-sized model with every seed feature on, for tests and the demo",
     "kaggle-quick": "Kaggle 2xT4: 600 s / 2000 it / warmdown 350 / 10 shards",
     "kaggle-1h": "Kaggle 2xT4: 3600 s / 8000 it / warmdown 1500 / 20 shards",

@@ -9,6 +9,7 @@ confused with :mod:`golf.verifier.scoring.protocol`, the golf-eval/1 wire format
 
 # the cap on code bytes + compressed model bytes (decimal: 16 MB, not 16 MiB)
 LIMIT_BYTES = 16_000_000
+BOS_ID = 1  # every document of a token shard starts with this id (SPEC §1.2; no EOS)
 
 # the artifact directory (`golf build` writes it; `golf verify` / `golf submit` read it)
 CODE_NAME = "train_gpt.py"

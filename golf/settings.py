@@ -46,7 +46,9 @@ def field_docs() -> dict[str, str]:
     docs = {}
     for node in tree.body:
         if isinstance(node, ast.ClassDef) and node.name in classes:
-            for stmt, nxt in zip(node.body, node.body[1:]):
+            # fields under `if TOP_CODE:` (config.py) are fields like the others
+            body = [s for stmt in node.body for s in (stmt.body if isinstance(stmt, ast.If) else [stmt])]
+            for stmt, nxt in zip(body, body[1:]):
                 if (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
                         and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
                         and isinstance(nxt.value.value, str)):

@@ -48,6 +48,7 @@ TRAIN_PATH = (
     "trainer/ema.py",
     "trainer/optim.py",
     "trainer/runlog.py",
+    "data/packing.py",
     "trainer/loop.py",
     "builder/quant.py",
 )
@@ -195,11 +196,20 @@ def _module_sources(include_train: bool) -> tuple[dict, list[str]]:
     return mods, notes
 
 
-def shipped_source(include_train: bool = True, slim: bool = True, minify: bool = True) -> tuple[str, list, list]:
+def top_code(cfg) -> bool:
+    """Whether ``train_gpt.py`` keeps the ``TOP_CODE`` branches (golf/__init__.py): the config uses a feature
+    of the 2026-04-27 record.  Without them a config asking for one fails loudly (its tensors are missing)."""
+    m = cfg.model
+    return bool(m.smear_gate or m.sparse_attn_gate or m.parallel_mode == "top" or m.fused_kernels
+                or cfg.train.doc_packing)
+
+
+def shipped_source(include_train: bool = True, slim: bool = True, minify: bool = True,
+                   top: bool = True) -> tuple[str, list, list]:
     """``(source, modules, notes)``: every shipped module merged into one flat module.
 
     Always: docstrings/comments/annotations stripped, the build flags folded (``TOOLKIT`` False,
-    ``TRAIN_CODE`` = ``include_train``) and the modules merged into one namespace
+    ``TRAIN_CODE`` = ``include_train``, ``TOP_CODE`` = ``top``) and the modules merged into one namespace
     (golf.builder.slim.flatten, which refuses modules that disagree on a top-level name).
     ``slim`` also inlines the ``golf.protocol`` constants and shakes out unused code; ``minify`` then
     renames names with python-minifier.  The result defines ``main``; nothing in it reads an undefined global.
@@ -209,7 +219,7 @@ def shipped_source(include_train: bool = True, slim: bool = True, minify: bool =
     for m, src in mods.items():
         tree = ast.parse(src, filename=m)
         _strip_node(tree)
-        trees[m] = slim_mod.fold_toolkit(tree, {"TRAIN_CODE": include_train})
+        trees[m] = slim_mod.fold_toolkit(tree, {"TRAIN_CODE": include_train, "TOP_CODE": top})
     if slim:
         slim_mod.inline_constants(trees, "golf.protocol")
         dropped = slim_mod.shake(trees, roots=[ast.parse(_ENTRY_IMPORT)])
@@ -259,7 +269,7 @@ def payload_source(cfg, include_train: bool = True, slim: bool = True,
                    minify: bool = True) -> tuple[str, list[str], list[str]]:
     """``(payload python source, shipped module names, notes)``: the flat source and the call of
     ``main(__file__, CONFIG)``."""
-    src, mods, notes = shipped_source(include_train, slim=slim, minify=minify)
+    src, mods, notes = shipped_source(include_train, slim=slim, minify=minify, top=top_code(cfg))
     conf = json.dumps(code_config(cfg), sort_keys=True, separators=(",", ":"))
     return src + "main(__file__,%r)\n" % conf, mods, notes
 

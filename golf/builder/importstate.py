@@ -8,6 +8,11 @@ Supported source (``--from``):
   (``ve_layer_scales.0``, ``ve_layer_scales.1``) and golf as one vector (``ve_layer_scales``).
   RoPE direction and every other computation match (``tests/test_parity_record.py``), so the
   imported model computes the record's logits.
+* ``frontier-record``: the ``final_model.pt`` of the 2026-04-27 record's ``train_gpt.py`` (preset
+  ``frontier``).  It stacks the block matrices in four banks (:data:`FRONTIER_BANKS`): for ``L`` layers,
+  ``qo_bank[i]`` is layer i's c_q and ``qo_bank[L+i]`` its output projection, ``kv_bank[i]`` / ``kv_bank[L+i]``
+  its c_k / c_v, ``mlp_up_bank[i]`` / ``mlp_down_bank[i]`` its MLP fc / proj.  Every other tensor (gates,
+  lane weights, scales, skips, the embedding) has golf's name (``tests/test_parity_frontier.py``).
 
 The run directory gets ``config.json`` and ``final_model.pt`` (the format ``golf train``
 writes), which ``golf build --checkpoint RUN`` accepts.  The file is read with
@@ -23,7 +28,15 @@ import click
 from golf.errors import GolfError
 from golf.fsutil import atomic_write_bytes
 
-SOURCES = ("record",)
+SOURCES = ("record", "frontier-record")
+DEFAULT_PRESET = {"record": "sp4096-record", "frontier-record": "frontier"}
+# bank name -> the golf weights of its rows: rows [0, L) then [L, 2L) (a 2L-row bank) or [0, L)
+FRONTIER_BANKS = {
+    "qo_bank": ("attn.c_q.weight", "attn.proj.weight"),
+    "kv_bank": ("attn.c_k.weight", "attn.c_v.weight"),
+    "mlp_up_bank": ("mlp.fc.weight",),
+    "mlp_down_bank": ("mlp.proj.weight",),
+}
 _RECORD_VE_SCALE = re.compile(r"^ve_layer_scales\.(\d+)$")
 
 
@@ -49,6 +62,44 @@ def record_to_golf(state: dict) -> dict:
             raise ImportStateError(f"ve_layer_scales: indices {sorted(ve)} are not 0..{len(ve) - 1}")
         out["ve_layer_scales"] = torch.cat([ve[i] for i in range(len(ve))])
     return {k: v.detach().float() if v.is_floating_point() else v.detach() for k, v in out.items()}
+
+
+def frontier_to_golf(state: dict) -> dict:
+    """Unstack the 2026-04-27 record's weight banks into golf's per-block names (module docstring)."""
+    import torch
+
+    out = {}
+    for name, t in state.items():
+        if not isinstance(t, torch.Tensor):
+            raise ImportStateError(f"{name}: not a tensor ({type(t).__name__}); is this a state dict?")
+        if name not in FRONTIER_BANKS:
+            out[name] = t
+            continue
+        parts = FRONTIER_BANKS[name]
+        if t.ndim != 3 or t.size(0) % len(parts):
+            raise ImportStateError(f"{name}: shape {tuple(t.shape)} is not a stack of {len(parts)} x layers matrices")
+        n = t.size(0) // len(parts)
+        for k, part in enumerate(parts):
+            for i in range(n):
+                out[f"blocks.{i}.{part}"] = t[k * n + i].clone()
+    missing = [b for b in FRONTIER_BANKS if b not in state]
+    if missing:
+        raise ImportStateError(f"not a state dict of the 2026-04-27 record: no {', '.join(missing)}")
+    return {k: v.detach().float() if v.is_floating_point() else v.detach() for k, v in out.items()}
+
+
+def golf_to_frontier(state: dict, num_layers: int) -> dict:
+    """The inverse of :func:`frontier_to_golf`: golf's per-block matrices stacked into the record's banks."""
+    import torch
+
+    taken = {f"blocks.{i}.{part}" for parts in FRONTIER_BANKS.values() for part in parts for i in range(num_layers)}
+    out = {k: v for k, v in state.items() if k not in taken}
+    for bank, parts in FRONTIER_BANKS.items():
+        out[bank] = torch.stack([state[f"blocks.{i}.{part}"] for part in parts for i in range(num_layers)])
+    return out
+
+
+TO_GOLF = {"record": record_to_golf, "frontier-record": frontier_to_golf}
 
 
 def check_against_model(state: dict, cfg) -> None:
@@ -79,7 +130,7 @@ def import_state(src, source: str, cfg, out_dir, recurrence: bool = True) -> Pat
         raw = safe_load(src)
     except CheckpointError as e:
         raise ImportStateError(str(e)) from None
-    state = record_to_golf(raw)
+    state = TO_GOLF[source](raw)
     check_against_model(state, cfg)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -90,9 +141,11 @@ def import_state(src, source: str, cfg, out_dir, recurrence: bool = True) -> Pat
 @click.command("import-state")
 @click.argument("state_file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--from", "source", type=click.Choice(SOURCES), required=True,
-              help="Format of STATE_FILE: record = final_model.pt of the 2026-04-04 SP4096 record's train_gpt.py.")
-@click.option("--preset", default="sp4096-record", show_default=True,
-              help="golf preset describing the same architecture.")
+              help="Format of STATE_FILE: record = final_model.pt of the 2026-04-04 SP4096 record's train_gpt.py; "
+                   "frontier-record = that of the 2026-04-27 record (weight banks unstacked).")
+@click.option("--preset", default=None,
+              help="golf preset describing the same architecture [default: sp4096-record for record, frontier for "
+                   "frontier-record].")
 @click.option("--set", "sets", multiple=True, metavar="SECTION.NAME=VALUE",
               help="Config overrides on top of the preset (e.g. sizes of a smaller record-style model; "
                    "calibration settings for the later `golf build`).")
@@ -108,10 +161,12 @@ def import_state_cmd(state_file, source, preset, sets, recurrence, out_dir):
     Example (a model trained by the record's own train_gpt.py):
       golf import-state --from record final_model.pt --preset sp4096-record --out runs/record
       golf build --checkpoint runs/record --data data --out art
+      golf import-state --from frontier-record final_model.pt --out runs/frontier
     """
     from golf.config import ConfigError, apply_overrides
     from golf.presets import preset_config
 
+    preset = preset or DEFAULT_PRESET[source]
     try:
         cfg = preset_config(preset)
         for item in sets:

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from golf.errors import GolfError
+from golf.protocol import BOS_ID
 
 MAX_VOCAB = 65_536  # token ids are stored as uint16 (SPEC §1.1)
-PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
+PAD_ID, EOS_ID, UNK_ID = 0, 2, 3  # BOS_ID (1) is the shards' contract: golf.protocol
 SPACE_PIECE = "\u2581"  # "▁"
 
 OFFICIAL_TRAINER_OPTIONS: dict = {

@@ -25,6 +25,12 @@ SP4096 record exactly):
   ``a ← r_a·a + p_aa·attn + p_ma·mlp``, ``m ← r_m·m + p_am·attn + p_mm·mlp``
   (``lane_route`` rows), output = mean of lanes.
 
+The 2026-04-27 record's additions (preset ``frontier``; code under ``if TOP_CODE:``, dropped from a
+``train_gpt.py`` that does not use them): ``parallel_mode=top`` (its lane-weight layout, the skip after
+the split), SparseAttnGate, the BOS-masked SmearGate, document-bounded attention from ``docs =
+(cu_seqlens, max_seqlen)`` (:func:`doc_spans`), and the fused CUDA training paths of
+``golf.model.fused``.
+
 Compute dtype follows autocast: bf16 keeps the residual stream in bf16 (as SP4K);
 fp16 keeps it in fp32 and computes norms in fp32 (T4 overflow safety); the soft-cap and
 the cross-entropy are always fp32.  Attention uses FlashAttention-3 when it is importable
@@ -40,8 +46,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from golf import TOOLKIT
+from golf import TOOLKIT, TOP_CODE
 from golf.config import ModelConfig, check_model, lane_start, layer_schedule, recurrence_enabled
+from golf.model.fused import FUSED_DEVICES, fused_mlp, softcap_cross_entropy
+from golf.protocol import BOS_ID
 
 # Name substrings of control tensors (kept fp32/exact in artifacts, AdamW "scalar" group).
 # SP4K's CONTROL_TENSOR_NAME_PATTERNS (SPEC §3.1) plus golf's TOP-style lane routing.
@@ -50,6 +58,11 @@ CONTROL_PATTERNS: tuple[str, ...] = (
     "q_gain", "skip_weight", "skip_weights", "skip_gates", "ve_layer_scales", "ve_shared.scale",
     "lane_merge", "lane_route",
 )
+# TOP's control tensors beyond those (the 2026-04-27 record's CONTROL_TENSOR_NAME_PATTERNS).
+TOP_PATTERNS: tuple[str, ...] = ("parallel_post_lambdas", "parallel_resid_lambdas", "attn_gate_w", "smear_gate",
+                                 "smear_lambda")
+if TOP_CODE:
+    CONTROL_PATTERNS += TOP_PATTERNS
 
 # Parameters that go to the embedding optimizer group.
 EMBED_PARAMS: tuple[str, ...] = ("tok_emb.weight", "ve_shared.embed.weight", "lm_head.weight")
@@ -58,6 +71,8 @@ EMBED_PARAMS: tuple[str, ...] = ("tok_emb.weight", "ve_shared.embed.weight", "lm
 USE_FA3 = True
 _FA3 = None  # flash_attn_interface.flash_attn_func once loaded
 _FA3_TRIED = False
+_FA3_VARLEN = None  # flash_attn_interface.flash_attn_varlen_func once loaded (False: unavailable)
+_DOCS = None  # doc_spans(...) of the forward in progress (set by GPT.hidden; None: plain causal attention)
 _SDPA_GQA = tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2] if p.isdigit()) >= (2, 5)
 
 
@@ -78,6 +93,20 @@ def _load_fa3():
         except Exception:  # not installed / wrong GPU / broken build
             _FA3 = None
     return _FA3
+
+
+def _load_fa3_varlen():
+    """Import FlashAttention-3's varlen kernel once, where the dense one loaded; None when unavailable."""
+    global _FA3_VARLEN
+    if _FA3_VARLEN is None:
+        _FA3_VARLEN = False
+        try:
+            if _load_fa3() is not None:
+                from flash_attn_interface import flash_attn_varlen_func
+                _FA3_VARLEN = flash_attn_varlen_func
+        except Exception:  # an FA3 build without the varlen kernel
+            pass
+    return _FA3_VARLEN or None
 
 
 # ---------------------------------------------------------------------------------------
@@ -156,6 +185,37 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return y.transpose(1, 2)
 
 
+def doc_spans(cu_seqlens: torch.Tensor, max_seqlen: int, seq_len: int, device) -> tuple:
+    """What document-bounded attention needs for one packed row of ``seq_len`` tokens: ``(cu_seqlens,
+    max_seqlen, mask)``.  ``cu_seqlens`` (int32) lists segment starts then ``seq_len`` (padding repeats
+    ``seq_len``); ``mask`` is the (T, T) causal same-segment mask for SDPA, None where varlen
+    FlashAttention-3 will run (CUDA, bf16 autocast)."""
+    cu = cu_seqlens.to(device=device, dtype=torch.int32)
+    if USE_FA3 and _load_fa3_varlen() is not None and cu.is_cuda and _autocast_dtype("cuda") == torch.bfloat16:
+        return cu, int(max_seqlen), None
+    pos = torch.arange(seq_len, device=device)
+    seg = torch.searchsorted(cu[1:].long(), pos, right=True)  # segment index of each position
+    mask = (seg[:, None] == seg[None, :]) & (pos[:, None] >= pos[None, :])
+    return cu, int(max_seqlen), mask
+
+
+def attend_docs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, docs: tuple) -> torch.Tensor:
+    """:func:`attend` inside documents for one packed row (B = 1; ``docs`` from :func:`doc_spans`):
+    varlen FlashAttention-3, or SDPA with the segment mask; no query sees another segment."""
+    cu, max_len, mask = docs
+    if mask is None and q.dtype == torch.bfloat16:
+        out = _load_fa3_varlen()(q[0], k[0], v[0], cu_seqlens_q=cu, cu_seqlens_k=cu, max_seqlen_q=max_len,
+                                 max_seqlen_k=max_len, causal=True)
+        return (out[0] if isinstance(out, tuple) else out)[None]
+    if mask is None:
+        mask = doc_spans(cu.cpu(), max_len, q.size(1), "cpu")[2].to(q.device)
+    rep = q.size(2) // k.size(2)
+    q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+    if rep > 1:
+        k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2)
+
+
 def exclusive_self_attention(y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """XSA: y_h <- y_h - (y_h . v_hat) v_hat with v_hat the unit value of head h's KV group."""
     B, T, H, D = y.shape
@@ -177,6 +237,10 @@ class Attention(nn.Module):
         self.proj = CastedLinear(cfg.num_heads * hd, d, zero_init=True)
         self.q_gain = nn.Parameter(torch.full((cfg.num_heads,), float(cfg.qk_gain_init)))
         self.xsa = cfg.xsa_last_n > 0 and layer >= cfg.num_layers - cfg.xsa_last_n
+        if TOP_CODE:  # SparseAttnGate weights (heads x gate_window), zero-init: sigmoid(0) = 0.5
+            self.gate_window, self.gate_scale = cfg.gate_window, cfg.sparse_attn_gate
+            gate = cfg.sparse_attn_gate > 0
+            self.attn_gate_w = nn.Parameter(torch.zeros(cfg.num_heads, cfg.gate_window)) if gate else None
 
     def forward(self, x, cos, sin, ve=None):
         B, T, _ = x.shape
@@ -189,9 +253,12 @@ class Attention(nn.Module):
         q = apply_rope(rms_norm(q), cos, sin)
         k = apply_rope(rms_norm(k), cos, sin)
         q = (q * self.q_gain.to(q.dtype)[:, None]).to(v.dtype)
-        y = attend(q, k.to(v.dtype), v)
+        y = attend_docs(q, k.to(v.dtype), v, _DOCS) if TOP_CODE and _DOCS is not None else attend(q, k.to(v.dtype), v)
         if self.xsa:
             y = exclusive_self_attention(y, v)
+        if TOP_CODE and self.attn_gate_w is not None:  # SparseAttnGate: a sigmoid gate per head from x[:gate_window]
+            g = F.linear(x[..., :self.gate_window], self.attn_gate_w.to(x.dtype))
+            y = y * torch.sigmoid(self.gate_scale * g)[..., None]
         return self.proj(y.reshape(B, T, self.num_heads * self.head_dim))
 
 
@@ -202,8 +269,12 @@ class MLP(nn.Module):
         self.fc = CastedLinear(cfg.model_dim, hidden)
         self.proj = CastedLinear(hidden, cfg.model_dim, zero_init=True)
         self.slope = cfg.leaky_slope
+        if TOP_CODE:
+            self.fused = cfg.fused_kernels
 
     def forward(self, x):
+        if TOP_CODE and self.fused and self.training and x.device.type in FUSED_DEVICES:
+            return fused_mlp(x, self.fc.weight.to(x.dtype), self.proj.weight.to(x.dtype), self.slope)
         return self.proj(F.leaky_relu(self.fc(x), self.slope).square())
 
 
@@ -236,6 +307,13 @@ class Block(nn.Module):
         x = self._mix(x, x0)
         x = x + self.attn_scale.to(x.dtype) * self.attn(self._norm(x), cos, sin, ve)
         return x + self.mlp_scale.to(x.dtype) * self.mlp(self._norm(x))
+
+    def forward_routed(self, a, m, x0, cos, sin, ve, r):
+        """A routed parallel block whose lane weights ``r`` (2x3, rows as ``lane_route``) the model holds."""
+        att = self.attn_scale.to(a.dtype) * self.attn(self._norm(self._mix(a, x0)), cos, sin, ve)
+        mlp = self.mlp_scale.to(m.dtype) * self.mlp(self._norm(m))
+        r = r.to(a.dtype)
+        return r[0, 0] * a + r[0, 1] * att + r[0, 2] * mlp, r[1, 0] * m + r[1, 1] * att + r[1, 2] * mlp
 
     def forward_lanes(self, a, m, x0, cos, sin, ve=None):
         a_in = self._mix(a, x0)
@@ -285,10 +363,21 @@ class GPT(nn.Module):
         self.ve_shared = ValueEmbedding(cfg) if cfg.ve_enabled else None
         self.ve_layer_scales = nn.Parameter(torch.ones(len(cfg.ve_layers))) if cfg.ve_enabled else None
         self._ve_index = {layer: k for k, layer in enumerate(cfg.ve_layers)} if cfg.ve_enabled else {}
+        if TOP_CODE:
+            self._init_top(cfg, lanes)
         self._recurrence = False
         self._set_schedule()
         self._init_weights()
         _load_fa3()
+
+    def _init_top(self, cfg: ModelConfig, lanes: bool) -> None:
+        """TOP's model-level tensors: lane weights for every layer (``parallel_mode=top``) and the SmearGate."""
+        L, top = cfg.num_layers, lanes and cfg.parallel_mode == "top"
+        self.parallel_post_lambdas = nn.Parameter(torch.ones(L, 2, 2)) if top else None  # [layer, attn|mlp, to a|m]
+        self.parallel_resid_lambdas = nn.Parameter(torch.full((L, 2), 1.1)) if top else None  # [layer, lane a|m]
+        self.smear_gate = CastedLinear(cfg.gate_window, 1, zero_init=True) if cfg.smear_gate else None
+        self.smear_lambda = nn.Parameter(torch.zeros(1)) if cfg.smear_gate else None
+        _load_fa3_varlen()
 
     # -- init -------------------------------------------------------------------------------
     @torch.no_grad()
@@ -349,10 +438,27 @@ class GPT(nn.Module):
             return x + s
         return torch.lerp(s, x, torch.sigmoid(self.skip_gates[j]).to(x.dtype))
 
-    def hidden(self, idx: torch.Tensor) -> torch.Tensor:
-        """Final-normed hidden states (B, T, D)."""
+    def _smear(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """SmearGate: add a gated copy of the previous token's embedding, never onto a BOS position."""
+        g = self.smear_lambda.to(x.dtype) * torch.sigmoid(self.smear_gate(x[:, 1:, :self.cfg.gate_window]))
+        keep = (idx[:, 1:] != BOS_ID).to(x.dtype).unsqueeze(-1)
+        return torch.cat((x[:, :1], x[:, 1:] + g * x[:, :-1] * keep), dim=1)
+
+    def _route(self, layer: int) -> torch.Tensor:
+        """The 2x3 lane weights of ``layer`` (rows as ``Block.lane_route``) from the model-level tensors."""
+        res, post = self.parallel_resid_lambdas[layer], self.parallel_post_lambdas[layer]
+        lane_a = torch.stack((res[0], post[0, 0], post[1, 0]))
+        return torch.stack((lane_a, torch.stack((res[1], post[0, 1], post[1, 1]))))
+
+    def hidden(self, idx: torch.Tensor, docs: tuple | None = None) -> torch.Tensor:
+        """Final-normed hidden states (B, T, D).  ``docs`` = ``(cu_seqlens, max_seqlen)`` of one packed row
+        (B = 1): attention stays inside each segment (:func:`doc_spans`)."""
         cfg = self.cfg
-        x = rms_norm(self.tok_emb(idx))
+        if TOP_CODE:  # the attention layers of this forward read the segments from _DOCS
+            global _DOCS
+            _DOCS = None if docs is None else doc_spans(docs[0], docs[1], idx.size(1), idx.device)
+        x = rms_norm(self._smear(self.tok_emb(idx), idx) if TOP_CODE and self.smear_gate is not None
+                     else self.tok_emb(idx))
         if _autocast_dtype(x.device.type) == torch.bfloat16:
             x = x.to(torch.bfloat16)  # bf16 residual stream as SP4K (fp16 autocast keeps it fp32)
         x0 = x
@@ -370,6 +476,8 @@ class GPT(nn.Module):
         a = m = None
         n_skip = 0 if self.skip_weights is None else self.skip_weights.size(0)
         for j, layer in enumerate(self._schedule[self._n_enc:]):
+            if TOP_CODE and cfg.parallel_mode == "top" and a is None and self._n_enc + j >= self._lane_start:
+                a = m = x  # TOP: split first, so this position's skip reaches the attention lane only
             if j < n_skip and stack:
                 s = stack.pop()
                 if a is None:
@@ -380,6 +488,8 @@ class GPT(nn.Module):
                 a = m = x
             if a is None:
                 x = self.blocks[layer](x, x0, cos, sin, ve_for(layer))
+            elif TOP_CODE and self.parallel_post_lambdas is not None:
+                a, m = self.blocks[layer].forward_routed(a, m, x0, cos, sin, ve_for(layer), self._route(layer))
             else:
                 a, m = self.blocks[layer].forward_lanes(a, m, x0, cos, sin, ve_for(layer))
         if a is not None:
@@ -390,20 +500,30 @@ class GPT(nn.Module):
                 x = 0.5 * (a + m)
         return self.final_norm(x)
 
-    def logits(self, idx: torch.Tensor) -> torch.Tensor:
+    def logits(self, idx: torch.Tensor, docs: tuple | None = None) -> torch.Tensor:
         """Soft-capped logits (B, T, V), fp32."""
-        h = self.hidden(idx)
+        h = self.hidden(idx, docs)
         w = self.tok_emb.weight if self.lm_head is None else self.lm_head.weight
         z = F.linear(h, w.to(h.dtype)).float()
         cap = self.cfg.logit_softcap
         return cap * torch.tanh(z / cap) if cap > 0 else z
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
-        """Mean cross-entropy (fp32 nats) when ``targets`` are given, else soft-capped logits."""
-        z = self.logits(idx)
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
+                docs: tuple | None = None) -> torch.Tensor:
+        """Mean cross-entropy (fp32 nats) when ``targets`` are given, else soft-capped logits.  With ``docs``
+        = ``(cu_seqlens, max_seqlen)`` (document-packed training) attention does not cross a segment boundary."""
+        if (TOP_CODE and targets is not None and self.cfg.fused_kernels and self.training and self.cfg.logit_softcap > 0
+                and idx.device.type in FUSED_DEVICES):  # the soft-cap inside the loss (golf.model.fused)
+            return self._fused_loss(idx, targets, docs)
+        z = self.logits(idx, docs)
         if targets is None:
             return z
         return F.cross_entropy(z.reshape(-1, z.size(-1)), targets.reshape(-1))
+
+    def _fused_loss(self, idx, targets, docs):
+        h = self.hidden(idx, docs)
+        z = F.linear(h, (self.tok_emb.weight if self.lm_head is None else self.lm_head.weight).to(h.dtype))
+        return softcap_cross_entropy(z.reshape(-1, z.size(-1)), targets.reshape(-1), self.cfg.logit_softcap)
 
     def per_token_nll(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Per-target negative log-likelihood (B, T), fp32 nats."""

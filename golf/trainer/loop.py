@@ -27,9 +27,10 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from golf import TOOLKIT
+from golf import TOOLKIT, TOP_CODE
 from golf.config import GolfConfig
 from golf.data.loader import TrainLoader, load_val_tokens
+from golf.data.packing import DocPackLoader
 from golf.data.shards import data_paths, list_shards, read_shard_header
 from golf.device import RunError, resolve_device, resolve_precision
 from golf.fsutil import atomic_write_json
@@ -196,13 +197,15 @@ class Stepper:
         """Returns this rank's mean loss over the step (detached)."""
         accum = len(micro_batches)
         total = torch.zeros((), device=self.device, dtype=torch.float32)
-        for i, (x, y) in enumerate(micro_batches):
+        for i, (x, y, *docs) in enumerate(micro_batches):  # docs: [(cu_seqlens, max_seqlen)] when packed
             x = torch.as_tensor(np.ascontiguousarray(x), dtype=torch.int64).to(self.device, non_blocking=True)
             y = torch.as_tensor(np.ascontiguousarray(y), dtype=torch.int64).to(self.device, non_blocking=True)
+            if TOP_CODE and docs:
+                docs = [(torch.as_tensor(docs[0][0]).to(self.device, non_blocking=True), docs[0][1])]
             sync = (self.distributed and i < accum - 1 and hasattr(self.fwd, "no_sync"))
             with (self.fwd.no_sync() if sync else contextlib.nullcontext()):
                 with self._autocast():
-                    loss = self.fwd(x, y)
+                    loss = self.fwd(x, y, *docs)
                 scaled = loss.float() / accum
                 if self.scaler is not None:
                     scaled = self.scaler.scale(scaled)
@@ -327,7 +330,8 @@ class Run:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         V = cfg.model.vocab_size
-        self.loader = TrainLoader(self.files, t.train_seq_len, rank=self.rank, world_size=self.world, vocab_size=V)
+        self.loader = (DocPackLoader if TOP_CODE and t.doc_packing else TrainLoader)(
+            self.files, t.train_seq_len, rank=self.rank, world_size=self.world, vocab_size=V)
         self.val_tokens = load_val_tokens(self.dataset_dir, cfg.eval.eval_seq_len, V, t.val_max_tokens)
         if TOOLKIT:  # a tokenizer of another vocabulary gives a meaningless val_bpb: refuse it in one line
             from golf.data.pinning import PinError, check_tokenizer_vocab
