@@ -41,14 +41,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from golf import TOOLKIT
-from golf.config import ModelConfig, check_model, lane_start, layer_schedule, recurrence_enabled
+from golf.config import GATE_NAME_PATTERNS, ModelConfig, check_model, lane_start, layer_schedule, recurrence_enabled
 
 # Name substrings of control tensors (kept fp32/exact in artifacts, AdamW "scalar" group).
 # SP4K's CONTROL_TENSOR_NAME_PATTERNS (SPEC §3.1) plus golf's TOP-style lane routing.
 CONTROL_PATTERNS: tuple[str, ...] = (
     "attn_scale", "attn_scales", "mlp_scale", "mlp_scales", "resid_mix", "resid_mixes",
     "q_gain", "skip_weight", "skip_weights", "skip_gates", "ve_layer_scales", "ve_shared.scale",
-    "lane_merge", "lane_route",
+    "lane_merge", "lane_route", *GATE_NAME_PATTERNS,
 )
 
 # Parameters that go to the embedding optimizer group.

@@ -4,9 +4,11 @@ Per matrix W with (DDP-averaged) gradient G:
 
 1. buf <- mu*buf + G; U <- G + mu*buf (Nesterov; plain momentum uses U <- buf);
 2. MuonEq-R (optional): each row of U divided by max(||row||, 1e-7);
-3. five quintic Newton-Schulz iterations with (3.4445, -4.7750, 2.0315) on U/||U||_F,
-   in bf16 on CUDA and fp32 elsewhere, each ``X <- a*X + (b*A + (c*A)@A)@X`` with ``A = X@Xᵀ``
-   (the SP4096 record's operation order, which matters in bf16);
+3. five quintic Newton-Schulz iterations on U/||U||_F, in bf16 on CUDA and fp32 elsewhere, each
+   ``X <- a*X + B@X`` with ``A = X@Xᵀ``; the coefficient schedule (``train.muon_ns``) is
+   ``quintic`` = (3.4445, -4.7750, 2.0315) every iteration with ``B = b*A + (c*A)@A`` (the SP4096
+   record's operation order, which matters in bf16), or ``polar_express`` = one (a, b, c) per
+   iteration from :data:`POLAR_EXPRESS_COEFFS` with ``B = b*A + c*(A@A)`` (the final record's);
 4. O <- O * sqrt(max(1, rows/cols)), in the Newton-Schulz dtype (the update is rounded
    through it, as the record's bf16 update buffer does);
 5. W <- W*(1 - lr*wd) - lr*O (decoupled weight decay).
@@ -28,6 +30,16 @@ import torch.distributed as dist
 from golf import TOOLKIT
 
 NS_COEFFS = (3.4445, -4.7750, 2.0315)
+
+# Polar-Express Newton-Schulz (the 2026-04-27 record, SPEC §4.2): one (a, b, c) per iteration, in
+# order; a run asks for at most this many iterations (more run the table once, as the record does).
+POLAR_EXPRESS_COEFFS = (
+    (8.156554524902461, -22.48329292557795, 15.878769915207462),
+    (4.042929935166739, -2.808917465908714, 0.5000178451051316),
+    (3.8916678022926607, -2.772484153217685, 0.5060648178503393),
+    (3.285753657755655, -2.3681294933425376, 0.46449024233003106),
+    (2.3465413258596377, -1.7097828382687081, 0.42323551169305323),
+)
 
 
 def zeropower_ns5(G: torch.Tensor, steps: int = 5, eps: float = 1e-7, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -55,10 +67,40 @@ def zeropower_ns5(G: torch.Tensor, steps: int = 5, eps: float = 1e-7, dtype: tor
     return X
 
 
+def zeropower_polar_express(G: torch.Tensor, steps: int = 5, eps: float = 1e-7,
+                            dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Polar-Express orthogonalisation of a matrix (or a stack of matrices, each normalised alone).
+
+    Iteration i uses ``POLAR_EXPRESS_COEFFS[i]`` (``steps`` > the table runs the table once);
+    the input is transposed to wide before it is divided by its Frobenius norm, and each step
+    computes ``B = b*A + c*(A@A)``: the final record's order, so bf16 results agree bit for bit.
+    ``dtype`` defaults to bf16 on CUDA and fp32 elsewhere.
+    """
+    if dtype is None:
+        dtype = torch.bfloat16 if G.is_cuda else torch.float32
+    X = G.to(dtype)
+    transposed = X.size(-2) > X.size(-1)
+    if transposed:
+        X = X.mT
+    X = X / (X.norm(dim=(-2, -1), keepdim=True) + eps)
+    coeffs = POLAR_EXPRESS_COEFFS[:steps] if steps <= len(POLAR_EXPRESS_COEFFS) else POLAR_EXPRESS_COEFFS
+    for a, b, c in coeffs:
+        A = X @ X.mT
+        B = b * A + c * (A @ A)
+        X = a * X + B @ X
+    if transposed:
+        X = X.mT
+    return X
+
+
 class Muon(torch.optim.Optimizer):
-    """Muon for 2-D parameters; per-group options ``lr, momentum, nesterov, backend_steps, weight_decay, row_norm``.
+    """Muon for 2-D parameters; per-group options ``lr, momentum, nesterov, backend_steps, weight_decay, row_norm,
+    ns, bf16_momentum``.
 
     ``momentum`` may be changed between steps (warm-up ramp, see ``golf.trainer.schedule``).
+    ``ns`` names the Newton-Schulz schedule (``quintic`` or ``polar_express``, ``train.muon_ns``).
+    ``bf16_momentum`` keeps the momentum buffer, the Nesterov update and its row normalisation in
+    bf16 (the final record); otherwise they are fp32.
     ``ns_dtype`` (set on the instance) forces the Newton-Schulz dtype; None = bf16 on CUDA, fp32 elsewhere.
     """
 
@@ -66,9 +108,14 @@ class Muon(torch.optim.Optimizer):
 
     def __init__(self, params, lr: float = 0.02, momentum: float = 0.95, nesterov: bool = True,
                  backend_steps: int = 5, weight_decay: float = 0.0, row_norm: bool = True,
-                 rank: int | None = None, world_size: int | None = None):
+                 rank: int | None = None, world_size: int | None = None, ns: str = "quintic",
+                 bf16_momentum: bool = False):
+        if TOOLKIT:  # golf.config checked a configured run
+            from golf.config import CHOICES
+            if ns not in CHOICES["train.muon_ns"]:
+                raise ValueError(f"unknown Newton-Schulz schedule {ns!r} ({' | '.join(CHOICES['train.muon_ns'])})")
         defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, backend_steps=backend_steps,
-                        weight_decay=weight_decay, row_norm=row_norm)
+                        weight_decay=weight_decay, row_norm=row_norm, ns=ns, bf16_momentum=bf16_momentum)
         super().__init__(params, defaults)
         if TOOLKIT:  # caller checks: toolkit only
             for group in self.param_groups:
@@ -86,9 +133,10 @@ class Muon(torch.optim.Optimizer):
     def _update(self, p: torch.Tensor, group: dict) -> torch.Tensor:
         """Momentum already applied: orthogonalised, shape-scaled update for ``p`` (2-D view, Newton-Schulz dtype)."""
         u = self.state[p]["update_in"]
-        if group["row_norm"]:
-            u = u / u.norm(dim=1, keepdim=True).clamp_min(1e-7)
-        o = zeropower_ns5(u, steps=group["backend_steps"], dtype=self.ns_dtype)
+        if group["row_norm"]:  # the norm in fp32, the division in u's dtype (bf16 momentum: the record's)
+            u = u / u.float().norm(dim=1, keepdim=True).clamp_min(1e-7).to(u.dtype)
+        zeropower = zeropower_polar_express if group.get("ns") == "polar_express" else zeropower_ns5
+        o = zeropower(u, steps=group["backend_steps"], dtype=self.ns_dtype)
         rows, cols = u.shape
         return o * math.sqrt(max(1.0, rows / cols))
 
@@ -105,10 +153,11 @@ class Muon(torch.optim.Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                grad = p.grad.float()
+                mdt = torch.bfloat16 if group.get("bf16_momentum") else torch.float32
+                grad = p.grad.to(mdt)
                 st = self.state[p]
                 if "momentum_buffer" not in st:
-                    st["momentum_buffer"] = torch.zeros_like(p, dtype=torch.float32)
+                    st["momentum_buffer"] = torch.zeros_like(p, dtype=mdt)
                 buf = st["momentum_buffer"]
                 buf.mul_(mu).add_(grad)
                 u = grad.add(buf, alpha=mu) if group["nesterov"] else buf.clone()

@@ -40,7 +40,8 @@ class Optimizers:
         matrices = [p for _, p in groups["matrix"]]
         self.muon = Muon(matrices, lr=tcfg.matrix_lr, momentum=tcfg.muon_momentum, nesterov=True,
                          backend_steps=tcfg.muon_backend_steps, weight_decay=tcfg.muon_wd,
-                         row_norm=tcfg.muon_row_norm, rank=rank, world_size=world_size) if matrices else None
+                         row_norm=tcfg.muon_row_norm, rank=rank, world_size=world_size, ns=tcfg.muon_ns,
+                         bf16_momentum=tcfg.muon_bf16_momentum) if matrices else None
         adam_groups = []
         if groups["embed"]:
             adam_groups.append(dict(params=[p for _, p in groups["embed"]], lr=tcfg.tied_embed_lr,
