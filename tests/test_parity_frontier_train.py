@@ -17,6 +17,7 @@ import types
 
 import pytest
 import torch
+from frontier_ref import SCRIPT, load_frontier_reference, needs_reference
 from torch import nn
 
 from golf.builder import container
@@ -27,7 +28,6 @@ from golf.presets import preset_config
 from golf.trainer import schedule
 from golf.trainer.muon import POLAR_EXPRESS_COEFFS, zeropower_polar_express
 from golf.trainer.optim import Optimizers
-from frontier_ref import SCRIPT, load_frontier_reference, needs_reference
 
 pytestmark = needs_reference
 
@@ -193,14 +193,15 @@ def test_two_optimizer_steps_match(rec, monkeypatch):
 
 
 # --------------------------------------------------------------------------- schedule per step
-def _record_schedule(rec, h):
+def _record_schedule(h):
     """The record's training_frac / lr_mul (nested in train_model) and its momentum ramp (in step_fn),
     taken from its source and evaluated with ``h``: the oracle, not a copy in golf."""
     tree = ast.parse(SCRIPT.read_text(encoding="utf-8"))
     train_model = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "train_model")
     funcs = [n for n in train_model.body if isinstance(n, ast.FunctionDef) and n.name in ("training_frac", "lr_mul")]
     step_fn = next(n for n in train_model.body if isinstance(n, ast.FunctionDef) and n.name == "step_fn")
-    ramp = next(n for n in step_fn.body if isinstance(n, ast.If) and "muon_momentum_warmup_steps" in ast.unparse(n.test))
+    ramp = next(n for n in step_fn.body
+                if isinstance(n, ast.If) and "muon_momentum_warmup_steps" in ast.unparse(n.test))
     body = [n for n in ramp.body if isinstance(n, ast.Assign)]
     src = "\n".join(ast.unparse(f) for f in funcs)
     src += "\ndef momentum(step):\n" + textwrap.indent("\n".join(ast.unparse(n) for n in body), "    ")
@@ -228,7 +229,7 @@ def _run_clock(cap_ms, loop_at, before_ms=96.5, after_ms=141.0):
 @pytest.mark.parametrize("reserve", [0.5, 8.0], ids=["record-run-0.5s", "golf-preset-8s"])
 def test_schedule_per_step_capped(rec, reserve):
     h = record_h(rec, gptq_reserve_seconds=reserve)
-    ns = _record_schedule(rec, h)
+    ns = _record_schedule(h)
     t = frontier_cfg(**{"train.gptq_reserve_seconds": reserve}).train
     cap = schedule.effective_cap_ms(t)
     assert cap == ns["max_wallclock_ms"]
@@ -251,7 +252,7 @@ def test_schedule_per_step_capped(rec, reserve):
 def test_schedule_per_step_uncapped(rec):
     """Without a wallclock cap both take progress as step/iterations (4,931 iterations)."""
     h = record_h(rec, max_wallclock_seconds=0.0, iterations=4931)
-    ns = _record_schedule(rec, h)
+    ns = _record_schedule(h)
     t = frontier_cfg(**{"train.max_wallclock_seconds": 0.0, "train.iterations": 4931}).train
     sched = schedule.schedule_from_config(t)
     got = [schedule.lr_multiplier(s, t.iterations, **sched) for s in range(t.iterations + 1)]
