@@ -158,6 +158,8 @@ class Muon(torch.optim.Optimizer):
                 st = self.state[p]
                 if "momentum_buffer" not in st:
                     st["momentum_buffer"] = torch.zeros_like(p, dtype=mdt)
+                elif st["momentum_buffer"].dtype != mdt:  # torch's load_state_dict casts state to the param dtype
+                    st["momentum_buffer"] = st["momentum_buffer"].to(mdt)
                 buf = st["momentum_buffer"]
                 buf.mul_(mu).add_(grad)
                 u = grad.add(buf, alpha=mu) if group["nesterov"] else buf.clone()
