@@ -6,3 +6,9 @@ __version__ = "0.1.0"
 # builder removes it from the generated train_gpt.py, where TOOLKIT is False
 # (golf/builder/slim.py).
 TOOLKIT = True
+
+# Build flags of features a config may leave off (golf.builder.codegen.FEATURE_FLAGS): True in the
+# toolkit; in a generated train_gpt.py each is folded to its config's value like TOOLKIT, so code the
+# run never uses is not shipped (the seed's code budget).
+POLAR_EXPRESS = True  # the final record's Muon: Polar-Express Newton-Schulz, bf16 momentum
+FRONTIER_QUANT = True  # the final record's storage routes: int8 per-row gates, fp16 control tensors

@@ -234,12 +234,7 @@ class TrainConfig:
     muon_momentum_warmup_steps: int = 500
     """Steps of the Muon momentum ramp."""
     muon_backend_steps: int = 5
-    """Newton-Schulz iterations per Muon update (polar_express: at most 5, one per coefficient tuple)."""
-    muon_ns: str = "quintic"
-    """Newton-Schulz coefficients: quintic (one (a, b, c) for every iteration, the SP4096 record) or
-    polar_express (one tuple per iteration, the final record's Polar-Express schedule)."""
-    muon_bf16_momentum: bool = False
-    """Keep the Muon momentum buffer, Nesterov update and row normalisation in bf16 (the final record)."""
+    """Newton-Schulz iterations per Muon update (Polar-Express: at most 5, one per coefficient tuple)."""
     muon_wd: float = 0.095
     """Decoupled weight decay of the Muon matrices."""
     muon_row_norm: bool = True
@@ -285,12 +280,17 @@ class TrainConfig:
     """Create the Hub repo as private."""
     compile_warmup_steps: int = 20
     """With compile: untimed priming steps (both recurrence graphs), after which the state is reset."""
+    muon_polar_express: bool = False
+    """Newton-Schulz by Polar-Express (one (a, b, c) per iteration, the final record) instead of the
+    quintic (one (a, b, c) for every iteration, the SP4096 record)."""
+    muon_bf16_momentum: bool = False
+    """Keep the Muon momentum buffer, Nesterov update and row normalisation in bf16 (the final record)."""
 
     def problems(self) -> dict[str, str]:
         """``{field: why}`` for each bad value of this section."""
         bad = {} if self.iterations > 0 else {"iterations": "must be > 0"}
-        if self.muon_ns == "polar_express" and not 1 <= self.muon_backend_steps <= POLAR_EXPRESS_STEPS:
-            bad["muon_backend_steps"] = f"polar_express has {POLAR_EXPRESS_STEPS} coefficient tuples: use 1 to 5"
+        if TOOLKIT and self.muon_polar_express and not 1 <= self.muon_backend_steps <= POLAR_EXPRESS_STEPS:
+            bad["muon_backend_steps"] = f"Polar-Express has {POLAR_EXPRESS_STEPS} coefficient tuples: use 1 to 5"
         return bad
 
 
@@ -551,7 +551,6 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "quant.code_compressor": ("lzma", "brotli", "auto"),
     "quant.clip": ("sdclip", "search"),
     "quant.control_dtype": ("fp32", "fp16"),
-    "train.muon_ns": ("quintic", "polar_express"),
 }
 
 

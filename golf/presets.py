@@ -35,7 +35,7 @@ FRONTIER = {
     "train.matrix_lr": 0.026, "train.scalar_lr": 0.02, "train.tied_embed_lr": 0.03,
     "train.muon_momentum": 0.97, "train.muon_momentum_warmup_start": 0.92,
     "train.muon_momentum_warmup_steps": 1500, "train.muon_backend_steps": 5,
-    "train.muon_ns": "polar_express", "train.muon_bf16_momentum": True,
+    "train.muon_polar_express": True, "train.muon_bf16_momentum": True,
     "train.muon_wd": 0.095, "train.embed_wd": 0.085, "train.adam_wd": 0.02,
     "train.beta1": 0.9, "train.beta2": 0.99, "train.adam_eps": 1e-8, "train.grad_clip_norm": 0.3,
     "train.ema_decay": 0.9965, "train.ema_start_step": 0,

@@ -71,7 +71,7 @@ def test_preset_holds_the_record_run_values(rec):
              "recur_start_frac": "enable_looping_at"}
     for ours, theirs in pairs.items():
         assert getattr(t, ours) == getattr(h, theirs), ours
-    assert t.ema_start_step == 0 and t.warmup_steps == 0 and t.muon_ns == "polar_express" and t.muon_bf16_momentum
+    assert t.ema_start_step == 0 and t.warmup_steps == 0 and t.muon_polar_express and t.muon_bf16_momentum
     qpairs = {"matrix_bits": "matrix_bits", "embed_bits": "embed_bits", "matrix_clip_sigmas": "matrix_clip_sigmas",
               "embed_clip_sigmas": "embed_clip_sigmas", "mlp_clip_sigmas": "mlp_clip_sigmas",
               "attn_clip_sigmas": "attn_clip_sigmas", "calibration_batches": "gptq_calibration_batches"}

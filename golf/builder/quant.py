@@ -16,7 +16,7 @@ import time
 import torch
 from torch import nn
 
-from golf import TOOLKIT
+from golf import FRONTIER_QUANT, TOOLKIT
 from golf.builder import container
 from golf.config import GATE_INT8_NUMEL, GATE_NAME_PATTERNS, QUANT_BITS, config_delta
 from golf.data.loader import TrainLoader
@@ -152,17 +152,16 @@ def quantile_rtn(w: torch.Tensor, bits: int, quantile: float = EMBED_QUANTILE) -
 def gate_int8_rows(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The final record's gate storage: int8 per row, scale = row max|w|/127 (>= 1e-10) in fp16,
     values rounded at the stored fp16 scale.  Returns (q int8, s as fp32)."""
-    W = w.float().reshape(w.shape[0], -1)
-    s = (W.abs().amax(dim=1).clamp_min(1e-10) / 127.0).half().float()
-    return torch.clamp(torch.round(W / s[:, None]), -127, 127).to(torch.int8).reshape(w.shape), s
+    s = (w.float().reshape(w.shape[0], -1).abs().amax(1).clamp_min(1e-10) / 127).half().float()
+    return quantize_rtn(w, s, 8), s
 
 
 def is_int8_gate(name: str, t: torch.Tensor, qcfg) -> bool:
     """A tensor stored by :func:`gate_int8_rows`: ``quant.gate_int8`` on, a GATE_NAME_PATTERNS
     "int8_row" name, a float matrix of GATE_INT8_NUMEL size (the record's bounds)."""
-    return (bool(getattr(qcfg, "gate_int8", False)) and torch.is_floating_point(t) and t.dim() == 2
-            and GATE_INT8_NUMEL[0] <= t.numel() <= GATE_INT8_NUMEL[1]
-            and any(p in name for p, route in GATE_NAME_PATTERNS.items() if route == "int8_row"))
+    lo, hi = GATE_INT8_NUMEL
+    return (qcfg.gate_int8 and t.is_floating_point() and t.dim() == 2 and lo <= t.numel() <= hi
+            and any(p in name for p, r in GATE_NAME_PATTERNS.items() if r == "int8_row"))
 
 
 def hessian_error(w: torch.Tensor, wq: torch.Tensor, H: torch.Tensor) -> float:
@@ -269,7 +268,7 @@ def classify(name: str, t: torch.Tensor, qcfg, control_patterns, embed_names, li
     Gates (:func:`is_int8_gate`) are stored int8 per row.  Control tensors (names containing a
     ``control_patterns`` entry) and ``exact_names`` (e.g. registered buffers) are stored exactly
     (fp32 / as is; control tensors fp16 with ``quant.control_dtype`` fp16)."""
-    if is_int8_gate(name, t, qcfg):
+    if FRONTIER_QUANT and is_int8_gate(name, t, qcfg):  # FRONTIER_QUANT: a build flag (golf/__init__.py)
         return "gate"
     if any(p in name for p in control_patterns) or name in exact_names:
         return "control"
@@ -340,7 +339,7 @@ def quantize_state(state: dict, qcfg, control_patterns=(), embed_names=(), linea
         rec = {"class": cls, "params": t.numel(), "shape": list(t.shape), "dtype": dt}
         if cls in ("control", "int", "fp16"):
             fp16 = cls == "fp16"
-            if (qcfg.control_dtype == "fp16" and cls == "control" and torch.is_floating_point(t)
+            if (FRONTIER_QUANT and qcfg.control_dtype == "fp16" and cls == "control" and torch.is_floating_point(t)
                     and name not in exact_names):
                 fp16 = True  # the records' fp16 passthrough; buffers stay exact
             rest[name] = t.half() if fp16 else t.float() if torch.is_floating_point(t) else t
@@ -348,7 +347,7 @@ def quantize_state(state: dict, qcfg, control_patterns=(), embed_names=(), linea
             rec.update(bits=rest[name].element_size() * 8, method={"control": "fp32", "int": "raw"}.get(cls, cls))
             if TOOLKIT and fp16:
                 rec["method"] = "fp16"
-        elif cls == "gate":
+        elif FRONTIER_QUANT and cls == "gate":
             q, s = gate_int8_rows(t)
             qs[name + ".q"], scales[name + ".s"], qmeta[name] = q, s.half(), ["q", dt]
             rec.update(bits=8, method="int8 row max")

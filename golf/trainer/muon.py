@@ -4,11 +4,11 @@ Per matrix W with (DDP-averaged) gradient G:
 
 1. buf <- mu*buf + G; U <- G + mu*buf (Nesterov; plain momentum uses U <- buf);
 2. MuonEq-R (optional): each row of U divided by max(||row||, 1e-7);
-3. five quintic Newton-Schulz iterations on U/||U||_F, in bf16 on CUDA and fp32 elsewhere, each
-   ``X <- a*X + B@X`` with ``A = X@Xᵀ``; the coefficient schedule (``train.muon_ns``) is
-   ``quintic`` = (3.4445, -4.7750, 2.0315) every iteration with ``B = b*A + (c*A)@A`` (the SP4096
-   record's operation order, which matters in bf16), or ``polar_express`` = one (a, b, c) per
-   iteration from :data:`POLAR_EXPRESS_COEFFS` with ``B = b*A + c*(A@A)`` (the final record's);
+3. five Newton-Schulz iterations on U/||U||_F, in bf16 on CUDA and fp32 elsewhere, each
+   ``X <- a*X + B@X`` with ``A = X@Xᵀ``: the quintic (3.4445, -4.7750, 2.0315) every iteration with
+   ``B = b*A + (c*A)@A`` (the SP4096 record's operation order, which matters in bf16), or with
+   ``train.muon_polar_express`` one (a, b, c) per iteration from :data:`POLAR_EXPRESS_COEFFS` with
+   ``B = b*A + c*(A@A)`` (the final record's);
 4. O <- O * sqrt(max(1, rows/cols)), in the Newton-Schulz dtype (the update is rounded
    through it, as the record's bf16 update buffer does);
 5. W <- W*(1 - lr*wd) - lr*O (decoupled weight decay).
@@ -27,7 +27,7 @@ import math
 import torch
 import torch.distributed as dist
 
-from golf import TOOLKIT
+from golf import POLAR_EXPRESS, TOOLKIT
 
 NS_COEFFS = (3.4445, -4.7750, 2.0315)
 
@@ -71,10 +71,10 @@ def zeropower_polar_express(G: torch.Tensor, steps: int = 5, eps: float = 1e-7,
                             dtype: torch.dtype | None = None) -> torch.Tensor:
     """Polar-Express orthogonalisation of a matrix (or a stack of matrices, each normalised alone).
 
-    Iteration i uses ``POLAR_EXPRESS_COEFFS[i]`` (``steps`` > the table runs the table once);
-    the input is transposed to wide before it is divided by its Frobenius norm, and each step
-    computes ``B = b*A + c*(A@A)``: the final record's order, so bf16 results agree bit for bit.
-    ``dtype`` defaults to bf16 on CUDA and fp32 elsewhere.
+    Iteration i uses ``POLAR_EXPRESS_COEFFS[i]`` (``steps`` > the table runs the table once); the
+    input is transposed to wide before it is divided by its Frobenius norm, and each step computes
+    ``B = b*A + c*(A@A)``: the final record's order (the SP4096 record's quintic associates
+    ``(c*A)@A``), so bf16 results agree bit for bit.  ``dtype`` defaults to bf16 on CUDA, fp32 elsewhere.
     """
     if dtype is None:
         dtype = torch.bfloat16 if G.is_cuda else torch.float32
@@ -83,8 +83,7 @@ def zeropower_polar_express(G: torch.Tensor, steps: int = 5, eps: float = 1e-7,
     if transposed:
         X = X.mT
     X = X / (X.norm(dim=(-2, -1), keepdim=True) + eps)
-    coeffs = POLAR_EXPRESS_COEFFS[:steps] if steps <= len(POLAR_EXPRESS_COEFFS) else POLAR_EXPRESS_COEFFS
-    for a, b, c in coeffs:
+    for a, b, c in POLAR_EXPRESS_COEFFS[:steps]:
         A = X @ X.mT
         B = b * A + c * (A @ A)
         X = a * X + B @ X
@@ -94,13 +93,14 @@ def zeropower_polar_express(G: torch.Tensor, steps: int = 5, eps: float = 1e-7,
 
 
 class Muon(torch.optim.Optimizer):
-    """Muon for 2-D parameters; per-group options ``lr, momentum, nesterov, backend_steps, weight_decay, row_norm,
-    ns, bf16_momentum``.
+    """Muon for 2-D parameters; per-group options ``lr, momentum, nesterov, backend_steps, weight_decay, row_norm``
+    (+ ``polar_express, bf16_momentum``).
 
     ``momentum`` may be changed between steps (warm-up ramp, see ``golf.trainer.schedule``).
-    ``ns`` names the Newton-Schulz schedule (``quintic`` or ``polar_express``, ``train.muon_ns``).
-    ``bf16_momentum`` keeps the momentum buffer, the Nesterov update and its row normalisation in
-    bf16 (the final record); otherwise they are fp32.
+    The final record's group options (absent = off; ``Optimizers`` sets them from the config, e.g.
+    ``opt.param_groups[0].update(polar_express=True, bf16_momentum=True)``): ``polar_express``
+    orthogonalises by :func:`zeropower_polar_express` (``train.muon_polar_express``); ``bf16_momentum``
+    keeps the momentum buffer, the Nesterov update and its row normalisation in bf16, else fp32.
     ``ns_dtype`` (set on the instance) forces the Newton-Schulz dtype; None = bf16 on CUDA, fp32 elsewhere.
     """
 
@@ -108,14 +108,9 @@ class Muon(torch.optim.Optimizer):
 
     def __init__(self, params, lr: float = 0.02, momentum: float = 0.95, nesterov: bool = True,
                  backend_steps: int = 5, weight_decay: float = 0.0, row_norm: bool = True,
-                 rank: int | None = None, world_size: int | None = None, ns: str = "quintic",
-                 bf16_momentum: bool = False):
-        if TOOLKIT:  # golf.config checked a configured run
-            from golf.config import CHOICES
-            if ns not in CHOICES["train.muon_ns"]:
-                raise ValueError(f"unknown Newton-Schulz schedule {ns!r} ({' | '.join(CHOICES['train.muon_ns'])})")
+                 rank: int | None = None, world_size: int | None = None):
         defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, backend_steps=backend_steps,
-                        weight_decay=weight_decay, row_norm=row_norm, ns=ns, bf16_momentum=bf16_momentum)
+                        weight_decay=weight_decay, row_norm=row_norm)
         super().__init__(params, defaults)
         if TOOLKIT:  # caller checks: toolkit only
             for group in self.param_groups:
@@ -133,10 +128,15 @@ class Muon(torch.optim.Optimizer):
     def _update(self, p: torch.Tensor, group: dict) -> torch.Tensor:
         """Momentum already applied: orthogonalised, shape-scaled update for ``p`` (2-D view, Newton-Schulz dtype)."""
         u = self.state[p]["update_in"]
-        if group["row_norm"]:  # the norm in fp32, the division in u's dtype (bf16 momentum: the record's)
-            u = u / u.float().norm(dim=1, keepdim=True).clamp_min(1e-7).to(u.dtype)
-        zeropower = zeropower_polar_express if group.get("ns") == "polar_express" else zeropower_ns5
-        o = zeropower(u, steps=group["backend_steps"], dtype=self.ns_dtype)
+        if group["row_norm"]:
+            if POLAR_EXPRESS and group.get("bf16_momentum"):  # the record: the norm in fp32, the division in bf16
+                u = u / u.float().norm(dim=1, keepdim=True).clamp_min(1e-7).to(u.dtype)
+            else:
+                u = u / u.norm(dim=1, keepdim=True).clamp_min(1e-7)
+        if POLAR_EXPRESS and group.get("polar_express"):  # POLAR_EXPRESS: a build flag (golf/__init__.py)
+            o = zeropower_polar_express(u, group["backend_steps"], dtype=self.ns_dtype)
+        else:
+            o = zeropower_ns5(u, steps=group["backend_steps"], dtype=self.ns_dtype)
         rows, cols = u.shape
         return o * math.sqrt(max(1.0, rows / cols))
 
@@ -153,13 +153,15 @@ class Muon(torch.optim.Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                mdt = torch.bfloat16 if group.get("bf16_momentum") else torch.float32
-                grad = p.grad.to(mdt)
+                grad = p.grad.float()
+                if POLAR_EXPRESS and group.get("bf16_momentum"):
+                    grad = grad.bfloat16()
                 st = self.state[p]
                 if "momentum_buffer" not in st:
-                    st["momentum_buffer"] = torch.zeros_like(p, dtype=mdt)
-                elif st["momentum_buffer"].dtype != mdt:  # torch's load_state_dict casts state to the param dtype
-                    st["momentum_buffer"] = st["momentum_buffer"].to(mdt)
+                    st["momentum_buffer"] = torch.zeros_like(
+                        p, dtype=torch.bfloat16 if POLAR_EXPRESS and group.get("bf16_momentum") else torch.float32)
+                elif POLAR_EXPRESS and st["momentum_buffer"].dtype != grad.dtype:  # load_state_dict made it fp32
+                    st["momentum_buffer"] = st["momentum_buffer"].to(grad.dtype)
                 buf = st["momentum_buffer"]
                 buf.mul_(mu).add_(grad)
                 u = grad.add(buf, alpha=mu) if group["nesterov"] else buf.clone()
