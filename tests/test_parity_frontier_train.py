@@ -17,7 +17,7 @@ import types
 
 import pytest
 import torch
-from frontier_ref import SCRIPT, load_frontier_reference, needs_reference
+from frontier_ref import REFERENCE_DIR, load_frontier_reference, needs_reference
 from torch import nn
 
 from golf.builder import container
@@ -29,7 +29,8 @@ from golf.trainer import schedule
 from golf.trainer.muon import POLAR_EXPRESS_COEFFS, zeropower_polar_express
 from golf.trainer.optim import Optimizers
 
-pytestmark = needs_reference
+pytestmark = needs_reference  # only the API shared with the model-side parity tests: REFERENCE_DIR,
+# load_frontier_reference(), needs_reference
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +197,7 @@ def test_two_optimizer_steps_match(rec, monkeypatch):
 def _record_schedule(h):
     """The record's training_frac / lr_mul (nested in train_model) and its momentum ramp (in step_fn),
     taken from its source and evaluated with ``h``: the oracle, not a copy in golf."""
-    tree = ast.parse(SCRIPT.read_text(encoding="utf-8"))
+    tree = ast.parse((REFERENCE_DIR / "train_gpt.py").read_text(encoding="utf-8"))
     train_model = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "train_model")
     funcs = [n for n in train_model.body if isinstance(n, ast.FunctionDef) and n.name in ("training_frac", "lr_mul")]
     step_fn = next(n for n in train_model.body if isinstance(n, ast.FunctionDef) and n.name == "step_fn")
