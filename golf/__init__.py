@@ -7,8 +7,9 @@ __version__ = "0.1.0"
 # (golf/builder/slim.py).
 TOOLKIT = True
 
-# True in the toolkit.  Code under `if TOP_CODE:` serves only the 2026-04-27 record's features
-# (document-bounded attention, SparseAttnGate, SmearGate, model-level lane weights, the skip after
-# the lane split); the builder removes it from a train_gpt.py whose config uses none of them
-# (golf.builder.codegen.top_code), so older presets ship the code they shipped before.
-TOP_CODE = True
+# Build flags of features a config may leave off (golf.builder.codegen.FEATURE_FLAGS): True in the
+# toolkit; in a generated train_gpt.py each is folded to its config's value like TOOLKIT, so code the
+# run never uses is not shipped (the seed's code budget).
+TOP_CODE = True  # the final record's model: document-bounded attention, SparseAttnGate, SmearGate, lane layout
+POLAR_EXPRESS = True  # the final record's Muon: Polar-Express Newton-Schulz, bf16 momentum
+FRONTIER_QUANT = True  # the final record's storage routes: int8 per-row gates, fp16 control tensors

@@ -198,6 +198,10 @@ def check_model(m: ModelConfig) -> None:
         raise ConfigError(f"model.{key}={getattr(m, key)!r}: {why}")
 
 
+# Iterations of golf.trainer.muon.POLAR_EXPRESS_COEFFS (one (a, b, c) tuple each).
+POLAR_EXPRESS_STEPS = 5
+
+
 @dataclass
 class TrainConfig:
     """Optimizer, schedule, batching, run control."""
@@ -248,7 +252,7 @@ class TrainConfig:
     muon_momentum_warmup_steps: int = 500
     """Steps of the Muon momentum ramp."""
     muon_backend_steps: int = 5
-    """Newton-Schulz iterations per Muon update."""
+    """Newton-Schulz iterations per Muon update (Polar-Express: at most 5, one per coefficient tuple)."""
     muon_wd: float = 0.095
     """Decoupled weight decay of the Muon matrices."""
     muon_row_norm: bool = True
@@ -299,10 +303,18 @@ class TrainConfig:
     """Create the Hub repo as private."""
     compile_warmup_steps: int = 20
     """With compile: untimed priming steps (both recurrence graphs), after which the state is reset."""
+    muon_polar_express: bool = False
+    """Newton-Schulz by Polar-Express (one (a, b, c) per iteration, the final record) instead of the
+    quintic (one (a, b, c) for every iteration, the SP4096 record)."""
+    muon_bf16_momentum: bool = False
+    """Keep the Muon momentum buffer, Nesterov update and row normalisation in bf16 (the final record)."""
 
     def problems(self) -> dict[str, str]:
         """``{field: why}`` for each bad value of this section."""
-        return {} if self.iterations > 0 else {"iterations": "must be > 0"}
+        bad = {} if self.iterations > 0 else {"iterations": "must be > 0"}
+        if TOOLKIT and self.muon_polar_express and not 1 <= self.muon_backend_steps <= POLAR_EXPRESS_STEPS:
+            bad["muon_backend_steps"] = f"Polar-Express has {POLAR_EXPRESS_STEPS} coefficient tuples: use 1 to 5"
+        return bad
 
 
 @dataclass
@@ -325,6 +337,13 @@ class EvalConfig:
             bad["eval_stride"] = f"must be between 1 and eval_seq_len={self.eval_seq_len}"
         return bad
 
+
+# golf parameter names of the final record's gates (SPEC §7), by name substring: one table for
+# every rule that finds them.  All are control tensors (AdamW scalar group, golf.model.gpt's
+# CONTROL_PATTERNS); "int8_row" ones are stored int8 per row with quant.gate_int8 (sizes in
+# GATE_INT8_NUMEL, the record's), "fp16" ones as every small float.
+GATE_NAME_PATTERNS: dict[str, str] = {"attn_gate": "int8_row", "smear": "fp16"}
+GATE_INT8_NUMEL = (32, 8192)
 
 # Quantized weights are stored one per int8 byte in [-R, R], R = 2^(bits-1) - 1: every bit width
 # from ternary (2 bits, R = 1) to 8 bits (R = 127).  The one statement of the range.
@@ -377,7 +396,10 @@ class QuantConfig:
     """Row scales: sdclip (k * std per row) or search (the SP4096 record's clip search; evaluation-only
     artifact), see docs/parity.md."""
     control_dtype: str = "fp32"
-    """Storage of control tensors: fp32, or fp16 as the record (evaluation-only artifact)."""
+    """Storage of control tensors: fp32, or fp16 as the records (every small float in fp16)."""
+    gate_int8: bool = False
+    """Store the sparse attention gates (GATE_NAME_PATTERNS "int8_row") int8 per row at row max/127 with
+    fp16 scales instead of fp16, as the final record (GATED_ATTN_QUANT_GATE)."""
 
     def problems(self) -> dict[str, str]:
         """``{field: why}`` for each bad value of this section."""

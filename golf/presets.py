@@ -54,12 +54,14 @@ FRONTIER = {
     "train.muon_momentum": 0.97, "train.muon_momentum_warmup_start": 0.92,
     "train.muon_momentum_warmup_steps": 1500, "train.muon_backend_steps": 5, "train.muon_wd": 0.095,
     "train.embed_wd": 0.085, "train.adam_wd": 0.02, "train.beta1": 0.9, "train.beta2": 0.99,
-    "train.grad_clip_norm": 0.3, "train.ema_decay": 0.9965, "train.ema_start_step": 0,
-    "train.warmdown_iters": 0, "train.warmdown_frac": 0.85, "train.min_lr": 0.1,
+    "train.adam_eps": 1e-8, "train.grad_clip_norm": 0.3, "train.ema_decay": 0.9965, "train.ema_start_step": 0,
+    "train.warmdown_iters": 0, "train.warmdown_frac": 0.85, "train.min_lr": 0.1, "train.warmup_steps": 0,
+    "train.muon_polar_express": True, "train.muon_bf16_momentum": True,  # Polar-Express NS, bf16 momentum
     # quantization (existing fields; GPTQ reserve: the record's compliance re-run needed 8 s of Hessians)
     "train.gptq_reserve_seconds": 8.0, "quant.calibration_batches": 16, "quant.matrix_bits": 6,
     "quant.embed_bits": 7, "quant.matrix_clip_sigmas": 12.85, "quant.embed_clip_sigmas": 14.0,
     "quant.mlp_clip_sigmas": 11.5, "quant.attn_clip_sigmas": 13.0, "quant.control_dtype": "fp16",
+    "quant.gate_int8": True, "quant.prune": False,
     "eval.eval_seq_len": 2048, "eval.eval_stride": 64,
 }
 

@@ -122,3 +122,35 @@ def test_muon_state_dict_roundtrip():
         prm.grad = G.clone() * 0.5
         o.step()
     assert torch.equal(p.detach(), q.detach())
+
+
+def test_polar_express_bf16_momentum_resumes_exactly():
+    """A checkpointed bf16 momentum buffer (torch's load_state_dict casts it to the fp32 parameter's
+    dtype) is used in bf16 again after a resume: the resumed step equals the uninterrupted one."""
+    G, W0 = _rand(16, 24, 11), _rand(16, 24, 12)
+    frontier = dict(polar_express=True, bf16_momentum=True)
+    p = torch.nn.Parameter(W0.clone())
+    opt = Muon([p], lr=0.02, momentum=0.95)
+    opt.param_groups[0].update(frontier)
+    p.grad = G.clone()
+    opt.step()
+    assert opt.state[p]["momentum_buffer"].dtype == torch.bfloat16
+    q = torch.nn.Parameter(p.detach().clone())
+    opt2 = Muon([q], lr=0.02, momentum=0.95)
+    opt2.load_state_dict(copy.deepcopy(opt.state_dict()))
+    assert opt2.state[q]["momentum_buffer"].dtype == torch.float32  # what torch hands back
+    for o, prm in ((opt, p), (opt2, q)):
+        prm.grad = G.clone() * 0.5
+        o.step()
+    assert torch.equal(p.detach(), q.detach()) and opt2.state[q]["momentum_buffer"].dtype == torch.bfloat16
+    assert not torch.equal(p.detach(), W0)
+
+
+def test_polar_express_steps_are_bounded_by_its_table():
+    from golf.config import ConfigError, GolfConfig, apply_overrides
+    from golf.trainer.muon import POLAR_EXPRESS_COEFFS
+
+    cfg = GolfConfig()
+    apply_overrides(cfg, {"train.muon_polar_express": True, "train.muon_backend_steps": len(POLAR_EXPRESS_COEFFS)})
+    with pytest.raises(ConfigError, match="muon_backend_steps"):
+        apply_overrides(GolfConfig(), {"train.muon_polar_express": True, "train.muon_backend_steps": 6})

@@ -139,10 +139,10 @@ def _code_plan(q, train_code: bool) -> tuple[str, bool, list[str]]:
     """(blob compressor, whether train_gpt.py ships the training path, notes)."""
     comp, comp_note = resolve_compressor(q.compressor)
     notes = [comp_note] if comp_note else []
-    if train_code and (q.clip != "sdclip" or q.control_dtype != "fp32"):
-        # the shipped quantizer is the default one (code budget): such an artifact cannot re-quantize itself
+    if train_code and q.clip != "sdclip":
+        # the shipped quantizer is SDClip (code budget): such an artifact cannot re-quantize itself
         train_code = False
-        notes.append(f"--clip {q.clip} / --control-dtype {q.control_dtype} are toolkit comparison options: "
+        notes.append(f"--clip {q.clip} is a toolkit comparison option: "
                      "the artifact is evaluation-only (no GOLF_MODE=train path)")
     return comp, train_code, notes
 

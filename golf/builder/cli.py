@@ -53,8 +53,7 @@ def _parse_bits(values: tuple[str, ...]) -> dict:
                    "embeddings clipped at one quantile and rounded); the artifact is then evaluation-only. "
                    "See docs/parity.md for the measured comparison.")
 @click.option("--control-dtype", type=click.Choice(CHOICES["quant.control_dtype"]), default=None,
-              help="Storage of control tensors (gains, scales, mixes): fp32 (default) or fp16 (as the record; "
-                   "evaluation-only artifact).")
+              help="Storage of control tensors (gains, scales, mixes): fp32 (default) or fp16 (as the records).")
 @click.option("--allow-oversize", is_flag=True, help="Exit 0 even when code + blob exceed 16,000,000 bytes.")
 @click.option("--code-compressor", type=click.Choice(CHOICES["quant.code_compressor"]), default=None,
               help="Compression of the train_gpt.py wrapper. auto (default): the smaller of brotli and raw LZMA2 "

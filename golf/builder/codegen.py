@@ -204,12 +204,27 @@ def top_code(cfg) -> bool:
                 or cfg.train.doc_packing)
 
 
+# Build flags a config folds (names and toolkit values in golf/__init__.py): code behind a flag the
+# config leaves off is not shipped in its train_gpt.py.
+FEATURE_FLAGS = {
+    "TOP_CODE": top_code,
+    "POLAR_EXPRESS": lambda cfg: cfg.train.muon_polar_express or cfg.train.muon_bf16_momentum,
+    "FRONTIER_QUANT": lambda cfg: cfg.quant.gate_int8 or cfg.quant.control_dtype == "fp16",
+}
+
+
+def feature_flags(cfg=None) -> dict:
+    """``{flag: value}`` of :data:`FEATURE_FLAGS` for ``cfg`` (None: every feature on, as the toolkit)."""
+    return {k: True if cfg is None else bool(f(cfg)) for k, f in FEATURE_FLAGS.items()}
+
+
 def shipped_source(include_train: bool = True, slim: bool = True, minify: bool = True,
-                   top: bool = True) -> tuple[str, list, list]:
+                   features: dict | None = None) -> tuple[str, list, list]:
     """``(source, modules, notes)``: every shipped module merged into one flat module.
 
     Always: docstrings/comments/annotations stripped, the build flags folded (``TOOLKIT`` False,
-    ``TRAIN_CODE`` = ``include_train``, ``TOP_CODE`` = ``top``) and the modules merged into one namespace
+    ``TRAIN_CODE`` = ``include_train``, ``features`` from :func:`feature_flags`, default all on) and the
+    modules merged into one namespace
     (golf.builder.slim.flatten, which refuses modules that disagree on a top-level name).
     ``slim`` also inlines the ``golf.protocol`` constants and shakes out unused code; ``minify`` then
     renames names with python-minifier.  The result defines ``main``; nothing in it reads an undefined global.
@@ -219,7 +234,7 @@ def shipped_source(include_train: bool = True, slim: bool = True, minify: bool =
     for m, src in mods.items():
         tree = ast.parse(src, filename=m)
         _strip_node(tree)
-        trees[m] = slim_mod.fold_toolkit(tree, {"TRAIN_CODE": include_train, "TOP_CODE": top})
+        trees[m] = slim_mod.fold_toolkit(tree, {"TRAIN_CODE": include_train, **(features or feature_flags())})
     if slim:
         slim_mod.inline_constants(trees, "golf.protocol")
         dropped = slim_mod.shake(trees, roots=[ast.parse(_ENTRY_IMPORT)])
@@ -269,7 +284,7 @@ def payload_source(cfg, include_train: bool = True, slim: bool = True,
                    minify: bool = True) -> tuple[str, list[str], list[str]]:
     """``(payload python source, shipped module names, notes)``: the flat source and the call of
     ``main(__file__, CONFIG)``."""
-    src, mods, notes = shipped_source(include_train, slim=slim, minify=minify, top=top_code(cfg))
+    src, mods, notes = shipped_source(include_train, slim=slim, minify=minify, features=feature_flags(cfg))
     conf = json.dumps(code_config(cfg), sort_keys=True, separators=(",", ":"))
     return src + "main(__file__,%r)\n" % conf, mods, notes
 

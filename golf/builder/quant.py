@@ -4,8 +4,8 @@ Kept to torch + numpy + stdlib so the reproduction path of ``train_gpt.py`` can 
 
 Storage kinds produced by :func:`quantize_state` (read back by ``golf.builder.container``):
 ``q`` = symmetric per-row integers (int8 container, values in [-R, R], R = 2^(bits-1)-1)
-with fp16 per-row scales; ``h`` = fp16; ``r`` = stored as is (fp32 control tensors,
-integer tensors).
+with fp16 per-row scales (GPTQ/RTN matrices, and the int8 gates of :func:`gate_int8_rows`);
+``h`` = fp16; ``r`` = stored as is (fp32 control tensors, integer tensors).
 """
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import time
 import torch
 from torch import nn
 
-from golf import TOOLKIT
+from golf import FRONTIER_QUANT, TOOLKIT
 from golf.builder import container
-from golf.config import QUANT_BITS, config_delta
+from golf.config import GATE_INT8_NUMEL, GATE_NAME_PATTERNS, QUANT_BITS, config_delta
 from golf.data.loader import TrainLoader
 from golf.data.shards import list_shards
 from golf.errors import GolfError
@@ -26,7 +26,7 @@ from golf.fsutil import atomic_write_bytes
 from golf.progress import maybe_tqdm
 
 # tensor classes, in report order
-CLASSES = ("attn", "mlp", "embed", "other", "fp16", "control", "int")
+CLASSES = ("attn", "mlp", "embed", "other", "gate", "fp16", "control", "int")
 
 
 class QuantError(ValueError, GolfError):
@@ -149,6 +149,21 @@ def quantile_rtn(w: torch.Tensor, bits: int, quantile: float = EMBED_QUANTILE) -
     return q.to(torch.int8), s
 
 
+def gate_int8_rows(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The final record's gate storage: int8 per row, scale = row max|w|/127 (>= 1e-10) in fp16,
+    values rounded at the stored fp16 scale.  Returns (q int8, s as fp32)."""
+    s = (w.float().reshape(w.shape[0], -1).abs().amax(1).clamp_min(1e-10) / 127).half().float()
+    return quantize_rtn(w, s, 8), s
+
+
+def is_int8_gate(name: str, t: torch.Tensor, qcfg) -> bool:
+    """A tensor stored by :func:`gate_int8_rows`: ``quant.gate_int8`` on, a GATE_NAME_PATTERNS
+    "int8_row" name, a float matrix of GATE_INT8_NUMEL size (the record's bounds)."""
+    lo, hi = GATE_INT8_NUMEL
+    return (qcfg.gate_int8 and t.is_floating_point() and t.dim() == 2 and lo <= t.numel() <= hi
+            and any(p in name for p, r in GATE_NAME_PATTERNS.items() if r == "int8_row"))
+
+
 def hessian_error(w: torch.Tensor, wq: torch.Tensor, H: torch.Tensor) -> float:
     """tr((W - Wq) H (W - Wq)^T): the layer-output error the Hessian measures."""
     E = (w.float() - wq.float()).double()
@@ -248,10 +263,13 @@ def collect_hessians(model: nn.Module, batches, names: list[str], device="cpu",
 # --------------------------------------------------------------------------- routing
 def classify(name: str, t: torch.Tensor, qcfg, control_patterns, embed_names, linear_names,
              exact_names=()) -> str:
-    """Tensor class: control | int | fp16 | embed | attn | mlp | other.
+    """Tensor class: gate | control | int | fp16 | embed | attn | mlp | other.
 
-    Control tensors (names containing a ``control_patterns`` entry) and ``exact_names``
-    (e.g. registered buffers) are stored exactly (fp32 / as is)."""
+    Gates (:func:`is_int8_gate`) are stored int8 per row.  Control tensors (names containing a
+    ``control_patterns`` entry) and ``exact_names`` (e.g. registered buffers) are stored exactly
+    (fp32 / as is; control tensors fp16 with ``quant.control_dtype`` fp16)."""
+    if FRONTIER_QUANT and is_int8_gate(name, t, qcfg):  # FRONTIER_QUANT: a build flag (golf/__init__.py)
+        return "gate"
     if any(p in name for p in control_patterns) or name in exact_names:
         return "control"
     if not torch.is_floating_point(t):
@@ -301,7 +319,8 @@ def quantize_state(state: dict, qcfg, control_patterns=(), embed_names=(), linea
     Returns ``(arrays, qmeta, info)``: ``arrays`` (ordered for compression) and ``qmeta``
     (``{name: [kind, dtype]}``) go into the container; ``info[name]`` holds class, bits,
     method used, params and (for quantized tensors) the Hessian-weighted and plain errors.
-    Control tensors are stored fp32, or fp16 with ``qcfg.control_dtype == "fp16"`` (the record).
+    Control tensors are stored fp32, or fp16 with ``qcfg.control_dtype == "fp16"`` (the records);
+    gates of :func:`is_int8_gate` int8 per row.
     """
     hessians = hessians or {}
     embed_names, linear_names, exact_names = set(embed_names), set(linear_names), set(exact_names)
@@ -320,13 +339,18 @@ def quantize_state(state: dict, qcfg, control_patterns=(), embed_names=(), linea
         rec = {"class": cls, "params": t.numel(), "shape": list(t.shape), "dtype": dt}
         if cls in ("control", "int", "fp16"):
             fp16 = cls == "fp16"
-            if TOOLKIT and qcfg.control_dtype == "fp16" and cls == "control" and torch.is_floating_point(t):
-                fp16 = True  # toolkit-only, as --clip search
+            if (FRONTIER_QUANT and qcfg.control_dtype == "fp16" and cls == "control" and torch.is_floating_point(t)
+                    and name not in exact_names):
+                fp16 = True  # the records' fp16 passthrough; buffers stay exact
             rest[name] = t.half() if fp16 else t.float() if torch.is_floating_point(t) else t
             qmeta[name] = ["h" if fp16 else "r", dt]
             rec.update(bits=rest[name].element_size() * 8, method={"control": "fp32", "int": "raw"}.get(cls, cls))
             if TOOLKIT and fp16:
                 rec["method"] = "fp16"
+        elif FRONTIER_QUANT and cls == "gate":
+            q, s = gate_int8_rows(t)
+            qs[name + ".q"], scales[name + ".s"], qmeta[name] = q, s.half(), ["q", dt]
+            rec.update(bits=8, method="int8 row max")
         else:
             w = t.float().reshape(t.shape[0], -1)
             H = hessians.get(name)

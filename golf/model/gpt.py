@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from golf import TOOLKIT, TOP_CODE
-from golf.config import ModelConfig, check_model, lane_start, layer_schedule, recurrence_enabled
+from golf.config import GATE_NAME_PATTERNS, ModelConfig, check_model, lane_start, layer_schedule, recurrence_enabled
 from golf.model.fused import FUSED_DEVICES, fused_mlp, softcap_cross_entropy
 from golf.protocol import BOS_ID
 
@@ -56,7 +56,7 @@ from golf.protocol import BOS_ID
 CONTROL_PATTERNS: tuple[str, ...] = (
     "attn_scale", "attn_scales", "mlp_scale", "mlp_scales", "resid_mix", "resid_mixes",
     "q_gain", "skip_weight", "skip_weights", "skip_gates", "ve_layer_scales", "ve_shared.scale",
-    "lane_merge", "lane_route",
+    "lane_merge", "lane_route", *GATE_NAME_PATTERNS,
 )
 # TOP's control tensors beyond those (the 2026-04-27 record's CONTROL_TENSOR_NAME_PATTERNS).
 TOP_PATTERNS: tuple[str, ...] = ("parallel_post_lambdas", "parallel_resid_lambdas", "attn_gate_w", "smear_gate",

@@ -4,9 +4,11 @@ Per matrix W with (DDP-averaged) gradient G:
 
 1. buf <- mu*buf + G; U <- G + mu*buf (Nesterov; plain momentum uses U <- buf);
 2. MuonEq-R (optional): each row of U divided by max(||row||, 1e-7);
-3. five quintic Newton-Schulz iterations with (3.4445, -4.7750, 2.0315) on U/||U||_F,
-   in bf16 on CUDA and fp32 elsewhere, each ``X <- a*X + (b*A + (c*A)@A)@X`` with ``A = X@Xᵀ``
-   (the SP4096 record's operation order, which matters in bf16);
+3. five Newton-Schulz iterations on U/||U||_F, in bf16 on CUDA and fp32 elsewhere, each
+   ``X <- a*X + B@X`` with ``A = X@Xᵀ``: the quintic (3.4445, -4.7750, 2.0315) every iteration with
+   ``B = b*A + (c*A)@A`` (the SP4096 record's operation order, which matters in bf16), or with
+   ``train.muon_polar_express`` one (a, b, c) per iteration from :data:`POLAR_EXPRESS_COEFFS` with
+   ``B = b*A + c*(A@A)`` (the final record's);
 4. O <- O * sqrt(max(1, rows/cols)), in the Newton-Schulz dtype (the update is rounded
    through it, as the record's bf16 update buffer does);
 5. W <- W*(1 - lr*wd) - lr*O (decoupled weight decay).
@@ -25,9 +27,19 @@ import math
 import torch
 import torch.distributed as dist
 
-from golf import TOOLKIT
+from golf import POLAR_EXPRESS, TOOLKIT
 
 NS_COEFFS = (3.4445, -4.7750, 2.0315)
+
+# Polar-Express Newton-Schulz (the 2026-04-27 record, SPEC §4.2): one (a, b, c) per iteration, in
+# order; a run asks for at most this many iterations (more run the table once, as the record does).
+POLAR_EXPRESS_COEFFS = (
+    (8.156554524902461, -22.48329292557795, 15.878769915207462),
+    (4.042929935166739, -2.808917465908714, 0.5000178451051316),
+    (3.8916678022926607, -2.772484153217685, 0.5060648178503393),
+    (3.285753657755655, -2.3681294933425376, 0.46449024233003106),
+    (2.3465413258596377, -1.7097828382687081, 0.42323551169305323),
+)
 
 
 def zeropower_ns5(G: torch.Tensor, steps: int = 5, eps: float = 1e-7, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -55,10 +67,40 @@ def zeropower_ns5(G: torch.Tensor, steps: int = 5, eps: float = 1e-7, dtype: tor
     return X
 
 
+def zeropower_polar_express(G: torch.Tensor, steps: int = 5, eps: float = 1e-7,
+                            dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Polar-Express orthogonalisation of a matrix (or a stack of matrices, each normalised alone).
+
+    Iteration i uses ``POLAR_EXPRESS_COEFFS[i]`` (``steps`` > the table runs the table once); the
+    input is transposed to wide before it is divided by its Frobenius norm, and each step computes
+    ``B = b*A + c*(A@A)``: the final record's order (the SP4096 record's quintic associates
+    ``(c*A)@A``), so bf16 results agree bit for bit.  ``dtype`` defaults to bf16 on CUDA, fp32 elsewhere.
+    """
+    if dtype is None:
+        dtype = torch.bfloat16 if G.is_cuda else torch.float32
+    X = G.to(dtype)
+    transposed = X.size(-2) > X.size(-1)
+    if transposed:
+        X = X.mT
+    X = X / (X.norm(dim=(-2, -1), keepdim=True) + eps)
+    for a, b, c in POLAR_EXPRESS_COEFFS[:steps]:
+        A = X @ X.mT
+        B = b * A + c * (A @ A)
+        X = a * X + B @ X
+    if transposed:
+        X = X.mT
+    return X
+
+
 class Muon(torch.optim.Optimizer):
-    """Muon for 2-D parameters; per-group options ``lr, momentum, nesterov, backend_steps, weight_decay, row_norm``.
+    """Muon for 2-D parameters; per-group options ``lr, momentum, nesterov, backend_steps, weight_decay, row_norm``
+    (+ ``polar_express, bf16_momentum``).
 
     ``momentum`` may be changed between steps (warm-up ramp, see ``golf.trainer.schedule``).
+    The final record's group options (absent = off; ``Optimizers`` sets them from the config, e.g.
+    ``opt.param_groups[0].update(polar_express=True, bf16_momentum=True)``): ``polar_express``
+    orthogonalises by :func:`zeropower_polar_express` (``train.muon_polar_express``); ``bf16_momentum``
+    keeps the momentum buffer, the Nesterov update and its row normalisation in bf16, else fp32.
     ``ns_dtype`` (set on the instance) forces the Newton-Schulz dtype; None = bf16 on CUDA, fp32 elsewhere.
     """
 
@@ -87,8 +129,14 @@ class Muon(torch.optim.Optimizer):
         """Momentum already applied: orthogonalised, shape-scaled update for ``p`` (2-D view, Newton-Schulz dtype)."""
         u = self.state[p]["update_in"]
         if group["row_norm"]:
-            u = u / u.norm(dim=1, keepdim=True).clamp_min(1e-7)
-        o = zeropower_ns5(u, steps=group["backend_steps"], dtype=self.ns_dtype)
+            if POLAR_EXPRESS and group.get("bf16_momentum"):  # the record: the norm in fp32, the division in bf16
+                u = u / u.float().norm(dim=1, keepdim=True).clamp_min(1e-7).to(u.dtype)
+            else:
+                u = u / u.norm(dim=1, keepdim=True).clamp_min(1e-7)
+        if POLAR_EXPRESS and group.get("polar_express"):  # POLAR_EXPRESS: a build flag (golf/__init__.py)
+            o = zeropower_polar_express(u, group["backend_steps"], dtype=self.ns_dtype)
+        else:
+            o = zeropower_ns5(u, steps=group["backend_steps"], dtype=self.ns_dtype)
         rows, cols = u.shape
         return o * math.sqrt(max(1.0, rows / cols))
 
@@ -106,9 +154,14 @@ class Muon(torch.optim.Optimizer):
                 if p.grad is None:
                     continue
                 grad = p.grad.float()
+                if POLAR_EXPRESS and group.get("bf16_momentum"):
+                    grad = grad.bfloat16()
                 st = self.state[p]
                 if "momentum_buffer" not in st:
-                    st["momentum_buffer"] = torch.zeros_like(p, dtype=torch.float32)
+                    st["momentum_buffer"] = torch.zeros_like(
+                        p, dtype=torch.bfloat16 if POLAR_EXPRESS and group.get("bf16_momentum") else torch.float32)
+                elif POLAR_EXPRESS and st["momentum_buffer"].dtype != grad.dtype:  # load_state_dict made it fp32
+                    st["momentum_buffer"] = st["momentum_buffer"].to(grad.dtype)
                 buf = st["momentum_buffer"]
                 buf.mul_(mu).add_(grad)
                 u = grad.add(buf, alpha=mu) if group["nesterov"] else buf.clone()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from golf import TOOLKIT
+from golf import POLAR_EXPRESS, TOOLKIT
 from golf.trainer.muon import Muon
 
 
@@ -41,6 +41,9 @@ class Optimizers:
         self.muon = Muon(matrices, lr=tcfg.matrix_lr, momentum=tcfg.muon_momentum, nesterov=True,
                          backend_steps=tcfg.muon_backend_steps, weight_decay=tcfg.muon_wd,
                          row_norm=tcfg.muon_row_norm, rank=rank, world_size=world_size) if matrices else None
+        if POLAR_EXPRESS and self.muon is not None:  # the final record's Muon (a build flag, golf/__init__.py)
+            for g in self.muon.param_groups:
+                g.update(polar_express=tcfg.muon_polar_express, bf16_momentum=tcfg.muon_bf16_momentum)
         adam_groups = []
         if groups["embed"]:
             adam_groups.append(dict(params=[p for _, p in groups["embed"]], lr=tcfg.tied_embed_lr,
