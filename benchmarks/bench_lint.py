@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from golf.verifier.records import find_record_folders, lint_folder
+from golf.verifier.lint.records import find_record_folders, lint_folder
 
 DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "records-dev" / "track_non_record_16mb.tar.xz"
 

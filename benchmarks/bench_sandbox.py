@@ -1,4 +1,4 @@
-"""Start-up overhead of the verifier's sandbox (golf.verifier.sandbox) vs a plain child process.
+"""Start-up overhead of the verifier's sandbox (golf.verifier.sandbox.run) vs a plain child process.
 
 Usage: python benchmarks/bench_sandbox.py [--reps 5] [--artifact ART --data DIR [--val-max-tokens N]]
 
@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from golf.verifier import sandbox as sb
+from golf.verifier.sandbox import run as sb
 
 
 def plain(work: Path, script: str, env: dict[str, str]) -> float:

@@ -4,7 +4,7 @@ prints, the environment names and the exit codes (docs/DESIGN.md, "Artifact dire
 Every golf module imports these from here; none writes them again (tests/test_house_rules.py).
 Shipped inside the generated ``train_gpt.py``: standard library only, constants only, one
 assignment per name (the builder drops the ones the shipped code does not read).  Not to be
-confused with :mod:`golf.verifier.protocol`, the golf-eval/1 wire format.
+confused with :mod:`golf.verifier.scoring.protocol`, the golf-eval/1 wire format.
 """
 
 # the cap on code bytes + compressed model bytes (decimal: 16 MB, not 16 MiB)

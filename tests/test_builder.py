@@ -109,8 +109,8 @@ def test_artifact_rescored_in_clean_process_matches(built, tiny_data, tmp_path):
     assert lines[4] == f"Total submission size int6+brotli: {code + blob} bytes" == \
         f"Total submission size int6+brotli: {report['total_bytes']} bytes"
     # golf-eval/1: the same script answers the verifier's windows over two pipes (no data given)
-    from golf.verifier import protocol as P
-    from golf.verifier.streaming import Client
+    from golf.verifier.scoring import protocol as P
+    from golf.verifier.scoring.streaming import Client
     a_r, v_w = os.pipe()
     v_r, a_w = os.pipe()
     env = _clean_env(tmp_path, GOLF_EVAL_PROTOCOL=P.PROTOCOL, GOLF_EVAL_IN=a_r, GOLF_EVAL_OUT=a_w)

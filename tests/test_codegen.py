@@ -105,8 +105,8 @@ def test_generated_wrapper_is_one_flat_module():
             "golf.config", "golf.trainer.loop", "golf.builder.quant"} <= set(info["modules"])
     # golf's own shippable list must itself be clean (else generate raises CodegenError)
     # (of the verifier, only the golf-eval/1 wire format ships: the artifact answers the verifier with it)
-    assert "golf.verifier.protocol" in info["modules"]
-    assert not any(m.startswith("golf.verifier") and m != "golf.verifier.protocol" or m == "golf.builder.build"
+    assert "golf.verifier.scoring.protocol" in info["modules"]
+    assert not any(m.startswith("golf.verifier") and m != "golf.verifier.scoring.protocol" or m == "golf.builder.build"
                    for m in info["modules"])
     _, eval_info = codegen.generate(GolfConfig(), "lzma", include_train=False)
     assert "golf.trainer.loop" not in eval_info["modules"] and eval_info["bytes"] < 0.7 * info["bytes"]

@@ -18,9 +18,9 @@ GOLF = Path(golf.__file__).resolve().parent
 MAX_LINES = 120
 LONG_MARKER = "long because"
 
-# golf/verifier/launcher.py runs as a stdlib-only script inside the sandbox with golf masked, so it
+# golf/verifier/sandbox/launcher.py runs as a stdlib-only script inside the sandbox with golf masked, so it
 # cannot import golf.protocol; it holds none of these constants today, and is the one exception.
-EXEMPT = {"protocol.py", "verifier/launcher.py"}
+EXEMPT = {"protocol.py", "verifier/sandbox/launcher.py"}
 # Literals still written in modules that parallel branches rewrite (issue 17); the lead removes each
 # entry when merging moves the literal to golf.protocol.  An entry that no longer occurs fails too.
 PENDING: dict[str, set] = {}
@@ -98,3 +98,26 @@ def test_protocol_is_constants_only():
     assert len(set(protocol.EXIT_NAMES)) == len(protocol.EXIT_NAMES) == len(
         {k for k in vars(protocol) if k.startswith("EXIT_") and k not in ("EXIT_NAMES", "EXIT_USAGE", "EXIT_BAD_BLOB",
                                                                          "EXIT_NO_DATA", "EXIT_INTERRUPTED")})
+
+
+def _golf_imports(path: Path) -> set[str]:
+    """Every golf module ``path`` imports, at top level or inside a function (absolute names)."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names if a.name.startswith("golf"))
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("golf") and not node.level:
+            out.update(f"{node.module}.{a.name}" for a in node.names)
+            out.add(node.module)
+    return out
+
+
+def test_verifier_scoring_and_lint_do_not_import_each_other():
+    """The verifier is three packages (scoring, sandbox, lint); scoring and the lint share only report/logparse."""
+    pkgs = {"scoring": "golf.verifier.lint", "lint": "golf.verifier.scoring"}
+    bad = []
+    for pkg, forbidden in pkgs.items():
+        for path in sorted((GOLF / "verifier" / pkg).rglob("*.py")):
+            bad += [f"{path.relative_to(GOLF.parent)} imports {m}" for m in sorted(_golf_imports(path))
+                    if m == forbidden or m.startswith(forbidden + ".")]
+    assert not bad, "\n".join(bad)

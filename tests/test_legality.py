@@ -8,7 +8,7 @@ import zlib
 
 import pytest
 
-from golf.verifier.legality import decode_wrapper, legality_checks, scan_folder
+from golf.verifier.lint.legality import decode_wrapper, legality_checks, scan_folder
 
 HEAD = "import torch\nimport numpy as np\n"
 

@@ -12,9 +12,9 @@ import torch
 
 from golf.data.loader import load_val_tokens
 from golf.metric import build_byte_luts, eval_plain, eval_plain_ragged, eval_sliding
-from golf.verifier import protocol as P
-from golf.verifier.decoys import WindowsRun
-from golf.verifier.streaming import Client, Scores, bpb, stream_bytes, window_plan
+from golf.verifier.scoring import protocol as P
+from golf.verifier.scoring.decoys import WindowsRun
+from golf.verifier.scoring.streaming import Client, Scores, bpb, stream_bytes, window_plan
 
 
 def test_frames_round_trip_and_malformed_frames_are_refused():
@@ -145,7 +145,7 @@ def test_windows_run_with_decoys_against_the_shipped_server(tiny_data):
 
 
 def test_outputs_are_read_without_following_links_and_with_a_cap(tmp_path):
-    from golf.verifier.artifact import read_capped
+    from golf.verifier.scoring.artifact import read_capped
     big = tmp_path / "big.f32"
     big.write_bytes(b"\0" * 4096)
     assert len(read_capped(big, 4096)) == 4096

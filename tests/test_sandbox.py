@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from golf.verifier import sandbox as sb
-from golf.verifier.inventory import inventory, size_checks
 from golf.verifier.report import FAIL, PASS
+from golf.verifier.sandbox import run as sb
+from golf.verifier.scoring.inventory import inventory, size_checks
 
 needs_ns = pytest.mark.skipif(not sb.namespaces_available()[0], reason="namespaces refused on this machine")
 

@@ -19,9 +19,9 @@ from types import SimpleNamespace
 import pytest
 
 import golf
-from golf.verifier import sandbox as sb
-from golf.verifier.inventory import inventory, size_checks
 from golf.verifier.report import FAIL, PASS, WARN
+from golf.verifier.sandbox import run as sb
+from golf.verifier.scoring.inventory import inventory, size_checks
 
 FIX = Path(__file__).parent / "fixtures" / "escape"
 FIXTURES = sorted(p.stem for p in FIX.glob("*.py") if not p.stem.startswith("_"))
@@ -186,7 +186,7 @@ def test_installed_golf_is_not_importable(world):
     assert "GOLF-REACHED" not in res.stdout
     assert set(attempts(res).values()) == {"blocked"}
     c = check(res, "isolation.code")  # reaching for golf's source outside the sandbox is on record
-    assert c.status == FAIL and "/proc/self/root" in c.message and "golf/verifier/stats.py" in c.message
+    assert c.status == FAIL and "/proc/self/root" in c.message and "golf/verifier/lint/stats.py" in c.message
 
 
 @pytest.mark.parametrize("name", FIXTURES)
@@ -223,8 +223,8 @@ def test_weak_isolation_still_kills_the_daemon(world, monkeypatch):
 def test_daemon_cannot_rewrite_the_verifier_report(tmp_path, tiny_data):
     """Through verify_artifact: the setsid daemon of a foreign artifact, told the report path, is dead
     before the report is written and never rewrites it."""
-    from golf.verifier.artifact import VerifyOptions, verify_artifact
     from golf.verifier.report import write_json
+    from golf.verifier.scoring.artifact import VerifyOptions, verify_artifact
     report, outside = tmp_path / "report.json", tmp_path / "outside"
     outside.mkdir()
     art = tmp_path / "art"
@@ -258,7 +258,7 @@ UNPRIV = """
 import os, sys
 sys.path.insert(0, {root!r})
 from pathlib import Path
-from golf.verifier import sandbox as sb
+from golf.verifier.sandbox import run as sb
 base = Path({root!r}) / "run"
 r = sb.run(sb.SandboxSpec(work=base / "work", argv=["train_gpt.py"], private_dir=base / "private",
                           env={{"ATTACK_SHARD": {shard!r}, "ATTACK_OUTSIDE": {outside!r}, "ATTACK_ORIG": {orig!r}}},

@@ -5,9 +5,9 @@ import math
 
 import pytest
 
+from golf.verifier.lint.records import SIGNIFICANCE_RULES, significance
+from golf.verifier.lint.stats import betainc, one_sided_ttest, t_cdf, t_sf
 from golf.verifier.logparse import parse_log
-from golf.verifier.records import SIGNIFICANCE_RULES, significance
-from golf.verifier.stats import betainc, one_sided_ttest, t_cdf, t_sf
 
 scipy_stats = pytest.importorskip("scipy.stats", reason="scipy (the `test` extra) is not installed")
 scipy_special = pytest.importorskip("scipy.special")

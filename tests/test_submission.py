@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from golf.cli import main
 from golf.submission import notebooks
-from golf.verifier.records import lint_folder
+from golf.verifier.lint.records import lint_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -18,7 +18,14 @@ from click.testing import CliRunner
 
 from golf.cli import main
 from golf.data.shards import list_shards, read_shard
-from golf.verifier.artifact import EXIT_INVALID, EXIT_MALFORMED, EXIT_OK, EXIT_SCORE, EXIT_TOKENIZER, EXIT_UNVERIFIED
+from golf.verifier.scoring.artifact import (
+    EXIT_INVALID,
+    EXIT_MALFORMED,
+    EXIT_OK,
+    EXIT_SCORE,
+    EXIT_TOKENIZER,
+    EXIT_UNVERIFIED,
+)
 
 TOKENS = "3000"  # validation targets scored in the quick tests (--val-max-tokens)
 

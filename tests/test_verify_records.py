@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from golf.cli import main
+from golf.verifier.lint.records import find_record_folders, lint_folder, parse_submission
+from golf.verifier.lint.stats import betainc, one_sided_ttest, t_cdf, t_sf
 from golf.verifier.logparse import parse_log
-from golf.verifier.records import find_record_folders, lint_folder, parse_submission
-from golf.verifier.stats import betainc, one_sided_ttest, t_cdf, t_sf
 
 RATIO = math.log(2) * 151_070_000 / 45_508_608  # val_loss / val_bpb = ln2 · bytes / tokens (sp4096 facts)
 WRAPPER = ('import lzma as L,base64 as B\n'

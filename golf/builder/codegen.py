@@ -39,7 +39,7 @@ SHIPPABLE = (
     "trainer/muon.py",
     "trainer/schedule.py",
     "builder/container.py",
-    "verifier/protocol.py",
+    "verifier/scoring/protocol.py",
     "builder/entry.py",
 )
 # Shipped only when present and shippable-clean: the reproduction (GOLF_MODE=train) path.

@@ -46,7 +46,7 @@ from golf.protocol import (
     LABEL_SLIDING,
     SIZE_LINES,
 )
-from golf.verifier.protocol import serve
+from golf.verifier.scoring.protocol import serve
 
 # Build flag like golf.TOOLKIT: False in an evaluation-only train_gpt.py (golf build --no-train-code),
 # where the training path is not shipped; the builder folds it (golf/builder/slim.py).

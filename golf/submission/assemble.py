@@ -93,8 +93,8 @@ def verify_report(art: Path, data_dir: Path | None, device: str = "cpu", eval_ti
     still match the files in ``art`` (so an edited artifact cannot borrow an old verdict).
     """
     from golf.protocol import EXIT_NAMES
-    from golf.verifier.artifact import VerifyInputError, VerifyOptions, exit_code_for, verify_artifact
     from golf.verifier.report import write_json
+    from golf.verifier.scoring.artifact import VerifyInputError, VerifyOptions, exit_code_for, verify_artifact
 
     if data_dir is not None:
         opts = VerifyOptions(data_dir=Path(data_dir), device=device, eval_time_limit=eval_time_limit,
@@ -318,7 +318,7 @@ evaluation run.
 
 def runs_qualify_for_10min(runs: list[SeedRun], train_limit_s: float) -> list[str]:
     """Why these runs cannot enter the 10-minute track (empty: they can): 8xH100 and training <= the cap."""
-    from golf.verifier.records import RE_8XH100
+    from golf.verifier.lint.records import RE_8XH100
 
     why = []
     for r in runs:
@@ -338,7 +338,7 @@ def choose_track(runs: list[SeedRun], out: Path, track: str | None, log=print) -
 
     An explicit ``track`` that the runs contradict is refused; a ``track_*`` parent of
     ``out`` that they contradict is replaced by ``track_non_record_16mb`` (and said so)."""
-    from golf.verifier.records import TRACK_10MIN, TRACK_NON_RECORD, TRACKS, normalize_track
+    from golf.verifier.lint.records import TRACK_10MIN, TRACK_NON_RECORD, TRACKS, normalize_track
 
     cap = TRACKS[TRACK_10MIN].train_limit_s
     why = runs_qualify_for_10min(runs, cap)
@@ -377,7 +377,7 @@ def assemble(artifacts: list[str | Path], out: str | Path, *, name: str, author:
     matching ``track_*`` sibling when its parent names another one.  ``eval_time_limit``
     bounds each clean verification run; the lint applies the track's own limits
     (``train_time_limit`` overrides the track's training cap)."""
-    from golf.verifier.records import lint_folder
+    from golf.verifier.lint.records import lint_folder
 
     if not artifacts:
         raise SubmitError("give at least one artifact directory with --runs")

@@ -41,7 +41,7 @@ def run_demo(out: str | Path = "golf-demo", seeds: tuple[int, ...] = (1, 2), ite
     from golf.presets import preset_config
     from golf.submission.assemble import assemble
     from golf.trainer.loop import RunOptions, train
-    from golf.verifier.records import TRACK_NON_RECORD
+    from golf.verifier.lint.records import TRACK_NON_RECORD
 
     t0 = time.perf_counter()
     out = Path(out)

@@ -8,8 +8,7 @@ from pathlib import Path
 import click
 
 from golf.protocol import CODE_NAME, EXIT_NAMES, EXIT_OK, EXIT_RECORDS, LIMIT_BYTES, REPORT_NAME, SUBMISSION_NAME
-from golf.verifier.artifact import VerifyInputError, VerifyOptions, exit_code_for, verify_artifact
-from golf.verifier.records import (
+from golf.verifier.lint.records import (
     DEFAULT_RULE,
     SIGNIFICANCE_RULES,
     TRACKS,
@@ -21,6 +20,7 @@ from golf.verifier.records import (
     summary_line,
 )
 from golf.verifier.report import Section, render_table, write_json
+from golf.verifier.scoring.artifact import VerifyInputError, VerifyOptions, exit_code_for, verify_artifact
 
 _CODES = "\n".join(f"  {code:>2}  {text}" for code, text in sorted(EXIT_NAMES.items()))
 _TRACKS = "\n".join(

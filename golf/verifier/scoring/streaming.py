@@ -8,7 +8,7 @@ than ``L`` ends at the stream's end).  The plain (non-overlapping, ragged last) 
 added to the plan: where ``L`` is a multiple of ``s`` every plain window is already a
 sliding window and is just asked for all its positions, so plain costs no extra forward.
 
-Decoys (:mod:`golf.verifier.decoys`) are mixed into the same requests; this module only
+Decoys (:mod:`golf.verifier.scoring.decoys`) are mixed into the same requests; this module only
 moves items through the pipe and checks the shape and sanity of every answer.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from golf.verifier import protocol as P
+from golf.verifier.scoring import protocol as P
 
 NEG_NLL_TOL = 1e-4  # an NLL below -NEG_NLL_TOL is a protocol failure
 

@@ -12,10 +12,10 @@ through a channel the artifact cannot game.  The steps (each a function below):
    else is foreign.
 4. **coverage**: the verifier loads the whole validation stream itself (no truncation; the
    report records targets, bytes and the sha256 of the stream).
-5. **trusted**: for a golf artifact, ``python -m golf.verifier.trusted`` scores every window
+5. **trusted**: for a golf artifact, ``python -m golf.verifier.scoring.trusted`` scores every window
    with golf's own code in a separate process (none of the artifact's code runs there).
 6. **protocol**: the artifact runs in the sandbox and answers golf-eval/1 requests over two
-   pipes (:mod:`golf.verifier.protocol`), with decoys (:mod:`golf.verifier.decoys`); a fresh
+   pipes (:mod:`golf.verifier.scoring.protocol`), with decoys (:mod:`golf.verifier.scoring.decoys`); a fresh
    second process replays a sample.  An artifact that does not answer hello is "unverified".
 7. **compare / claimed / size / time**: golf: the trusted score is the score and the artifact's
    answers must agree with it; foreign: its answers (all decoy checks passing) are the score.
@@ -65,9 +65,9 @@ from golf.protocol import (
     LIMIT_BYTES,
     REPORT_NAME,
 )
-from golf.verifier import protocol as P
 from golf.verifier.logparse import parse_log
 from golf.verifier.report import FAIL, PASS, SKIP, WARN, Check, Section
+from golf.verifier.scoring import protocol as P
 
 # when several checks fail, the exit code of the first category in this order wins
 EXIT_PRIORITY = (EXIT_MALFORMED, EXIT_CANNOT_ISOLATE, EXIT_NETWORK, EXIT_ACCESS, EXIT_PROCESSES, EXIT_MEMORY,
@@ -241,7 +241,7 @@ def load_stream(data: Data, max_tokens: int) -> None:
     """The whole validation stream (untruncated), the verifier's byte count and the stream's sha256."""
     from golf.data.loader import load_val_tokens
     from golf.metric import build_byte_luts
-    from golf.verifier.streaming import stream_bytes
+    from golf.verifier.scoring.streaming import stream_bytes
     try:
         data.stream = np.asarray(load_val_tokens(data.dataset, 0, data.vocab, max_tokens), dtype=np.int64)
         data.luts = build_byte_luts(str(data.tokenizer), data.vocab)
@@ -308,14 +308,14 @@ def _memory_bytes(opts: VerifyOptions) -> int | None:
 
 
 def limits_for(opts: VerifyOptions):
-    from golf.verifier import sandbox
+    from golf.verifier.sandbox import run as sandbox
     return sandbox.Limits(wall_s=opts.eval_time_limit, memory_bytes=_memory_bytes(opts))
 
 
 def start_artifact(ctx: Ctx, env: dict, pass_fds=(), inputs: dict | None = None):
     """A fresh copy of the artifact (regular files only) started in the sandbox; the sandbox's ``Running``."""
-    from golf.verifier import sandbox
-    from golf.verifier.inventory import inventory
+    from golf.verifier.sandbox import run as sandbox
+    from golf.verifier.scoring.inventory import inventory
     ctx.runs += 1
     root = ctx.tmp / f"run{ctx.runs}"
     work, private = root / "work", root / "private"
@@ -358,7 +358,7 @@ def run_checks(sec: Section, res, what: str, opts: VerifyOptions, ended_by_verif
 
     ``ended_by_verifier``: the verifier closed the pipes after a protocol failure (already a failed
     check), so the artifact's exit status is not a second fault."""
-    from golf.verifier import sandbox
+    from golf.verifier.sandbox import run as sandbox
     checks = sandbox.isolation_checks(res) + sandbox.limit_checks(res, limits_for(opts))
     if res.isolation.get("weak"):
         sandbox.mark_weak(checks)
@@ -377,11 +377,11 @@ def run_checks(sec: Section, res, what: str, opts: VerifyOptions, ended_by_verif
 
 
 def start_trusted(ctx: Ctx, blob: Path, L: int, s: int):
-    """``python -m golf.verifier.trusted`` in its own process (rlimits; golf's code only)."""
+    """``python -m golf.verifier.scoring.trusted`` in its own process (rlimits; golf's code only)."""
     import subprocess
     import sys
     out = ctx.tmp / "trusted"
-    cmd = [sys.executable, "-I", "-m", "golf.verifier.trusted", "--blob", str(blob), "--dataset",
+    cmd = [sys.executable, "-I", "-m", "golf.verifier.scoring.trusted", "--blob", str(blob), "--dataset",
            str(ctx.data.dataset), "--seq-len", str(L), "--stride", str(s), "--max-tokens",
            str(ctx.opts.val_max_tokens), "--device", ctx.opts.device, "--out", str(out)]
     mem = _memory_bytes(ctx.opts)
@@ -452,7 +452,7 @@ def _mode(opts: VerifyOptions, modes: list) -> str | None:
 
 
 def _open_client(ctx: Ctx):
-    from golf.verifier.streaming import Client
+    from golf.verifier.scoring.streaming import Client
     pipes = Pipes()
     try:
         running = start_artifact(ctx, pipes.env(), pipes.fds())
@@ -477,7 +477,7 @@ def cpu_estimate(targets: int, L: int, s: int, art: Path, budget: float) -> str:
     third of the float32 matmul rate measured here and now."""
     import time as _time
 
-    from golf.verifier.streaming import window_plan
+    from golf.verifier.scoring.streaming import window_plan
     plan = window_plan(targets, L, s)
     windows, tokens = len(plan), float(plan.length.sum()) * (1 + budget)
     blob = find_blob(art)
@@ -497,8 +497,8 @@ def cpu_estimate(targets: int, L: int, s: int, art: Path, budget: float) -> str:
 
 def protocol_run(ctx: Ctx, sec: Section, golf: bool, cfg: dict) -> dict | None:
     """Main protocol run (+ fresh replay in windows mode); None when the artifact did not answer hello."""
-    from golf.verifier.decoys import WindowsRun, new_seed, replay_score_first, run_score_first
-    from golf.verifier.streaming import Scores, window_plan
+    from golf.verifier.scoring.decoys import WindowsRun, new_seed, replay_score_first, run_score_first
+    from golf.verifier.scoring.streaming import Scores, window_plan
     pipes, running, client = _open_client(ctx)
     hello = _hello(ctx, sec, client)
     if hello is None:
@@ -566,7 +566,7 @@ def _replay(ctx: Ctx, sec: Section, wr, score_first=None) -> bool:
 
 
 def decoy_checks(sec: Section, rep, device: str) -> None:
-    from golf.verifier.decoys import TOLERANCES
+    from golf.verifier.scoring.decoys import TOLERANCES
     tol = TOLERANCES.get(device, TOLERANCES["cuda"])
     lse_ok = rep.lse_max <= tol.lse
     sec.add("score.normalized", PASS if lse_ok else FAIL, measured=rep.lse_max, limit=tol.lse, exit_code=EXIT_INVALID,
@@ -619,7 +619,7 @@ def coverage_check(sec: Section, n_scored: int, data: Data, partial: bool) -> bo
 
 def scores_from(ctx: Ctx, sec: Section, run: dict) -> dict | None:
     """{'sliding': {...}, 'plain': {...}} (windows) or {'score-first': {...}} from the artifact's answers."""
-    from golf.verifier.streaming import bpb
+    from golf.verifier.scoring.streaming import bpb
     if run.get("mode") == P.WINDOWS:
         sc = run["scores"]
         n = int(np.isfinite(sc.sliding).sum()) if sc.missing() == 0 else 0
@@ -634,7 +634,7 @@ def scores_from(ctx: Ctx, sec: Section, run: dict) -> dict | None:
 
 
 def compare_trusted(ctx: Ctx, sec: Section, mine: dict, trusted) -> dict:
-    from golf.verifier.streaming import bpb
+    from golf.verifier.scoring.streaming import bpb
     t = {"sliding": bpb(trusted[0], ctx.data.nbytes), "plain": bpb(trusted[1], ctx.data.nbytes)}
     tol = TRUSTED_TOL.get(ctx.opts.device, TRUSTED_TOL["cuda"])
     d = abs(mine["sliding"]["val_bpb"] - t["sliding"]["val_bpb"])
@@ -748,12 +748,12 @@ def verify_artifact(art_dir: str | Path, opts: VerifyOptions, log=print) -> Sect
     load_stream(data, opts.val_max_tokens)
     sec.info["stream"] = {"targets": len(data.stream) - 1, "bytes": data.nbytes, "sha256": data.sha256,
                           "partial": bool(opts.val_max_tokens)}
-    from golf.verifier.inventory import inventory, size_checks
+    from golf.verifier.scoring.inventory import inventory, size_checks
     inv = inventory(art)
     sec.checks += size_checks(inv, opts.max_bytes)
     sec.info["inventory"] = inv.to_dict()
     ctx = Ctx(art, opts, Path(tempfile.mkdtemp(prefix="golf-verify-")), data, log)
-    from golf.verifier.sandbox import CannotIsolate
+    from golf.verifier.sandbox.run import CannotIsolate
     try:
         return _score_steps(ctx, sec, golf, cfg, blob)
     except CannotIsolate as e:

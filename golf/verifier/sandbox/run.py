@@ -1,7 +1,7 @@
 """Run an untrusted command isolated from outside the process (the API both verifier halves build on).
 
 ``start(spec)`` / ``run(spec)`` run ``python -I -B recorder.py FD <spec.argv>`` in ``spec.work``
-through a trusted supervisor (:mod:`golf.verifier.launcher`).  Where the OS allows it (user
+through a trusted supervisor (:mod:`golf.verifier.sandbox.launcher`).  Where the OS allows it (user
 namespaces, no root needed) the supervisor runs inside ``unshare --user --map-root-user --mount
 --pid --net --ipc --uts --fork --kill-child`` and the artifact sees only its work dir, the read-only
 ``inputs``, a read-only python environment in which golf is masked, ``/dev/{null,zero,random,
@@ -12,10 +12,10 @@ the same supervisor runs without namespaces and the result says ``weak``.
 
 Limits (:class:`Limits`) are rlimits set on the artifact plus the supervisor's own watch of the
 whole process tree (task count, CPU time); the wall clock is enforced here by a watchdog.  Each
-breach has its own verdict.  The audit hook (:mod:`golf.verifier.recorder`) only records.
+breach has its own verdict.  The audit hook (:mod:`golf.verifier.sandbox.recorder`) only records.
 
 ``isolation_checks`` / ``limit_checks`` turn a :class:`RunResult` into report checks;
-``size_checks`` lives with the inventory (:mod:`golf.verifier.inventory`) and is re-exported.
+``size_checks`` lives with the inventory (:mod:`golf.verifier.scoring.inventory`).
 """
 from __future__ import annotations
 
@@ -47,10 +47,9 @@ from golf.protocol import (
     EXIT_RUNTIME,
     EXIT_TIMEOUT,
 )
-from golf.verifier import cgroup
-from golf.verifier.inventory import size_checks  # noqa: F401  (part of this module's API)
-from golf.verifier.launcher import descendants
 from golf.verifier.report import FAIL, PASS, SKIP, WARN, Check
+from golf.verifier.sandbox import cgroup
+from golf.verifier.sandbox.launcher import descendants
 
 # ---------------------------------------------------------------------------- settings
 

@@ -3,7 +3,7 @@
 The challenge's significance rules test the per-seed improvements ``d_i`` (nats of
 ``val_loss``) with a one-sample, one-sided t-test of ``H0: mean(d) <= delta`` against
 ``H1: mean(d) > delta``: the README rule uses delta = 0.005 at p < 0.01, the chained
-leaderboard rule delta = 0 at p < 0.25 (both in ``golf.verifier.records.SIGNIFICANCE_RULES``).
+leaderboard rule delta = 0 at p < 0.25 (both in ``golf.verifier.lint.records.SIGNIFICANCE_RULES``).
 Dependency-free on purpose; the tests compare it with scipy.
 """
 from __future__ import annotations

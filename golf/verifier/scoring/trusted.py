@@ -1,9 +1,9 @@
-"""Trusted re-evaluation of a golf artifact: ``python -m golf.verifier.trusted ...``.
+"""Trusted re-evaluation of a golf artifact: ``python -m golf.verifier.scoring.trusted ...``.
 
 Runs in its own process, started by the verifier with resource limits.  It executes none of
 the artifact's code: the blob is decoded with golf's container reader (no unpickling), the
 model is golf's own ``GPT`` rebuilt from the blob's embedded config, and every window of the
-verifier's plan (:func:`golf.verifier.streaming.window_plan`) over the whole validation
+verifier's plan (:func:`golf.verifier.scoring.streaming.window_plan`) over the whole validation
 stream is scored with it.  Writes ``sliding.f32`` / ``plain.f32`` (float32 NLL per target, in
 target order) and ``summary.json`` into ``--out``.
 """
@@ -23,7 +23,7 @@ def score_plan(model, stream: np.ndarray, plan, batch: int, device, dtype):
     """Every window of ``plan`` through ``model.per_token_nll``; returns the filled :class:`Scores`."""
     import torch
 
-    from golf.verifier.streaming import Scores
+    from golf.verifier.scoring.streaming import Scores
     scores = Scores(plan)
     val = torch.from_numpy(np.ascontiguousarray(stream, dtype=np.int64)).to(device)
     for n in np.unique(plan.length):
@@ -41,7 +41,7 @@ def score_plan(model, stream: np.ndarray, plan, batch: int, device, dtype):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m golf.verifier.trusted", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m golf.verifier.scoring.trusted", description=__doc__.splitlines()[0])
     ap.add_argument("--blob", required=True)
     ap.add_argument("--dataset", required=True, help="dataset dir with fineweb_val_*.bin")
     ap.add_argument("--seq-len", type=int, required=True)
@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     from golf.config import GolfConfig
     from golf.data.loader import load_val_tokens
     from golf.device import autocast_dtype
-    from golf.verifier.streaming import window_plan
+    from golf.verifier.scoring.streaming import window_plan
     try:
         state, meta, _ = load_blob(a.blob)
         cfg = GolfConfig.from_dict(meta["config"])

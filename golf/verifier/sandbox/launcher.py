@@ -1,6 +1,6 @@
 """Trusted supervisor between the verifier and an untrusted artifact (stdlib only, run as ``python -I -S``).
 
-:mod:`golf.verifier.sandbox` starts it (inside ``unshare --user --mount --pid --net --fork``
+:mod:`golf.verifier.sandbox.run` starts it (inside ``unshare --user --mount --pid --net --fork``
 when namespaces are available) with one argument, a JSON config.  It
 
 1. in namespace mode, builds the artifact's whole file system view (see :func:`build_root`)

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from golf.verifier.streaming import Client, Plan, Scores
+from golf.verifier.scoring.streaming import Client, Plan, Scores
 
 # share of the real forward tokens per decoy kind (total 0.095 <= the 10 % budget)
 SHARES = {"repeat": 0.005, "causal": 0.015, "replay": 0.01, "sweep": 0.065}

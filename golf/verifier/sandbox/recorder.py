@@ -2,7 +2,7 @@
 
 This file is executed *as a script* inside the sandbox (it never imports golf, which is not
 importable there).  It is only a recorder: isolation is enforced from outside the process
-(namespaces, rlimits, see :mod:`golf.verifier.sandbox`), because an in-process hook is not a
+(namespaces, rlimits, see :mod:`golf.verifier.sandbox.run`), because an in-process hook is not a
 sandbox.  It appends one JSON line per event to the already-open file descriptor ``FD``:
 
 - ``open`` (path, mode) for every file opened, imported sources included (``io.open_code``);

@@ -18,9 +18,9 @@ from pathlib import Path
 
 from golf.errors import GolfError
 from golf.protocol import CODE_NAME, LIMIT_BYTES, README_NAME, SUBMISSION_NAME
+from golf.verifier.lint.stats import one_sided_ttest
 from golf.verifier.logparse import LogInfo, decimals, looks_like_log, parse_log_file
 from golf.verifier.report import FAIL, PASS, SKIP, WARN, Check, Section
-from golf.verifier.stats import one_sided_ttest
 
 REQUIRED = (README_NAME, SUBMISSION_NAME, CODE_NAME)
 RE_DATE_NAME = re.compile(r"^\d{4}-\d{2}-\d{2}_\S+$")
@@ -737,7 +737,7 @@ def _hardware(st: FolderState) -> Check:
 def check_legality(st: FolderState) -> list[Check]:
     if not st.opts.legality:
         return []
-    from golf.verifier.legality import legality_checks
+    from golf.verifier.lint.legality import legality_checks
 
     return legality_checks(st.folder)
 

@@ -1,0 +1,1 @@
+"""The records lint: rules per folder and track, the legality scan, significance statistics."""
