@@ -344,6 +344,11 @@ def test_published_sha256_recorded_and_pinned(fake_hub, hub_repo, tmp_path):
     data[-1] ^= 1
     p.write_bytes(bytes(data))
     assert published_checks(out, [out / tok, p]) == ([tok], [val], [])
+    from golf.protocol import EXIT_TOKENIZER
+    from golf.verifier.report import FAIL
+    from golf.verifier.scoring.artifact import Data, published_check
+    c = published_check(Data(1024, out / "datasets/fineweb10B_sp1024", out / tok), out, rec[tok]["sha256"])
+    assert c.status == FAIL and c.exit_code == EXIT_TOKENIZER and val in c.message, c
     assert "NOT the published file" in published_status(p, hashlib.sha256(bytes(data)).hexdigest(), out)
     res = download_dataset("sp1024", 1, out, repo_id=REPO, endpoint=endpoint, cache_dir=str(tmp_path / "cache"),
                            progress=False)

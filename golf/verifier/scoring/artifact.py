@@ -233,8 +233,25 @@ def pinning_checks(data: Data, data_dir: Path, model_vocab: int | None, report: 
                             "differs from the sha256 recorded in " + ", ".join(diff) if diff else
                             ("matches " + ", ".join(k for k, v in recorded.items() if v)
                              if any(recorded.values()) else "no sha256 recorded in the manifest or the build report"))
-                        + "; " + published_status(data.tokenizer, digest)))
+                        + "; " + published_status(data.tokenizer, digest, data_dir)))
+    checks.append(published_check(data, data_dir, digest))
     return checks
+
+
+def published_check(data: Data, data_dir: Path, tok_digest: str) -> Check:
+    """``pin.published``: the tokenizer and every validation shard against the sha256 that `golf data
+    download` recorded as published by the Hub (golf.data.published); a difference fails, no record warns."""
+    from golf.data.pinning import published_checks
+    files = [data.tokenizer, *sorted(data.dataset.glob("fineweb_val_*.bin"))]
+    ok, bad, missing = published_checks(data_dir, files, {str(data.tokenizer.resolve()): tok_digest})
+    if bad:
+        return Check("pin.published", FAIL, measured=len(bad), limit=0, exit_code=EXIT_TOKENIZER,
+                     message="differs from the published sha256 recorded by golf data download: " + ", ".join(bad))
+    if missing:
+        return Check("pin.published", WARN, measured=len(ok), message=f"{len(missing)} of {len(files)} file(s) have "
+                     "no published sha256 on record (not fetched by golf data download): " + ", ".join(missing[:4]))
+    return Check("pin.published", PASS, measured=len(ok), message=f"the tokenizer and {len(ok) - 1} validation "
+                 "shard(s) match the sha256 the Hub publishes (recorded by golf data download)")
 
 
 def load_stream(data: Data, max_tokens: int) -> None:
