@@ -104,6 +104,7 @@ class VerifyOptions:
     weak_isolation: bool = False
     max_eval_seq_len: int = 4096
     decoy_budget: float = 0.10
+    allow_packages: tuple[str, ...] = ()  # distributions visible in the sandbox besides the default allow-list
     extra: dict = field(default_factory=dict)
 
 
@@ -341,7 +342,8 @@ def start_artifact(ctx: Ctx, env: dict, pass_fds=(), inputs: dict | None = None)
     env = {ENV_DEVICE: ctx.opts.device, **env, **ctx.opts.extra}
     spec = sandbox.SandboxSpec(work=work, argv=[CODE_NAME], env=env, inputs=inputs or {}, pass_fds=tuple(pass_fds),
                                limits=limits_for(ctx.opts), device=ctx.opts.device,
-                               weak_isolation=ctx.opts.weak_isolation, private_dir=private)
+                               weak_isolation=ctx.opts.weak_isolation, private_dir=private,
+                               packages=tuple(ctx.opts.allow_packages))
     return sandbox.start(spec)
 
 
@@ -375,6 +377,7 @@ def run_checks(sec: Section, res, what: str, opts: VerifyOptions, ended_by_verif
 
     ``ended_by_verifier``: the verifier closed the pipes after a protocol failure (already a failed
     check), so the artifact's exit status is not a second fault."""
+    from golf.verifier.sandbox import reads
     from golf.verifier.sandbox import run as sandbox
     checks = sandbox.isolation_checks(res) + sandbox.limit_checks(res, limits_for(opts))
     if res.isolation.get("weak"):
@@ -386,7 +389,8 @@ def run_checks(sec: Section, res, what: str, opts: VerifyOptions, ended_by_verif
     sec.checks += checks
     sec.info.setdefault("runs", {})[what] = {"verdict": res.verdict, "wall_s": round(res.wall_s, 3),
                                              "isolation": res.isolation, "stdout_tail": res.stdout[-2000:],
-                                             "stderr_tail": res.stderr[-2000:]}
+                                             "stderr_tail": res.stderr[-2000:],
+                                             "environment": reads.environment_info(res)}
     return res.verdict == "ok"
 
 
