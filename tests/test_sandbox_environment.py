@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from golf.verifier.sandbox import run as sb
 from golf.verifier.report import FAIL, PASS
 from golf.verifier.sandbox import environment, reads
+from golf.verifier.sandbox import run as sb
 
 needs_ns = pytest.mark.skipif(not sb.namespaces_available()[0], reason="namespaces refused on this machine")
 ARTIFACT = "import pkg; pkg.serve()  # weights in pkg\n"  # 42 bytes: everything else is in the environment
@@ -128,11 +128,11 @@ def test_default_exposure_is_the_interpreter_and_the_allowed_distributions():
     no other package of the venv or of the base prefix, none of /usr but the libraries they load."""
     exp = environment.resolve(sys.executable)
     assert {"torch", "numpy", "sentencepiece", "brotli"} <= {k.lower() for k in exp.packages}
+    import click
+
     import golf
-    import pytest as pt
-    for mod in (golf, pt, click := __import__("click")):
+    for mod in (golf, pytest, click):
         assert not exp.visible(str(Path(mod.__file__).resolve())), mod
-    assert click
     assert not exp.visible("/usr/bin/sh") and not exp.visible("/usr/share")
     import torch
     assert exp.visible(str(Path(torch.__file__).resolve()))
