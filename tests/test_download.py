@@ -142,6 +142,7 @@ class _FakeHub(BaseHTTPRequestHandler):
     repo: str
     log: list
     cut_once: set  # paths whose first full GET is cut in the middle (the client must resume with Range)
+    corrupt: set = set()  # paths served with one byte flipped (the published metadata stays the true one)
 
     def log_message(self, *args):  # quiet
         pass
@@ -156,7 +157,37 @@ class _FakeHub(BaseHTTPRequestHandler):
         if not p.is_file():
             self._error(404, "EntryNotFound")
             return None
-        return rel, p.read_bytes()
+        data = p.read_bytes()
+        if rel in self.corrupt:
+            data = bytes([data[0] ^ 1]) + data[1:]
+        return rel, data
+
+    def do_POST(self):
+        """``/api/datasets/{repo}/paths-info/{rev}`` (HfApi.get_paths_info): LFS files (.bin, .model) carry
+        their sha256, the others their git blob id, computed from the true bytes."""
+        prefix = f"/api/datasets/{self.repo}/paths-info/"
+        if not self.path.startswith(prefix):
+            self._error(404, "RepoNotFound")
+            return
+        from urllib.parse import parse_qs
+        form = parse_qs(self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode())
+        out = []
+        for rel in form.get("paths", []):
+            p = self.root / rel
+            if not p.is_file():
+                continue
+            data = p.read_bytes()
+            blob = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+            entry = {"type": "file", "path": rel, "size": len(data), "oid": blob}
+            if p.suffix in (".bin", ".model"):
+                entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
+                entry["size"] = 134
+            out.append(entry)
+        body = json.dumps(out).encode()
+        self.log.append(("POST", "paths-info", len(out)))
+        self._headers(body, extra=[("Content-Length", str(len(body))), ("Content-Type", "application/json")])
+        self.end_headers()
+        self.wfile.write(body)
 
     def _error(self, code, error_code):
         self.send_response(code)
@@ -272,3 +303,68 @@ def test_hf_missing_file_and_repo_give_clear_errors(fake_hub, tmp_path):
     with pytest.raises(DownloadError, match=rf"{REPO}:nowhere/manifest.json: file not found in the repo"):
         download_dataset("sp1024", 1, tmp_path / "b", repo_id=REPO, remote_root="nowhere", endpoint=endpoint,
                          cache_dir=cache, progress=False)
+
+
+def _hub_env(endpoint, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_", "MATCHED_FINEWEB_"))}
+    env.update(HF_ENDPOINT=endpoint, HF_HUB_CACHE=str(tmp_path / "cache"), HF_HUB_DISABLE_TELEMETRY="1",
+               NO_PROXY="127.0.0.1", no_proxy="127.0.0.1")
+    return env
+
+
+def test_published_sha256_recorded_and_pinned(fake_hub, hub_repo, tmp_path):
+    """Every fetched file is checked against the digest the Hub publishes (LFS sha256 / git blob id) and the
+    record lands in manifest.json; the verifier's pinning compares the tokenizer and val shards with it."""
+    from golf.data.pinning import published_checks, published_status
+    from golf.data.published import RECORD_KEY
+    endpoint, handler = fake_hub
+    out = tmp_path / "data"
+    res = download_dataset("sp1024", 1, out, repo_id=REPO, endpoint=endpoint, cache_dir=str(tmp_path / "cache"),
+                           progress=False)
+    assert not res.warnings and ("POST", "paths-info", 4) in handler.log
+    rec = json.loads((out / "manifest.json").read_text())[RECORD_KEY]
+    tok = "tokenizers/fineweb_1024_bpe.model"
+    val = "datasets/fineweb10B_sp1024/fineweb_val_000000.bin"
+    assert set(rec) == {tok, "tokenizers/fineweb_1024_bpe.vocab", val,
+                        "datasets/fineweb10B_sp1024/fineweb_train_000000.bin"}
+    true_tok = (hub_repo / "datasets" / tok).read_bytes()
+    assert rec[tok]["sha256"] == hashlib.sha256(true_tok).hexdigest() and "LFS" in rec[tok]["how"]
+    assert "git blob" in rec["tokenizers/fineweb_1024_bpe.vocab"]["how"]
+    assert published_checks(out, [out / tok, out / val]) == ([tok, val], [], [])
+    assert "the published file" in published_status(out / tok, rec[tok]["sha256"], out)
+    # a re-run keeps the verified files without fetching them (the record says they were checked)
+    n = len([e for e in handler.log if e[0] == "GET"])
+    res = download_dataset("sp1024", 1, out, repo_id=REPO, endpoint=endpoint, cache_dir=str(tmp_path / "cache"),
+                           progress=False)
+    assert len(res.skipped) == 4 and len([e for e in handler.log if e[0] == "GET"]) == n
+    # a validation shard changed after the download: the pinning names it; a re-run fetches it again
+    p = out / val
+    data = bytearray(p.read_bytes())
+    p.unlink()  # a hard link into the HF cache: never write through it
+    data[-1] ^= 1
+    p.write_bytes(bytes(data))
+    assert published_checks(out, [out / tok, p]) == ([tok], [val], [])
+    from golf.protocol import EXIT_TOKENIZER
+    from golf.verifier.report import FAIL
+    from golf.verifier.scoring.artifact import Data, published_check
+    c = published_check(Data(1024, out / "datasets/fineweb10B_sp1024", out / tok), out, rec[tok]["sha256"])
+    assert c.status == FAIL and c.exit_code == EXIT_TOKENIZER and val in c.message, c
+    assert "NOT the published file" in published_status(p, hashlib.sha256(bytes(data)).hexdigest(), out)
+    res = download_dataset("sp1024", 1, out, repo_id=REPO, endpoint=endpoint, cache_dir=str(tmp_path / "cache"),
+                           progress=False)
+    assert res.refetched == [val] and published_checks(out, [p]) == ([val], [], [])
+
+
+def test_published_sha256_mismatch_is_refused_and_not_kept(fake_hub, tmp_path):
+    endpoint, handler = fake_hub
+    handler.corrupt = {"datasets/tokenizers/fineweb_1024_bpe.model"}
+    out, cache = tmp_path / "data", tmp_path / "cache"
+    with pytest.raises(DownloadError, match=r"tokenizers/fineweb_1024_bpe.model: the downloaded bytes are not the "
+                                            r"ones hf://datasets/.* publishes .*sha256.*not kept"):
+        download_dataset("sp1024", 1, out, repo_id=REPO, endpoint=endpoint, cache_dir=str(cache), progress=False)
+    assert not (out / "tokenizers/fineweb_1024_bpe.model").exists()
+    assert not [b for b in cache.rglob("*") if b.is_file() and b.parent.name == "blobs"
+                and b.stat().st_size > 1000 and b.read_bytes()[:1] != b"{"]  # the bad blob left the HF cache too
+    handler.corrupt = set()
+    res = download_dataset("sp1024", 1, out, repo_id=REPO, endpoint=endpoint, cache_dir=str(cache), progress=False)
+    assert "tokenizers/fineweb_1024_bpe.model" in res.fetched

@@ -163,6 +163,15 @@ def test_honest_protocol_client_passes_with_the_verifier_coverage(tmp_path, tiny
     dec = doc["decoys"]
     assert dec["repeats"] > 0 and dec["causal"] > 0 and dec["sweeps"] and dec["replay_items"] > 0
     assert isinstance(dec["seed"], int) and dec["extra_fraction"] > 0
+    # what isolation.code says is "listed in the JSON report" is there: modules with distribution and version,
+    # files read from outside the work dir with their sizes, the pinned environment's summary
+    env = doc["runs"]["run"]["environment"]
+    codes = {c["name"]: c for c in doc["checks"]}
+    assert "listed in the JSON report under runs.<run>.environment" in codes["run.isolation.code"]["message"]
+    mods = {m["module"]: m for m in env["modules"]}
+    assert mods["numpy"]["distribution"] == "numpy" and mods["numpy"]["version"]
+    assert all(f["size"] is None or f["size"] >= 0 for f in env["files_read"]) and env["files_read"]
+    assert "numpy" in env["exposed"]["packages"] and "golf" not in env["exposed"]["packages"]
 
 
 @pytest.mark.parametrize("mode, check", [

@@ -27,6 +27,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from golf.data import published as pub
 from golf.data.shards import ShardError, read_shard_header, shard_name
 from golf.errors import GolfError
 from golf.fsutil import atomic_write_json
@@ -133,6 +134,26 @@ class HubSource:
             raise DownloadError(f"{where}: download failed ({e})") from None
         return Path(path)
 
+    def published(self, rels: list[str]) -> tuple[dict[str, dict], str | None]:
+        """``(what the Hub publishes for each of rels, why nothing could be asked)`` (one batched call)."""
+        if not self._checked:
+            self._check_network()
+        if self.offline:
+            return {}, self.offline
+        prefix = f"{self.remote_root}/" if self.remote_root else ""
+        try:
+            return pub.hub_digests(self.repo_id, [self.remote(r) for r in rels], self.revision, self.endpoint,
+                                   os.environ.get("HF_TOKEN") or None, strip=prefix), None
+        except Exception as e:  # noqa: BLE001  (huggingface_hub's HTTP errors: the download still fails closed below)
+            return {}, f"the Hub's file metadata could not be read ({type(e).__name__}: {str(e)[:200]})"
+
+    def discard(self, path: Path) -> None:
+        """Drop a fetched file whose bytes are wrong from the HF cache (its blob and the snapshot link)."""
+        real = path.resolve()
+        for p in (path, real):
+            with contextlib.suppress(OSError):
+                p.unlink()
+
 
 class LocalSource:
     """A local folder laid out like the Hub repo (``<dir>/<remote root>/...``, or the root itself)."""
@@ -157,6 +178,12 @@ class LocalSource:
         if not p.is_file():
             raise DownloadError(f"{p}: not found in the source mirror")
         return p
+
+    def published(self, _rels: list[str]) -> tuple[dict[str, dict], str | None]:
+        return {}, "a local mirror publishes no digests"
+
+    def discard(self, path: Path) -> None:
+        pass  # never delete from the user's mirror
 
 
 def _place(src: Path, dest: Path) -> None:
@@ -342,12 +369,16 @@ def _hub_bars(src, progress: bool | None):
             enable_progress_bars()
 
 
-def _fetch_one(src, rel: str, dest: Path, problem: str | None, say) -> None:
-    """Fetch ``rel`` into ``dest`` (replacing a bad local copy); a fetched shard must be valid."""
+def _fetch_one(src, rel: str, dest: Path, problem: str | None, say, check: _PublishedCheck | None = None) -> None:
+    """Fetch ``rel`` into ``dest`` (replacing a bad local copy); a fetched shard must be valid, and every
+    file must carry the bytes its source publishes (``check``)."""
     if problem:
         say(f"re-fetching {rel}: {problem}")
         dest.unlink(missing_ok=True)
-    _place(src.fetch(rel), dest)
+    got = src.fetch(rel)
+    _place(got, dest)
+    if check is not None:
+        check.fetched(rel, dest, got)
     if dest.suffix == ".bin":
         try:
             read_shard_header(dest)
@@ -356,8 +387,56 @@ def _fetch_one(src, rel: str, dest: Path, problem: str | None, say) -> None:
             raise DownloadError(f"{src.describe()}: fetched shard is invalid: {e}") from None
 
 
+class _PublishedCheck:
+    """The downloaded bytes against what the source publishes (:mod:`golf.data.published`): a kept file
+    is checked unless the manifest already records it with the published digest and its size; a fetched
+    file that does not match is removed (and dropped from the HF cache) with an error naming it."""
+
+    def __init__(self, org: _Origin, out: Path, files: list[str], warnings: list):
+        self.src, self.out = org.src, out
+        self.published, why = org.src.published(files)
+        self.source = org.src.describe()
+        self.prior = pub.recorded(_read_json(out / "manifest.json"))
+        self.records: dict[str, dict] = {}
+        if why and not org.local:
+            warnings.append(f"no published sha256 checked: {why}")
+
+    def kept_problem(self, rel: str, dest: Path) -> str | None:
+        """Why a local file that looks valid must be fetched again (None: keep it)."""
+        want = self.published.get(rel)
+        if want is None:
+            return None
+        old, st = self.prior.get(rel), dest.stat()
+        if old and old.get("sha256") == want.get("sha256", old["sha256"]) and old.get("size") == st.st_size \
+                and old.get("mtime_ns") == st.st_mtime_ns:  # checked before and not touched since: not read again
+            self.records[rel] = old
+            return None
+        try:
+            self._keep(rel, dest, pub.verify_bytes(dest, rel, want, self.source))
+        except pub.PublishedMismatch:
+            return "its bytes differ from the published sha256"
+        return None
+
+    def _keep(self, rel: str, dest: Path, entry: dict) -> None:
+        self.records[rel] = {**entry, "mtime_ns": dest.stat().st_mtime_ns}
+
+    def fetched(self, rel: str, dest: Path, fetched_from: Path) -> None:
+        want = self.published.get(rel)
+        if want is None:
+            return
+        try:
+            self._keep(rel, dest, pub.verify_bytes(dest, rel, want, self.source))
+        except pub.PublishedMismatch as e:
+            dest.unlink(missing_ok=True)
+            self.src.discard(fetched_from)
+            raise DownloadError(str(e)) from None
+
+    def save(self) -> None:
+        pub.record(self.out / "manifest.json", self.records)
+
+
 def _fetch_all(org: _Origin, out: Path, files: list[str], result: DownloadResult, prev: dict | None, stale: bool,
-               progress: bool | None, say) -> None:
+               progress: bool | None, say, check: _PublishedCheck | None = None) -> None:
     """Keep every valid local file of the same origin, fetch the rest; fills ``result``'s lists."""
     bar = maybe_tqdm(None, progress, total=len(files), desc=f"{result.variant} from {org.src.describe()}",
                      unit="file", dynamic_ncols=True)
@@ -367,10 +446,13 @@ def _fetch_all(org: _Origin, out: Path, files: list[str], result: DownloadResult
             ok, problem = _local_ok(dest)
             if ok and stale and rel not in ("docs_selected.jsonl", "docs_selected.source_manifest.json"):
                 ok, problem = False, f"from {prev.get('repo_id') or prev.get('source')}, not {org.repo_id}"
+            if ok and check is not None:
+                problem = check.kept_problem(rel, dest)
+                ok = problem is None
             if ok:
                 result.skipped.append(rel)
             else:
-                _fetch_one(org.src, rel, dest, problem, say)
+                _fetch_one(org.src, rel, dest, problem, say, check)
                 (result.refetched if problem else result.fetched).append(rel)
             if bar is not None:
                 bar.update(1)
@@ -411,8 +493,12 @@ def download_dataset(variant: str = "sp1024", train_shards: int = DEFAULT_TRAIN_
                             tokenizer_model=str(out / tokenizer_files[0]) if tokenizer_files else None,
                             files_val=files_val, train_shards=train_shards, warnings=warnings)
     ds_origin_path, prev, stale = _previous_origin(out, dataset_rel, variant, org, warnings)
+    check = _PublishedCheck(org, out, files, warnings)
     with _hub_bars(src, progress):
-        _fetch_all(org, out, files, result, prev, stale, progress, say)
+        try:
+            _fetch_all(org, out, files, result, prev, stale, progress, say, check)
+        finally:
+            check.save()  # what was verified stays on record, also when a later file fails
     ds_origin_path.parent.mkdir(parents=True, exist_ok=True)
     _write_json(ds_origin_path, {"repo_id": repo_id, "remote_root": remote_root})
     return result

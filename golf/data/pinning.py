@@ -1,24 +1,19 @@
 """Tokenizer pinning: which tokenizer file a model, a dataset and an artifact were built with.
 
-``PUBLISHED_TOKENIZERS`` is the table of the sha256 of the tokenizers published with the
-challenge data (``fineweb_{V}_bpe.model``).  The real digests could not be fetched where this
-table was written (no network), so their places hold ``None`` until someone fills them in
-from the published files (``sha256sum tokenizers/fineweb_*_bpe.model``); until then a
-published tokenizer is reported as "not pinned" rather than as known.  Never put a digest
-here that was not computed from the published file.
+No digest is written here by hand.  `golf data download` records, in the data folder's
+``manifest.json`` (``published_files``), the sha256 that the Hub publishes for every file it
+fetched and checked (:mod:`golf.data.published`); :func:`published_checks` compares the
+tokenizer and the validation shards the verifier is given with that record.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+from pathlib import Path
 
+from golf.data.published import recorded
 from golf.errors import GolfError
-
-PUBLISHED_TOKENIZERS: dict[str, str | None] = {
-    "fineweb_1024_bpe.model": None,   # sp1024: digest of the published file goes here
-    "fineweb_4096_bpe.model": None,   # sp4096
-    "fineweb_8192_bpe.model": None,   # sp8192
-}
 
 
 class PinError(ValueError, GolfError):
@@ -41,17 +36,48 @@ def tokenizer_vocab(path: str | os.PathLike) -> int:
         raise PinError(f"{path}: not a SentencePiece model ({e})") from None
 
 
-def published_status(path: str | os.PathLike, digest: str) -> str:
-    """One line: whether ``digest`` is the published tokenizer of that name."""
+def published_record(data_dir: str | os.PathLike) -> dict[str, dict]:
+    """``manifest.json``'s record of the published sha256 of each downloaded file (empty if none)."""
+    try:
+        return recorded(json.loads((Path(data_dir) / "manifest.json").read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return {}
+
+
+def published_checks(data_dir: str | os.PathLike, files: list[Path],
+                     digests: dict[str, str] | None = None) -> tuple[list[str], list[str], list[str]]:
+    """``(matching, differing, unrecorded)`` relative paths of ``files`` against the download record.
+    ``digests``: sha256 already computed by the caller (by absolute path), not read twice."""
+    root = Path(data_dir).resolve()
+    rec = published_record(root)
+    ok, bad, missing = [], [], []
+    for f in files:
+        f = Path(f).resolve()
+        try:
+            rel = f.relative_to(root).as_posix()
+        except ValueError:
+            missing.append(str(f))
+            continue
+        want = rec.get(rel)
+        if want is None:
+            missing.append(rel)
+            continue
+        got = (digests or {}).get(str(f)) or file_sha256(f)
+        (ok if got == want["sha256"] and f.stat().st_size == want.get("size", f.stat().st_size) else bad).append(rel)
+    return ok, bad, missing
+
+
+def published_status(path: str | os.PathLike, digest: str, data_dir: str | os.PathLike | None = None) -> str:
+    """One line: whether ``digest`` is the sha256 the download recorded as published for this file."""
     name = os.path.basename(str(path))
-    known = PUBLISHED_TOKENIZERS.get(name)
-    if known is None:
-        return (f"{name}: sha256 {digest[:16]}…; no published digest on record for this name"
-                if name not in PUBLISHED_TOKENIZERS else
-                f"{name}: sha256 {digest[:16]}…; the published digest is not on record yet (golf/data/pinning.py)")
-    if known == digest:
-        return f"{name}: the published tokenizer (sha256 {digest[:16]}…)"
-    return f"{name}: NOT the published tokenizer (sha256 {digest[:16]}…, published {known[:16]}…)"
+    if data_dir is None:
+        return f"{name}: sha256 {digest[:16]}…"
+    ok, bad, _ = published_checks(data_dir, [Path(path)], {str(Path(path).resolve()): digest})
+    if ok:
+        return f"{name}: the published file (sha256 {digest[:16]}…, as recorded by golf data download)"
+    if bad:
+        return f"{name}: NOT the published file (sha256 {digest[:16]}… differs from the download record)"
+    return f"{name}: sha256 {digest[:16]}…; no published digest recorded (not fetched by golf data download)"
 
 
 def check_tokenizer_vocab(tokenizer: str | os.PathLike, model_vocab: int, what: str = "the model") -> None:

@@ -274,9 +274,13 @@ def records_cmd(path, against, rule, min_improvement, alpha, track, max_bytes, t
               help="Largest context length a foreign artifact may announce in its hello.")
 @click.option("--decoy-budget", type=float, default=0.10, show_default=True,
               help="Extra forward tokens for decoys, as a fraction of the real ones (measured and reported).")
+@click.option("--allow-package", "allow_packages", multiple=True, metavar="NAME",
+              help="Also make this installed distribution (and its Requires-Dist) visible in the sandbox; "
+                   "repeatable. By default only torch, numpy, sentencepiece, brotli and their dependencies are.")
 def artifact_cmd(artifact_dir, data_dir, claimed_bpb, submission, max_bytes, eval_time_limit, device, json_out,
                  val_max_tokens, eval_seq_len, eval_stride, tolerance, max_memory_gb, no_netns, keep_temp,
-                 allow_unverified, protocol_mode, weak_isolation, max_eval_seq_len, decoy_budget) -> None:
+                 allow_unverified, protocol_mode, weak_isolation, max_eval_seq_len, decoy_budget,
+                 allow_packages) -> None:
     if data_dir is None:
         raise click.UsageError("artifact mode needs --data DIR (datasets/ + tokenizers/)")
     if claimed_bpb is not None and submission is not None:
@@ -295,10 +299,12 @@ def artifact_cmd(artifact_dir, data_dir, claimed_bpb, submission, max_bytes, eva
                          val_max_tokens=val_max_tokens, eval_seq_len=eval_seq_len, eval_stride=eval_stride,
                          tolerance=tolerance, memory_limit_gb=max_memory_gb, network_namespace=not no_netns,
                          keep_temp=keep_temp, allow_unverified=allow_unverified, protocol_mode=protocol_mode,
-                         weak_isolation=weak_isolation, max_eval_seq_len=max_eval_seq_len, decoy_budget=decoy_budget)
+                         weak_isolation=weak_isolation, max_eval_seq_len=max_eval_seq_len, decoy_budget=decoy_budget,
+                         allow_packages=tuple(allow_packages))
+    from golf.verifier.sandbox.environment import EnvironmentError_
     try:
         sec = verify_artifact(artifact_dir, opts, log=lambda m: click.echo(m, err=True))
-    except VerifyInputError as e:
+    except (VerifyInputError, EnvironmentError_) as e:
         raise click.ClickException(str(e)) from None
     except OSError as e:  # e.g. unreadable artifact files, no space left for the temp copy
         raise click.ClickException(f"cannot verify {artifact_dir}: {e}") from None

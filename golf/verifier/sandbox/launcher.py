@@ -4,7 +4,8 @@
 when namespaces are available) with one argument, a JSON config.  It
 
 1. in namespace mode, builds the artifact's whole file system view (see :func:`build_root`)
-   and ``pivot_root``\\s into it: the python environment read-only with golf masked, the work
+   and ``pivot_root``\\s into it: the pinned python environment read-only (binds, masks and symlinks
+   chosen by :mod:`golf.verifier.sandbox.environment`), the work
    dir, the read-only inputs, ``/dev/{null,zero,random,urandom}``, a fresh ``/proc`` of its
    own PID namespace, an empty ``/tmp``;
 2. reports ``{"ready": ...}`` (or ``{"error": ...}``) on the status pipe;
@@ -90,7 +91,11 @@ def build_root(cfg, root):
         if os.path.exists(src):
             _mkpoint(root + src, os.path.isdir(src))
             bind(src, root + src)
-    for path in cfg["masks"]:  # golf's package, dist-info, editable-install hooks
+    for path, target in cfg.get("links", ()):  # symlinks on the way to bound files (/lib -> usr/lib, venv python)
+        os.makedirs(os.path.dirname(root + path), exist_ok=True)
+        if not os.path.lexists(root + path):
+            os.symlink(target, root + path)
+    for path in cfg["masks"]:  # inside the binds: files of no allowed distribution, large non-code files
         if os.path.isdir(path):
             mount("golf-mask", root + path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "mode=555")
         elif os.path.exists(path):

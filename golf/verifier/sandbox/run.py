@@ -24,7 +24,6 @@ import os
 import select
 import shutil
 import signal
-import site
 import subprocess
 import sys
 import threading
@@ -48,7 +47,8 @@ from golf.protocol import (
     EXIT_TIMEOUT,
 )
 from golf.verifier.report import FAIL, PASS, SKIP, WARN, Check
-from golf.verifier.sandbox import cgroup
+from golf.verifier.sandbox import cgroup, environment, reads
+from golf.verifier.sandbox.environment import Exposure
 from golf.verifier.sandbox.launcher import descendants
 
 # ---------------------------------------------------------------------------- settings
@@ -64,9 +64,6 @@ SURVIVOR_WAIT_S = 2.0
 TMP_BYTES_DEFAULT = 1 << 30    # size of the private /tmp and /dev/shm
 GPU_DEVICE_PREFIXES = ("nvidia", "dri")  # /dev entries bound for device="cuda"
 GPU_RO = ("/sys", "/etc/nvidia")           # read-only extras for device="cuda" (PCI topology, driver config)
-GOLF_PACKAGE = "golf"
-SYSTEM_RO = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc/ld.so.cache", "/etc/ld.so.conf",
-             "/etc/ld.so.conf.d", "/etc/alternatives")
 RECORDER_INSIDE = "/.golf-sandbox/recorder.py"
 LAUNCHER = Path(__file__).with_name("launcher.py")
 RECORDER = Path(__file__).with_name("recorder.py")
@@ -107,6 +104,7 @@ class SandboxSpec:
     private_dir: Path | None = None  # verifier-only dir: stdout/stderr captures, recorder log, config
     python: str | None = None        # the allowed interpreter (default: the verifier's own)
     shared: tuple[Path, ...] = ()    # host dirs visible read-write at their own path (golf verify uses none)
+    packages: tuple[str, ...] = ()   # distributions visible besides environment.DEFAULT_PACKAGES (--allow-package)
 
 
 @dataclass
@@ -122,7 +120,8 @@ class RunResult:
     cpu_s: float | None = None
     max_tasks: int | None = None
     work: str = ""      # the work dir as the artifact saw it
-    env_roots: tuple[str, ...] = ()  # the allowed python environment (code may be loaded from there)
+    env_roots: tuple[str, ...] = ()  # what the sandbox binds read-only (environment.Exposure.binds)
+    exposure: Exposure | None = None  # the pinned environment the run saw
 
     def of(self, kind: str) -> list[dict]:
         return [e for e in self.events if e.get("e") == kind]
@@ -142,38 +141,6 @@ def minimal_env(extra: dict[str, str], home: Path | str = "/tmp", tmp: Path | st
             env[k] = os.environ[k]
     env.update(extra)
     return env
-
-
-def python_env_roots(python: str | None = None) -> tuple[str, ...]:
-    """Directories of the allowed python environment (read-only inside the sandbox)."""
-    roots = {os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix), sys.prefix, sys.base_prefix}
-    for d in site.getsitepackages():
-        roots.add(d)
-        roots.add(os.path.realpath(d))
-    if python:
-        roots.add(os.path.dirname(os.path.dirname(os.path.realpath(python))))
-    return tuple(sorted(r for r in roots if os.path.isdir(r)))
-
-
-def golf_masks(roots: tuple[str, ...]) -> list[str]:
-    """Every path through which the installed golf could be imported from inside ``roots``."""
-    out = set()
-    try:
-        import golf
-        pkg = os.path.dirname(os.path.realpath(golf.__file__))
-        if any(pkg == r or pkg.startswith(r.rstrip("/") + "/") for r in roots):
-            out.add(pkg)
-    except ImportError:  # pragma: no cover
-        pass
-    for d in site.getsitepackages():
-        if not os.path.isdir(d):
-            continue
-        for name in os.listdir(d):
-            low = name.lower()
-            if (low.startswith(("__editable__.golf-", "__editable___golf_", "golf-")) or low in ("golf", "golf.pth",
-                                                                                            "golf.egg-link")):
-                out.add(os.path.join(d, name))
-    return sorted(out)
 
 
 @lru_cache(maxsize=None)
@@ -207,11 +174,11 @@ def _devices(device: str) -> list[str]:
 class Running:
     """A started sandbox run; the wall-clock limit is enforced by a watchdog thread."""
 
-    def __init__(self, spec: SandboxSpec, proc: subprocess.Popen, status_r: int, isolation: dict, env_roots,
-                 t0: float):
+    def __init__(self, spec: SandboxSpec, proc: subprocess.Popen, status_r: int, isolation: dict,
+                 exposure: Exposure, t0: float):
         self.spec, self._proc, self._status_r, self.isolation = spec, proc, status_r, isolation
         self.pid = proc.pid
-        self.env_roots = env_roots
+        self.exposure = exposure
         self._t0 = t0
         self._timed_out = False
         self._status_buf = b""
@@ -433,10 +400,11 @@ def _result(run: Running, end: dict, wall: float, survivors: int) -> RunResult:
                      stdout=_read_capped(priv / "stdout.txt", OUTPUT_CAP).decode("utf-8", "replace"),
                      stderr=_read_capped(priv / "stderr.txt", OUTPUT_CAP).decode("utf-8", "replace"),
                      events=events, isolation=run.isolation, survivors=survivors, cpu_s=end.get("cpu_s"),
-                     max_tasks=end.get("max_tasks"), work=str(run.spec.work), env_roots=run.env_roots)
+                     max_tasks=end.get("max_tasks"), work=str(run.spec.work), env_roots=tuple(run.exposure.binds),
+                     exposure=run.exposure)
 
 
-def _config(spec: SandboxSpec, namespaced: bool, status_w: int, python: str, roots: tuple[str, ...]) -> dict:
+def _config(spec: SandboxSpec, namespaced: bool, status_w: int, python: str, exposure: Exposure) -> dict:
     work = os.path.realpath(spec.work)
     lim = spec.limits
     return {
@@ -444,8 +412,8 @@ def _config(spec: SandboxSpec, namespaced: bool, status_w: int, python: str, roo
         "env": minimal_env(spec.env), "pass_fds": list(spec.pass_fds), "status_fd": status_w,
         "events": str(spec.private_dir / "events.jsonl"), "events_cap": EVENTS_CAP, "recorder_src": str(RECORDER),
         "recorder_inside": RECORDER_INSIDE, "root": str(spec.private_dir / "root"),
-        "ro_binds": sorted(set(roots) | set(SYSTEM_RO) | (set(GPU_RO) if spec.device == "cuda" else set())),
-        "masks": golf_masks(roots),
+        "ro_binds": sorted(set(exposure.binds) | (set(GPU_RO) if spec.device == "cuda" else set())),
+        "masks": exposure.masks, "links": exposure.links,
         "rw_binds": sorted({work, *(os.path.realpath(p) for p in spec.shared)}),
         "inputs": [(os.path.join(work, k), os.path.realpath(p)) for k, p in sorted(spec.inputs.items())],
         "devices": _devices(spec.device), "tmp_bytes": lim.file_bytes or TMP_BYTES_DEFAULT,
@@ -516,9 +484,9 @@ def _start(spec: SandboxSpec, namespaced: bool, how: str) -> Running:
     priv = Path(spec.private_dir)
     priv.mkdir(parents=True, exist_ok=True)
     python = spec.python or sys.executable
-    roots = python_env_roots(python)
+    exposure = environment.resolve(python, tuple(spec.packages), spec.device)
     status_r, status_w = os.pipe()
-    cfg = _config(spec, namespaced, status_w, python, roots)
+    cfg = _config(spec, namespaced, status_w, python, exposure)
     cg = cgroup.create(spec.limits.processes) if spec.limits.processes else None
     cfg["cgroup_procs"] = str(cg / "cgroup.procs") if cg else None
     cfg_path = priv / "sandbox.json"
@@ -551,7 +519,7 @@ def _start(spec: SandboxSpec, namespaced: bool, how: str) -> Running:
                  "how": (how if namespaced else f"no namespaces ({how}): plain process with rlimits; WEAK")
                  + (f"; task limit: pids cgroup {cg}" if in_cg else "; task limit: RLIMIT_NPROC + supervisor count"),
                  "pid_ns": first["ready"].get("pid_ns"), "pids_cgroup": str(cg) if in_cg else None}
-    run = Running(spec, proc, status_r, isolation, roots, t0)
+    run = Running(spec, proc, status_r, isolation, exposure, t0)
     run._cgroup = cg
     run._ns_fd = _pin_pid_ns(proc.pid, isolation["pid_ns"]) if namespaced else None
     run._status_buf = rest
@@ -581,9 +549,6 @@ def run(spec: SandboxSpec, heartbeat: Callable[[float], None] | None = None) -> 
 
 # ---------------------------------------------------------------------------- report checks
 
-CODE_SUFFIXES = (".py", ".pyc", ".pyo", ".pyw", ".so", ".pth", ".pyd")
-# code the artifact generates at run time (its source is counted in its bytes), and the recorder itself
-ALLOWED_CODE_DIRS = ("/tmp", "/dev/shm", os.path.dirname(RECORDER_INSIDE))
 
 
 def _codes() -> dict[str, int]:
@@ -598,28 +563,9 @@ def _under(path: str, roots) -> bool:
 
 
 def outside_code(result: RunResult) -> list[str]:
-    """Code files opened from outside the work dir, the allowed environment and the private /tmp, and any
-    file of the installed golf (not part of any artifact; masked inside the sandbox)."""
-    allowed, golf = (result.work, *result.env_roots, *ALLOWED_CODE_DIRS), golf_masks(result.env_roots)
-    bad = set()
-    for e in result.of("open"):
-        raw = e.get("path")
-        if not isinstance(raw, str):
-            continue
-        p = _inside_path(raw, result.work)
-        if p.endswith(CODE_SUFFIXES) and (_under(p, golf) or not _under(p, allowed)):
-            bad.add(raw)
-    return sorted(bad)
-
-
-def _inside_path(path: str, work: str) -> str:
-    """``/proc/self/cwd/x`` -> work/x (the cwd the run started in), ``/proc/*/root/x`` -> /x, else as is."""
-    parts = path.split("/")
-    if len(parts) > 3 and parts[1] == "proc" and parts[3] in ("cwd", "root") and (
-            parts[2] in ("self", "thread-self") or parts[2].isdigit()):
-        rest = "/".join(parts[4:])
-        return os.path.normpath((work if parts[3] == "cwd" else "/") + "/" + rest)
-    return path
+    """Code files opened from anywhere the pinned environment does not expose (outside the work dir, the
+    private /tmp and the recorder): the installed golf, an unlisted distribution, the host's /usr ..."""
+    return reads.invisible_code(reads.outside_reads(result))
 
 
 def _listing(items: list, n: int = 5) -> str:
@@ -640,11 +586,7 @@ def isolation_checks(result: RunResult) -> list[Check]:
                         message=f"{len(net)} network attempt(s): " + _listing([f"{e.get('event')} {e.get('args')}"
                                                                                for e in net], 3)
                         if net else none))
-    bad = outside_code(result)
-    checks.append(Check("isolation.code", FAIL if bad else PASS, measured=len(bad), limit=0, exit_code=codes["access"],
-                        message=("code from outside the artifact and the allowed python environment: " + _listing(bad))
-                        if bad else f"all code from the artifact or the allowed environment; "
-                                    f"{len(result.of('open')):,} files opened (listed in the JSON report)"))
+    checks += _environment_checks(result, codes["access"])
     spawns = result.of("spawn")
     if spawns:
         checks.append(Check("isolation.processes", FAIL if weak else WARN, measured=len(spawns),
@@ -661,6 +603,33 @@ def isolation_checks(result: RunResult) -> list[Check]:
                         limit=0, exit_code=codes["survivors"],
                         message="processes left after the run was ended" if result.survivors else
                         "no process outlived the run"))
+    return checks
+
+
+def _environment_checks(result: RunResult, code: int) -> list[Check]:
+    """``isolation.code`` (code only from the work dir and the pinned environment; imports that failed because
+    their module is not exposed) and ``isolation.reads`` (non-code files over the limit read from outside)."""
+    listed = reads.outside_reads(result)
+    bad, missing = reads.invisible_code(listed), reads.failed_imports(result)
+    mods = reads.modules(result, listed)
+    dists = sorted({f"{m['distribution']} {m['version']}" for m in mods if m["distribution"]})
+    where = "listed in the JSON report under runs.<run>.environment"
+    if bad or missing:
+        msg = "; ".join(filter(None, [
+            "code from outside the artifact and the pinned environment: " + _listing(bad) if bad else "",
+            "import of a module that is not in the pinned environment: " + _listing(
+                [reads.why_missing(m, result.exposure) for m in missing]) if missing else ""]))
+    else:
+        msg = (f"all code from the artifact or the pinned environment; {len(mods):,} module file(s) from "
+               f"{len(dists)} distribution(s) outside the work dir ({_listing(dists, 6)}), {where}")
+    big = reads.big_reads(result, listed)
+    checks = [Check("isolation.code", FAIL if bad or missing else PASS, measured=len(bad) + len(missing), limit=0,
+                    exit_code=code, message=msg)]
+    checks.append(Check("isolation.reads", FAIL if big else PASS, measured=len(big), limit=0, exit_code=code,
+                        message=(f"non-code file(s) over {reads.READ_LIMIT_BYTES:,} bytes read from outside the "
+                                 "work dir: " + _listing([f"{r['path']} ({r['size']:,} B)" for r in big]))
+                        if big else f"{len(listed):,} file(s) read from outside the work dir, none of them a "
+                                    f"non-code file over {reads.READ_LIMIT_BYTES:,} bytes; {where}"))
     return checks
 
 

@@ -104,6 +104,7 @@ class VerifyOptions:
     weak_isolation: bool = False
     max_eval_seq_len: int = 4096
     decoy_budget: float = 0.10
+    allow_packages: tuple[str, ...] = ()  # distributions visible in the sandbox besides the default allow-list
     extra: dict = field(default_factory=dict)
 
 
@@ -233,8 +234,25 @@ def pinning_checks(data: Data, data_dir: Path, model_vocab: int | None, report: 
                             "differs from the sha256 recorded in " + ", ".join(diff) if diff else
                             ("matches " + ", ".join(k for k, v in recorded.items() if v)
                              if any(recorded.values()) else "no sha256 recorded in the manifest or the build report"))
-                        + "; " + published_status(data.tokenizer, digest)))
+                        + "; " + published_status(data.tokenizer, digest, data_dir)))
+    checks.append(published_check(data, data_dir, digest))
     return checks
+
+
+def published_check(data: Data, data_dir: Path, tok_digest: str) -> Check:
+    """``pin.published``: the tokenizer and every validation shard against the sha256 that `golf data
+    download` recorded as published by the Hub (golf.data.published); a difference fails, no record warns."""
+    from golf.data.pinning import published_checks
+    files = [data.tokenizer, *sorted(data.dataset.glob("fineweb_val_*.bin"))]
+    ok, bad, missing = published_checks(data_dir, files, {str(data.tokenizer.resolve()): tok_digest})
+    if bad:
+        return Check("pin.published", FAIL, measured=len(bad), limit=0, exit_code=EXIT_TOKENIZER,
+                     message="differs from the published sha256 recorded by golf data download: " + ", ".join(bad))
+    if missing:
+        return Check("pin.published", WARN, measured=len(ok), message=f"{len(missing)} of {len(files)} file(s) have "
+                     "no published sha256 on record (not fetched by golf data download): " + ", ".join(missing[:4]))
+    return Check("pin.published", PASS, measured=len(ok), message=f"the tokenizer and {len(ok) - 1} validation "
+                 "shard(s) match the sha256 the Hub publishes (recorded by golf data download)")
 
 
 def load_stream(data: Data, max_tokens: int) -> None:
@@ -324,7 +342,8 @@ def start_artifact(ctx: Ctx, env: dict, pass_fds=(), inputs: dict | None = None)
     env = {ENV_DEVICE: ctx.opts.device, **env, **ctx.opts.extra}
     spec = sandbox.SandboxSpec(work=work, argv=[CODE_NAME], env=env, inputs=inputs or {}, pass_fds=tuple(pass_fds),
                                limits=limits_for(ctx.opts), device=ctx.opts.device,
-                               weak_isolation=ctx.opts.weak_isolation, private_dir=private)
+                               weak_isolation=ctx.opts.weak_isolation, private_dir=private,
+                               packages=tuple(ctx.opts.allow_packages))
     return sandbox.start(spec)
 
 
@@ -358,6 +377,7 @@ def run_checks(sec: Section, res, what: str, opts: VerifyOptions, ended_by_verif
 
     ``ended_by_verifier``: the verifier closed the pipes after a protocol failure (already a failed
     check), so the artifact's exit status is not a second fault."""
+    from golf.verifier.sandbox import reads
     from golf.verifier.sandbox import run as sandbox
     checks = sandbox.isolation_checks(res) + sandbox.limit_checks(res, limits_for(opts))
     if res.isolation.get("weak"):
@@ -369,7 +389,8 @@ def run_checks(sec: Section, res, what: str, opts: VerifyOptions, ended_by_verif
     sec.checks += checks
     sec.info.setdefault("runs", {})[what] = {"verdict": res.verdict, "wall_s": round(res.wall_s, 3),
                                              "isolation": res.isolation, "stdout_tail": res.stdout[-2000:],
-                                             "stderr_tail": res.stderr[-2000:]}
+                                             "stderr_tail": res.stderr[-2000:],
+                                             "environment": reads.environment_info(res)}
     return res.verdict == "ok"
 
 
