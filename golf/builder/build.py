@@ -35,8 +35,8 @@ class BuildError(ValueError, GolfError):
 def resolve_compressor(name: str) -> tuple[str, str | None]:
     """(compressor to use, note) — falls back to lzma when brotli is not installed."""
     if name not in container.COMPRESSORS or name == "none":
-        raise BuildError(f"unknown compressor {name!r} (brotli | lzma | zlib)")
-    if name == "brotli" and "brotli" not in container.available_compressors():
+        raise BuildError(f"unknown compressor {name!r} (brotli | lzma | zlib | grouped)")
+    if name in ("brotli", "grouped") and "brotli" not in container.available_compressors():
         return "lzma", "brotli is not installed: fell back to lzma"
     return name, None
 
@@ -165,7 +165,7 @@ def _code(cfg, train_code: bool) -> tuple[bytes, dict]:
     """train_gpt.py for this config, and codegen's info."""
     code_comp = cfg.quant.code_compressor
     if code_comp == "auto":  # the smaller of the two, but never a new runtime dependency for the artifact
-        code_comp = "auto" if cfg.quant.compressor == "brotli" else "lzma"
+        code_comp = "auto" if cfg.quant.compressor in ("brotli", "grouped") else "lzma"
     code_text, code_info = codegen.generate(cfg, code_comp, include_train=train_code)
     return code_text.encode("utf-8"), code_info
 

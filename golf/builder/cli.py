@@ -40,7 +40,9 @@ def _parse_bits(values: tuple[str, ...]) -> dict:
                    "A target far below the unpruned size is reached only by zeroing most +-1 values, which "
                    "ruins the model: the build then warns.")
 @click.option("--compressor", type=click.Choice(CHOICES["quant.compressor"]), default=None,
-              help="Blob compressor (default brotli quality 11; lzma is used when brotli is missing).")
+              help="Blob compressor (default brotli quality 11; lzma is used when brotli is missing). grouped: "
+                   "the quantized tensors grouped by role (golf/builder/grouped.py: PACK_GROUPS), each group "
+                   "coded by interleaved rANS or brotli, whichever is smaller, the rest brotli.")
 @click.option("--bits", multiple=True, metavar="N|CLASS=N[,...]",
               help=f"Bits per class, {QUANT_BITS[0]}-{QUANT_BITS[-1]}: a bare N sets all attention/MLP matrices; "
                    "classes matrix, attn, mlp, embed, e.g. --bits 6 --bits embed=7,mlp=5.")
