@@ -522,12 +522,10 @@ ENV_VARS: dict[str, str] = {
     "SKIP_WEIGHTS_ENABLED": "model.skip_weights",
     "SLIDING_WINDOW_ENABLED": "eval.sliding_window",
     "GPTQ_CALIBRATION_BATCHES": "quant.calibration_batches",
-    "LQER_ASYM_GROUP": "quant.lqer_group",
     **_own_names("train", skip="run_dir dtype compile"),
     **_own_names("model", skip="skip_weights skip_gates recur_start recur_end recur_loops"),
     **_own_names("eval", "eval_seq_len eval_stride"),
-    **_own_names("quant", "matrix_bits embed_bits matrix_clip_sigmas embed_clip_sigmas compressor "
-                          "lqer_enabled lqer_rank lqer_top_k lqer_factor_bits"),
+    **_own_names("quant", "matrix_bits embed_bits matrix_clip_sigmas embed_clip_sigmas compressor"),
 }
 
 # Toolkit-only tables (nothing shipped reads them, so train_gpt.py drops them):

@@ -82,7 +82,7 @@ def compress(raw: bytes, name: str) -> bytes:
     if name == "brotli":
         return _brotli().compress(raw, quality=11, lgwin=24)
     if name == "grouped":
-        return grouped_encode(raw, lambda b: compress(b, "brotli"))
+        return grouped_encode(raw, lambda b: compress(b, "brotli"), lambda b: _brotli().compress(b, quality=5))
     if name == "lzma":
         return lzma.compress(raw, format=lzma.FORMAT_RAW, filters=_LZMA_FILTERS)
     if name == "zlib":

@@ -52,6 +52,10 @@ RANS_L = 1 << 32  # lane state in [L, 2^64): 64-bit states, 32-bit words
 # 8 state bytes each
 LANE_STEPS = 16384
 MAX_LANES = 2048
+# brotli-11 is tried on a group only when brotli-5 is within this factor of rANS: on GPTQ int6 groups
+# brotli-5 is ~16 % above rANS and brotli-11 1-2 % above; on a CPU-trained int8 embedding brotli-5 came
+# to 1.02x and brotli-11 to 0.95x rANS (benchmarks/bench_pack.py)
+PROBE_MARGIN = 1.08
 
 
 class GroupedError(ValueError):
@@ -210,19 +214,31 @@ def _group_bytes(payload: bytes, base: int, tensors: list, permute: bool, transp
     return b"".join(perms), b"".join(parts)
 
 
-def grouped_encode(payload: bytes, pack_rest, coders=None) -> bytes:
+def _best_coder(raw: bytes, pack_rest, probe, coders) -> tuple[str, bytes]:
+    """(coder, coded bytes): the smaller of rANS and brotli-11; brotli-11 (slow) only runs when the fast
+    ``probe`` (brotli at a low quality) comes within :data:`PROBE_MARGIN` of the rANS size."""
+    out = {}
+    if "rans" in coders:
+        out["rans"] = rans_encode(np.frombuffer(raw, np.uint8))
+    if "brotli" in coders and (probe is None or not out or len(probe(raw)) <= PROBE_MARGIN * len(out["rans"])):
+        out["brotli"] = pack_rest(raw)
+    best = min(out, key=lambda c: len(out[c]))
+    return best, out[best]
+
+
+def grouped_encode(payload: bytes, pack_rest, probe=None, coders=None) -> bytes:
     """Container payload -> grouped streams (see the module docstring); ``pack_rest`` compresses the
-    remainder and a brotli group (the container's brotli-11).  ``coders`` (benchmarks) restricts the
-    coders tried (default :data:`PACK_CODERS`, the smallest wins per group)."""
+    remainder and a brotli group (the container's brotli-11), ``probe`` is a fast brotli that decides
+    whether brotli-11 is worth trying on a group (None: always try).  ``coders`` (benchmarks) restricts
+    the coders tried (default :data:`PACK_CODERS`, the smallest wins per group)."""
     index, base = _payload_index(payload)
     keep = np.ones(len(payload), bool)
     streams = []
     for _, permute, transpose, tensors in _group_plan(index):
         perm, raw = _group_bytes(payload, base, tensors, permute, transpose)
-        best = min(((rans_encode(np.frombuffer(raw, np.uint8)) if c == "rans" else pack_rest(raw), c)
-                    for c in (coders or PACK_CODERS)), key=lambda b: len(b[0]))
+        coder, coded = _best_coder(raw, pack_rest, probe, coders or PACK_CODERS)
         flags = (1 if permute else 0) | (2 if transpose else 0)
-        streams.append(bytes([PACK_CODERS.index(best[1]), flags]) + perm + best[0])
+        streams.append(bytes([PACK_CODERS.index(coder), flags]) + perm + coded)
         for off, nb, _ in tensors:
             keep[base + off:base + off + nb] = False
     streams.insert(0, pack_rest(np.frombuffer(payload, np.uint8)[keep].tobytes()))

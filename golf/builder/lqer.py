@@ -50,7 +50,8 @@ def lqer_correction(qa: torch.Tensor, sa: torch.Tensor, qb: torch.Tensor, sb: to
 
 def apply_lqer(state: dict, arrays: dict, qmeta: dict, info: dict, qcfg) -> list[str]:
     """Add LQER factors to ``arrays`` (in place) for the top-k tensors by ‖W - Q·s‖_F among the quantized
-    tensors whose ``TENSOR_ROLES`` row makes them candidates; their kind becomes ``ql``.  Returns the names corrected."""
+    tensors whose ``TENSOR_ROLES`` row makes them candidates; their kind becomes ``ql``.  Returns the names
+    corrected."""
     errs = {}
     for name, (kind, _) in qmeta.items():
         if kind != "q" or not tensor_role(name)[4]:
