@@ -98,8 +98,8 @@ def _lrzip(raw: bytes, tmp: Path) -> int:
     return n
 
 
-def group_rows(payload: bytes, with_l1: bool, tmp: Path) -> list[dict]:
-    """Per group of golf's packer: n, H0 bound and every candidate coder's bytes."""
+def group_rows(payload: bytes, with_l1: bool, tmp: Path, light: bool = False) -> list[dict]:
+    """Per group of golf's packer: n, H0 bound and every candidate coder's bytes (``light``: H0 and rANS)."""
     import brotli
 
     from golf.builder import grouped
@@ -118,6 +118,10 @@ def group_rows(payload: bytes, with_l1: bool, tmp: Path) -> list[dict]:
         (coded, r["rans_enc_s"]) = _timed(grouped.rans_encode, sym)
         r["rans"] = len(coded)
         _, r["rans_dec_s"] = _timed(grouped.rans_decode, coded)
+        if light:
+            rows.append(r)
+            print(f"  {name:<10} n={r['n']:>10,}  H0 {r['H0']:>11,.0f}  rans {r['rans']:>10,}", flush=True)
+            continue
         r["brotli"] = len(brotli.compress(raw, quality=11, lgwin=24))
         if with_l1 and name != "lqer":
             perm, sraw = grouped._group_bytes(payload, base, tensors, True, transpose)
@@ -192,6 +196,8 @@ def main() -> None:
     ap.add_argument("--vocab", type=int, default=8192, help="(b): vocabulary (the frontier's 8192)")
     ap.add_argument("--method", default="rtn", choices=("rtn", "gptq"), help="(b): quantizer (rtn: fast)")
     ap.add_argument("--no-l1", action="store_true", help="skip the L1 row sort candidates (slow at full size)")
+    ap.add_argument("--light", action="store_true",
+                    help="per group only H0 and rANS (the whole-blob rows still run: for a loaded machine)")
     ap.add_argument("--json", help="write the numbers here")
     args = ap.parse_args()
     import torch
@@ -211,7 +217,7 @@ def main() -> None:
     blobs = whole_blobs(arrays, qmeta, cfg, tmp)
     plain = container.pack(arrays, quant.blob_meta(cfg, qmeta, False), "none")
     payload = container.decompress(plain[container.HEADER.size:], "none")
-    groups = group_rows(payload, not args.no_l1, tmp)
+    groups = group_rows(payload, not args.no_l1, tmp, args.light)
     print(table(label, blobs, groups))
     if args.json:
         Path(args.json).write_text(json.dumps({"label": label, "blobs": blobs, "groups": groups}, indent=2))
