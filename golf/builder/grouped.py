@@ -56,6 +56,8 @@ MAX_LANES = 2048
 # brotli-5 is ~16 % above rANS and brotli-11 1-2 % above; on a CPU-trained int8 embedding brotli-5 came
 # to 1.02x and brotli-11 to 0.95x rANS (benchmarks/bench_pack.py)
 PROBE_MARGIN = 1.08
+# the decoder refuses a payload larger than this (a hostile index cannot make it allocate more)
+MAX_PAYLOAD = 1 << 31
 
 
 class GroupedError(ValueError):
@@ -159,8 +161,11 @@ def rans_encode(sym: np.ndarray) -> bytes:
     return head + x.astype("<u8").tobytes() + np.concatenate(words[::-1]).astype("<u4").tobytes()
 
 
-def rans_decode(data: bytes) -> np.ndarray:
-    """Inverse of :func:`rans_encode`; raises :class:`GroupedError` on a malformed stream."""
+def rans_decode(data: bytes, limit: int | None = None) -> np.ndarray:
+    """Inverse of :func:`rans_encode`; raises :class:`GroupedError` on a malformed stream.  A hostile
+    stream cannot make it loop or allocate beyond the encoder's own shape: the lane count must be the
+    one :func:`rans_encode` picks for its length (so at most max(LANE_STEPS, n/MAX_LANES) steps), and
+    the length at most ``limit`` (the bytes the index says the group holds)."""
     try:
         n, K, lo, hi = struct.unpack_from("<IHBB", data)
         p = 8
@@ -173,8 +178,8 @@ def rans_decode(data: bytes) -> np.ndarray:
         words = np.frombuffer(data, "<u4", (len(data) - p - 8 * K) // 4, p + 8 * K).astype(np.uint64)
     except (struct.error, ValueError) as e:
         raise GroupedError(f"truncated rANS stream ({e})") from None
-    if f.sum() != 1 << SCALE_BITS or K < 1:
-        raise GroupedError("bad rANS frequency table")
+    if f.sum() != 1 << SCALE_BITS or K != _rans_lanes(n) or n > (MAX_PAYLOAD if limit is None else limit):
+        raise GroupedError("bad rANS header (frequency table, lane count or length)")
     c = np.concatenate([[0], np.cumsum(f)[:-1]])
     slot_sym = np.repeat(np.arange(256, dtype=np.uint8), f)
     f64, c64 = f.astype(np.uint64), c.astype(np.uint64)
@@ -271,6 +276,8 @@ def grouped_decode(data: bytes, unpack_rest) -> bytes:
     if len(plan) != len(streams) - 1:
         raise GroupedError(f"{len(streams) - 1} group streams for {len(plan)} groups in the index")
     size = len(rest) + sum(nb for tensors in plan for _, nb, _ in tensors)
+    if size > MAX_PAYLOAD:
+        raise GroupedError(f"the index describes {size:,} bytes, more than any blob holds")
     out = np.zeros(size, np.uint8)
     keep = np.ones(size, bool)
     for tensors, s in zip(plan, streams[1:]):
@@ -280,10 +287,10 @@ def grouped_decode(data: bytes, unpack_rest) -> bytes:
         n_perm = sum(rows for _, _, (rows, _) in tensors if rows > 1) * 2 if permute else 0
         perm = np.frombuffer(s, "<u2", n_perm // 2, 2)
         body = s[2 + n_perm:]
-        raw = rans_decode(body) if s[0] == 0 else np.frombuffer(unpack_rest(body), np.uint8)
-        if raw.size != sum(nb for _, nb, _ in tensors):
-            raise GroupedError(f"a group decodes to {raw.size} bytes, its tensors hold "
-                               f"{sum(nb for _, nb, _ in tensors)}")
+        want = sum(nb for _, nb, _ in tensors)
+        raw = rans_decode(body, want) if s[0] == 0 else np.frombuffer(unpack_rest(body), np.uint8)
+        if raw.size != want:
+            raise GroupedError(f"a group decodes to {raw.size} bytes, its tensors hold {want}")
         p = q = 0
         for off, nb, (rows, cols) in tensors:
             m = raw[p:p + nb].reshape((cols, rows) if transpose else (rows, cols))
