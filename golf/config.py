@@ -373,7 +373,9 @@ class QuantConfig:
     small_tensor_numel: int = 65536
     """Float tensors with at most this many elements are stored fp16."""
     compressor: str = "brotli"
-    """Blob compressor: brotli (quality 11; lzma when brotli is not installed), lzma or zlib."""
+    """Blob compressor: brotli (quality 11; lzma when brotli is not installed), lzma, zlib, or grouped
+    (quantized tensors grouped by role, each group rANS- or brotli-coded, whichever is smaller; the rest
+    brotli: golf/builder/grouped.py)."""
     byte_shuffle: bool = True
     """Byte-shuffle each tensor before compression."""
     target_bytes: int = LIMIT_BYTES
@@ -400,6 +402,19 @@ class QuantConfig:
     gate_int8: bool = False
     """Store the sparse attention gates (GATE_NAME_PATTERNS "int8_row") int8 per row at row max/127 with
     fp16 scales instead of fp16, as the final record (GATED_ATTN_QUANT_GATE)."""
+    lqer_enabled: bool = False
+    """LQER (SPEC 5.4): add a low-rank, low-bit correction of the quantization error W - Q*s to the
+    lqer_top_k tensors with the largest error (golf/builder/lqer.py)."""
+    lqer_rank: int = 4
+    """LQER rank r: E ~ A B from the rank-r SVD of the error (A rows x r, B r x cols)."""
+    lqer_top_k: int = 3
+    """LQER corrects this many tensors: those with the largest measured error ||W - Q*s||_F."""
+    lqer_factor_bits: int = 4
+    """Bits of LQER's B factor (asymmetric integers in [-2^(b-1), 2^(b-1)-1], one fp16 scale per group)."""
+    lqer_a_bits: int = 2
+    """Bits of LQER's A factor (asymmetric integers, one fp16 scale for the whole matrix)."""
+    lqer_group: int = 64
+    """Values of B (flattened) per fp16 scale."""
 
     def problems(self) -> dict[str, str]:
         """``{field: why}`` for each bad value of this section."""
@@ -407,6 +422,14 @@ class QuantConfig:
         bits = {"matrix_bits": self.matrix_bits, "embed_bits": self.embed_bits,
                 "attn_bits": self.attn_bits or lo, "mlp_bits": self.mlp_bits or lo}  # 0 = matrix_bits
         bad = {n: f"bits must be between {lo} and {hi}" for n, b in bits.items() if not lo <= b <= hi}
+        for n in ("lqer_factor_bits", "lqer_a_bits"):
+            if not 2 <= getattr(self, n) <= 8:
+                bad[n] = "bits must be between 2 and 8"
+        for n in ("lqer_rank", "lqer_group"):
+            if getattr(self, n) < 1:
+                bad[n] = "must be at least 1"
+        if self.lqer_top_k < 0:
+            bad["lqer_top_k"] = "must be 0 or more"
         if self.prune and self.target_bytes <= 0:
             bad["target_bytes"] = "the target must be a positive number of bytes"
         return bad
@@ -570,7 +593,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.parallel_mode": ("merge", "route", "top"),
     "train.dtype": ("auto", "bf16", "fp16", "fp32"),
     "quant.method": ("gptq", "rtn"),
-    "quant.compressor": ("brotli", "lzma", "zlib"),
+    "quant.compressor": ("brotli", "lzma", "zlib", "grouped"),
     "quant.code_compressor": ("lzma", "brotli", "auto"),
     "quant.clip": ("sdclip", "search"),
     "quant.control_dtype": ("fp32", "fp16"),

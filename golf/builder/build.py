@@ -35,8 +35,8 @@ class BuildError(ValueError, GolfError):
 def resolve_compressor(name: str) -> tuple[str, str | None]:
     """(compressor to use, note) — falls back to lzma when brotli is not installed."""
     if name not in container.COMPRESSORS or name == "none":
-        raise BuildError(f"unknown compressor {name!r} (brotli | lzma | zlib)")
-    if name == "brotli" and "brotli" not in container.available_compressors():
+        raise BuildError(f"unknown compressor {name!r} (brotli | lzma | zlib | grouped)")
+    if name in ("brotli", "grouped") and "brotli" not in container.available_compressors():
         return "lzma", "brotli is not installed: fell back to lzma"
     return name, None
 
@@ -44,10 +44,8 @@ def resolve_compressor(name: str) -> tuple[str, str | None]:
 def _class_table(info: dict, arrays: dict, qmeta: dict, compressor: str, shuffle: bool,
                  workers: int) -> tuple[dict, dict]:
     """Per-tensor and per-class compressed bytes (each tensor compressed alone, in parallel)."""
-    def tensor_arrays(name):
-        kind = qmeta[name][0]
-        return {name + ".q": arrays[name + ".q"], name + ".s": arrays[name + ".s"]} if kind == "q" \
-            else {name: arrays[name]}
+    def tensor_arrays(name):  # kind q: name.q, name.s (ql: + the LQER factors); else name itself
+        return {k: v for k, v in arrays.items() if k == name or (qmeta[name][0] != "r" and k.startswith(name + "."))}
 
     def size(name):
         return container.compressed_size(tensor_arrays(name), compressor, shuffle)
@@ -100,6 +98,7 @@ QUANT_OPTIONS = {
     "method": ("quant.method", "--method"), "clip": ("quant.clip", "--clip"),
     "control_dtype": ("quant.control_dtype", "--control-dtype"),
     "code_compressor": ("quant.code_compressor", "--code-compressor"), "prune": ("quant.prune", "--no-prune"),
+    "lqer": ("quant.lqer_enabled", "--lqer"),
 }
 # --bits CLASS=N -> the quant setting
 BITS_CLASSES = {"matrix": "quant.matrix_bits", "attn": "quant.attn_bits", "mlp": "quant.mlp_bits",
@@ -165,7 +164,7 @@ def _code(cfg, train_code: bool) -> tuple[bytes, dict]:
     """train_gpt.py for this config, and codegen's info."""
     code_comp = cfg.quant.code_compressor
     if code_comp == "auto":  # the smaller of the two, but never a new runtime dependency for the artifact
-        code_comp = "auto" if cfg.quant.compressor == "brotli" else "lzma"
+        code_comp = "auto" if cfg.quant.compressor in ("brotli", "grouped") else "lzma"
     code_text, code_info = codegen.generate(cfg, code_comp, include_train=train_code)
     return code_text.encode("utf-8"), code_info
 
@@ -174,7 +173,8 @@ def build(checkpoint, data_dir, out_dir, *, target_bytes: int | None = None, com
           bits: dict | None = None, method: str | None = None, clip: str | None = None,
           control_dtype: str | None = None, allow_oversize: bool = False,
           code_compressor: str | None = None, val_max_tokens: int = 0, sliding: bool = False,
-          device: str | None = None, prune: bool | None = None, limit_bytes: int = LIMIT_BYTES,
+          device: str | None = None, prune: bool | None = None, lqer: bool | None = None,
+          limit_bytes: int = LIMIT_BYTES,
           train_code: bool = True, command: str = "",
           progress: bool | None = None, log=print) -> dict:
     """Build an artifact; returns the report dict (also written to ``OUT/build_report.json``).
@@ -189,7 +189,7 @@ def build(checkpoint, data_dir, out_dir, *, target_bytes: int | None = None, com
 
     t_start = time.perf_counter()
     options = {"target_bytes": target_bytes, "compressor": compressor, "method": method, "clip": clip,
-               "control_dtype": control_dtype, "code_compressor": code_compressor, "prune": prune}
+               "control_dtype": control_dtype, "code_compressor": code_compressor, "prune": prune, "lqer": lqer}
     cfg, state, recurrence = _configured(checkpoint, *quant_overrides(options, bits))
     q = cfg.quant
     q.compressor, train_code, notes = _code_plan(q, train_code)

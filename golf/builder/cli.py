@@ -40,7 +40,9 @@ def _parse_bits(values: tuple[str, ...]) -> dict:
                    "A target far below the unpruned size is reached only by zeroing most +-1 values, which "
                    "ruins the model: the build then warns.")
 @click.option("--compressor", type=click.Choice(CHOICES["quant.compressor"]), default=None,
-              help="Blob compressor (default brotli quality 11; lzma is used when brotli is missing).")
+              help="Blob compressor (default brotli quality 11; lzma is used when brotli is missing). grouped: "
+                   "the quantized tensors grouped by role (golf/builder/grouped.py: PACK_GROUPS), each group "
+                   "coded by interleaved rANS or brotli, whichever is smaller, the rest brotli.")
 @click.option("--bits", multiple=True, metavar="N|CLASS=N[,...]",
               help=f"Bits per class, {QUANT_BITS[0]}-{QUANT_BITS[-1]}: a bare N sets all attention/MLP matrices; "
                    "classes matrix, attn, mlp, embed, e.g. --bits 6 --bits embed=7,mlp=5.")
@@ -62,6 +64,9 @@ def _parse_bits(values: tuple[str, ...]) -> dict:
               help="Ship golf's training loop + quantizer in train_gpt.py so GOLF_MODE=train reproduces the run "
                    "(about 8 KB more code); --no-train-code gives an evaluation-only artifact.")
 @click.option("--no-prune", is_flag=True, help="Never prune, even above --target-bytes.")
+@click.option("--lqer/--no-lqer", default=None,
+              help="LQER: a rank-r low-bit correction of the quantization error of the quant.lqer_top_k worst "
+                   "tensors (default: the checkpoint's quant.lqer_enabled; rank, bits and group: quant.lqer_*).")
 @click.option("--sliding/--no-sliding", default=False, show_default=True,
               help="Also report pre/post sliding-window BPB (slow on CPU).")
 @click.option("--val-max-tokens", type=int, default=0, show_default=True,
@@ -73,7 +78,7 @@ def _parse_bits(values: tuple[str, ...]) -> dict:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars (they are drawn only on a terminal anyway).")
 def build(checkpoint, data_dir, out_dir, target_bytes, compressor, bits, method, clip, control_dtype, allow_oversize,
           code_compressor,
-          train_code, no_prune, sliding, val_max_tokens, device, limit_bytes, quiet):
+          train_code, no_prune, lqer, sliding, val_max_tokens, device, limit_bytes, quiet):
     """Quantize a trained checkpoint and pack a self-contained artifact under 16,000,000 bytes.
 
     \b
@@ -91,7 +96,8 @@ def build(checkpoint, data_dir, out_dir, target_bytes, compressor, bits, method,
               bits=_parse_bits(bits), method=method, clip=clip, control_dtype=control_dtype,
               allow_oversize=allow_oversize,
               code_compressor=code_compressor, val_max_tokens=val_max_tokens, sliding=sliding,
-              device=device, prune=False if no_prune else None, limit_bytes=limit_bytes, train_code=train_code,
+              device=device, prune=False if no_prune else None, lqer=lqer, limit_bytes=limit_bytes,
+              train_code=train_code,
               command=shlex.join(["golf", "build", *sys.argv[2:]]) if sys.argv[1:2] == ["build"] else "",
               progress=False if quiet else None, log=click.echo)
     click.echo(f"artifact:  {out_dir} (train_gpt.py, final_model.int6.ptz, build_report.json)")

@@ -38,6 +38,8 @@ SHIPPABLE = (
     "model/*.py",
     "trainer/muon.py",
     "trainer/schedule.py",
+    "builder/grouped.py",
+    "builder/lqer.py",
     "builder/container.py",
     "verifier/scoring/protocol.py",
     "builder/entry.py",

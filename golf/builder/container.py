@@ -8,7 +8,7 @@ File layout (all integers little-endian)::
 
     0  4  magic b"GOLF"
     4  1  format version (1)
-    5  1  compressor id: 0 none, 1 brotli, 2 lzma (raw LZMA2), 3 zlib
+    5  1  compressor id: 0 none, 1 brotli, 2 lzma (raw LZMA2), 3 zlib, 4 grouped (golf.builder.grouped)
     6  1  flags: bit 0 = per-tensor byte shuffle
     7  1  reserved (0)
     8  8  uint64 payload length (uncompressed)
@@ -22,7 +22,8 @@ planes (all first bytes, then all second bytes, ...), which the entropy coder li
 
 Quantized state dicts keep their routing in ``meta["q"]``: ``{name: [kind, dtype]}``
 with kind ``q`` (``name.q`` int8 values and ``name.s`` fp16 per-row scales, W = q·s),
-``h`` (``name`` stored fp16) or ``r`` (``name`` stored as is: fp32 control tensors,
+``ql`` (kind ``q`` plus the LQER factors ``name.lqa``/``.lqas``/``.lqb``/``.lqbs``, W = q·s + (qA·sA)(qB·sB),
+golf/builder/lqer.py), ``h`` (``name`` stored fp16) or ``r`` (``name`` stored as is: fp32 control tensors,
 integers); every kind is cast back to the original ``dtype`` on load.
 """
 from __future__ import annotations
@@ -36,12 +37,14 @@ import numpy as np
 import torch
 
 from golf import TOOLKIT
+from golf.builder.grouped import grouped_decode, grouped_encode
+from golf.builder.lqer import lqer_correction
 from golf.errors import GolfError
 
 MAGIC = b"GOLF"
 VERSION = 1
 HEADER = struct.Struct("<4sBBBBQI")
-COMPRESSORS = {"none": 0, "brotli": 1, "lzma": 2, "zlib": 3}
+COMPRESSORS = {"none": 0, "brotli": 1, "lzma": 2, "zlib": 3, "grouped": 4}
 _NAMES = {v: k for k, v in COMPRESSORS.items()}
 _LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9}]
 _DTYPES = {
@@ -60,7 +63,7 @@ def available_compressors() -> list[str]:
     out = ["lzma", "zlib", "none"]
     try:
         import brotli  # noqa: F401
-        out.insert(0, "brotli")
+        out[:0] = ["brotli", "grouped"]
     except ImportError:
         pass
     return out
@@ -78,6 +81,8 @@ def _brotli():
 def compress(raw: bytes, name: str) -> bytes:
     if name == "brotli":
         return _brotli().compress(raw, quality=11, lgwin=24)
+    if name == "grouped":
+        return grouped_encode(raw, lambda b: compress(b, "brotli"), lambda b: _brotli().compress(b, quality=5))
     if name == "lzma":
         return lzma.compress(raw, format=lzma.FORMAT_RAW, filters=_LZMA_FILTERS)
     if name == "zlib":
@@ -91,6 +96,8 @@ def decompress(data: bytes, name: str) -> bytes:
     try:
         if name == "brotli":
             return _brotli().decompress(data)
+        if name == "grouped":
+            return grouped_decode(data, lambda b: decompress(b, "brotli"))
         if name == "lzma":
             return lzma.decompress(data, format=lzma.FORMAT_RAW, filters=_LZMA_FILTERS)
         if name == "zlib":
@@ -133,7 +140,10 @@ def _unshuffle(b: bytes, itemsize: int) -> bytes:
 
 
 def compressed_size(arrays: dict, compressor: str = "brotli", shuffle: bool = True) -> int:
-    """Bytes of ``arrays``' data alone (no header/index) after shuffle + compression: for size reports."""
+    """Bytes of ``arrays``' data alone (no header/index) after shuffle + compression: for size reports
+    (``grouped``: the blob of ``arrays`` alone less an empty blob's)."""
+    if compressor == "grouped":
+        return len(pack(arrays, {}, compressor, shuffle)) - len(pack({}, {}, compressor, shuffle))
     chunks = []
     for t in arrays.values():
         _, a = _to_numpy(t)
@@ -222,9 +232,11 @@ def dequantize(arrays: dict, meta: dict) -> dict:
     out = {}
     for name, (kind, dt) in meta["q"].items():
         tdt = _DTYPES[dt][1]
-        if kind == "q":
+        if kind in ("q", "ql"):
             q, s = arrays[name + ".q"], arrays[name + ".s"]
             w = q.float() * s.float().view(-1, *([1] * (q.dim() - 1)))
+            if kind == "ql":
+                w = w + lqer_correction(*(arrays[name + x] for x in (".lqa", ".lqas", ".lqb", ".lqbs"))).view(w.shape)
             out[name] = w.to(tdt)
         elif kind == "h":
             out[name] = arrays[name].to(tdt)
