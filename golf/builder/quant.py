@@ -16,7 +16,7 @@ import time
 import torch
 from torch import nn
 
-from golf import FRONTIER_QUANT, TOOLKIT
+from golf import FRONTIER_QUANT, PACK_CODE, TOOLKIT
 from golf.builder import container
 from golf.builder.lqer import apply_lqer
 from golf.config import GATE_INT8_NUMEL, GATE_NAME_PATTERNS, QUANT_BITS, config_delta
@@ -496,7 +496,7 @@ def quantize_model(model: nn.Module, cfg, dataset_dir, control_patterns, device=
             batches = maybe_tqdm(batches, progress, total=q.calibration_batches, desc="calibration", unit="batch")
         hessians = collect_hessians(model, batches, want, device, autocast_dtype)
     arrays, qmeta, info = quantize_state(state, q, control_patterns, emb, lin, hessians, q.method, exact, progress)
-    if q.lqer_enabled:
+    if PACK_CODE and q.lqer_enabled:
         apply_lqer(state, arrays, qmeta, info, q)
     return arrays, qmeta, info, hessians
 
