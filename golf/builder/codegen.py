@@ -197,7 +197,8 @@ def _module_sources(include_train: bool) -> tuple[dict, list[str]]:
     return mods, notes
 
 
-def shipped_source(include_train: bool = True, slim: bool = True, minify: bool = True) -> tuple[str, list, list]:
+def shipped_source(include_train: bool = True, slim: bool = True, minify: bool = True,
+                   flags: dict | None = None) -> tuple[str, list, list]:
     """``(source, modules, notes)``: every shipped module merged into one flat module.
 
     Always: docstrings/comments/annotations stripped, the build flags folded (``TOOLKIT`` False,
@@ -211,7 +212,7 @@ def shipped_source(include_train: bool = True, slim: bool = True, minify: bool =
     for m, src in mods.items():
         tree = ast.parse(src, filename=m)
         _strip_node(tree)
-        trees[m] = slim_mod.fold_toolkit(tree, {"TRAIN_CODE": include_train})
+        trees[m] = slim_mod.fold_toolkit(tree, {"TRAIN_CODE": include_train, **(flags or {})})
     if slim:
         slim_mod.inline_constants(trees, "golf.protocol")
         dropped = slim_mod.shake(trees, roots=[ast.parse(_ENTRY_IMPORT)])
@@ -257,11 +258,16 @@ def code_config(cfg) -> dict:
     return conf
 
 
+def code_flags(cfg) -> dict:
+    """The config's build flags (golf/__init__.py): the grouped coder and LQER ship only where used."""
+    return {"GROUPED_CODE": cfg.quant.compressor == "grouped", "LQER_CODE": bool(cfg.quant.lqer_enabled)}
+
+
 def payload_source(cfg, include_train: bool = True, slim: bool = True,
                    minify: bool = True) -> tuple[str, list[str], list[str]]:
     """``(payload python source, shipped module names, notes)``: the flat source and the call of
     ``main(__file__, CONFIG)``."""
-    src, mods, notes = shipped_source(include_train, slim=slim, minify=minify)
+    src, mods, notes = shipped_source(include_train, slim=slim, minify=minify, flags=code_flags(cfg))
     conf = json.dumps(code_config(cfg), sort_keys=True, separators=(",", ":"))
     return src + "main(__file__,%r)\n" % conf, mods, notes
 
