@@ -206,8 +206,8 @@ def main() -> None:
     torch.set_num_threads(1)
     if args.full_size:
         arrays, qmeta, cfg = full_size_state(args.vocab, args.method, args.layers)
-        label = (f"full-size 11L/512d MLPx4 vocab {args.vocab}{f', blocks 0-{args.layers - 1} only' if args.layers else ''}"
-                 f", random init, SDClip {args.method} "
+        part = f", blocks 0-{args.layers - 1} only" if args.layers else ""
+        label = (f"full-size 11L/512d MLPx4 vocab {args.vocab}{part}, random init, SDClip {args.method} "
                  f"({sum(v.numel() for v in arrays.values()):,} stored values)")
     elif args.run and args.data:
         arrays, qmeta, cfg = trained_state(Path(args.run), Path(args.data), args.lqer)
