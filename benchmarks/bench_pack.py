@@ -58,7 +58,7 @@ def trained_state(run: Path, data: Path, lqer: bool):
     return arrays, qmeta, cfg
 
 
-def full_size_state(vocab: int, method: str):
+def full_size_state(vocab: int, method: str, layers: int = 0):
     """(arrays, qmeta, cfg) of the full-size shape (sp4096-record preset, ``vocab``), random init; every
     zero-init matrix drawn N(0, 0.02).  ``method`` rtn (fast) or gptq (random-token Hessians)."""
     import torch
@@ -75,7 +75,8 @@ def full_size_state(vocab: int, method: str):
         for p in model.parameters():
             if p.ndim == 2 and p.abs().max() == 0:
                 p.normal_(0.0, 0.02)
-    sd = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    sd = {k: v.detach().cpu() for k, v in model.state_dict().items()
+          if not (layers and k.startswith("blocks.") and int(k.split(".")[1]) >= layers)}
     lin, emb = set(quant.linear_weights(model)), set(quant.embedding_weights(model))
     hess = {}
     if method == "gptq":
@@ -194,6 +195,7 @@ def main() -> None:
     ap.add_argument("--lqer", action="store_true", help="(a): quantize with LQER on (its factors form a group)")
     ap.add_argument("--full-size", action="store_true", help="(b) the full-size shape, random init")
     ap.add_argument("--vocab", type=int, default=8192, help="(b): vocabulary (the frontier's 8192)")
+    ap.add_argument("--layers", type=int, default=0, help="(b): only blocks 0..N-1 (+ embeddings); 0 = all 11")
     ap.add_argument("--method", default="rtn", choices=("rtn", "gptq"), help="(b): quantizer (rtn: fast)")
     ap.add_argument("--no-l1", action="store_true", help="skip the L1 row sort candidates (slow at full size)")
     ap.add_argument("--light", action="store_true",
@@ -203,8 +205,9 @@ def main() -> None:
     import torch
     torch.set_num_threads(1)
     if args.full_size:
-        arrays, qmeta, cfg = full_size_state(args.vocab, args.method)
-        label = (f"full-size 11L/512d MLPx4 vocab {args.vocab}, random init, SDClip {args.method} "
+        arrays, qmeta, cfg = full_size_state(args.vocab, args.method, args.layers)
+        part = f", blocks 0-{args.layers - 1} only" if args.layers else ""
+        label = (f"full-size 11L/512d MLPx4 vocab {args.vocab}{part}, random init, SDClip {args.method} "
                  f"({sum(v.numel() for v in arrays.values()):,} stored values)")
     elif args.run and args.data:
         arrays, qmeta, cfg = trained_state(Path(args.run), Path(args.data), args.lqer)

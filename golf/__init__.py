@@ -13,4 +13,5 @@ TOOLKIT = True
 TOP_CODE = True  # the final record's model: document-bounded attention, SparseAttnGate, SmearGate, lane layout
 POLAR_EXPRESS = True  # the final record's Muon: Polar-Express Newton-Schulz, bf16 momentum
 FRONTIER_QUANT = True  # the final record's storage routes: int8 per-row gates, fp16 control tensors
-PACK_CODE = True  # the grouped blob compressor and the LQER correction (golf.builder.grouped, golf.builder.lqer)
+GROUPED_CODE = True  # the grouped blob compressor (golf.builder.grouped)
+LQER_CODE = True  # the LQER correction (golf.builder.lqer)

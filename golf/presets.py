@@ -62,6 +62,7 @@ FRONTIER = {
     "quant.embed_bits": 7, "quant.matrix_clip_sigmas": 12.85, "quant.embed_clip_sigmas": 14.0,
     "quant.mlp_clip_sigmas": 11.5, "quant.attn_clip_sigmas": 13.0, "quant.control_dtype": "fp16",
     "quant.gate_int8": True, "quant.prune": False,
+    "quant.lqer_enabled": True, "quant.lqer_rank": 4, "quant.lqer_top_k": 3,  # the record's LQER (SPEC 5.4)
     "eval.eval_seq_len": 2048, "eval.eval_stride": 64,
 }
 

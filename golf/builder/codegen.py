@@ -212,7 +212,8 @@ FEATURE_FLAGS = {
     "TOP_CODE": top_code,
     "POLAR_EXPRESS": lambda cfg: cfg.train.muon_polar_express or cfg.train.muon_bf16_momentum,
     "FRONTIER_QUANT": lambda cfg: cfg.quant.gate_int8 or cfg.quant.control_dtype == "fp16",
-    "PACK_CODE": lambda cfg: cfg.quant.compressor == "grouped" or cfg.quant.lqer_enabled,
+    "GROUPED_CODE": lambda cfg: cfg.quant.compressor == "grouped",
+    "LQER_CODE": lambda cfg: cfg.quant.lqer_enabled,
 }
 
 

@@ -36,7 +36,7 @@ import zlib
 import numpy as np
 import torch
 
-from golf import PACK_CODE, TOOLKIT
+from golf import GROUPED_CODE, LQER_CODE, TOOLKIT
 from golf.builder.grouped import grouped_decode, grouped_encode
 from golf.builder.lqer import lqer_correction
 from golf.errors import GolfError
@@ -81,7 +81,7 @@ def _brotli():
 def compress(raw: bytes, name: str) -> bytes:
     if name == "brotli":
         return _brotli().compress(raw, quality=11, lgwin=24)
-    if PACK_CODE and name == "grouped":
+    if GROUPED_CODE and name == "grouped":
         return grouped_encode(raw, lambda b: compress(b, "brotli"), lambda b: _brotli().compress(b, quality=5))
     if name == "lzma":
         return lzma.compress(raw, format=lzma.FORMAT_RAW, filters=_LZMA_FILTERS)
@@ -96,7 +96,7 @@ def decompress(data: bytes, name: str) -> bytes:
     try:
         if name == "brotli":
             return _brotli().decompress(data)
-        if PACK_CODE and name == "grouped":
+        if GROUPED_CODE and name == "grouped":
             return grouped_decode(data, lambda b: decompress(b, "brotli"))
         if name == "lzma":
             return lzma.decompress(data, format=lzma.FORMAT_RAW, filters=_LZMA_FILTERS)
@@ -142,7 +142,7 @@ def _unshuffle(b: bytes, itemsize: int) -> bytes:
 def compressed_size(arrays: dict, compressor: str = "brotli", shuffle: bool = True) -> int:
     """Bytes of ``arrays``' data alone (no header/index) after shuffle + compression: for size reports
     (``grouped``: the blob of ``arrays`` alone less an empty blob's)."""
-    if PACK_CODE and compressor == "grouped":
+    if GROUPED_CODE and compressor == "grouped":
         return len(pack(arrays, {}, compressor, shuffle)) - len(pack({}, {}, compressor, shuffle))
     chunks = []
     for t in arrays.values():
@@ -232,10 +232,10 @@ def dequantize(arrays: dict, meta: dict) -> dict:
     out = {}
     for name, (kind, dt) in meta["q"].items():
         tdt = _DTYPES[dt][1]
-        if kind in ("q", "ql"):
+        if kind == "q" or LQER_CODE and kind == "ql":
             q, s = arrays[name + ".q"], arrays[name + ".s"]
             w = q.float() * s.float().view(-1, *([1] * (q.dim() - 1)))
-            if PACK_CODE and kind == "ql":
+            if LQER_CODE and kind == "ql":
                 w = w + lqer_correction(*(arrays[name + x] for x in (".lqa", ".lqas", ".lqb", ".lqbs"))).view(w.shape)
             out[name] = w.to(tdt)
         elif kind == "h":

@@ -16,7 +16,7 @@ import time
 import torch
 from torch import nn
 
-from golf import FRONTIER_QUANT, PACK_CODE, TOOLKIT
+from golf import FRONTIER_QUANT, LQER_CODE, TOOLKIT
 from golf.builder import container
 from golf.builder.lqer import apply_lqer
 from golf.config import GATE_INT8_NUMEL, GATE_NAME_PATTERNS, QUANT_BITS, config_delta
@@ -390,7 +390,7 @@ def prune_candidates(arrays: dict, qmeta: dict, info: dict, hessians: dict | Non
     hessians = hessians or {}
     names, flat_idx, costs = [], [], []
     for ti, (name, (kind, _)) in enumerate(sorted(qmeta.items())):
-        if kind not in ("q", "ql") or info[name]["class"] not in classes:
+        if not (kind == "q" or LQER_CODE and kind == "ql") or info[name]["class"] not in classes:
             continue
         q = arrays[name + ".q"].reshape(arrays[name + ".q"].shape[0], -1)
         s = arrays[name + ".s"].float()
@@ -496,7 +496,7 @@ def quantize_model(model: nn.Module, cfg, dataset_dir, control_patterns, device=
             batches = maybe_tqdm(batches, progress, total=q.calibration_batches, desc="calibration", unit="batch")
         hessians = collect_hessians(model, batches, want, device, autocast_dtype)
     arrays, qmeta, info = quantize_state(state, q, control_patterns, emb, lin, hessians, q.method, exact, progress)
-    if PACK_CODE and q.lqer_enabled:
+    if LQER_CODE and q.lqer_enabled:
         apply_lqer(state, arrays, qmeta, info, q)
     return arrays, qmeta, info, hessians
 
