@@ -18,6 +18,11 @@ import numpy as np
 
 from golf.data.shards import list_shards, read_shard
 from golf.data.tokenizer import BOS_ID
+from golf.errors import GolfError
+
+
+class OverlapError(ValueError, GolfError):
+    """Validation documents found in training shards."""
 
 
 def _digest(doc: np.ndarray) -> bytes:

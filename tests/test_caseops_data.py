@@ -1,0 +1,184 @@
+"""CaseOps datasets end to end on real text: `golf data build --caseops`, the byte sidecar, the one byte
+source of the metric, names from the manifest, and the train/validation overlap checks.
+
+The record's ``prepare_caseops_data.py`` (MIT, ``../shared/reference/frontier_1.0611/``) is run as the
+oracle on the same documents; its shards and sidecar must come out byte-identical to golf's.
+"""
+from __future__ import annotations
+
+import json
+import runpy
+import shutil
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import read_sample_docs
+from test_caseops import CASEOPS_TOKENIZER, RECORD
+
+from golf.cli import main as golf_cli
+from golf.data.build import DatasetError, build_dataset
+from golf.data.caseops import OPERATORS
+from golf.data.loader import load_val_bytes, load_val_tokens
+from golf.data.shards import ShardError, data_paths, read_shard, write_shard
+from golf.metric import build_byte_luts, byte_basis, byte_count, byte_source
+
+DOCS, VAL_DOCS = 300, 50
+NAME = "fineweb10B_sp8192_lossless_caps_caseops_v1_reserved"
+
+
+def _write_docs(path: Path, docs: list[str]) -> Path:
+    with open(path, "w", encoding="utf-8") as f:
+        for d in docs:
+            f.write(json.dumps({"text": d}) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def caseops_data(tmp_path_factory):
+    """`golf data build --caseops` with the record's tokenizer on the first 300 sample documents (50 val)."""
+    if not CASEOPS_TOKENIZER.is_file():
+        pytest.skip(f"the record's CaseOps tokenizer is not at {CASEOPS_TOKENIZER}")
+    tmp = tmp_path_factory.mktemp("caseops")
+    docs = read_sample_docs(DOCS)
+    src = _write_docs(tmp / "docs.jsonl", docs)
+    out = tmp / "data"
+    res = CliRunner().invoke(golf_cli, ["data", "build", "--docs", str(src), "--vocab-size", "8192", "--caseops",
+                                        "--tokenizer", str(CASEOPS_TOKENIZER), "--num-val-docs", str(VAL_DOCS),
+                                        "--out", str(out), "--workers", "1", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    return SimpleNamespace(root=out, dataset=out / "datasets" / NAME, docs=docs, src=src, tmp=tmp, output=res.output)
+
+
+def _oracle_prep(src: Path, out: Path, val_docs: int) -> Path:
+    """Run the record's prepare_caseops_data.py.  sentencepiece 0.2.3 dropped ``encode_as_immutable_proto``,
+    which it calls; the stand-in gives it the same ids and surfaces (from protobuf if installed, else from
+    the offset mapping)."""
+    import sentencepiece as spm
+
+    script = RECORD / "prepare_caseops_data.py"
+    if not script.is_file():
+        pytest.skip(f"the record's prepare_caseops_data.py is not at {script}")
+
+    def immutable_proto(self, text):
+        try:
+            return self.encode(text, out_type="proto")
+        except ImportError:
+            m = self.encode(text, out_type="offset_mapping")
+            return SimpleNamespace(pieces=[SimpleNamespace(id=i, surface=text[a:b])
+                                           for i, (a, b) in zip(m["ids"], m["offsets"])])
+
+    argv = sys.argv
+    patched = not hasattr(spm.SentencePieceProcessor, "encode_as_immutable_proto")
+    if patched:
+        spm.SentencePieceProcessor.encode_as_immutable_proto = immutable_proto
+    sys.argv = ["prepare_caseops_data.py", "--docs", str(src), "--out", str(out), "--sp", str(CASEOPS_TOKENIZER),
+                "--val-docs", str(val_docs)]
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    finally:
+        sys.argv = argv
+        if patched:
+            del spm.SentencePieceProcessor.encode_as_immutable_proto
+    return out / "datasets" / NAME
+
+
+def test_shards_and_sidecar_are_byte_identical_to_the_oracle(caseops_data):
+    oracle = _oracle_prep(caseops_data.src, caseops_data.tmp / "oracle", VAL_DOCS)
+    names = sorted(p.name for p in oracle.iterdir())
+    assert names == ["fineweb_train_000000.bin", "fineweb_val_000000.bin", "fineweb_val_bytes_000000.bin"]
+    assert sorted(p.name for p in caseops_data.dataset.iterdir()) == names
+    for n in names:
+        assert (caseops_data.dataset / n).read_bytes() == (oracle / n).read_bytes(), n
+
+
+def test_the_sidecar_sums_to_each_documents_utf8_length(caseops_data):
+    toks = np.asarray(read_shard(caseops_data.dataset / "fineweb_val_000000.bin"), dtype=np.int64)
+    side = load_val_bytes(caseops_data.dataset, len(toks))
+    bos = np.flatnonzero(toks == 1)
+    assert len(bos) == VAL_DOCS and (side[bos] == 0).all()
+    per_doc = np.add.reduceat(side, bos)
+    # SentencePiece drops a document's leading/trailing spaces, which no token stands for
+    assert per_doc.tolist() == [len(d.strip(" ").encode("utf-8")) for d in caseops_data.docs[:VAL_DOCS]]
+    assert (side[np.isin(toks, [4, 5, 6])] == 0).all()  # TITLE/ALLCAPS/CAPNEXT pieces stand for no byte
+
+
+def test_the_manifest_names_the_dataset_and_its_byte_basis(caseops_data):
+    m = json.loads((caseops_data.root / "manifest.json").read_text())
+    (ds,) = m["datasets"]
+    (tok,) = m["tokenizers"]
+    assert ds["name"] == NAME and ds["byte_source"] == "sidecar" and ds["tokenizer_name"] == tok["name"]
+    assert tok["text_transform"] == "lossless_caps_caseops_v1"
+    assert tok["model_path"] == "tokenizers/fineweb_8192_bpe_lossless_caps_caseops_v1_reserved.model"
+    assert tok["source_spec"]["reuse_model"].endswith(CASEOPS_TOKENIZER.name)
+    assert "byte sidecar" in caseops_data.output
+    d, t = data_paths(caseops_data.root, 8192, environ={})
+    assert d == caseops_data.root / "datasets" / NAME and t == caseops_data.root / tok["model_path"]
+    assert t.read_bytes() == CASEOPS_TOKENIZER.read_bytes()
+
+
+def test_the_byte_source_is_the_sidecar_and_the_lut_would_overcount(caseops_data):
+    val = load_val_tokens(caseops_data.dataset, 1024, 8192)
+    src = byte_source(caseops_data.dataset, str(CASEOPS_TOKENIZER), 8192, len(val))
+    assert byte_basis(src) == "sidecar"
+    side = byte_count(src, val, 0, len(val) - 1)
+    assert side == int(np.asarray(src[1:len(val)]).sum())
+    lut = byte_count(build_byte_luts(str(CASEOPS_TOKENIZER), 8192), val, 0, len(val) - 1)
+    assert 0.05 < lut / side - 1 < 0.08  # the LUT charges each operator piece 3 bytes (issue 27: +6.15 %)
+
+
+def test_a_caseops_dataset_without_its_sidecar_is_refused(caseops_data, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(caseops_data.root, root)
+    ds = root / "datasets" / NAME
+    (ds / "fineweb_val_bytes_000000.bin").unlink()
+    val = load_val_tokens(ds, 1024, 8192)
+    with pytest.raises(ShardError, match="manifest scores it in sidecar bytes"):
+        byte_source(ds, str(CASEOPS_TOKENIZER), 8192, len(val))
+    (root / "manifest.json").unlink()  # no manifest: the tokenizer alone tells it is CaseOps
+    with pytest.raises(ShardError, match="is a CaseOps tokenizer but the dataset has no byte sidecar"):
+        byte_source(ds, str(CASEOPS_TOKENIZER), 8192, len(val))
+    write_shard(ds / "fineweb_val_bytes_000000.bin", np.ones(len(val) - 5, dtype=np.uint16))
+    with pytest.raises(ShardError, match="must be parallel"):
+        byte_source(ds, str(CASEOPS_TOKENIZER), 8192, len(val))
+
+
+def test_build_trains_a_caseops_tokenizer_with_the_operators_reserved(tmp_path):
+    import sentencepiece as spm
+
+    src = _write_docs(tmp_path / "docs.jsonl", read_sample_docs(120))
+    res = build_dataset([src], 512, tmp_path / "data", 20, workers=1, progress=False, caseops=True)
+    sp = spm.SentencePieceProcessor(model_file=res["tokenizer_model"])
+    assert Path(res["tokenizer_model"]).name == "fineweb_512_bpe_lossless_caps_caseops_v1_reserved.model"
+    assert tuple(sp.id_to_piece(i) for i in range(4, 8)) == OPERATORS and sp.bos_id() == 1
+    assert res["splits"]["val_bytes"]["tokens"] == res["splits"]["val"]["tokens"]
+    plain = tmp_path / "plain"
+    with pytest.raises(DatasetError, match="pass --caseops"):
+        build_dataset([src], 512, plain, 20, workers=1, progress=False, tokenizer_model=res["tokenizer_model"])
+    assert not plain.exists() or not any((plain / "datasets").glob("fineweb10B_*"))
+
+
+def test_build_refuses_a_training_document_that_is_a_validation_document(tmp_path):
+    docs = read_sample_docs(60)
+    src = _write_docs(tmp_path / "docs.jsonl", docs + [docs[7]])
+    with pytest.raises(DatasetError, match="document 60 of the input .* validation document 7"):
+        build_dataset([src], 512, tmp_path / "data", 20, workers=1, progress=False)
+    assert not list((tmp_path / "data" / "datasets").glob("fineweb10B_sp512*/fineweb_train_*"))
+
+
+def test_data_check_reports_validation_documents_in_training_shards(caseops_data, tiny_data, tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(golf_cli, ["data", "check", str(caseops_data.root)])
+    assert res.exit_code == 0 and "no overlap: none of its 50 validation documents" in res.output, res.output
+    # any variant: the plain sp1024 fixture, with its validation shard copied among the training shards
+    root = tmp_path / "data"
+    shutil.copytree(tiny_data["data_dir"], root)
+    ds = root / "datasets" / "fineweb10B_sp1024"
+    val = read_shard(ds / "fineweb_val_000000.bin")
+    write_shard(ds / "fineweb_train_000099.bin", np.asarray(val[: len(val) // 2]))
+    res = runner.invoke(golf_cli, ["data", "check", str(root)])
+    assert res.exit_code == 1, res.output
+    assert "fineweb10B_sp1024: OVERLAP:" in res.output and "validation documents in their training" in res.output
