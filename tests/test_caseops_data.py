@@ -23,7 +23,7 @@ from golf.cli import main as golf_cli
 from golf.data.build import DatasetError, build_dataset
 from golf.data.caseops import OPERATORS
 from golf.data.loader import load_val_bytes, load_val_tokens
-from golf.data.shards import ShardError, data_paths, read_shard, write_shard
+from golf.data.shards import ShardError, data_paths, read_shard, read_shard_header, write_shard
 from golf.metric import build_byte_luts, byte_basis, byte_count, byte_source
 
 DOCS, VAL_DOCS = 300, 50
@@ -141,9 +141,11 @@ def test_a_caseops_dataset_without_its_sidecar_is_refused(caseops_data, tmp_path
     (root / "manifest.json").unlink()  # no manifest: the tokenizer alone tells it is CaseOps
     with pytest.raises(ShardError, match="is a CaseOps tokenizer but the dataset has no byte sidecar"):
         byte_source(ds, str(CASEOPS_TOKENIZER), 8192, len(val))
-    write_shard(ds / "fineweb_val_bytes_000000.bin", np.ones(len(val) - 5, dtype=np.uint16))
-    with pytest.raises(ShardError, match="must be parallel"):
-        byte_source(ds, str(CASEOPS_TOKENIZER), 8192, len(val))
+    n = sum(read_shard_header(f) for f in ds.glob("fineweb_val_0*.bin"))
+    for wrong in (n - 5, n + 1):  # a sidecar of another stream: shorter, or longer
+        write_shard(ds / "fineweb_val_bytes_000000.bin", np.ones(wrong, dtype=np.uint16))
+        with pytest.raises(ShardError, match=f"{wrong} byte counts for {n} validation tokens"):
+            byte_source(ds, str(CASEOPS_TOKENIZER), 8192, len(val))
 
 
 def test_build_trains_a_caseops_tokenizer_with_the_operators_reserved(tmp_path):

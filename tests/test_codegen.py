@@ -146,11 +146,12 @@ def test_wrapper_reports_an_unavailable_device_in_one_line(tmp_path):
 
 
 def test_seed_wrapper_fits_its_budget():
-    """The issue's target: train_gpt.py for the seed config, training path included, <= 24,000 bytes.
+    """The issue's target: train_gpt.py for the seed config, training path included, <= 24,000 bytes, raised
+    to 24,250 by issue 27 (the artifact reads the CaseOps byte sidecar: 23,911 -> 24,207 bytes).
     Shipping more code must either stay inside this budget or move toolkit-only code under TOOLKIT."""
     from golf.presets import preset_config
 
     pytest.importorskip("brotli")
     text, info = codegen.generate(preset_config("seed"), "auto")
     assert info["code_compressor"] == "brotli" and "golf.trainer.loop" in info["modules"]
-    assert len(text.encode()) <= 24_000, len(text.encode())
+    assert len(text.encode()) <= 24_250, len(text.encode())

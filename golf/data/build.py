@@ -35,7 +35,7 @@ from golf.data import caseops
 from golf.data.manifest import SIDECAR, is_caseops_tokenizer
 from golf.data.overlap import DocHasher
 from golf.data.pinning import file_sha256
-from golf.data.shards import SIDECAR_SPLIT, read_shard_header, shard_name, write_shard
+from golf.data.shards import CASEOPS_SUFFIX, SIDECAR_SPLIT, read_shard_header, shard_name, write_shard
 from golf.data.tokenizer import (
     BOS_ID,
     EOS_ID,
@@ -63,8 +63,6 @@ TEXT_SUFFIXES = {".txt", ".text", ".md", ".rst"}
 SAMPLE_NAME = "sample"
 SAMPLE_DOCS = Path(__file__).resolve().parent / "sample" / "sample_docs.jsonl.xz"
 OPENERS = {".xz": lzma.open, ".lzma": lzma.open, ".gz": gzip.open, ".bz2": bz2.open}
-# the record's names for a CaseOps dataset: datasets/fineweb10B_sp<V><this>/, tokenizers/fineweb_<V>_bpe<this>.model
-CASEOPS_SUFFIX = "_lossless_caps_caseops_v1_reserved"
 MAX_TOKEN_BYTES = 65_535  # sidecar counts are uint16
 
 

@@ -155,8 +155,7 @@ def load_val_bytes(dataset_dir: str | os.PathLike, n_tokens: int) -> np.ndarray 
     if not files:
         return None
     side = np.concatenate([np.asarray(read_shard(f), dtype=np.int64) for f in files])
-    n_val = sum(read_shard_header(f) for f in list_shards(dataset_dir, "val"))
-    if len(side) != n_val or n_tokens > n_val:
-        raise ShardError(f"{dataset_dir}: the byte sidecars hold {len(side)} counts but the validation shards "
-                         f"{n_val} tokens; they must be parallel (rebuild or re-download the dataset)")
+    n_val = sum(read_shard_header(f) for f in list_shards(dataset_dir, "val")) if TOOLKIT else n_tokens
+    if len(side) != n_val if TOOLKIT else len(side) < n_tokens:  # the artifact checks only what it reads
+        raise ShardError(f"{dataset_dir}: {len(side)} byte counts for {n_val} validation tokens")
     return side[:n_tokens]

@@ -23,6 +23,8 @@ HEADER_INTS = 256
 HEADER_BYTES = HEADER_INTS * 4
 MAX_TOKENS = 2**31 - 1
 SIDECAR_SPLIT = "val_bytes"  # fineweb_val_bytes_NNNNNN.bin: per-token original bytes of the val tokens
+# the record's names for the CaseOps variant: datasets/fineweb10B_sp<V><this>/, tokenizers/fineweb_<V>_bpe<this>.model
+CASEOPS_SUFFIX = "_lossless_caps_caseops_v1_reserved"
 
 
 class ShardError(ValueError, GolfError):
@@ -124,7 +126,8 @@ def manifest_names(root: str | os.PathLike, vocab_size: int) -> tuple[str, str] 
 def data_paths(root: str | os.PathLike, vocab_size: int, environ=None) -> tuple[Path, Path]:
     """``(dataset dir, tokenizer path)`` for vocab ``vocab_size`` under a data root: the names its
     ``manifest.json`` gives (:func:`manifest_names`), else the official ones
-    (``datasets/fineweb10B_spV/``, ``tokenizers/fineweb_V_bpe.model``).
+    (``datasets/fineweb10B_spV/``, ``tokenizers/fineweb_V_bpe.model``; the CaseOps export's names
+    with ``CASEOPS_SUFFIX`` when only that folder exists).
 
     ``DATA_PATH`` / ``TOKENIZER_PATH`` in ``environ`` (default: the process environment) override;
     a root that holds the validation shards itself is taken as the dataset dir.  Nothing is
@@ -132,17 +135,19 @@ def data_paths(root: str | os.PathLike, vocab_size: int, environ=None) -> tuple[
     """
     env = os.environ if environ is None else environ
     root = Path(root)
-    ds_rel, tok_rel = manifest_names(root, vocab_size) or (f"datasets/fineweb10B_sp{vocab_size}",
-                                                            f"tokenizers/fineweb_{vocab_size}_bpe.model")
-    ds = root / ds_rel
+    ds = root / "datasets" / f"fineweb10B_sp{vocab_size}"
+    x = CASEOPS_SUFFIX * (not ds.is_dir() and Path(f"{ds}{CASEOPS_SUFFIX}").is_dir())
+    ds, name, cands = Path(f"{ds}{x}"), f"fineweb_{vocab_size}_bpe{x}.model", []
+    if TOOLKIT and (named := manifest_names(root, vocab_size)):  # train_gpt.py: the official names only
+        ds, name = root / named[0], Path(named[1]).name
+        cands = [root / named[1]]
     if env.get("DATA_PATH"):
         ds = Path(env["DATA_PATH"])
     elif not ds.is_dir() and list_shards(root, "val"):
         ds = root
     if env.get("TOKENIZER_PATH"):
         return ds, Path(env["TOKENIZER_PATH"])
-    name = Path(tok_rel).name
-    cands = [root / tok_rel, root / "tokenizers" / name, ds.parent.parent / "tokenizers" / name, ds / name]
+    cands += [root / "tokenizers" / name, ds.parent.parent / "tokenizers" / name, ds / name]
     return ds, next((c for c in cands if c.is_file()), cands[0])
 
 

@@ -703,11 +703,12 @@ def unverified_run(ctx: Ctx, sec: Section) -> None:
 
 
 def stage_data(data: Data, root: Path) -> Path:
-    """Only the validation shards and the tokenizer (copies), for --allow-unverified classic runs."""
-    from golf.data.shards import list_shards
+    """Only the validation shards (and byte sidecars) and the tokenizer (copies), for --allow-unverified
+    classic runs."""
+    from golf.data.shards import SIDECAR_SPLIT, list_shards
     ds = root / "datasets" / data.dataset.name
     ds.mkdir(parents=True)
-    for f in list_shards(data.dataset, "val"):
+    for f in list_shards(data.dataset, "val") + list_shards(data.dataset, SIDECAR_SPLIT):
         shutil.copyfile(f, ds / f.name)
     (root / "tokenizers").mkdir()
     shutil.copyfile(data.tokenizer, root / "tokenizers" / data.tokenizer.name)
