@@ -184,3 +184,55 @@ def test_data_check_reports_validation_documents_in_training_shards(caseops_data
     res = runner.invoke(golf_cli, ["data", "check", str(root)])
     assert res.exit_code == 1, res.output
     assert "fineweb10B_sp1024: OVERLAP:" in res.output and "validation documents in their training" in res.output
+
+
+@pytest.fixture(scope="module")
+def caseops_mirror(caseops_data, tmp_path_factory) -> Path:
+    """A folder laid out like the CaseOps Hub repo (remote root `datasets/`), from the built data."""
+    root = tmp_path_factory.mktemp("caseops_mirror")
+    rr = root / "datasets"
+    shutil.copytree(caseops_data.root / "datasets", rr / "datasets")
+    shutil.copytree(caseops_data.root / "tokenizers", rr / "tokenizers")
+    shutil.copy(caseops_data.root / "manifest.json", rr / "manifest.json")
+    return root
+
+
+@pytest.mark.parametrize("variant", ["sp8192-caseops", "sp8192_lossless_caps_caseops_v1_reserved"])
+def test_download_fetches_the_sidecar_and_resumes(caseops_mirror, caseops_data, tmp_path, variant):
+    from golf.data.download import default_repo, download_dataset
+
+    assert default_repo(variant) == "romeerp/parameter-golf-caseops-v1"
+    out = tmp_path / "data"
+    res = download_dataset(variant, 1, out, source=caseops_mirror, progress=False, repo_id=default_repo(variant))
+    ds = out / "datasets" / NAME
+    assert sorted(p.name for p in ds.iterdir()) == ["fineweb_train_000000.bin", "fineweb_val_000000.bin",
+                                                    "fineweb_val_bytes_000000.bin"]
+    for p in ds.iterdir():
+        assert p.read_bytes() == (caseops_data.dataset / p.name).read_bytes()
+    assert Path(res.tokenizer_model).name == CASEOPS_TOKENIZER.name
+    side = ds / "fineweb_val_bytes_000000.bin"
+    cut = side.read_bytes()[:-2]  # an interrupted transfer (a new file: the fetched one is a hard link)
+    side.unlink()
+    side.write_bytes(cut)
+    again = download_dataset(variant, 1, out, source=caseops_mirror, progress=False, repo_id=default_repo(variant))
+    assert again.refetched == [f"datasets/{NAME}/fineweb_val_bytes_000000.bin"]
+    assert side.read_bytes() == (caseops_data.dataset / side.name).read_bytes()
+    val = load_val_tokens(ds, 1024, 8192)
+    assert byte_basis(byte_source(*data_paths(out, 8192, environ={}), 8192, len(val))) == "sidecar"
+
+
+def test_download_without_a_manifest_uses_the_hub_names(caseops_mirror, tmp_path):
+    from golf.data.download import download_dataset
+
+    mirror = tmp_path / "mirror"
+    shutil.copytree(caseops_mirror, mirror)
+    (mirror / "datasets" / "manifest.json").unlink()
+    (mirror / "datasets" / "tokenizers" / CASEOPS_TOKENIZER.with_suffix(".vocab").name).unlink()
+    out = tmp_path / "data"
+    res = download_dataset("sp8192-caseops", 0, out, source=mirror, skip_manifest=True, progress=False,
+                           repo_id="romeerp/parameter-golf-caseops-v1")
+    assert sorted(res.fetched) == [f"datasets/{NAME}/fineweb_val_000000.bin",
+                                   f"datasets/{NAME}/fineweb_val_bytes_000000.bin",
+                                   f"tokenizers/{CASEOPS_TOKENIZER.name}"]
+    d, t = data_paths(out, 8192, environ={})  # no manifest: the CaseOps names are found by the fallback
+    assert d == out / "datasets" / NAME and t == out / "tokenizers" / CASEOPS_TOKENIZER.name
