@@ -104,6 +104,7 @@ class VerifyOptions:
     weak_isolation: bool = False
     max_eval_seq_len: int = 4096
     decoy_budget: float = 0.10
+    train_data: Path | None = None  # training shards to search for validation documents (data.overlap)
     extra: dict = field(default_factory=dict)
 
 
@@ -267,6 +268,21 @@ def load_stream(data: Data, max_tokens: int) -> None:
     data.byte_basis = byte_basis(data.luts)
     if data.byte_basis == "sidecar":  # pinned like the stream: the counts the score divides by
         data.sidecar_sha256 = hashlib.sha256(data.luts.astype("<u2").tobytes()).hexdigest()
+
+
+def overlap_check(data: Data, train_data: Path) -> Check:
+    """``data.overlap``: validation documents of the verifier's own stream found in the training shards of
+    ``train_data`` (a dataset folder, or a data root holding a dataset of the same name); documents are
+    compared by hash between BOS tokens (golf.data.overlap), so any variant is covered."""
+    from golf.data.overlap import find_overlap
+    from golf.data.shards import list_shards
+    train_dir = train_data if list_shards(train_data, "train") else train_data / "datasets" / data.dataset.name
+    if not list_shards(train_dir, "train"):
+        raise VerifyInputError(f"--train-data {train_data}: no training shards (fineweb_train_*.bin) in it or in "
+                               f"datasets/{data.dataset.name}/")
+    res = find_overlap(data.dataset, train_dir, val_tokens=data.stream)
+    return Check("data.overlap", FAIL if res.shared else PASS, measured=len(res.shared), limit=0,
+                 exit_code=EXIT_INVALID, message=res.line())
 
 
 def _json_or_none(path: Path):
@@ -764,6 +780,8 @@ def verify_artifact(art_dir: str | Path, opts: VerifyOptions, log=print) -> Sect
     sec.checks.append(c)
     sec.info["kind"] = "golf" if golf else "foreign"
     load_stream(data, opts.val_max_tokens)
+    if opts.train_data is not None:
+        sec.checks.append(overlap_check(data, Path(opts.train_data)))
     sec.info["stream"] = {"targets": len(data.stream) - 1, "bytes": data.nbytes, "sha256": data.sha256,
                           "partial": bool(opts.val_max_tokens), "byte_basis": data.byte_basis,
                           **({"sidecar_sha256": data.sidecar_sha256} if data.sidecar_sha256 else {})}

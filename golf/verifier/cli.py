@@ -274,9 +274,12 @@ def records_cmd(path, against, rule, min_improvement, alpha, track, max_bytes, t
               help="Largest context length a foreign artifact may announce in its hello.")
 @click.option("--decoy-budget", type=float, default=0.10, show_default=True,
               help="Extra forward tokens for decoys, as a fraction of the real ones (measured and reported).")
+@click.option("--train-data", type=click.Path(path_type=Path, file_okay=False, exists=True), default=None,
+              help="The training shards the entry was trained on (a dataset folder or a data root): check "
+                   "data.overlap fails if any validation document is among them (any variant).")
 def artifact_cmd(artifact_dir, data_dir, claimed_bpb, submission, max_bytes, eval_time_limit, device, json_out,
                  val_max_tokens, eval_seq_len, eval_stride, tolerance, max_memory_gb, no_netns, keep_temp,
-                 allow_unverified, protocol_mode, weak_isolation, max_eval_seq_len, decoy_budget) -> None:
+                 allow_unverified, protocol_mode, weak_isolation, max_eval_seq_len, decoy_budget, train_data) -> None:
     if data_dir is None:
         raise click.UsageError("artifact mode needs --data DIR (datasets/ + tokenizers/)")
     if claimed_bpb is not None and submission is not None:
@@ -295,7 +298,8 @@ def artifact_cmd(artifact_dir, data_dir, claimed_bpb, submission, max_bytes, eva
                          val_max_tokens=val_max_tokens, eval_seq_len=eval_seq_len, eval_stride=eval_stride,
                          tolerance=tolerance, memory_limit_gb=max_memory_gb, network_namespace=not no_netns,
                          keep_temp=keep_temp, allow_unverified=allow_unverified, protocol_mode=protocol_mode,
-                         weak_isolation=weak_isolation, max_eval_seq_len=max_eval_seq_len, decoy_budget=decoy_budget)
+                         weak_isolation=weak_isolation, max_eval_seq_len=max_eval_seq_len, decoy_budget=decoy_budget,
+                         train_data=train_data)
     try:
         sec = verify_artifact(artifact_dir, opts, log=lambda m: click.echo(m, err=True))
     except VerifyInputError as e:
