@@ -236,3 +236,26 @@ def test_download_without_a_manifest_uses_the_hub_names(caseops_mirror, tmp_path
                                    f"tokenizers/{CASEOPS_TOKENIZER.name}"]
     d, t = data_paths(out, 8192, environ={})  # no manifest: the CaseOps names are found by the fallback
     assert d == out / "datasets" / NAME and t == out / "tokenizers" / CASEOPS_TOKENIZER.name
+
+
+def test_verifier_reads_the_sidecar_pins_it_and_checks_overlap(caseops_data, tmp_path):
+    from golf.verifier.artifact import load_stream, overlap_check, resolve_data
+
+    data = resolve_data(caseops_data.root, 8192)
+    assert data.dataset == caseops_data.dataset and data.tokenizer.name == CASEOPS_TOKENIZER.name
+    load_stream(data, 0)
+    side = read_shard(caseops_data.dataset / "fineweb_val_bytes_000000.bin")
+    assert data.byte_basis == "sidecar" and data.nbytes == int(np.asarray(side[1:], dtype=np.int64).sum())
+    import hashlib
+    assert data.sidecar_sha256 == hashlib.sha256(np.asarray(side).astype("<u2").tobytes()).hexdigest()
+    ok = overlap_check(data, caseops_data.root)
+    assert not ok.failed and "no overlap" in ok.message
+    train = tmp_path / "train"
+    train.mkdir()
+    write_shard(train / "fineweb_train_000000.bin", np.asarray(read_shard(caseops_data.dataset /
+                                                                         "fineweb_train_000000.bin")))
+    toks = np.asarray(read_shard(caseops_data.dataset / "fineweb_val_000000.bin"))
+    bos = np.flatnonzero(toks == 1)
+    write_shard(train / "fineweb_train_000001.bin", toks[bos[3]:bos[5]])  # validation documents 3 and 4
+    bad = overlap_check(data, train)
+    assert bad.failed and bad.measured == 2 and "= validation document 3" in bad.message
