@@ -53,7 +53,7 @@ def caseops_data(tmp_path_factory):
     return SimpleNamespace(root=out, dataset=out / "datasets" / NAME, docs=docs, src=src, tmp=tmp, output=res.output)
 
 
-def _oracle_prep(src: Path, out: Path, val_docs: int) -> Path:
+def _oracle_prep(src: Path, out: Path, val_docs: int, tokenizer: Path = CASEOPS_TOKENIZER) -> Path:
     """Run the record's prepare_caseops_data.py.  sentencepiece 0.2.3 dropped ``encode_as_immutable_proto``,
     which it calls; the stand-in gives it the same ids and surfaces (from protobuf if installed, else from
     the offset mapping)."""
@@ -75,7 +75,7 @@ def _oracle_prep(src: Path, out: Path, val_docs: int) -> Path:
     patched = not hasattr(spm.SentencePieceProcessor, "encode_as_immutable_proto")
     if patched:
         spm.SentencePieceProcessor.encode_as_immutable_proto = immutable_proto
-    sys.argv = ["prepare_caseops_data.py", "--docs", str(src), "--out", str(out), "--sp", str(CASEOPS_TOKENIZER),
+    sys.argv = ["prepare_caseops_data.py", "--docs", str(src), "--out", str(out), "--sp", str(tokenizer),
                 "--val-docs", str(val_docs)]
     try:
         runpy.run_path(str(script), run_name="__main__")
@@ -259,3 +259,41 @@ def test_verifier_reads_the_sidecar_pins_it_and_checks_overlap(caseops_data, tmp
     write_shard(train / "fineweb_train_000001.bin", toks[bos[3]:bos[5]])  # validation documents 3 and 4
     bad = overlap_check(data, train)
     assert bad.failed and bad.measured == 2 and "= validation document 3" in bad.message
+
+
+@pytest.mark.slow
+def test_caseops_demo_verified_bpb_equals_the_oracles(tmp_path):
+    """Issue 27, end to end on CPU: the demo's pipeline (build --caseops, train tiny, golf build, clean
+    verification, golf submit) on the sample; the verified BPB equals the BPB of the same NLL sum over the
+    bytes of the oracle's sidecar (the record's prepare_caseops_data.py with the demo's tokenizer)."""
+    import lzma
+    import math
+
+    from golf.data.build import SAMPLE_DOCS
+    from golf.protocol import SUBMISSION_NAME, VERIFY_NAME
+    from golf.submission.demo import run_demo
+
+    val_docs = 12
+    r = run_demo(tmp_path / "demo", seeds=(1,), iterations=8, num_val_docs=val_docs, quiet=True,
+                 log=lambda _m: None, caseops=True)
+    rep = json.loads((r.artifacts[0] / VERIFY_NAME).read_text())
+    assert rep["ok"] and rep["stream"]["byte_basis"] == "sidecar" and rep["stream"]["sidecar_sha256"]
+    score = rep["score"]
+    assert score["source"] == "trusted path" and score["tokens"] == rep["stream"]["targets"]
+    sub = json.loads((r.records / SUBMISSION_NAME).read_text())
+    assert sub["val_bpb"] == pytest.approx(score["val_bpb"], abs=1e-8)
+
+    src = tmp_path / "sample.jsonl"
+    src.write_bytes(lzma.decompress(SAMPLE_DOCS.read_bytes()))
+    tok = next((r.data / "tokenizers").glob("*_lossless_caps_caseops_v1_reserved.model"))
+    oracle = _oracle_prep(src, tmp_path / "oracle", val_docs, tokenizer=tok)  # with the demo's own tokenizer
+    ours = r.data / "datasets" / oracle.name
+    assert (ours / "fineweb_val_000000.bin").read_bytes() == (oracle / "fineweb_val_000000.bin").read_bytes()
+    side = np.asarray(read_shard(oracle / "fineweb_val_bytes_000000.bin"), dtype=np.int64)
+    oracle_bytes = int(side[1:score["tokens"] + 1].sum())  # target j counts token j + 1
+    assert score["bytes"] == oracle_bytes
+    oracle_bpb = score["nll_sum"] / (math.log(2) * oracle_bytes)
+    assert abs(score["val_bpb"] - oracle_bpb) < 1e-9
+    lut = byte_count(build_byte_luts(str(tok), 1024), np.asarray(read_shard(ours / "fineweb_val_000000.bin"),
+                                                                  dtype=np.int64), 0, score["tokens"])
+    assert lut > 1.03 * oracle_bytes  # a LUT-scored verifier would have reported a lower BPB
