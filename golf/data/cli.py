@@ -121,7 +121,9 @@ def build_cmd(docs, vocab_size, out_dir, num_val_docs, shard_tokens, tokenizer_m
 @data.command("download")
 @click.argument("train_shards_arg", metavar="[TRAIN_SHARDS]", required=False, type=int)
 @click.option("--variant", default="sp1024", show_default=True,
-              help="Tokenization: sp<V> (sp1024, sp4096, sp8192, ...) or byte260 -> datasets/fineweb10B_<variant>.")
+              help="Tokenization: sp<V> (sp1024, sp4096, sp8192, ...) or byte260 -> datasets/fineweb10B_<variant>; "
+                   "sp8192-caseops = the Hub's sp8192_lossless_caps_caseops_v1_reserved (CaseOps, with the "
+                   "validation byte sidecars; repo romeerp/parameter-golf-caseops-v1).")
 @click.option("--train-shards", type=int, default=None,
               help="Number of train shards (100M tokens each) to fetch; at most the manifest's stats.files_train. "
                    "All validation shards and the tokenizer are always fetched. [default: 80]")
@@ -160,6 +162,7 @@ def download_cmd(train_shards_arg, variant, train_shards, out_dir, repo_id, remo
       golf data download --variant sp1024 --train-shards 10
       golf data download --variant sp4096 --train-shards 80 --out data
       golf data download --variant sp4096 --repo-id InAbsentia/parameter-golf-sp4096 --refresh-manifest
+      golf data download --variant sp8192-caseops --train-shards 80
     """
     from golf.data.download import DEFAULT_TRAIN_SHARDS, download_dataset
 
