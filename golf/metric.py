@@ -21,6 +21,7 @@ import torch
 import torch.distributed as dist
 
 from golf import TOOLKIT
+from golf.data.loader import load_val_bytes
 from golf.progress import maybe_tqdm
 
 # (inputs (B,T) int64, targets (B,T) int64) -> (B,T) fp32 NLL in nats
@@ -103,8 +104,33 @@ def model_nll_fn(model: torch.nn.Module, dtype: torch.dtype | None = torch.bfloa
     return nll_fn
 
 
-def byte_count(luts: ByteLUTs, tokens: np.ndarray, t0: int, t1: int, chunk: int = 1 << 22) -> int:
-    """UTF-8 bytes of targets [t0, t1) of the stream (SPEC §2.1), computed in chunks to bound memory."""
+# A byte source: ByteLUTs (bytes from the tokenizer's pieces, SPEC §2.1) or a byte sidecar (np.ndarray:
+# per token of the validation stream, the bytes of the original text it stands for; CaseOps, SPEC §1.6)
+BYTE_BASES = ("lut", "sidecar")
+
+
+def byte_basis(src) -> str:
+    """``"sidecar"`` or ``"lut"``: what a byte source counts (the verifier's report states it)."""
+    return BYTE_BASES[isinstance(src, np.ndarray)]
+
+
+def byte_source(dataset_dir, tokenizer, vocab_size: int, n_tokens: int):
+    """The one choice of how validation bytes are counted, for the first ``n_tokens`` tokens of the stream:
+    the dataset's byte sidecar (``fineweb_val_bytes_*.bin``) when it has one, else the tokenizer's LUTs.
+    The toolkit also checks the choice against the dataset's manifest and the tokenizer
+    (golf.data.manifest.check_byte_basis): a CaseOps tokenizer is never scored in LUT bytes."""
+    side = load_val_bytes(dataset_dir, n_tokens)
+    if TOOLKIT:
+        from golf.data.manifest import check_byte_basis
+        check_byte_basis(dataset_dir, tokenizer, side is not None)
+    return build_byte_luts(tokenizer, vocab_size) if side is None else side
+
+
+def byte_count(luts, tokens: np.ndarray, t0: int, t1: int, chunk: int = 1 << 22) -> int:
+    """Bytes of targets [t0, t1) of the stream from a byte source (``luts``): a sidecar's counts of tokens
+    t0+1 .. t1, or the LUT rule of SPEC §2.1, computed in chunks to bound memory."""
+    if isinstance(luts, np.ndarray):
+        return int(luts[t0 + 1:t1 + 1].sum(dtype=np.int64))
     return sum(int(token_bytes(luts, tokens[i:min(i + chunk, t1)], tokens[i + 1:min(i + chunk, t1) + 1]).sum())
                for i in range(t0, t1, chunk))
 

@@ -28,7 +28,7 @@ from golf.config import GolfConfig
 from golf.data.loader import load_val_tokens
 from golf.data.shards import ShardError, data_paths
 from golf.device import RunError, autocast_dtype, resolve_device
-from golf.metric import build_byte_luts, eval_plain, eval_sliding, model_nll_fn
+from golf.metric import byte_source, eval_plain, eval_sliding, model_nll_fn
 from golf.model.gpt import GPT
 from golf.protocol import (
     BLOB_NAME,
@@ -73,7 +73,7 @@ def eval_settings(cfg: GolfConfig, environ=None) -> dict:
 def load_eval_data(cfg: GolfConfig, settings: dict, dataset_dir: str, tokenizer: str):
     v = cfg.model.vocab_size
     val = load_val_tokens(dataset_dir, settings["seq_len"], v, settings["max_tokens"])
-    return val, build_byte_luts(tokenizer, v)
+    return val, byte_source(dataset_dir, tokenizer, v, len(val))
 
 
 def build_model(cfg: GolfConfig, state: dict, recurrence: bool, device) -> GPT:

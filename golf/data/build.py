@@ -31,8 +31,11 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from golf.data import caseops
+from golf.data.manifest import SIDECAR, is_caseops_tokenizer
+from golf.data.overlap import DocHasher
 from golf.data.pinning import file_sha256
-from golf.data.shards import read_shard_header, shard_name, write_shard
+from golf.data.shards import CASEOPS_SUFFIX, SIDECAR_SPLIT, read_shard_header, shard_name, write_shard
 from golf.data.tokenizer import (
     BOS_ID,
     EOS_ID,
@@ -60,6 +63,7 @@ TEXT_SUFFIXES = {".txt", ".text", ".md", ".rst"}
 SAMPLE_NAME = "sample"
 SAMPLE_DOCS = Path(__file__).resolve().parent / "sample" / "sample_docs.jsonl.xz"
 OPENERS = {".xz": lzma.open, ".lzma": lzma.open, ".gz": gzip.open, ".bz2": bz2.open}
+MAX_TOKEN_BYTES = 65_535  # sidecar counts are uint16
 
 
 class DatasetError(ValueError, GolfError):
@@ -149,22 +153,29 @@ def _source_sidecar(paths: Sequence[Path]) -> dict:
 # ----------------------------------------------------------------------------- encoding
 
 _WORKER_SP = None
+_WORKER_CASEOPS = False
 
 
-def _worker_init(model_proto: bytes) -> None:
-    global _WORKER_SP
+def _worker_init(model_proto: bytes, use_caseops: bool = False) -> None:
+    global _WORKER_SP, _WORKER_CASEOPS
     import sentencepiece as spm
 
     _WORKER_SP = spm.SentencePieceProcessor(model_proto=model_proto)
+    _WORKER_CASEOPS = use_caseops
 
 
 def _encode_batch(sp, texts: list[str], num_threads: int = 1) -> np.ndarray:
     """``[BOS] + ids`` per document, concatenated, as uint16."""
     ids = sp.encode(texts, out_type="numpy", num_threads=num_threads)
+    return _with_bos(ids)
+
+
+def _with_bos(ids: list, head: int = BOS_ID) -> np.ndarray:
+    """The documents' arrays concatenated, each after one ``head`` (BOS; 0 for its sidecar count), as uint16."""
     lengths = np.fromiter((len(a) + 1 for a in ids), dtype=np.int64, count=len(ids))
-    out = np.empty(int(lengths.sum()), dtype=np.uint16)
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    out[starts] = BOS_ID
+    out = np.zeros(int(lengths.sum()), dtype=np.uint16)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    out[starts] = head
     pos = 0
     for a in ids:
         n = len(a)
@@ -173,9 +184,25 @@ def _encode_batch(sp, texts: list[str], num_threads: int = 1) -> np.ndarray:
     return out
 
 
-def _worker_encode(job: tuple[str, list[str]]) -> tuple[str, int, int, np.ndarray]:
+def _encode_caseops_val(sp, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """CaseOps validation documents: ``[BOS] + ids`` and, parallel to it, each token's bytes of the
+    original text (BOS 0, operator pieces 0; golf.data.caseops.original_byte_counts)."""
+    pairs = caseops.ids_and_surfaces(sp, [caseops.encode(t) for t in texts])
+    counts = [caseops.original_byte_counts(surfaces) for _, surfaces in pairs]
+    top = max((max(c) for c in counts if c), default=0)
+    if top > MAX_TOKEN_BYTES:
+        raise DatasetError(f"a token stands for {top} bytes of text, more than a uint16 sidecar holds")
+    return _with_bos([ids for ids, _ in pairs]), _with_bos(counts, head=0)
+
+
+def _worker_encode(job: tuple[str, list[str]]) -> tuple[str, int, int, np.ndarray, np.ndarray | None]:
     split, texts = job
-    return split, len(texts), sum(len(t.encode("utf-8")) for t in texts), _encode_batch(_WORKER_SP, texts)
+    nbytes = sum(len(t.encode("utf-8")) for t in texts)
+    if not _WORKER_CASEOPS:
+        return split, len(texts), nbytes, _encode_batch(_WORKER_SP, texts), None
+    if split == "val":
+        return (split, len(texts), nbytes, *_encode_caseops_val(_WORKER_SP, texts))
+    return split, len(texts), nbytes, _encode_batch(_WORKER_SP, [caseops.encode(t) for t in texts]), None
 
 
 def _batches(docs: Iterator[str], num_val_docs: int, batch_size: int,
@@ -202,10 +229,11 @@ def _batches(docs: Iterator[str], num_val_docs: int, batch_size: int,
         yield split, batch
 
 
-def _encoded_stream(jobs: Iterator[tuple[str, list[str]]], model_proto: bytes, workers: int):
+def _encoded_stream(jobs: Iterator[tuple[str, list[str]]], model_proto: bytes, workers: int,
+                    use_caseops: bool = False):
     """Encode batches in order, in ``workers`` processes (in-process when 1), with bounded look-ahead."""
     if workers <= 1:
-        _worker_init(model_proto)
+        _worker_init(model_proto, use_caseops)
         for job in jobs:
             yield _worker_encode(job)
         return
@@ -215,7 +243,7 @@ def _encoded_stream(jobs: Iterator[tuple[str, list[str]]], model_proto: bytes, w
     # the caller's __main__ (which breaks for stdin scripts and makes Pool respawn workers forever)
     method = "fork" if "fork" in mp.get_all_start_methods() and sys.platform != "darwin" else "spawn"
     ctx = mp.get_context(method)
-    pool = ctx.Pool(workers, initializer=_worker_init, initargs=(model_proto,))
+    pool = ctx.Pool(workers, initializer=_worker_init, initargs=(model_proto, use_caseops))
     try:
         pending: collections.deque = collections.deque()
         for job in jobs:
@@ -237,7 +265,7 @@ class _ShardWriter:
         self.out, self.shard_tokens = out, shard_tokens
         self.buf = np.empty(min(shard_tokens, 1 << 24), dtype=np.uint16)
         self.fill = 0
-        self.stats = {s: {"docs": 0, "tokens": 0, "files": []} for s in ("val", "train")}
+        self.stats = {s: {"docs": 0, "tokens": 0, "files": []} for s in ("val", "train", SIDECAR_SPLIT)}
         self.split = "val"
 
     def _grow(self, need: int) -> None:
@@ -351,13 +379,15 @@ class _Layout:
     """Where one build writes: the final paths and the hidden staging folder beside the dataset."""
     out: Path
     vocab_size: int
+    caseops: bool = False  # the record's CaseOps names (CASEOPS_SUFFIX)
 
     def __post_init__(self):
-        self.suffix = f"sp{self.vocab_size}"
+        extra = CASEOPS_SUFFIX if self.caseops else ""
+        self.suffix = f"sp{self.vocab_size}{extra}"
         self.dataset_name = f"fineweb10B_{self.suffix}"
         self.dataset_dir = self.out / "datasets" / self.dataset_name
         self.tok_dir = self.out / "tokenizers"
-        self.model_path = self.tok_dir / tokenizer_filename(self.vocab_size)
+        self.model_path = self.tok_dir / tokenizer_filename(self.vocab_size).replace(".model", f"{extra}.model")
         self.vocab_path = self.model_path.with_suffix(".vocab")
         self.staging = self.dataset_dir.with_name(f".{self.dataset_name}.partial-{os.getpid()}")
         self.st_model = self.staging / "_tokenizer" / self.model_path.name
@@ -395,6 +425,10 @@ def _stage_tokenizer(lay: _Layout, paths: list[Path], tokenizer_model, tokenizer
             warnings += check_tokenizer(sp, lay.vocab_size, name=str(src))
         except TokenizerError as e:
             raise DatasetError(str(e)) from None
+        if is_caseops_tokenizer(sp) != lay.caseops:
+            raise DatasetError(f"{src}: " + ("not a CaseOps tokenizer (pieces 4-7 must be the operators "
+                                             "U+E001..U+E004)" if lay.caseops else
+                                             "is a CaseOps tokenizer: pass --caseops to build with it"))
         shutil.copyfile(src, lay.st_model)
         if src.with_suffix(".vocab").is_file():
             shutil.copyfile(src.with_suffix(".vocab"), lay.st_vocab)
@@ -406,9 +440,11 @@ def _stage_tokenizer(lay: _Layout, paths: list[Path], tokenizer_model, tokenizer
         + (f" on the first {tokenizer_train_docs} documents" if tokenizer_train_docs else ""))
     texts = maybe_tqdm(iter_documents(paths), progress, desc="tokenizer text", unit="doc",
                        total=tokenizer_train_docs or None, dynamic_ncols=True)
+    if lay.caseops:  # trained on the transformed text, the operators reserved as ids 4-7 (SPEC §1.6)
+        trainer_overrides = {**(trainer_overrides or {}), "user_defined_symbols": list(caseops.OPERATORS)}
     try:
-        info = train_tokenizer(texts, lay.vocab_size, lay.st_model, threads=workers, max_docs=tokenizer_train_docs,
-                               trainer_overrides=trainer_overrides)
+        info = train_tokenizer(map(caseops.encode, texts) if lay.caseops else texts, lay.vocab_size, lay.st_model,
+                               threads=workers, max_docs=tokenizer_train_docs, trainer_overrides=trainer_overrides)
         if info["too_long"]:
             warnings.append(
                 f"{info['too_long']} of {info['docs']} tokenizer-training documents are longer than "
@@ -423,34 +459,61 @@ def _stage_tokenizer(lay: _Layout, paths: list[Path], tokenizer_model, tokenizer
     return warnings
 
 
+class _NoOverlap:
+    """Refuses a training document that is a validation document (hashed between BOS tokens, golf.data.overlap):
+    validation batches come first, so every training batch is checked against all of them."""
+
+    def __init__(self):
+        self.val, self.hashers = {}, {"val": DocHasher(), "train": DocHasher()}
+
+    def add(self, split: str, tokens: np.ndarray, num_val_docs: int) -> None:
+        h = self.hashers[split]
+        for i, d in h.feed(tokens) + h.finish():  # a batch holds whole documents
+            if split == "val":
+                self.val.setdefault(d, i)
+            elif d in self.val:
+                raise DatasetError(
+                    f"document {num_val_docs + i} of the input (training split) is the same text as validation "
+                    f"document {self.val[d]}: the training shards would hold a scored document. Remove the "
+                    "duplicate from the input (golf data check DIR finds such overlap in existing shards)")
+
+
 def _encode_shards(lay: _Layout, paths: list[Path], num_val_docs: int, shard_tokens: int, workers: int,
                    sp_batch_size: int, progress) -> tuple[dict, int]:
-    """Encode every document with the staged tokenizer into staged shards; ``(per-split stats, text bytes)``."""
+    """Encode every document with the staged tokenizer into staged shards (CaseOps: transformed, with the
+    validation byte sidecar beside them), refusing train/val overlap; ``(per-split stats, text bytes)``."""
     model_proto = lay.st_model.read_bytes()
-    writer = _ShardWriter(lay.staging, shard_tokens)
+    writer, side = _ShardWriter(lay.staging, shard_tokens), _ShardWriter(lay.staging, shard_tokens)
+    side.split = SIDECAR_SPLIT
+    guard = _NoOverlap()
     text_bytes = 0
     bar = maybe_tqdm(None, progress, desc=f"encoding ({workers} proc)", unit="doc", dynamic_ncols=True)
     try:
         jobs = _batches(iter_documents(paths), num_val_docs, sp_batch_size)
-        for split, ndocs, nbytes, toks in _encoded_stream(jobs, model_proto, workers):
+        for split, ndocs, nbytes, toks, counts in _encoded_stream(jobs, model_proto, workers, lay.caseops):
+            guard.add(split, toks, num_val_docs)
             writer.add(split, ndocs, toks)
+            if counts is not None:
+                side.add(SIDECAR_SPLIT, ndocs, counts)
             text_bytes += nbytes
             if bar is not None:
                 bar.update(ndocs)
                 ntok = writer.stats["val"]["tokens"] + writer.stats["train"]["tokens"]
                 bar.set_postfix_str(f"{text_bytes / 1e6:.1f} MB, {ntok:,} tok", refresh=False)
         writer.flush()
+        side.flush()
     finally:
         if bar is not None:
             bar.close()
     st = writer.stats
+    st[SIDECAR_SPLIT] = side.stats[SIDECAR_SPLIT]
     if st["val"]["docs"] < num_val_docs or st["train"]["docs"] == 0:
         total = st["val"]["docs"] + st["train"]["docs"]
         raise DatasetError(
             f"only {total} documents in the input but --num-val-docs is {num_val_docs}: nothing would be left "
             "for training (lower --num-val-docs)"
         )
-    for split in ("val", "train"):  # re-validate what was written
+    for split in ("val", "train", SIDECAR_SPLIT):  # re-validate what was written
         for name in st[split]["files"]:
             read_shard_header(lay.staging / name)
     return st, text_bytes
@@ -470,7 +533,9 @@ def _write_manifest(lay: _Layout, paths: list[Path], stats: dict, shard_tokens: 
     """``manifest.json`` + ``tokenizer_config.export.json`` like the official exporter (entries of other
     tokenizers/datasets already there are kept); returns the manifest's path."""
     out, vocab_size = lay.out, lay.vocab_size
-    tok_name = f"sp_bpe_{vocab_size}"
+    tok_name = f"sp_bpe_{vocab_size}" + (CASEOPS_SUFFIX if lay.caseops else "")
+    if lay.caseops:
+        trainer_overrides = {**(trainer_overrides or {}), "user_defined_symbols": list(caseops.OPERATORS)}
     rbv = recommended_bigram_vocab_size(vocab_size)
     spec = {"name": tok_name, "kind": "sentencepiece_bpe", "dataset_suffix": lay.suffix, "vocab_size": vocab_size}
     if tokenizer_train_docs:
@@ -485,6 +550,8 @@ def _write_manifest(lay: _Layout, paths: list[Path], stats: dict, shard_tokens: 
         "model_path": _rel(lay.model_path, out), "vocab_path": _rel(lay.vocab_path, out),
         "sha256": file_sha256(lay.model_path),  # pinned: golf verify compares it with the tokenizer it is given
     }
+    if lay.caseops:  # the field the record's lossless_caps.py reads to know the transform
+        tokenizer_entry["text_transform"] = caseops.TRANSFORM_NAME
     dataset_rel = _rel(lay.dataset_dir, out)
     dataset_entry = {
         "name": lay.dataset_name, "tokenizer_name": tok_name, "tokenizer_kind": "sentencepiece_bpe",
@@ -492,6 +559,9 @@ def _write_manifest(lay: _Layout, paths: list[Path], stats: dict, shard_tokens: 
         "val_glob": f"{dataset_rel}/fineweb_val_*.bin", "vocab_size": vocab_size, "bos_id": BOS_ID,
         "eos_id": EOS_ID, "recommended_bigram_vocab_size": rbv, "stats": stats,
     }
+    if lay.caseops:  # scored in the bytes of the original text (golf.data.manifest, golf.metric.byte_source)
+        dataset_entry.update(text_transform=caseops.TRANSFORM_NAME, byte_source=SIDECAR,
+                             val_bytes_glob=f"{dataset_rel}/fineweb_{SIDECAR_SPLIT}_*.bin")
     manifest_path = out / "manifest.json"
     old = _read_json_dict(manifest_path)
     sidecar = _source_sidecar(paths)
@@ -520,7 +590,7 @@ def build_dataset(docs: Sequence[str | os.PathLike], vocab_size: int, out_dir: s
                   num_val_docs: int, shard_tokens: int = DEFAULT_SHARD_TOKENS, workers: int | None = None,
                   progress: bool | None = None, tokenizer_model: str | os.PathLike | None = None,
                   tokenizer_train_docs: int = 0, sp_batch_size: int | None = None, overwrite: bool = True,
-                  trainer_overrides: dict | None = None, log=None) -> dict:
+                  trainer_overrides: dict | None = None, log=None, caseops: bool = False) -> dict:
     """Documents -> tokenizer + shards + manifest.  Returns a summary (paths, per-split stats, timings).
 
     ``workers``: encoding processes (default ``MATCHED_FINEWEB_TOKENIZER_THREADS`` or the CPU count);
@@ -529,12 +599,16 @@ def build_dataset(docs: Sequence[str | os.PathLike], vocab_size: int, out_dir: s
     ``vocab_size``); ``tokenizer_train_docs``: train on the first N documents only (0 = all);
     ``overwrite``: replace an existing ``fineweb10B_sp<V>`` dataset in ``out_dir`` (else error).
     ``log``: callable for progress messages (default: silent).
+    ``caseops``: the CaseOps variant (SPEC §1.6): documents transformed by golf.data.caseops, a tokenizer with
+    the operators reserved, the record's names (``fineweb10B_sp<V>_lossless_caps_caseops_v1_reserved``) and the
+    validation byte sidecar ``fineweb_val_bytes_NNNNNN.bin`` beside the validation shards.
+    A training document that is the same text as a validation document is refused (no shard is written).
     """
     t0 = time.perf_counter()
     say = log or (lambda _msg: None)
     paths = _check_build_args(docs, vocab_size, num_val_docs, shard_tokens, tokenizer_model, tokenizer_train_docs)
     workers, sp_batch_size = _encode_settings(workers, sp_batch_size)
-    lay = _Layout(Path(out_dir), vocab_size)
+    lay = _Layout(Path(out_dir), vocab_size, caseops)
     lay.out.mkdir(parents=True, exist_ok=True)
     if lay.dataset_dir.exists() and any(lay.dataset_dir.iterdir()) and not overwrite:
         raise DatasetError(f"{lay.dataset_dir} already exists (pass --force to replace it)")
@@ -562,7 +636,7 @@ def build_dataset(docs: Sequence[str | os.PathLike], vocab_size: int, out_dir: s
         "vocab_size": vocab_size,
         "stats": stats,
         "splits": {s: {"docs": st[s]["docs"], "tokens": st[s]["tokens"], "files": list(st[s]["files"])}
-                   for s in ("val", "train")},
+                   for s in ("val", "train", SIDECAR_SPLIT)},
         "text_bytes": text_bytes,
         "workers": workers,
         "sp_batch_size": sp_batch_size,

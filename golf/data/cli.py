@@ -60,22 +60,31 @@ def _plural(n: int, word: str) -> str:
               help="Documents per encoding job. [default: MATCHED_FINEWEB_SP_BATCH_SIZE, else 1024]")
 @click.option("--sp-option", "sp_options", multiple=True, metavar="KEY=VALUE",
               help="Extra SentencePiece trainer option, e.g. max_sentence_length=100000 (repeatable).")
+@click.option("--caseops", is_flag=True,
+              help="The CaseOps variant (SPEC 1.6): ASCII case moved into operator characters before tokenizing, "
+                   "a tokenizer with the operators reserved as pieces 4-7 (or --tokenizer: the record's "
+                   "fineweb_8192_bpe_lossless_caps_caseops_v1_reserved.model), the record's names "
+                   "(fineweb10B_sp<V>_lossless_caps_caseops_v1_reserved) and the validation byte sidecar "
+                   "fineweb_val_bytes_NNNNNN.bin, so BPB counts the bytes of the original text.")
 @click.option("--force", is_flag=True, help="Replace an existing fineweb10B_sp<V> dataset in --out.")
 @click.option("--no-progress", is_flag=True, help="No progress bars (they are drawn only on a terminal anyway).")
 def build_cmd(docs, vocab_size, out_dir, num_val_docs, shard_tokens, tokenizer_model, tokenizer_train_docs, workers,
-              sp_batch_size, sp_options, force, no_progress) -> None:
+              sp_batch_size, sp_options, caseops, force, no_progress) -> None:
     """Build a dataset from your own documents: tokenizer + token shards + manifest.
 
     Trains a SentencePiece BPE tokenizer with the official options (nmt_nfkc, byte
     fallback, split digits, no dummy prefix, pad/bos/eos/unk = 0/1/2/3) or reuses one
     (--tokenizer), then writes every document as BOS(1) + its tokens (no EOS) into
     fineweb_val_*.bin (first --num-val-docs documents) and fineweb_train_*.bin shards,
-    encoding on all cores. Shards appear only when the whole build succeeded.
+    encoding on all cores. Shards appear only when the whole build succeeded. A training
+    document that is the same text as a validation document stops the build (no overlap).
 
     \b
     Examples:
       golf data build --docs docs.jsonl.xz --vocab-size 4096 --num-val-docs 5000 --out data
       golf data build --docs sample --vocab-size 1024 --num-val-docs 60 --out data   # packaged sample
+      golf data build --docs docs_selected.jsonl --vocab-size 8192 --caseops \\
+          --tokenizer fineweb_8192_bpe_lossless_caps_caseops_v1_reserved.model --out data_caseops
     """
     from golf.data.build import DEFAULT_NUM_VAL_DOCS, _source_sidecar, build_dataset, check_doc_files
 
@@ -87,7 +96,7 @@ def build_cmd(docs, vocab_size, out_dir, num_val_docs, shard_tokens, tokenizer_m
             docs=paths, vocab_size=vocab_size, out_dir=out_dir, num_val_docs=num_val_docs, shard_tokens=shard_tokens,
             workers=workers, progress=False if no_progress else None, tokenizer_model=tokenizer_model,
             tokenizer_train_docs=tokenizer_train_docs, sp_batch_size=sp_batch_size, overwrite=force,
-            trainer_overrides=_parse_sp_options(sp_options), log=lambda m: click.echo(m, err=True),
+            trainer_overrides=_parse_sp_options(sp_options), log=lambda m: click.echo(m, err=True), caseops=caseops,
         )
     except OSError as e:  # golf's own errors are reported by the `golf` group
         raise click.ClickException(str(e)) from None
@@ -99,6 +108,9 @@ def build_cmd(docs, vocab_size, out_dir, num_val_docs, shard_tokens, tokenizer_m
                    f"{_plural(len(s['files']), 'shard')}")
     mb = summary["text_bytes"] / 1e6
     rate = mb / summary["encode_seconds"] if summary["encode_seconds"] > 0 else float("inf")
+    if summary["splits"]["val_bytes"]["files"]:
+        click.echo(f"sidecar: {_plural(len(summary['splits']['val_bytes']['files']), 'byte sidecar')} "
+                   "(fineweb_val_bytes_*.bin: BPB counts the original text's bytes)")
     click.echo(f"shards:    {summary['dataset_dir']}")
     click.echo(f"tokenizer: {summary['tokenizer_model']}")
     click.echo(f"manifest:  {summary['manifest']}")
@@ -109,7 +121,9 @@ def build_cmd(docs, vocab_size, out_dir, num_val_docs, shard_tokens, tokenizer_m
 @data.command("download")
 @click.argument("train_shards_arg", metavar="[TRAIN_SHARDS]", required=False, type=int)
 @click.option("--variant", default="sp1024", show_default=True,
-              help="Tokenization: sp<V> (sp1024, sp4096, sp8192, ...) or byte260 -> datasets/fineweb10B_<variant>.")
+              help="Tokenization: sp<V> (sp1024, sp4096, sp8192, ...) or byte260 -> datasets/fineweb10B_<variant>; "
+                   "sp8192-caseops = the Hub's sp8192_lossless_caps_caseops_v1_reserved (CaseOps, with the "
+                   "validation byte sidecars; repo romeerp/parameter-golf-caseops-v1).")
 @click.option("--train-shards", type=int, default=None,
               help="Number of train shards (100M tokens each) to fetch; at most the manifest's stats.files_train. "
                    "All validation shards and the tokenizer are always fetched. [default: 80]")
@@ -148,6 +162,7 @@ def download_cmd(train_shards_arg, variant, train_shards, out_dir, repo_id, remo
       golf data download --variant sp1024 --train-shards 10
       golf data download --variant sp4096 --train-shards 80 --out data
       golf data download --variant sp4096 --repo-id InAbsentia/parameter-golf-sp4096 --refresh-manifest
+      golf data download --variant sp8192-caseops --train-shards 80
     """
     from golf.data.download import DEFAULT_TRAIN_SHARDS, download_dataset
 
@@ -172,3 +187,36 @@ def download_cmd(train_shards_arg, variant, train_shards, out_dir, repo_id, remo
                f"{_plural(res.train_shards, 'train shard')})")
     if res.tokenizer_model:
         click.echo(f"tokenizer: {res.tokenizer_model}")
+
+
+@data.command("check")
+@click.argument("data_dir", metavar="DIR", type=click.Path(exists=True, file_okay=False, path_type=str))
+def check_cmd(data_dir) -> None:
+    """Report validation documents found in the training shards, for every dataset under DIR.
+
+    DIR is a data root (its datasets/*/ are checked) or one dataset folder. A document is the
+    tokens between two BOS tokens; each is hashed, and a training document with the hash of
+    a validation document is reported. Exit status 1 when any dataset overlaps.
+
+    \b
+    Example:
+      golf data check data
+    """
+    from pathlib import Path
+
+    from golf.data.overlap import OverlapError, find_overlap
+    from golf.data.shards import list_shards
+
+    root = Path(data_dir)
+    dirs = [root] if list_shards(root, "val") else sorted(
+        d for d in (root / "datasets").glob("*") if d.is_dir() and list_shards(d, "val"))
+    if not dirs:
+        raise click.ClickException(f"{root}: no dataset with validation shards (fineweb_val_*.bin) here or in "
+                                   f"{root / 'datasets'}/*/")
+    bad = []
+    for d in dirs:
+        res = find_overlap(d, progress=lambda name, d=d: click.echo(f"  {d.name}/{name}", err=True))
+        click.echo(res.line())
+        bad += [res] if res.shared else []
+    if bad:
+        raise OverlapError(f"{len(bad)} of {len(dirs)} datasets have validation documents in their training shards")

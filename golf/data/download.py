@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from golf.data import published as pub
-from golf.data.shards import ShardError, read_shard_header, shard_name
+from golf.data.shards import CASEOPS_SUFFIX, SIDECAR_SPLIT, ShardError, read_shard_header, shard_name
 from golf.errors import GolfError
 from golf.fsutil import atomic_write_json
 from golf.progress import maybe_tqdm
@@ -39,12 +39,15 @@ VARIANT_REPOS = {
     "byte260": "willdepueoai/parameter-golf",
     "sp4096": "kevclark/parameter-golf",
     "sp8192": "kevclark/parameter-golf",
+    "sp8192-caseops": "romeerp/parameter-golf-caseops-v1",
 }
 ALTERNATIVE_REPOS = {"sp4096": ("InAbsentia/parameter-golf-sp4096",)}
 DEFAULT_REMOTE_ROOT = "datasets"
 DEFAULT_TRAIN_SHARDS = 80
 ORIGIN_FILE = "manifest.source.json"
-_VARIANT_RE = re.compile(r"^(byte260|sp[0-9]+)$")
+# `--variant spV-caseops` = the Hub's own dataset name for the CaseOps export (SPEC 1.4/1.6)
+CASEOPS_ALIAS, CASEOPS_HUB_SUFFIX = "-caseops", CASEOPS_SUFFIX
+_VARIANT_RE = re.compile(rf"^(byte260|sp[0-9]+({CASEOPS_ALIAS}|{re.escape(CASEOPS_HUB_SUFFIX)})?)$")
 
 
 class DownloadError(RuntimeError, GolfError):
@@ -54,14 +57,31 @@ class DownloadError(RuntimeError, GolfError):
 def check_variant(variant: str) -> str:
     if not _VARIANT_RE.match(variant or ""):
         raise DownloadError(
-            f"unknown variant {variant!r}: expected sp<vocab size> (sp1024, sp4096, sp8192, ...) or byte260"
+            f"unknown variant {variant!r}: expected sp<vocab size> (sp1024, sp4096, sp8192, ...), byte260 or "
+            f"sp8192{CASEOPS_ALIAS} (= sp8192{CASEOPS_HUB_SUFFIX})"
         )
     return variant
 
 
+def dataset_suffix(variant: str) -> str:
+    """The dataset folder's name after ``fineweb10B_``: the variant, with ``-caseops`` spelled as the Hub does."""
+    return variant.replace(CASEOPS_ALIAS, CASEOPS_HUB_SUFFIX)
+
+
+def is_caseops_variant(variant: str) -> bool:
+    return dataset_suffix(variant).endswith(CASEOPS_HUB_SUFFIX)
+
+
+def sidecar_files(dataset_rel: str, files_val: int) -> list[str]:
+    """The validation byte sidecars of a CaseOps dataset: one ``fineweb_val_bytes_NNNNNN.bin`` per validation
+    shard (same header and layout, so the same header/size check applies when they are fetched)."""
+    return [f"{dataset_rel}/{shard_name(SIDECAR_SPLIT, i)}" for i in range(files_val)]
+
+
 def default_repo(variant: str) -> str:
     """``MATCHED_FINEWEB_REPO_ID`` if set, else the repo the records used for this variant."""
-    return os.environ.get("MATCHED_FINEWEB_REPO_ID") or VARIANT_REPOS.get(variant, DEFAULT_REPO)
+    alias = variant.replace(CASEOPS_HUB_SUFFIX, CASEOPS_ALIAS)
+    return os.environ.get("MATCHED_FINEWEB_REPO_ID") or VARIANT_REPOS.get(alias, DEFAULT_REPO)
 
 
 def default_remote_root() -> str:
@@ -302,7 +322,7 @@ def _load_manifest(out: Path, org: _Origin, skip_manifest: bool, refresh_manifes
 def _dataset_files(manifest: dict, manifest_path: Path, variant: str, train_shards: int,
                    org: _Origin) -> tuple[int, str, list[str]]:
     """``(validation shard count, dataset folder, tokenizer files)`` of ``variant`` from the manifest."""
-    dataset_name = f"fineweb10B_{variant}"
+    dataset_name = f"fineweb10B_{dataset_suffix(variant)}"
     datasets = [d for d in manifest.get("datasets", []) if isinstance(d, dict)]
     entry = next((d for d in datasets if d.get("name") == dataset_name), None)
     if entry is None:
@@ -329,13 +349,16 @@ def _dataset_files(manifest: dict, manifest_path: Path, variant: str, train_shar
 def _dataset_files_unlisted(variant: str, warnings: list) -> tuple[int, str, list[str]]:
     """What :func:`_dataset_files` returns, guessed from the official layout when there is no manifest."""
     tokenizer_files = []
-    if variant.startswith("sp"):
+    if is_caseops_variant(variant):  # the record ships the .model only
+        v = variant[2:].split(CASEOPS_ALIAS)[0].split(CASEOPS_HUB_SUFFIX)[0]
+        tokenizer_files = [f"tokenizers/fineweb_{v}_bpe{CASEOPS_HUB_SUFFIX}.model"]
+    elif variant.startswith("sp"):
         v = variant[2:]
         tokenizer_files = [f"tokenizers/fineweb_{v}_bpe.model", f"tokenizers/fineweb_{v}_bpe.vocab"]
     else:
         warnings.append("no manifest: the byte260 tokenizer file is not known, only shards are fetched")
     warnings.append("no manifest: assuming 1 validation shard and not checking --train-shards")
-    return 1, f"datasets/fineweb10B_{variant}", tokenizer_files
+    return 1, f"datasets/fineweb10B_{dataset_suffix(variant)}", tokenizer_files
 
 
 def _previous_origin(out: Path, dataset_rel: str, variant: str, org: _Origin,
@@ -485,6 +508,8 @@ def download_dataset(variant: str = "sp1024", train_shards: int = DEFAULT_TRAIN_
         files_val, dataset_rel, tokenizer_files = _dataset_files_unlisted(variant, warnings)
     files = list(tokenizer_files)
     files += [f"{dataset_rel}/{shard_name('val', i)}" for i in range(files_val)]
+    if is_caseops_variant(variant):
+        files += sidecar_files(dataset_rel, files_val)
     files += [f"{dataset_rel}/{shard_name('train', i)}" for i in range(train_shards)]
     if with_docs:
         files += ["docs_selected.jsonl", "docs_selected.source_manifest.json"]

@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from golf import TOOLKIT
-from golf.data.shards import ShardError, list_shards, read_shard
+from golf.data.shards import SIDECAR_SPLIT, ShardError, list_shards, read_shard, read_shard_header
 
 
 class TokenStream:
@@ -144,3 +144,18 @@ def load_val_tokens(dataset_dir: str | os.PathLike, seq_len: int, vocab_size: in
     if TOOLKIT and not seq_len:
         return tokens
     return truncate_val(tokens, seq_len)
+
+
+def load_val_bytes(dataset_dir: str | os.PathLike, n_tokens: int) -> np.ndarray | None:
+    """The validation byte sidecar (``fineweb_val_bytes_*.bin``: per token of the validation stream, the
+    bytes of the original text it stands for) for the first ``n_tokens`` tokens; None without one.
+
+    It must be exactly as long as the validation shards together: a sidecar of another stream is refused."""
+    files = list_shards(dataset_dir, SIDECAR_SPLIT)
+    if not files:
+        return None
+    side = np.concatenate([np.asarray(read_shard(f), dtype=np.int64) for f in files])
+    n_val = sum(read_shard_header(f) for f in list_shards(dataset_dir, "val")) if TOOLKIT else n_tokens
+    if len(side) != n_val if TOOLKIT else len(side) < n_tokens:  # the artifact checks only what it reads
+        raise ShardError(f"{dataset_dir}: {len(side)} byte counts for {n_val} validation tokens")
+    return side[:n_tokens]

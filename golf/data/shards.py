@@ -7,6 +7,7 @@ Shipped inside the generated ``train_gpt.py``: numpy + standard library only.
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -21,6 +22,9 @@ SHARD_VERSION = 1
 HEADER_INTS = 256
 HEADER_BYTES = HEADER_INTS * 4
 MAX_TOKENS = 2**31 - 1
+SIDECAR_SPLIT = "val_bytes"  # fineweb_val_bytes_NNNNNN.bin: per-token original bytes of the val tokens
+# the record's names for the CaseOps variant: datasets/fineweb10B_sp<V><this>/, tokenizers/fineweb_<V>_bpe<this>.model
+CASEOPS_SUFFIX = "_lossless_caps_caseops_v1_reserved"
 
 
 class ShardError(ValueError, GolfError):
@@ -92,17 +96,38 @@ def read_shard(path: str | os.PathLike, vocab_size: int | None = None, check_tok
 
 
 def list_shards(dataset_dir: str | os.PathLike, split: str) -> list[Path]:
-    """Sorted ``fineweb_{split}_NNNNNN.bin`` files (never the ``_bytes_`` sidecars)."""
-    if TOOLKIT and split not in ("train", "val"):  # caller checks: toolkit only
-        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    """Sorted ``fineweb_{split}_NNNNNN.bin`` files (never the ``_bytes_`` sidecars); split ``val_bytes``:
+    the validation byte sidecars ``fineweb_val_bytes_NNNNNN.bin`` (CaseOps, SPEC §1.1)."""
+    if TOOLKIT and split not in ("train", "val", SIDECAR_SPLIT):  # caller checks: toolkit only
+        raise ValueError(f"split must be 'train', 'val' or '{SIDECAR_SPLIT}', got {split!r}")
     d = Path(dataset_dir)
-    files = [p for p in d.glob(f"fineweb_{split}_*.bin") if "_bytes_" not in p.name]
+    files = [p for p in d.glob(f"fineweb_{split}_*.bin") if split == SIDECAR_SPLIT or "_bytes_" not in p.name]
     return sorted(files, key=lambda p: p.name)
 
 
+def manifest_names(root: str | os.PathLike, vocab_size: int) -> tuple[str, str] | None:
+    """``(dataset folder, tokenizer model)`` relative to ``root`` as ``root/manifest.json`` names them: its
+    dataset of ``vocab_size`` whose folder exists (the official ``fineweb10B_spV`` first); None without one."""
+    root = Path(root)
+    try:
+        m = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+        toks = {t["name"]: t.get("model_path") for t in m["tokenizers"]}
+        found = [(str(d["path"]), toks[d["tokenizer_name"]]) for d in m["datasets"]
+                 if d.get("vocab_size") == vocab_size and (root / str(d["path"])).is_dir()]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    found.sort(key=lambda f: Path(f[0]).name != f"fineweb10B_sp{vocab_size}")
+    if TOOLKIT and len(found) > 1 and Path(found[0][0]).name != f"fineweb10B_sp{vocab_size}":
+        raise ShardError(f"{root}/manifest.json lists several datasets of vocab {vocab_size} "
+                         f"({', '.join(f[0] for f in found)}): set DATA_PATH and TOKENIZER_PATH to pick one")
+    return found[0] if found and found[0][1] else None
+
+
 def data_paths(root: str | os.PathLike, vocab_size: int, environ=None) -> tuple[Path, Path]:
-    """``(dataset dir, tokenizer path)`` for vocab ``vocab_size`` under a data root laid out as
-    ``golf data`` writes it (``datasets/fineweb10B_spV/``, ``tokenizers/fineweb_V_bpe.model``).
+    """``(dataset dir, tokenizer path)`` for vocab ``vocab_size`` under a data root: the names its
+    ``manifest.json`` gives (:func:`manifest_names`), else the official ones
+    (``datasets/fineweb10B_spV/``, ``tokenizers/fineweb_V_bpe.model``; the CaseOps export's names
+    with ``CASEOPS_SUFFIX`` when only that folder exists).
 
     ``DATA_PATH`` / ``TOKENIZER_PATH`` in ``environ`` (default: the process environment) override;
     a root that holds the validation shards itself is taken as the dataset dir.  Nothing is
@@ -111,14 +136,18 @@ def data_paths(root: str | os.PathLike, vocab_size: int, environ=None) -> tuple[
     env = os.environ if environ is None else environ
     root = Path(root)
     ds = root / "datasets" / f"fineweb10B_sp{vocab_size}"
+    x = CASEOPS_SUFFIX * (not ds.is_dir() and Path(f"{ds}{CASEOPS_SUFFIX}").is_dir())
+    ds, name, cands = Path(f"{ds}{x}"), f"fineweb_{vocab_size}_bpe{x}.model", []
+    if TOOLKIT and (named := manifest_names(root, vocab_size)):  # train_gpt.py: the official names only
+        ds, name = root / named[0], Path(named[1]).name
+        cands = [root / named[1]]
     if env.get("DATA_PATH"):
         ds = Path(env["DATA_PATH"])
     elif not ds.is_dir() and list_shards(root, "val"):
         ds = root
     if env.get("TOKENIZER_PATH"):
         return ds, Path(env["TOKENIZER_PATH"])
-    name = f"fineweb_{vocab_size}_bpe.model"
-    cands = [root / "tokenizers" / name, ds.parent.parent / "tokenizers" / name, ds / name]
+    cands += [root / "tokenizers" / name, ds.parent.parent / "tokenizers" / name, ds / name]
     return ds, next((c for c in cands if c.is_file()), cands[0])
 
 

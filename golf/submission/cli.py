@@ -127,8 +127,10 @@ def plot(run_dir, out):
 @click.option("--iterations", type=int, default=200, show_default=True, help="Training steps per seed.")
 @click.option("--num-val-docs", type=int, default=60, show_default=True,
               help="Sample documents held out for validation (fewer = faster evaluation).")
+@click.option("--caseops", is_flag=True, help="Build the CaseOps variant of the sample (golf data build --caseops): "
+                                            "scored in the original text's bytes through the byte sidecar.")
 @click.option("--quiet", "-q", is_flag=True, help="Only stage headers and the summary.")
-def demo(out, seeds, iterations, num_val_docs, quiet):
+def demo(out, seeds, iterations, num_val_docs, caseops, quiet):
     """Run the whole pipeline on the embedded sample, on CPU, in a few minutes.
 
     \b
@@ -152,7 +154,8 @@ def demo(out, seeds, iterations, num_val_docs, quiet):
         raise click.UsageError("--iterations must be >= 1 and --num-val-docs between 1 and 699")
     log = (lambda m: click.echo(m) if m.startswith("\n==") else None) if quiet else click.echo
     try:
-        r = run_demo(out, seeds=seed_list, iterations=iterations, num_val_docs=num_val_docs, quiet=quiet, log=log)
+        r = run_demo(out, seeds=seed_list, iterations=iterations, num_val_docs=num_val_docs, quiet=quiet, log=log,
+                     caseops=caseops)
     except LintFailed as e:
         from golf.verifier.report import render_table
         click.echo(render_table(e.section.checks))

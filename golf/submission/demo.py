@@ -35,7 +35,10 @@ class DemoResult:
 
 
 def run_demo(out: str | Path = "golf-demo", seeds: tuple[int, ...] = (1, 2), iterations: int = 200,
-             vocab_size: int = 1024, num_val_docs: int = 60, quiet: bool = False, log=print) -> DemoResult:
+             vocab_size: int = 1024, num_val_docs: int = 60, quiet: bool = False, log=print,
+             caseops: bool = False) -> DemoResult:
+    """The five stages; ``caseops``: the data is the CaseOps variant (golf data build --caseops), scored
+    in the bytes of the original text through its byte sidecar."""
     from golf.builder.build import build
     from golf.data.build import build_dataset
     from golf.presets import preset_config
@@ -52,9 +55,10 @@ def run_demo(out: str | Path = "golf-demo", seeds: tuple[int, ...] = (1, 2), ite
     def stage(msg: str) -> None:
         log(f"\n== {msg} ({time.perf_counter() - t0:.0f}s)")
 
-    stage(f"1/5 tokenizer + shards from the embedded sample ({SAMPLE.name}) -> {data}")
+    stage(f"1/5 tokenizer + shards{' (CaseOps)' if caseops else ''} from the embedded sample ({SAMPLE.name}) "
+          f"-> {data}")
     build_dataset([SAMPLE], vocab_size, data, num_val_docs=num_val_docs, shard_tokens=1_000_000,
-                  progress=False if quiet else None, overwrite=True, log=log)
+                  progress=False if quiet else None, overwrite=True, log=log, caseops=caseops)
 
     run_dirs, art_dirs, plots = [], [], []
     for seed in seeds:

@@ -317,7 +317,7 @@ class Run:
 
     def setup(self) -> None:
         """Seed, then build loader, validation set, model, optimizers, EMA and the state map."""
-        from golf.metric import build_byte_luts
+        from golf.metric import byte_source
         from golf.model.gpt import GPT, recurrence_enabled
         cfg, t, device = self.cfg, self.t, self.device
         if TOOLKIT and self.master:
@@ -339,7 +339,7 @@ class Run:
                 check_tokenizer_vocab(self.tok_path, V, "the model config")
             except PinError as e:
                 raise TrainError(str(e)) from None
-        self.luts = build_byte_luts(str(self.tok_path), V)
+        self.luts = byte_source(self.dataset_dir, str(self.tok_path), V, len(self.val_tokens))
         self.partial = partial_val_label(self.dataset_dir, self.val_tokens, cfg.eval.eval_seq_len) if TOOLKIT else ""
         self.model = GPT(cfg.model).to(device)
         self.n_params = sum(p.numel() for p in self.model.parameters())

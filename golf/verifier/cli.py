@@ -277,10 +277,13 @@ def records_cmd(path, against, rule, min_improvement, alpha, track, max_bytes, t
 @click.option("--allow-package", "allow_packages", multiple=True, metavar="NAME",
               help="Also make this installed distribution (and its Requires-Dist) visible in the sandbox; "
                    "repeatable. By default only torch, numpy, sentencepiece, brotli and their dependencies are.")
+@click.option("--train-data", type=click.Path(path_type=Path, file_okay=False, exists=True), default=None,
+              help="The training shards the entry was trained on (a dataset folder or a data root): check "
+                   "data.overlap fails if any validation document is among them (any variant).")
 def artifact_cmd(artifact_dir, data_dir, claimed_bpb, submission, max_bytes, eval_time_limit, device, json_out,
                  val_max_tokens, eval_seq_len, eval_stride, tolerance, max_memory_gb, no_netns, keep_temp,
                  allow_unverified, protocol_mode, weak_isolation, max_eval_seq_len, decoy_budget,
-                 allow_packages) -> None:
+                 allow_packages, train_data) -> None:
     if data_dir is None:
         raise click.UsageError("artifact mode needs --data DIR (datasets/ + tokenizers/)")
     if claimed_bpb is not None and submission is not None:
@@ -300,7 +303,7 @@ def artifact_cmd(artifact_dir, data_dir, claimed_bpb, submission, max_bytes, eva
                          tolerance=tolerance, memory_limit_gb=max_memory_gb, network_namespace=not no_netns,
                          keep_temp=keep_temp, allow_unverified=allow_unverified, protocol_mode=protocol_mode,
                          weak_isolation=weak_isolation, max_eval_seq_len=max_eval_seq_len, decoy_budget=decoy_budget,
-                         allow_packages=tuple(allow_packages))
+                         allow_packages=tuple(allow_packages), train_data=train_data)
     from golf.verifier.sandbox.environment import EnvironmentError_
     try:
         sec = verify_artifact(artifact_dir, opts, log=lambda m: click.echo(m, err=True))

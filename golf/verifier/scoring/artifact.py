@@ -105,6 +105,7 @@ class VerifyOptions:
     max_eval_seq_len: int = 4096
     decoy_budget: float = 0.10
     allow_packages: tuple[str, ...] = ()  # distributions visible in the sandbox besides the default allow-list
+    train_data: Path | None = None  # training shards to search for validation documents (data.overlap)
     extra: dict = field(default_factory=dict)
 
 
@@ -191,11 +192,24 @@ class Data:
     luts: object = None
     nbytes: int = 0
     sha256: str = ""
+    byte_basis: str = "lut"  # "sidecar": the dataset's fineweb_val_bytes_*.bin (CaseOps), else the tokenizer's LUTs
+    sidecar_sha256: str = ""
 
 
 def resolve_data(data_dir: Path, vocab: int | None) -> Data:
+    """The dataset and tokenizer of vocab ``vocab``: as the data dir's manifest names them, else the official
+    names (``datasets/fineweb10B_spV``, ``tokenizers/fineweb_V_bpe.model``)."""
+    from golf.data.shards import manifest_names
     if not data_dir.is_dir():
         raise VerifyInputError(f"--data {data_dir}: not a directory")
+    try:
+        named = manifest_names(data_dir, vocab) if vocab is not None else None
+    except ValueError as e:
+        raise VerifyInputError(f"--data: {e}") from None
+    if named:
+        if not (data_dir / named[1]).is_file():
+            raise VerifyInputError(f"--data {data_dir}: no tokenizer {named[1]} (named by its manifest.json)")
+        return Data(vocab, data_dir / named[0], data_dir / named[1])
     ds = {int(m.group(1)): d for d in sorted((data_dir / "datasets").glob("fineweb10B_sp*"))
           if d.is_dir() and (m := re.fullmatch(r"fineweb10B_sp(\d+)", d.name))}
     if vocab is None:
@@ -258,17 +272,35 @@ def published_check(data: Data, data_dir: Path, tok_digest: str) -> Check:
 def load_stream(data: Data, max_tokens: int) -> None:
     """The whole validation stream (untruncated), the verifier's byte count and the stream's sha256."""
     from golf.data.loader import load_val_tokens
-    from golf.metric import build_byte_luts
+    from golf.metric import byte_basis, byte_source
     from golf.verifier.scoring.streaming import stream_bytes
     try:
         data.stream = np.asarray(load_val_tokens(data.dataset, 0, data.vocab, max_tokens), dtype=np.int64)
-        data.luts = build_byte_luts(str(data.tokenizer), data.vocab)
+        data.luts = byte_source(data.dataset, str(data.tokenizer), data.vocab, len(data.stream))
     except ValueError as e:
         raise VerifyInputError(f"--data: {e}") from None
     if len(data.stream) < 2:
         raise VerifyInputError(f"{data.dataset}: the validation stream holds fewer than 2 tokens")
     data.nbytes = stream_bytes(data.luts, data.stream)
     data.sha256 = hashlib.sha256(data.stream.astype("<u2").tobytes()).hexdigest()
+    data.byte_basis = byte_basis(data.luts)
+    if data.byte_basis == "sidecar":  # pinned like the stream: the counts the score divides by
+        data.sidecar_sha256 = hashlib.sha256(data.luts.astype("<u2").tobytes()).hexdigest()
+
+
+def overlap_check(data: Data, train_data: Path) -> Check:
+    """``data.overlap``: validation documents of the verifier's own stream found in the training shards of
+    ``train_data`` (a dataset folder, or a data root holding a dataset of the same name); documents are
+    compared by hash between BOS tokens (golf.data.overlap), so any variant is covered."""
+    from golf.data.overlap import find_overlap
+    from golf.data.shards import list_shards
+    train_dir = train_data if list_shards(train_data, "train") else train_data / "datasets" / data.dataset.name
+    if not list_shards(train_dir, "train"):
+        raise VerifyInputError(f"--train-data {train_data}: no training shards (fineweb_train_*.bin) in it or in "
+                               f"datasets/{data.dataset.name}/")
+    res = find_overlap(data.dataset, train_dir, val_tokens=data.stream)
+    return Check("data.overlap", FAIL if res.shared else PASS, measured=len(res.shared), limit=0,
+                 exit_code=EXIT_INVALID, message=res.line())
 
 
 def _json_or_none(path: Path):
@@ -632,10 +664,11 @@ def decoy_checks(sec: Section, rep, device: str) -> None:
 def coverage_check(sec: Section, n_scored: int, data: Data, partial: bool) -> bool:
     T = len(data.stream) - 1
     ok = n_scored == T
+    side = f", sidecar sha256 {data.sidecar_sha256[:16]}…" if data.sidecar_sha256 else ""
     sec.add("score.coverage", PASS if ok else FAIL, measured=n_scored, limit=T, exit_code=EXIT_INVALID,
             message=(f"all {T:,} targets of the {'partial (--val-max-tokens) ' if partial else ''}validation stream "
-                     f"scored ({data.nbytes:,} bytes, stream sha256 {data.sha256[:16]}…)") if ok else
-                    f"only {n_scored:,} of {T:,} targets scored")
+                     f"scored ({data.nbytes:,} {data.byte_basis} bytes, stream sha256 {data.sha256[:16]}…{side})")
+            if ok else f"only {n_scored:,} of {T:,} targets scored")
     return ok
 
 
@@ -708,11 +741,12 @@ def unverified_run(ctx: Ctx, sec: Section) -> None:
 
 
 def stage_data(data: Data, root: Path) -> Path:
-    """Only the validation shards and the tokenizer (copies), for --allow-unverified classic runs."""
-    from golf.data.shards import list_shards
+    """Only the validation shards (and byte sidecars) and the tokenizer (copies), for --allow-unverified
+    classic runs."""
+    from golf.data.shards import SIDECAR_SPLIT, list_shards
     ds = root / "datasets" / data.dataset.name
     ds.mkdir(parents=True)
-    for f in list_shards(data.dataset, "val"):
+    for f in list_shards(data.dataset, "val") + list_shards(data.dataset, SIDECAR_SPLIT):
         shutil.copyfile(f, ds / f.name)
     (root / "tokenizers").mkdir()
     shutil.copyfile(data.tokenizer, root / "tokenizers" / data.tokenizer.name)
@@ -771,8 +805,11 @@ def verify_artifact(art_dir: str | Path, opts: VerifyOptions, log=print) -> Sect
     sec.checks.append(c)
     sec.info["kind"] = "golf" if golf else "foreign"
     load_stream(data, opts.val_max_tokens)
+    if opts.train_data is not None:
+        sec.checks.append(overlap_check(data, Path(opts.train_data)))
     sec.info["stream"] = {"targets": len(data.stream) - 1, "bytes": data.nbytes, "sha256": data.sha256,
-                          "partial": bool(opts.val_max_tokens)}
+                          "partial": bool(opts.val_max_tokens), "byte_basis": data.byte_basis,
+                          **({"sidecar_sha256": data.sidecar_sha256} if data.sidecar_sha256 else {})}
     from golf.verifier.scoring.inventory import inventory, size_checks
     inv = inventory(art)
     sec.checks += size_checks(inv, opts.max_bytes)
