@@ -70,8 +70,9 @@ if MODE == "badheader":   # a header length of 0xFFFFFFF0: the verifier must not
     os.write(fout, struct.pack("<I", 0xFFFFFFF0) + b"{")
     sys.exit(0)
 if MODE == "bigpayload":  # a 2^31-byte payload announced in hello
-    send({"type": "hello", "protocol": "golf-eval/2", "modes": ["windows"], "vocab_size": V, "eval_seq_len": 64,
-          "nbytes": 1 << 31})
+    hb = json.dumps({"type": "hello", "protocol": "golf-eval/2", "modes": ["windows"], "vocab_size": V,
+                     "eval_seq_len": 64, "nbytes": 1 << 31}).encode()
+    os.write(fout, struct.pack("<I", len(hb)) + hb)
     sys.exit(0)
 send({"type": "hello", "protocol": "golf-eval/2", "modes": ["score-first"] if SF else ["windows"],
       "vocab_size": V, "eval_seq_len": {"toolong": 8192, "boolhello": True}.get(MODE, 64), "name": MODE})
@@ -341,3 +342,41 @@ def test_exit_codes_are_one_table_in_help_and_docs():
     for code, text in EXIT_NAMES.items():
         assert rows.get(str(code)) == text, code
         assert " ".join(text.split()[:4]) in " ".join(help_text.split()), code
+
+
+# the model patched through torch (the client knows nothing of the protocol): prepended to golf's own train_gpt.py
+TORCH_PATCHES = {
+    "noncausal": """import torch.nn.functional as F
+_sdpa = F.scaled_dot_product_attention
+F.scaled_dot_product_attention = lambda q, k, v, is_causal=False, **kw: _sdpa(q, k, v, is_causal=False, **kw)
+""",
+    "peek": """import torch, torch.nn.functional as F
+_emb, _lsm, _seen = F.embedding, torch.log_softmax, {}
+def _embedding(idx, *a, **k):
+    if idx.dim() == 2:
+        _seen["x"] = idx
+    return _emb(idx, *a, **k)
+def _log_softmax(z, dim=-1, **k):
+    out, x = _lsm(z, dim=dim, **k), _seen.get("x")
+    if x is None or out.dim() != 3 or out.shape[:2] != x.shape or x.shape[1] < 2:
+        return out
+    nxt = torch.zeros_like(out).scatter_(2, x[:, 1:, None], 1.0)  # half the mass on the next input token
+    head = torch.log(0.5 * out[:, :-1].exp() + 0.5 * nxt[:, :-1])
+    return torch.cat([head, out[:, -1:]], 1)
+F.embedding, torch.log_softmax = _embedding, _log_softmax
+""",
+}
+
+
+@pytest.mark.parametrize("patch", sorted(TORCH_PATCHES))
+def test_golf_artifact_with_a_torch_patched_model_fails_the_audits(tmp_path, tiny_data, real_artifact, patch):
+    """A golf-built artifact whose model cheats through torch (non-causal attention; peeking at the next input):
+    its code no longer regenerates, so it is scored as a black box, and the audits catch it."""
+    art = tmp_path / "art"
+    shutil.copytree(real_artifact["dir"], art)
+    code = art / "train_gpt.py"
+    code.write_text(TORCH_PATCHES[patch] + code.read_text(), encoding="utf-8")
+    r, doc = run_verify(art, tiny_data["data_dir"], tmp_path, "--audit-budget", "1", tokens="1500")
+    assert doc["kind"] == "foreign", r.output
+    assert r.exit_code == EXIT_INVALID, r.output
+    assert sorted(failed(doc)) == ["audit.agreement"]
