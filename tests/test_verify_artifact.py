@@ -183,7 +183,10 @@ def test_honest_protocol_client_passes_with_the_verifier_coverage(tmp_path, tiny
     ("halve", "audit.agreement"),     # NLLs halved after the first request: not the causal prediction
     ("nonnorm", "audit.normalized"),  # non-normalized scores
     ("bigram", "audit.agreement"),    # stateful cache built from windows seen (future tokens): a fresh process differs
-    ("peek", "audit.agreement"),      # the query boost of /1, in /2: half the mass on its target (the next input)
+    # the query boost of /1, in /2: half the mass on its target (the next input).  It also stands for "sweep
+    # detection by shape": it knows the audits (they are logp requests, in another process) and answers them
+    # honestly; it cannot know which of its main-run answers will be audited
+    ("peek", "audit.agreement"),
     ("miscount", "protocol.answers"),  # answers fewer positions than asked
     ("toolong", "protocol.hello"),    # announces a context beyond --max-eval-seq-len
     ("boolhello", "protocol.hello"),  # eval_seq_len: true (a bool is not an int: 1-token windows)
@@ -232,7 +235,8 @@ def test_score_first_legal_cache_beats_no_adaptation_and_read_ahead_fails(tmp_pa
 
 def test_score_first_client_peeking_at_the_scored_token_fails_the_audits(tmp_path, tiny_data, unigram):
     """The score-first query boost: half the mass on the chunk's token being scored (it is in the request); the
-    audit process sends the chunk only up to, not including, that token."""
+    audit process sends the chunk only up to, not including, that token.  (The /1 attack "the fresh replay
+    hands over the real chunk" has no /2 form: an audit row ends before its target.)"""
     r, doc = run_verify(client(tmp_path, unigram, "sf_peek"), tiny_data["data_dir"], tmp_path, "--audit-budget", "1")
     assert r.exit_code == EXIT_INVALID, r.output
     assert sorted(failed(doc)) == ["audit.agreement"]
