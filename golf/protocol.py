@@ -4,7 +4,7 @@ prints, the environment names and the exit codes (docs/DESIGN.md, "Artifact dire
 Every golf module imports these from here; none writes them again (tests/test_house_rules.py).
 Shipped inside the generated ``train_gpt.py``: standard library only, constants only, one
 assignment per name (the builder drops the ones the shipped code does not read).  Not to be
-confused with :mod:`golf.verifier.scoring.protocol`, the golf-eval/1 wire format.
+confused with :mod:`golf.verifier.scoring.protocol`, the golf-eval/2 wire format.
 """
 
 # the cap on code bytes + compressed model bytes (decimal: 16 MB, not 16 MiB)
@@ -34,7 +34,7 @@ ENV_DEVICE = "GOLF_DEVICE"  # cpu | cuda | auto
 ENV_RUN_DIR = "GOLF_RUN_DIR"  # GOLF_MODE=train: where train.log goes
 ENV_DATA_DIR = "DATA_DIR"
 ENV_VAL_MAX_TOKENS = "VAL_MAX_TOKENS"  # evaluate on a prefix of the validation set (0: all of it)
-ENV_EVAL_PROTOCOL = "GOLF_EVAL_PROTOCOL"  # golf-eval/1: answer the verifier's windows instead of reading data
+ENV_EVAL_PROTOCOL = "GOLF_EVAL_PROTOCOL"  # golf-eval/2: answer the verifier's windows instead of reading data
 ENV_EVAL_IN = "GOLF_EVAL_IN"  # pipe fd the artifact reads requests from
 ENV_EVAL_OUT = "GOLF_EVAL_OUT"  # pipe fd it writes answers to
 ENV_SANDBOX_FORCE_NO_NS = "GOLF_SANDBOX_FORCE_NO_NS"  # "1": the verifier behaves as if namespaces were refused
@@ -75,13 +75,13 @@ EXIT_NAMES = {
     EXIT_NETWORK: "network access attempted",
     EXIT_ACCESS: "forbidden file access (training shards, the original data dir, code outside the artifact)",
     EXIT_INVALID: "invalid scoring (protocol failure, too few targets, non-normalized, non-causal or stateful "
-                  "answers caught by decoys)",
+                  "answers caught by audits)",
     EXIT_CANNOT_ISOLATE: "cannot isolate: the OS refused user/mount/PID/network namespaces (see --weak-isolation)",
     EXIT_MEMORY: "memory limit exceeded",
     EXIT_CPU_TIME: "CPU-time limit exceeded",
     EXIT_FILE_SIZE: "file-size limit exceeded",
     EXIT_PROCESSES: "process limit exceeded, or processes survived the run",
-    EXIT_UNVERIFIED: "unverified: the artifact does not speak golf-eval/1 (only printed a score); "
+    EXIT_UNVERIFIED: "unverified: the artifact does not speak golf-eval/2 (only printed a score); "
                      "--allow-unverified makes this a warning",
     EXIT_TOKENIZER: "tokenizer mismatch (vocabulary or sha256 differs from the model, the manifest or the build "
                     "report)",

@@ -108,7 +108,7 @@ def test_artifact_rescored_in_clean_process_matches(built, tiny_data, tmp_path):
     assert lines[3] == f"Serialized model int6+brotli: {blob} bytes" and blob == report["blob_bytes"]
     assert lines[4] == f"Total submission size int6+brotli: {code + blob} bytes" == \
         f"Total submission size int6+brotli: {report['total_bytes']} bytes"
-    # golf-eval/1: the same script answers the verifier's windows over two pipes (no data given)
+    # golf-eval/2: the same script answers the verifier's windows over two pipes (no data given)
     from golf.verifier.scoring import protocol as P
     from golf.verifier.scoring.streaming import Client
     a_r, v_w = os.pipe()
@@ -119,11 +119,14 @@ def test_artifact_rescored_in_clean_process_matches(built, tiny_data, tmp_path):
     os.close(a_w)
     client = Client(v_r, v_w, 120.0, 1024)
     assert client.hello([P.WINDOWS])["eval_seq_len"] == report["config"]["eval"]["eval_seq_len"]
-    x = np.array([[1, 5, 9, 200], [7, 7, 8, 9]])
-    nll = client.ask("score", x, np.roll(x, -1, axis=1), np.array([0, 2]))
+    x = np.array([[1, 5, 9, 200, 3], [7, 7, 8, 9, 4]])
+    nll = client.score(x, np.array([0, 2]))
+    lp = client.logp(x[:, :3])
     client.bye()
     assert child.wait(60) == 0
-    assert [len(a) for a in nll] == [4, 2] and min(a.min() for a in nll) > 0 and client.lse_max < 1e-4
+    assert [len(a) for a in nll] == [4, 2] and min(a.min() for a in nll) > 0
+    assert lp.shape == (2, 1024) and np.abs(np.logaddexp.reduce(lp.astype(np.float64), axis=1)).max() < 1e-4
+    assert abs(-lp[0, x[0, 3]] - nll[0][2]) < 1e-4  # the prefix alone gives the main answer at that position
     # the wrapper is the short two-line exec form; with a brotli blob, code_compressor=auto takes the
     # smaller of brotli and raw LZMA2 (brotli on golf's sources)
     text = (art / "train_gpt.py").read_text()

@@ -104,7 +104,7 @@ def test_generated_wrapper_is_one_flat_module():
     assert {"golf.model.gpt", "golf.metric", "golf.builder.container", "golf.builder.entry",
             "golf.config", "golf.trainer.loop", "golf.builder.quant"} <= set(info["modules"])
     # golf's own shippable list must itself be clean (else generate raises CodegenError)
-    # (of the verifier, only the golf-eval/1 wire format ships: the artifact answers the verifier with it)
+    # (of the verifier, only the golf-eval/2 wire format ships: the artifact answers the verifier with it)
     assert "golf.verifier.scoring.protocol" in info["modules"]
     assert not any(m.startswith("golf.verifier") and m != "golf.verifier.scoring.protocol" or m == "golf.builder.build"
                    for m in info["modules"])

@@ -1,4 +1,4 @@
-"""golf-eval/1 framing, the verifier's window plan (coverage) and the untruncated metric paths."""
+"""golf-eval/2 framing, the verifier's window plan (coverage) and the untruncated metric paths."""
 from __future__ import annotations
 
 import json
@@ -12,9 +12,9 @@ import torch
 
 from golf.data.loader import load_val_tokens
 from golf.metric import build_byte_luts, eval_plain, eval_plain_ragged, eval_sliding
+from golf.verifier.scoring import audits as A
 from golf.verifier.scoring import protocol as P
-from golf.verifier.scoring.decoys import WindowsRun
-from golf.verifier.scoring.streaming import Client, Scores, bpb, stream_bytes, window_plan
+from golf.verifier.scoring.streaming import Client, Scores, bpb, run_windows, stream_bytes, window_plan
 
 
 def test_frames_round_trip_and_malformed_frames_are_refused():
@@ -39,10 +39,15 @@ def test_frames_round_trip_and_malformed_frames_are_refused():
         except BlockingIOError:
             pass
         os.set_blocking(r, True)
-    head = json.dumps({"type": "scores", "nbytes": 1 << 40}).encode()
-    os.write(w, struct.pack("<I", len(head)) + head)
-    with pytest.raises(P.ProtocolError, match="payload"):
-        P.receive(r, deadline=None, max_payload=100)
+    for nb in (1 << 40, 1 << 31, True, -1, 101):  # refused before any payload is read (a bool is not a size)
+        head = json.dumps({"type": "scores", "nbytes": nb}).encode()
+        os.write(w, struct.pack("<I", len(head)) + head)
+        with pytest.raises(P.Malformed, match="payload"):
+            P.receive(r, deadline=None, max_payload=100)
+    os.write(w, struct.pack("<I", 0xFFFFFFF0) + b"{")
+    with pytest.raises(P.Malformed, match="header of 4294967280 bytes"):
+        P.receive(r, deadline=None)
+    os.read(r, 1)
     import time
     with pytest.raises(P.ProtocolError, match="timed out"):
         P.receive(r, deadline=time.monotonic() + 0.2)
@@ -112,36 +117,44 @@ def _serve_thread(fn, info):
     return t, Client(v_r, v_w, 30.0, info["vocab_size"]), (a_r, a_w, v_r, v_w)
 
 
-def test_windows_run_with_decoys_against_the_shipped_server(tiny_data):
+def test_windows_run_and_audits_against_the_shipped_server(tiny_data):
     V = tiny_data["vocab_size"]
     stream = load_val_tokens(tiny_data["dataset_dir"], 0, V, max_tokens=2000)
     _, table = _bigram_nll_fn(V)
 
-    def answer(x, q):
-        lp = table[torch.from_numpy(x.astype(np.int64))]
-        return (-lp.gather(2, torch.from_numpy(q.astype(np.int64))[..., None])[..., 0]).numpy(), \
-            torch.logsumexp(lp, -1).numpy()
+    def logp(x):  # rows (n,T) -> (n,T,V): a causal bigram model
+        return table[torch.from_numpy(x.astype(np.int64))].numpy()
 
-    t, client, fds = _serve_thread(answer, {"vocab_size": V, "eval_seq_len": 32})
+    t, client, fds = _serve_thread(logp, {"vocab_size": V, "eval_seq_len": 32})
     try:
         hello = client.hello([P.WINDOWS])
-        assert hello["modes"] == [P.WINDOWS] and hello["eval_seq_len"] == 32
+        assert hello["modes"] == [P.WINDOWS] and hello["eval_seq_len"] == 32 and hello["protocol"] == "golf-eval/2"
         plan = window_plan(len(stream) - 1, 32, 8)
-        wr = WindowsRun(stream, plan, V, 8, seed=1234)
         scores = Scores(plan)
         client.start(P.WINDOWS, 32, 8)
-        wr.run(client, scores)
-        wr.run_replay(client)  # same (stateless) server: answers must match
+        run_windows(client, stream, plan, scores, 8, np.random.default_rng(0))
+        rng = np.random.default_rng(1)
+        needed, affordable, at = A.plan_audits(rng, plan.targets, 0.01, 1e-6, 0.1 * plan.forward_tokens(), 32)
+        rep = A.AuditReport(seed=1, mode="windows", fraction=0.01, delta=1e-6, needed=needed, affordable=affordable,
+                            real_tokens=plan.forward_tokens())
+        A.audit_windows(client, stream, plan, scores.sliding, rep, at)  # same (stateless) server: answers agree
         client.bye()
         t.join(10)
     finally:
         for fd in fds:
             os.close(fd)
-    rep = wr.finish()
     assert scores.missing() == 0 and np.isfinite(scores.sliding).all()
-    assert rep.repeat_max <= 1e-6 and rep.causal_max <= 1e-6 and rep.replay_max <= 1e-6
-    assert all(abs(s["log_sum"]) < 1e-4 for s in rep.sweeps if s["full"])
-    assert 0 < rep.extra_fraction()
+    want = -table[stream[:-1], stream[1:]].numpy()
+    np.testing.assert_allclose(scores.sliding, want, rtol=1e-5)
+    assert needed == 1375 and rep.n == affordable == int(0.1 * plan.forward_tokens() // 32) > 0
+    assert rep.agree_max <= 1e-5 and rep.lse_max <= 1e-4 and rep.audit_tokens <= 0.1 * plan.forward_tokens()
+
+
+def test_audit_count_and_bound():
+    assert A.audits_needed(0.01, 1e-6) == 1375 and A.bound(0.01, 1375) <= 1e-6 < A.bound(0.01, 1374)
+    rng = np.random.default_rng(0)
+    needed, affordable, at = A.plan_audits(rng, 10_000, 0.01, 1e-6, 64_000, 64)
+    assert (needed, affordable, len(at)) == (1375, 1000, 1000) and (np.diff(at) > 0).all()
 
 
 def test_outputs_are_read_without_following_links_and_with_a_cap(tmp_path):

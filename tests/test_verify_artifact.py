@@ -66,44 +66,58 @@ def norm(c):
 
 SF = MODE.startswith("sf_")
 recv()
-send({"type": "hello", "protocol": "golf-eval/1", "modes": ["score-first"] if SF else ["windows"],
-      "vocab_size": V, "eval_seq_len": 8192 if MODE == "toolong" else 64, "name": MODE})
+if MODE == "badheader":   # a header length of 0xFFFFFFF0: the verifier must not try to allocate it
+    os.write(fout, struct.pack("<I", 0xFFFFFFF0) + b"{")
+    sys.exit(0)
+if MODE == "bigpayload":  # a 2^31-byte payload announced in hello
+    hb = json.dumps({"type": "hello", "protocol": "golf-eval/2", "modes": ["windows"], "vocab_size": V,
+                     "eval_seq_len": 64, "nbytes": 1 << 31}).encode()
+    os.write(fout, struct.pack("<I", len(hb)) + hb)
+    sys.exit(0)
+send({"type": "hello", "protocol": "golf-eval/2", "modes": ["score-first"] if SF else ["windows"],
+      "vocab_size": V, "eval_seq_len": {"toolong": 8192, "boolhello": True}.get(MODE, 64), "name": MODE})
 bigram = np.ones((V, V))
 counts = np.ones(V)
+last = None
 calls = 0
+
+def dist(row, j):
+    # the model's next-token log-probs after row[:j+1]; "peek" reads row[j+1] (the target) when it is there
+    if MODE == "bigram":   # a cache of every window seen so far, future tokens included
+        return np.log(0.5 * np.exp(logp) + 0.5 * bigram[row[j]] / bigram[row[j]].sum())
+    if MODE == "peek" and j + 1 < len(row):
+        return np.log(0.5 * np.exp(logp) + 0.5 * (np.arange(V) == row[j + 1]))
+    return logp
+
 while True:
     h, p = recv()
     t = h["type"]
     if t == "bye":
         break
-    if t in ("start",):
+    if t == "start":
         continue
     if t == "commit":
-        if MODE in ("sf_legal", "sf_crossrow"):
-            counts += np.bincount(np.frombuffer(p, "<i4"), minlength=V)
+        if MODE == "sf_legal":
+            counts += np.bincount(last, minlength=V)
+        continue
+    a = np.frombuffer(p, "<i4").astype(np.int64)
+    if t == "chunk":   # score-first: token j predicted from history + chunk[:j]; sf_peek reads chunk[j] itself
+        last = a
+        lp = norm(counts)
+        nll = np.array([-(np.log(0.5 * np.exp(lp) + 0.5 * (np.arange(V) == x)) if MODE == "sf_peek" else lp)[x]
+                        for x in a])
+        send({"type": "scores", "id": h["id"]}, [nll])
         continue
     n, T = h["n"], h["T"]
-    a = np.frombuffer(p, "<i4").astype(np.int64)
-    x, q = a[:n * T].reshape(n, T), a[n * T:2 * n * T].reshape(n, T)
-    first = a[2 * n * T:] if t == "score" else np.zeros(n, np.int64)
-    nll = np.empty((n, T))
-    # sf_crossrow: the real row of a chunk request is the one whose queries equal its inputs; answer every
-    # row sharing its prefix with half the mass on the real row's next token (consistent across rows)
-    real = next((r for r in range(n) if (x[r] == q[r]).all()), None) if MODE == "sf_crossrow" else None
-    for i in range(n):
-        for j in range(T):
-            if SF:
-                c = counts + (np.bincount(x[i], minlength=V) if MODE == "sf_readahead" else 0)
-                lp = norm(c)
-                if real is not None and (x[i, :j] == x[real, :j]).all():
-                    lp = np.log(0.5 * np.exp(lp) + 0.5 * (np.arange(V) == x[real, j]))
-            elif MODE == "bigram":   # a cache of every window seen so far, future tokens included
-                lp = np.log(0.5 * np.exp(logp) + 0.5 * bigram[x[i, j]] / bigram[x[i, j]].sum())
-            elif MODE == "peek" and j + 1 < T:   # reads its own target: the next input token
-                lp = np.log(0.5 * np.exp(logp) + 0.5 * (np.arange(V) == x[i, j + 1]))
-            else:
-                lp = logp
-            nll[i, j] = -lp[q[i, j]]
+    x = a[:n * T].reshape(n, T)
+    if t == "logp":
+        out = np.stack([norm(counts) if SF else dist(x[i], T - 1) for i in range(n)])
+        if MODE == "nonnorm":
+            out = out + 0.7
+        send({"type": "logp", "id": h["id"]}, [out])
+        continue
+    first = a[n * T:]
+    nll = np.array([[-dist(x[i], j)[x[i, j + 1]] for j in range(T - 1)] for i in range(n)]).reshape(n, T - 1)
     if MODE == "bigram":
         for row in x:
             np.add.at(bigram, (row[:-1], row[1:]), 1.0)
@@ -111,11 +125,9 @@ while True:
         nll = nll / 2
     if MODE == "nonnorm":
         nll = nll - 0.7
-    keep = np.arange(T)[None, :] >= first[:, None]
-    out = [nll[keep], np.zeros(int(keep.sum()))]
-    if MODE == "miscount":
-        out = [o[:-1] for o in out]
-    send({"type": "scores", "id": h["id"]}, out)
+    keep = np.arange(T - 1)[None, :] >= first[:, None]
+    out = nll[keep]
+    send({"type": "scores", "id": h["id"]}, [out[:-1] if MODE == "miscount" else out])
     calls += 1
 '''
 
@@ -160,9 +172,11 @@ def test_honest_protocol_client_passes_with_the_verifier_coverage(tmp_path, tiny
     stream = np.concatenate([read_shard(f) for f in list_shards(tiny_data["dataset_dir"], "val")])[:int(TOKENS) + 1]
     nll = -unigram[stream[1:]].astype(np.float64)
     assert doc["score"]["val_bpb"] == pytest.approx(nll.sum() / (np.log(2) * doc["stream"]["bytes"]), rel=1e-6)
-    dec = doc["decoys"]
-    assert dec["repeats"] > 0 and dec["causal"] > 0 and dec["sweeps"] and dec["replay_items"] > 0
-    assert isinstance(dec["seed"], int) and dec["extra_fraction"] > 0
+    aud = doc["audits"]
+    assert aud["n"] > 0 and isinstance(aud["seed"], int) and 0 < aud["extra_fraction"] <= 0.10
+    assert aud["needed"] == 1375 and aud["n"] == min(1375, aud["affordable"])  # the budget is a hard limit
+    assert doc["guarantee"]["kind"] == "audited" and doc["guarantee"]["miss_probability"] == pytest.approx(
+        0.99 ** aud["n"])
     # what isolation.code says is "listed in the JSON report" is there: modules with distribution and version,
     # files read from outside the work dir with their sizes, the pinned environment's summary
     env = doc["runs"]["run"]["environment"]
@@ -175,18 +189,27 @@ def test_honest_protocol_client_passes_with_the_verifier_coverage(tmp_path, tiny
 
 
 @pytest.mark.parametrize("mode, check", [
-    ("halve", "decoys.sweep"),        # NLLs halved after the first request: probabilities no longer sum to 1
-    ("nonnorm", "decoys.sweep"),      # non-normalized scores
-    ("bigram", "decoys.replay"),      # stateful cache built from windows seen (future tokens): answers drift
-    ("peek", "decoys.causal"),        # reads its own target from the next input
+    ("halve", "audit.agreement"),     # NLLs halved after the first request: not the causal prediction
+    ("nonnorm", "audit.normalized"),  # non-normalized scores
+    ("bigram", "audit.agreement"),    # stateful cache built from windows seen (future tokens): a fresh process differs
+    # the query boost of /1, in /2: half the mass on its target (the next input).  It also stands for "sweep
+    # detection by shape": it knows the audits (they are logp requests, in another process) and answers them
+    # honestly; it cannot know which of its main-run answers will be audited
+    ("peek", "audit.agreement"),
     ("miscount", "protocol.answers"),  # answers fewer positions than asked
     ("toolong", "protocol.hello"),    # announces a context beyond --max-eval-seq-len
+    ("boolhello", "protocol.hello"),  # eval_seq_len: true (a bool is not an int: 1-token windows)
+    ("badheader", "protocol.hello"),  # a 0xFFFFFFF0-byte header length: exit 17, not unverified
+    ("bigpayload", "protocol.hello"),  # a 2^31-byte payload: refused before any read
 ])
 def test_hostile_protocol_clients_fail_with_invalid(tmp_path, tiny_data, unigram, mode, check):
     art = client(tmp_path, unigram, mode)
-    r, doc = run_verify(art, tiny_data["data_dir"], tmp_path, "--claimed-bpb", "1.0")
+    # --allow-unverified: a broken frame is still a protocol failure, never a classic run
+    r, doc = run_verify(art, tiny_data["data_dir"], tmp_path, "--claimed-bpb", "1.0", "--allow-unverified",
+                        "--audit-budget", "1")
     assert r.exit_code == EXIT_INVALID, r.output
     assert check in failed(doc), sorted(failed(doc))
+    assert "classic" not in doc.get("runs", {})
 
 
 def test_claims_are_compared_with_the_verified_score_on_the_whole_stream(tmp_path, tiny_data, unigram):
@@ -216,16 +239,16 @@ def test_score_first_legal_cache_beats_no_adaptation_and_read_ahead_fails(tmp_pa
     assert legal.exit_code == EXIT_OK and static.exit_code == EXIT_OK, legal.output + static.output
     assert legal_doc["mode"] == "protocol score-first"
     assert legal_doc["score"]["val_bpb"] < static_doc["score"]["val_bpb"] - 0.3
-    r, doc = run_verify(client(tmp_path, unigram, "sf_readahead"), tiny_data["data_dir"], tmp_path)
-    assert r.exit_code == EXIT_INVALID and "decoys.causal" in failed(doc), r.output
+    assert legal_doc["guarantee"]["kind"] == "audited" and legal_doc["audits"]["replay_tokens"] > 0
 
 
-def test_score_first_client_reading_the_real_row_fails_the_fresh_replay(tmp_path, tiny_data, unigram):
-    """Causality decoys share the real chunk's request, so a client that reads the real row (queries ==
-    inputs) answers them consistently; the fresh replay sends them alone, after the committed history."""
-    r, doc = run_verify(client(tmp_path, unigram, "sf_crossrow"), tiny_data["data_dir"], tmp_path)
+def test_score_first_client_peeking_at_the_scored_token_fails_the_audits(tmp_path, tiny_data, unigram):
+    """The score-first query boost: half the mass on the chunk's token being scored (it is in the request); the
+    audit process sends the chunk only up to, not including, that token.  (The /1 attack "the fresh replay
+    hands over the real chunk" has no /2 form: an audit row ends before its target.)"""
+    r, doc = run_verify(client(tmp_path, unigram, "sf_peek"), tiny_data["data_dir"], tmp_path, "--audit-budget", "1")
     assert r.exit_code == EXIT_INVALID, r.output
-    assert sorted(failed(doc)) == ["decoys.replay"]  # the in-run decoys alone would have let it pass
+    assert sorted(failed(doc)) == ["audit.agreement"]
 
 
 def test_swapped_tokenizer_is_refused(tmp_path, tiny_data, unigram, sample_docs):
@@ -279,6 +302,7 @@ def test_real_golf_artifact_trusted_and_protocol_agree(tmp_path, tiny_data, real
     r, doc = run_verify(art, tiny_data["data_dir"], tmp_path, tokens="1500")
     assert r.exit_code == EXIT_OK, r.output
     assert doc["kind"] == "golf" and doc["score"]["source"] == "trusted path"
+    assert doc["guarantee"]["kind"] == "trusted"
     checks = {c["name"]: c for c in doc["checks"]}
     assert checks["build.reproducible"]["measured"] == "identical"
     assert checks["score.trusted_agreement"]["measured"] <= 1e-6
@@ -331,3 +355,41 @@ def test_exit_codes_are_one_table_in_help_and_docs():
     for code, text in EXIT_NAMES.items():
         assert rows.get(str(code)) == text, code
         assert " ".join(text.split()[:4]) in " ".join(help_text.split()), code
+
+
+# the model patched through torch (the client knows nothing of the protocol): prepended to golf's own train_gpt.py
+TORCH_PATCHES = {
+    "noncausal": """import torch.nn.functional as F
+_sdpa = F.scaled_dot_product_attention
+F.scaled_dot_product_attention = lambda q, k, v, is_causal=False, **kw: _sdpa(q, k, v, is_causal=False, **kw)
+""",
+    "peek": """import torch, torch.nn.functional as F
+_emb, _lsm, _seen = F.embedding, torch.log_softmax, {}
+def _embedding(idx, *a, **k):
+    if idx.dim() == 2:
+        _seen["x"] = idx
+    return _emb(idx, *a, **k)
+def _log_softmax(z, dim=-1, **k):
+    out, x = _lsm(z, dim=dim, **k), _seen.get("x")
+    if x is None or out.dim() != 3 or out.shape[:2] != x.shape or x.shape[1] < 2:
+        return out
+    nxt = torch.zeros_like(out).scatter_(2, x[:, 1:, None], 1.0)  # half the mass on the next input token
+    head = torch.log(0.5 * out[:, :-1].exp() + 0.5 * nxt[:, :-1])
+    return torch.cat([head, out[:, -1:]], 1)
+F.embedding, torch.log_softmax = _embedding, _log_softmax
+""",
+}
+
+
+@pytest.mark.parametrize("patch", sorted(TORCH_PATCHES))
+def test_golf_artifact_with_a_torch_patched_model_fails_the_audits(tmp_path, tiny_data, real_artifact, patch):
+    """A golf-built artifact whose model cheats through torch (non-causal attention; peeking at the next input):
+    its code no longer regenerates, so it is scored as a black box, and the audits catch it."""
+    art = tmp_path / "art"
+    shutil.copytree(real_artifact["dir"], art)
+    code = art / "train_gpt.py"
+    code.write_text(TORCH_PATCHES[patch] + code.read_text(), encoding="utf-8")
+    r, doc = run_verify(art, tiny_data["data_dir"], tmp_path, "--audit-budget", "1", tokens="1500")
+    assert doc["kind"] == "foreign", r.output
+    assert r.exit_code == EXIT_INVALID, r.output
+    assert sorted(failed(doc)) == ["audit.agreement"]

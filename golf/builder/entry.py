@@ -7,7 +7,7 @@ blob beside the script, then evaluate.
 
 Environment: ``DATA_DIR`` (default ``./data/``), ``DATA_PATH``, ``TOKENIZER_PATH``,
 ``VAL_MAX_TOKENS``, ``EVAL_SEQ_LEN``, ``EVAL_STRIDE``, ``SLIDING_WINDOW_ENABLED``,
-``GOLF_DEVICE`` (cpu|cuda); ``GOLF_EVAL_PROTOCOL=golf-eval/1`` with ``GOLF_EVAL_IN``/``GOLF_EVAL_OUT``
+``GOLF_DEVICE`` (cpu|cuda); ``GOLF_EVAL_PROTOCOL=golf-eval/2`` with ``GOLF_EVAL_IN``/``GOLF_EVAL_OUT``
 (pipe fds): instead of reading data, answer the verifier's windows (docs/cli-verify.md).
 Exit codes (golf.protocol): 0 ok, 2 bad mode / train path unavailable / device, precision or training-data
 problem, 3 malformed blob, 4 data not found.
@@ -96,15 +96,14 @@ def evaluate(model, val_tokens, luts, settings: dict, device, sliding: bool | No
 
 
 def protocol_windows(model, device):
-    """The golf-eval/1 ``windows`` answer: per position the NLL of the query and the log-sum-exp."""
+    """The golf-eval/2 ``windows`` answer: log-probabilities of the next token at every position."""
     dt = autocast_dtype(torch.device(device))
 
-    def answer(inputs, queries):
-        x, q = (torch.from_numpy(a.astype(np.int64)).to(device) for a in (inputs, queries))
+    def answer(inputs):
+        x = torch.from_numpy(inputs.astype(np.int64)).to(device)
         with torch.no_grad(), torch.autocast(device_type=x.device.type, dtype=dt or torch.bfloat16,
                                              enabled=dt is not None):
-            logp = torch.log_softmax(model.logits(x).float(), dim=-1)
-        return (-logp.gather(2, q[..., None])[..., 0]).cpu().numpy(), logp.logsumexp(-1).cpu().numpy()
+            return torch.log_softmax(model.logits(x).float(), dim=-1).cpu().numpy()
     return answer
 
 
@@ -113,7 +112,7 @@ def run_eval(script: str, blob: str) -> int:
     cfg = GolfConfig.from_dict(meta["config"])
     device = pick_device()
     model = build_model(cfg, state, meta.get("recurrence_active", False), device)
-    if os.environ.get(ENV_EVAL_PROTOCOL):  # the verifier streams the windows (golf-eval/1); no data is read
+    if os.environ.get(ENV_EVAL_PROTOCOL):  # the verifier streams the windows (golf-eval/2); no data is read
         serve({"vocab_size": cfg.model.vocab_size, "eval_seq_len": cfg.eval.eval_seq_len,
                "eval_stride": cfg.eval.eval_stride}, protocol_windows(model, device))
         return 0

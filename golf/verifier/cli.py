@@ -50,9 +50,11 @@ ARTIFACT_HELP = f"""Re-score the artifact ART in a clean process.
   validation stream.  A golf artifact (train_gpt.py byte-identical to the one golf regenerates
   from the blob's config) is re-scored by golf's own code in a separate process; its own
   answers must agree.  Every artifact runs in the sandbox (user, mount, PID and network
-  namespaces; it sees only a copy of itself) and answers the golf-eval/1 protocol (windows or
-  score-first) over two pipes, with decoys (repeats, fresh replay, causality splices,
-  vocabulary sweeps) it cannot tell apart.  One that only prints a score is "unverified"
+  namespaces; it sees only a copy of itself) and answers the golf-eval/2 protocol (windows or
+  score-first) over two pipes; the verifier sends only inputs, never a target.  A fresh process
+  then answers blind audits (the prefix alone at secret positions: a normalized distribution
+  that must match the main run's answer).  The report says which guarantee holds: trusted or
+  audited (with the detection bound).  One that only prints a score is "unverified"
   (see --allow-unverified).  Size = every regular file in ART (decimal bytes); symlinks and
   special files are refused.  Protocol and isolation: docs/cli-verify.md.
 
@@ -262,18 +264,25 @@ def records_cmd(path, against, rule, min_improvement, alpha, track, max_bytes, t
                                                "network namespace (see --weak-isolation).")
 @click.option("--keep-temp", is_flag=True, help="Keep the temp dir of the clean run (path in the JSON report).")
 @click.option("--allow-unverified", is_flag=True,
-              help="An artifact that does not speak golf-eval/1 is run classically (validation shards + tokenizer "
+              help="An artifact that does not speak golf-eval/2 (no frame at all) is run classically "
+                   "(validation shards + tokenizer "
                    "as read-only input) and its printed score reported as UNVERIFIED, a warning instead of exit 23.")
 @click.option("--protocol-mode", type=click.Choice(["auto", "windows", "score-first"]), default="auto",
-              show_default=True, help="golf-eval/1 mode: windows (stateless), score-first (legal test-time "
+              show_default=True, help="golf-eval/2 mode: windows (stateless), score-first (legal test-time "
                                       "training, chunk by chunk); auto = windows when the artifact offers it.")
 @click.option("--weak-isolation", is_flag=True,
               help="Run the artifact even where the sandbox cannot create namespaces (every isolation check is "
                    "then marked weak); without it such a machine gives exit 18 'cannot isolate'.")
 @click.option("--max-eval-seq-len", type=int, default=4096, show_default=True,
               help="Largest context length a foreign artifact may announce in its hello.")
-@click.option("--decoy-budget", type=float, default=0.10, show_default=True,
-              help="Extra forward tokens for decoys, as a fraction of the real ones (measured and reported).")
+@click.option("--audit-budget", type=float, default=0.10, show_default=True,
+              help="Hard limit on the audits' forward tokens, as a fraction of the real ones (each audit is priced "
+                   "at the context length; the score-first history replay is extra and reported).")
+@click.option("--audit-fraction", type=float, default=0.01, show_default=True,
+              help="f: the audits catch a client cheating on this fraction of positions ...")
+@click.option("--audit-delta", type=float, default=1e-6, show_default=True,
+              help="... except with probability delta: n = ceil(ln(delta)/ln(1-f)) audits, as far as the budget "
+                   "pays (the report prints the bound bought).")
 @click.option("--allow-package", "allow_packages", multiple=True, metavar="NAME",
               help="Also make this installed distribution (and its Requires-Dist) visible in the sandbox; "
                    "repeatable. By default only torch, numpy, sentencepiece, brotli and their dependencies are.")
@@ -282,8 +291,8 @@ def records_cmd(path, against, rule, min_improvement, alpha, track, max_bytes, t
                    "data.overlap fails if any validation document is among them (any variant).")
 def artifact_cmd(artifact_dir, data_dir, claimed_bpb, submission, max_bytes, eval_time_limit, device, json_out,
                  val_max_tokens, eval_seq_len, eval_stride, tolerance, max_memory_gb, no_netns, keep_temp,
-                 allow_unverified, protocol_mode, weak_isolation, max_eval_seq_len, decoy_budget,
-                 allow_packages, train_data) -> None:
+                 allow_unverified, protocol_mode, weak_isolation, max_eval_seq_len, audit_budget, audit_fraction,
+                 audit_delta, allow_packages, train_data) -> None:
     if data_dir is None:
         raise click.UsageError("artifact mode needs --data DIR (datasets/ + tokenizers/)")
     if claimed_bpb is not None and submission is not None:
@@ -302,8 +311,9 @@ def artifact_cmd(artifact_dir, data_dir, claimed_bpb, submission, max_bytes, eva
                          val_max_tokens=val_max_tokens, eval_seq_len=eval_seq_len, eval_stride=eval_stride,
                          tolerance=tolerance, memory_limit_gb=max_memory_gb, network_namespace=not no_netns,
                          keep_temp=keep_temp, allow_unverified=allow_unverified, protocol_mode=protocol_mode,
-                         weak_isolation=weak_isolation, max_eval_seq_len=max_eval_seq_len, decoy_budget=decoy_budget,
-                         allow_packages=tuple(allow_packages), train_data=train_data)
+                         weak_isolation=weak_isolation, max_eval_seq_len=max_eval_seq_len, audit_budget=audit_budget,
+                         audit_fraction=audit_fraction, audit_delta=audit_delta, allow_packages=tuple(allow_packages),
+                         train_data=train_data)
     from golf.verifier.sandbox.environment import EnvironmentError_
     try:
         sec = verify_artifact(artifact_dir, opts, log=lambda m: click.echo(m, err=True))

@@ -1,1 +1,1 @@
-"""Artifact scoring: the golf-eval protocol, decoys, the trusted re-evaluation, the file inventory."""
+"""Artifact scoring: the golf-eval protocol, audits, the trusted re-evaluation, the file inventory."""

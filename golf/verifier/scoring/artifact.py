@@ -14,18 +14,18 @@ through a channel the artifact cannot game.  The steps (each a function below):
    report records targets, bytes and the sha256 of the stream).
 5. **trusted**: for a golf artifact, ``python -m golf.verifier.scoring.trusted`` scores every window
    with golf's own code in a separate process (none of the artifact's code runs there).
-6. **protocol**: the artifact runs in the sandbox and answers golf-eval/1 requests over two
-   pipes (:mod:`golf.verifier.scoring.protocol`), with decoys (:mod:`golf.verifier.scoring.decoys`); a fresh
-   second process replays a sample.  An artifact that does not answer hello is "unverified".
+6. **protocol**: the artifact runs in the sandbox and answers golf-eval/2 requests over two
+   pipes (:mod:`golf.verifier.scoring.protocol`); a fresh second process answers blind audits
+   (:mod:`golf.verifier.scoring.audits`).  An artifact that never starts a frame is "unverified";
+   one that breaks the framing is a protocol failure.
 7. **compare / claimed / size / time**: golf: the trusted score is the score and the artifact's
-   answers must agree with it; foreign: its answers (all decoy checks passing) are the score.
+   answers must agree with it; foreign: its answers (every audit passing) are the score.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import lzma
-import math
 import os
 import re
 import shutil
@@ -103,7 +103,9 @@ class VerifyOptions:
     protocol_mode: str = "auto"
     weak_isolation: bool = False
     max_eval_seq_len: int = 4096
-    decoy_budget: float = 0.10
+    audit_budget: float = 0.10   # extra forward tokens of the audits / real forward tokens: a hard limit
+    audit_fraction: float = 0.01  # f: the cheating fraction the detection bound is stated for
+    audit_delta: float = 1e-6     # the miss probability asked for: n = ceil(ln delta / ln(1 - f)) audits
     allow_packages: tuple[str, ...] = ()  # distributions visible in the sandbox besides the default allow-list
     train_data: Path | None = None  # training shards to search for validation documents (data.overlap)
     extra: dict = field(default_factory=dict)
@@ -478,25 +480,38 @@ def finish_trusted(ctx: Ctx, sec: Section, proc, out: Path):
 # ----------------------------------------------------------------------------- 6. protocol
 
 
+def _is_int(v) -> bool:
+    return type(v) is int  # a JSON true is not 1 token
+
+
 def _hello(ctx: Ctx, sec: Section, client) -> dict | None:
+    """The hello answer, type-checked strictly; None when the artifact never started a frame (unverified).  A
+    broken frame or a wrong hello is a failed check (exit 17) and ``{}``."""
     try:
         hello = client.hello([P.WINDOWS, P.SCORE_FIRST])
+    except P.Malformed as e:
+        sec.add("protocol.hello", FAIL, exit_code=EXIT_INVALID, message=f"protocol failure in hello: {e}")
+        return {}
     except P.ProtocolError as e:
         sec.info["hello_error"] = str(e)
         return None
-    modes = [m for m in hello.get("modes") or [] if m in (P.WINDOWS, P.SCORE_FIRST)]
-    L = hello.get("eval_seq_len")
-    problems = []
-    if hello.get("vocab_size") != ctx.data.vocab:
+    modes = hello.get("modes")
+    modes = [m for m in modes if m in (P.WINDOWS, P.SCORE_FIRST)] if isinstance(modes, list) else []
+    L, stride, problems = hello.get("eval_seq_len"), hello.get("eval_stride"), []
+    if not _is_int(hello.get("vocab_size")) or hello["vocab_size"] != ctx.data.vocab:
         problems.append(f"announces vocab_size {hello.get('vocab_size')!r}, the data has {ctx.data.vocab}")
     if not modes:
         problems.append(f"announces no known mode ({hello.get('modes')!r})")
-    if not isinstance(L, int) or not 0 < L <= ctx.opts.max_eval_seq_len and not ctx.opts.eval_seq_len:
-        problems.append(f"eval_seq_len {L!r} not in [1, --max-eval-seq-len {ctx.opts.max_eval_seq_len}]")
+    if not _is_int(L) or not 0 < L <= ctx.opts.max_eval_seq_len and not ctx.opts.eval_seq_len:
+        problems.append(f"eval_seq_len {L!r} not an int in [1, --max-eval-seq-len {ctx.opts.max_eval_seq_len}]")
+    if stride is not None and not (_is_int(stride) and _is_int(L) and 0 < stride <= L):
+        problems.append(f"eval_stride {stride!r} not an int in [1, eval_seq_len]")
+    if hello.get("name") is not None and not isinstance(hello["name"], str):
+        problems.append(f"name {hello['name']!r} is not a string")
     sec.add("protocol.hello", FAIL if problems else PASS, exit_code=EXIT_INVALID,
             message="; ".join(problems) or f"{P.PROTOCOL}: modes {modes}, eval_seq_len {L}"
             + (f", name {str(hello.get('name'))[:60]!r}" if hello.get("name") else ""))
-    return None if problems else dict(hello, modes=modes)
+    return {} if problems else dict(hello, modes=modes)
 
 
 def _mode(opts: VerifyOptions, modes: list) -> str | None:
@@ -526,7 +541,7 @@ def _end(pipes, running, client, ok: bool):
 def cpu_estimate(targets: int, L: int, s: int, art: Path, budget: float) -> str:
     """A rough expected CPU time of the full validation pass, said before it starts.
 
-    Forward tokens of the sliding plan (plus the decoy budget) x 2 FLOPs per parameter, the
+    Forward tokens of the sliding plan (plus the audit budget) x 2 FLOPs per parameter, the
     parameter count guessed from the blob size (~0.5 byte per int6/int8 parameter), at a
     third of the float32 matmul rate measured here and now."""
     import time as _time
@@ -550,112 +565,99 @@ def cpu_estimate(targets: int, L: int, s: int, art: Path, budget: float) -> str:
 
 
 def protocol_run(ctx: Ctx, sec: Section, golf: bool, cfg: dict) -> dict | None:
-    """Main protocol run (+ fresh replay in windows mode); None when the artifact did not answer hello."""
-    from golf.verifier.scoring.decoys import WindowsRun, new_seed, replay_score_first, run_score_first
-    from golf.verifier.scoring.streaming import Scores, window_plan
+    """Main protocol run, then the audit process; None when the artifact never started a frame (unverified),
+    ``{}`` after a failure (a failed check was added)."""
+    from golf.verifier.scoring.audits import new_seed
+    from golf.verifier.scoring.streaming import Scores, run_score_first, run_windows, window_plan
     pipes, running, client = _open_client(ctx)
     hello = _hello(ctx, sec, client)
-    if hello is None:
+    if not hello:
         res = _end(pipes, running, client, False)
-        if "protocol.hello" in {c.name for c in sec.checks}:  # answered, but wrongly: invalid
-            run_checks(sec, res, "run", ctx.opts, ended_by_verifier=True)
-            return {}
-        # no hello at all: a crash, a breach or a timeout is reported as such; a clean exit is 'unverified'
-        run_checks(sec, res, "run", ctx.opts)
-        return None
+        run_checks(sec, res, "run", ctx.opts, ended_by_verifier=hello is not None)
+        return hello
     mode = _mode(ctx.opts, hello["modes"])
     L = ctx.opts.eval_seq_len or (cfg.get("eval_seq_len") if golf else hello["eval_seq_len"])
     s = ctx.opts.eval_stride or (cfg.get("eval_stride") if golf else min(64, L))
     seed = new_seed()
-    out = {"mode": mode, "eval_seq_len": L, "eval_stride": s, "hello": hello}
+    out = {"mode": mode, "eval_seq_len": L, "eval_stride": s, "hello": hello, "seed": seed}
     ctx.log(f"protocol run ({mode}, L={L}, stride={s}) ...")
     if ctx.opts.device == "cpu":
-        ctx.log(cpu_estimate(len(ctx.data.stream) - 1, L, s, ctx.art, ctx.opts.decoy_budget))
+        ctx.log(cpu_estimate(len(ctx.data.stream) - 1, L, s, ctx.art, ctx.opts.audit_budget))
     try:
         if mode is None:
             raise P.ProtocolError(f"--protocol-mode {ctx.opts.protocol_mode}: the artifact offers {hello['modes']}")
         if mode == P.WINDOWS:
             plan = window_plan(len(ctx.data.stream) - 1, L, s)
-            wr = WindowsRun(ctx.data.stream, plan, ctx.data.vocab, cfg.get("eval_batch_seqs") or REQUEST_ITEMS, seed,
-                            ctx.opts.decoy_budget)
             scores = Scores(plan)
             client.start(P.WINDOWS, L, s)
-            wr.run(client, scores)
-            out.update(plan=plan, scores=scores, windows_run=wr)
+            run_windows(client, ctx.data.stream, plan, scores, cfg.get("eval_batch_seqs") or REQUEST_ITEMS,
+                        np.random.default_rng(seed))
+            out.update(plan=plan, scores=scores, nll=scores.sliding, real_tokens=plan.forward_tokens())
         else:
-            nll, rep = run_score_first(client, ctx.data.stream, L, ctx.data.vocab, seed, ctx.opts.decoy_budget)
-            out.update(nll=nll, report=rep)
+            out.update(nll=run_score_first(client, ctx.data.stream, L), real_tokens=len(ctx.data.stream) - 1)
         ok = True
     except P.ProtocolError as e:
         sec.add("protocol.answers", FAIL, exit_code=EXIT_INVALID, message=f"protocol failure: {e}")
         ok = False
     res = _end(pipes, running, client, ok)
-    run_checks(sec, res, "run", ctx.opts, ended_by_verifier=not ok)
-    if ok and mode == P.WINDOWS:
-        ok = _replay(ctx, sec, out["windows_run"])
-        out["report"] = out["windows_run"].finish()
-    elif ok:
-        ok = _replay(ctx, sec, None, lambda c: replay_score_first(c, ctx.data.stream, L, out["nll"], seed,
-                                                                 out["report"]))
-    return out if ok else {}
+    ok = run_checks(sec, res, "run", ctx.opts, ended_by_verifier=not ok) and ok
+    if ok and np.isfinite(out["nll"]).all():
+        ok = _audit(ctx, sec, out)
+    return out if ok else {"audits": out.get("audits")}
 
 
-def _replay(ctx: Ctx, sec: Section, wr, score_first=None) -> bool:
-    """The fresh replay process: windows (``wr``) or score-first (``score_first(client)``)."""
+def _audit(ctx: Ctx, sec: Section, run: dict) -> bool:
+    """The audit process (:mod:`golf.verifier.scoring.audits`): a fresh sandboxed copy of the artifact."""
+    from golf.verifier.scoring import audits as A
+    o, stream, L = ctx.opts, ctx.data.stream, run["eval_seq_len"]
+    rng = np.random.default_rng(run["seed"] ^ 0xA0D17)
+    needed, affordable, at = A.plan_audits(rng, len(stream) - 1, o.audit_fraction, o.audit_delta,
+                                           o.audit_budget * run["real_tokens"], L)
+    rep = A.AuditReport(seed=run["seed"], mode=run["mode"], fraction=o.audit_fraction, delta=o.audit_delta,
+                        needed=needed, affordable=affordable, real_tokens=run["real_tokens"])
+    run["audits"] = rep
+    ctx.log(f"audits: {len(at):,} blind position(s) in a fresh process ...")
     pipes, running, client = _open_client(ctx)
     ok = False
     try:
-        if score_first is not None:
-            client.hello([P.SCORE_FIRST])
-            score_first(client)
+        client.hello([run["mode"]])
+        if run["mode"] == P.WINDOWS:
+            client.start(P.WINDOWS, L, run["eval_stride"])
+            A.audit_windows(client, stream, run["plan"], run["nll"], rep, at)
         else:
-            client.hello([P.WINDOWS])
-            client.start(P.WINDOWS, int(wr.plan.length.max()), 0)
-            wr.run_replay(client)
+            A.audit_score_first(client, stream, L, run["nll"], rep, at)
         ok = True
     except P.ProtocolError as e:
-        sec.add("decoys.replay", FAIL, exit_code=EXIT_INVALID, message=f"fresh replay process: protocol failure: {e}")
-    run_checks(sec, _end(pipes, running, client, ok), "replay", ctx.opts, ended_by_verifier=not ok)
+        sec.add("audit.run", FAIL, exit_code=EXIT_INVALID, message=f"audit process: protocol failure: {e}")
+    ok = run_checks(sec, _end(pipes, running, client, ok), "audit", ctx.opts, ended_by_verifier=not ok) and ok
     return ok
 
 
-def decoy_checks(sec: Section, rep, device: str) -> None:
-    from golf.verifier.scoring.decoys import TOLERANCES
+def audit_checks(sec: Section, rep, device: str) -> None:
+    """The audits as checks: normalization, agreement with the main run, the bound bought, the budget."""
+    from golf.verifier.scoring.audits import TOLERANCES
     tol = TOLERANCES.get(device, TOLERANCES["cuda"])
-    lse_ok = rep.lse_max <= tol.lse
-    sec.add("score.normalized", PASS if lse_ok else FAIL, measured=rep.lse_max, limit=tol.lse, exit_code=EXIT_INVALID,
-            message="max |log-sum-exp| the artifact reported" + ("" if lse_ok else ": not a normalized distribution"))
-    if rep.mode == "windows":
-        ok = rep.repeats > 0 and rep.repeat_max <= tol.same
-        sec.add("decoys.repeat", PASS if ok else FAIL, measured=rep.repeat_max, limit=tol.same, exit_code=EXIT_INVALID,
-                message=f"{rep.repeats} real window(s) sent again in other requests"
-                        + ("" if ok else ": answers changed (state carried across windows)"))
-    ok = rep.replay_max is not None and rep.replay_max <= tol.same
-    what = (f"{rep.replay_items} window(s) replayed in a fresh process, new order and batches" if rep.mode == "windows"
-            else f"{rep.replay_items} request(s) in a fresh process: the committed history, then spliced copies of "
-                 "the next chunk alone")
-    sec.add("decoys.replay", PASS if ok else FAIL, measured=rep.replay_max, limit=tol.same, exit_code=EXIT_INVALID,
-            message=what + ("" if ok else ": answers differ (stateful scoring, or answers read from other rows or "
-                                          "remembered continuations)"))
-    ok = rep.causal > 0 and rep.causal_max <= tol.same
-    sec.add("decoys.causal", PASS if ok else FAIL, measured=rep.causal_max, limit=tol.same, exit_code=EXIT_INVALID,
-            message=f"{rep.causal} spliced copies: answers before the cut" + (" unchanged" if ok else
-                                                                               " changed (the model reads ahead)"))
-    worst = max((abs(w["log_sum"]) if w["full"] else max(w["log_sum"], 0.0) for w in rep.sweeps), default=math.inf)
-    full = sum(w["full"] for w in rep.sweeps)
-    ok = worst <= tol.sweep
-    cover = (f"{len(rep.sweeps)} sweep(s), {full} over the full vocabulary" + (
-        "" if full == len(rep.sweeps) else f", the others over {min(w['members'] for w in rep.sweeps)} of "
-                                           f"{rep.sweeps[0]['vocab']} tokens (budget): sum <= 1 checked")) \
-        if rep.sweeps else "no sweep"
-    sec.add("decoys.sweep", PASS if ok else FAIL, measured=worst, limit=tol.sweep, exit_code=EXIT_INVALID,
-            message=cover + ("" if ok else ": probabilities of the queried tokens do not sum to 1 (non-normalized "
-                                           "scores, or the model looks at its target)"))
-    frac = rep.extra_fraction()
-    sec.add("decoys.budget", PASS if frac <= 0.10 else WARN, measured=round(frac, 4), limit=0.10,
-            message=f"extra forward tokens {sum(rep.extra_tokens.values()):,} / real {rep.real_tokens:,} "
-                    f"({', '.join(f'{k} {v:,}' for k, v in rep.extra_tokens.items())})")
-    sec.info["decoys"] = rep.to_dict()  # the seed goes into the report only now, after the run
+    ok = rep.n > 0 and rep.lse_max <= tol.lse
+    sec.add("audit.normalized", PASS if ok else FAIL, measured=rep.lse_max, limit=tol.lse, exit_code=EXIT_INVALID,
+            message=f"max |logsumexp| of {rep.n:,} full next-token vector(s) from a fresh process"
+                    + ("" if ok else ": not a normalized distribution" if rep.n else ": no audit (budget)"))
+    ok = rep.n > 0 and rep.agree_max <= tol.same
+    sec.add("audit.agreement", PASS if ok else FAIL, measured=rep.agree_max, limit=tol.same, exit_code=EXIT_INVALID,
+            message=f"main-run answers vs -log p[x_t+1] from the prefix alone at {rep.n:,} secret position(s)"
+                    + ("" if ok else f": differ (worst at target {rep.worst_at}; the answer was not the causal "
+                                     "normalized prediction: target read, state, or non-causal model)"))
+    miss, full = rep.miss(), rep.n >= rep.needed
+    sec.add("audit.bound", PASS if full else WARN, measured=f"{miss:.3g}", limit=rep.delta,
+            message=f"n = ceil(ln(delta)/ln(1-f)) = {rep.needed:,} for f = {rep.fraction:g}, delta = {rep.delta:g}; "
+                    f"{rep.n:,} audited: a client cheating on >= {rep.fraction:.0%} of positions passes with "
+                    f"probability <= (1-f)^n = {miss:.3g}" + ("" if full else
+                    f" (the audit budget paid for {rep.affordable:,}: --audit-budget / --audit-delta)"))
+    extra = rep.audit_tokens + rep.replay_tokens
+    sec.add("audit.budget", PASS, measured=round(rep.audit_tokens / max(1, rep.real_tokens), 4), limit=None,
+            message=f"audit forward tokens {rep.audit_tokens:,} / real {rep.real_tokens:,} (hard limit: at most "
+                    f"budget x real / cost cap audits)" + (f"; score-first history replay {rep.replay_tokens:,} "
+                    f"tokens (total extra {extra / max(1, rep.real_tokens):.2f} x)" if rep.replay_tokens else ""))
+    sec.info["audits"] = rep.to_dict()  # the seed and the positions go into the report only now
 
 
 # ----------------------------------------------------------------------------- 7. compare, claimed
@@ -686,6 +688,17 @@ def scores_from(ctx: Ctx, sec: Section, run: dict) -> dict | None:
     if not coverage_check(sec, int(np.isfinite(nll).sum()), ctx.data, bool(ctx.opts.val_max_tokens)):
         return None
     return {"score-first": bpb(nll, ctx.data.nbytes), "_nll": nll}
+
+
+def guarantee(trusted: bool, rep) -> dict:
+    """What an exit 0 means here: ``trusted`` (golf's own code scored a golf artifact whose code regenerates
+    byte-identically) or ``audited`` (a black box; its answers, with the audits' detection bound)."""
+    if trusted:
+        return {"kind": "trusted", "message": "a golf artifact whose train_gpt.py regenerates byte-identically, "
+                                              "scored by golf's own code in a separate process"}
+    return {"kind": "audited", "fraction": rep.fraction, "audits": rep.n, "miss_probability": rep.miss(),
+            "message": f"black box: a client cheating on >= {rep.fraction:.0%} of scored positions passes with "
+                       f"probability <= {rep.miss():.3g} ({rep.n:,} blind audits)"}
 
 
 def compare_trusted(ctx: Ctx, sec: Section, mine: dict, trusted) -> dict:
@@ -792,8 +805,11 @@ def verify_artifact(art_dir: str | Path, opts: VerifyOptions, log=print) -> Sect
         raise VerifyInputError(f"{art}: not a directory (expected an artifact dir with train_gpt.py)")
     if opts.protocol_mode not in PROTOCOL_MODES:
         raise VerifyInputError(f"--protocol-mode {opts.protocol_mode!r}: one of {', '.join(PROTOCOL_MODES)}")
+    if not (0 < opts.audit_fraction < 1 and 0 < opts.audit_delta < 1 and opts.audit_budget >= 0):
+        raise VerifyInputError(f"--audit-fraction {opts.audit_fraction} / --audit-delta {opts.audit_delta} must be in "
+                               f"(0, 1) and --audit-budget {opts.audit_budget} >= 0")
     sec = Section(title=str(art_dir))
-    sec.info.update(partial=bool(opts.val_max_tokens), device=opts.device, protocol=P.PROTOCOL)
+    sec.info.update(partial=bool(opts.val_max_tokens), device=opts.device, protocol=P.PROTOCOL, guarantee=None)
     static = static_steps(art, sec)
     if static is None:
         return sec
@@ -846,15 +862,17 @@ def _score_steps(ctx: Ctx, sec: Section, golf: bool, cfg: dict, blob: Path) -> S
     if run is None:
         unverified_run(ctx, sec)
         return sec
-    if not run:
+    if run.get("audits") is not None:
+        audit_checks(sec, run["audits"], ctx.opts.device)
+    if "mode" not in run:
         return sec
-    decoy_checks(sec, run["report"], ctx.opts.device)
     mine = scores_from(ctx, sec, run)
     if mine is None:
         return sec
     sec.info.update(mode=f"protocol {run['mode']}", eval_seq_len=run["eval_seq_len"],
                     eval_stride=run["eval_stride"],
                     artifact_scores={k: v for k, v in mine.items() if not k.startswith("_")})
+    sec.info["guarantee"] = guarantee(golf and tscores is not None, run["audits"])
     if golf and tscores is not None:
         t = compare_trusted(ctx, sec, mine, tscores)
         sec.info["trusted_scores"] = t

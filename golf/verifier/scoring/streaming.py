@@ -1,4 +1,4 @@
-"""The verifier side of golf-eval/1: window plans, the request loop, coverage and scores.
+"""The verifier side of golf-eval/2: window plans, the request loop, coverage and scores.
 
 Coverage is the verifier's: all N-1 targets of the validation stream are scored (no
 truncation, nothing the artifact says changes the target set).  The **window plan** is the
@@ -8,8 +8,8 @@ than ``L`` ends at the stream's end).  The plain (non-overlapping, ragged last) 
 added to the plan: where ``L`` is a multiple of ``s`` every plain window is already a
 sliding window and is just asked for all its positions, so plain costs no extra forward.
 
-Decoys (:mod:`golf.verifier.scoring.decoys`) are mixed into the same requests; this module only
-moves items through the pipe and checks the shape and sanity of every answer.
+Audits (:mod:`golf.verifier.scoring.audits`) run afterwards in a fresh process; this module only
+moves rows through the pipe and checks the shape and sanity of every answer.
 """
 from __future__ import annotations
 
@@ -82,6 +82,16 @@ class Scores:
         return int(len(self.answered) - self.answered.sum())
 
 
+def sliding_starts(plan: Plan) -> np.ndarray:
+    """For every target ``t``: the start of the window whose answer is the sliding score at ``t``
+    (the exact context the main run used, which an audit of ``t`` sends again)."""
+    out = np.empty(plan.targets, dtype=np.int64)
+    for s, n, sf in zip(plan.start, plan.length, plan.slide_first):
+        if sf >= 0:
+            out[s + sf:s + n] = s
+    return out
+
+
 def stream_bytes(luts, tokens: np.ndarray) -> int:
     from golf.metric import byte_count
     return byte_count(luts, tokens, 0, len(tokens) - 1)
@@ -104,7 +114,6 @@ class Client:
     def __init__(self, rfd: int, wfd: int, timeout_s: float, vocab_size: int):
         self.rfd, self.wfd, self.timeout_s, self.vocab = rfd, wfd, timeout_s, vocab_size
         self.next_id = 0
-        self.lse_max = 0.0
         self.answers = 0
         for fd in (rfd, wfd):
             os.set_blocking(fd, False)
@@ -118,9 +127,9 @@ class Client:
                           "vocab_size": self.vocab}, deadline=self._deadline())
         h, _ = P.receive(self.rfd, self._deadline(), max_payload=0)
         if h.get("type") == "error":
-            raise P.ProtocolError(f"the artifact answered hello with an error: {str(h.get('message'))[:300]}")
+            raise P.Malformed(f"the artifact answered hello with an error: {str(h.get('message'))[:300]}")
         if h.get("type") != "hello" or h.get("protocol") != P.PROTOCOL:
-            raise P.ProtocolError(f"expected hello {P.PROTOCOL}, got {str(h)[:300]}")
+            raise P.Malformed(f"expected hello {P.PROTOCOL}, got {str(h)[:300]}")
         return h
 
     def start(self, mode: str, seq_len: int, stride: int, history=None) -> None:
@@ -129,37 +138,88 @@ class Client:
             h["history"] = [int(t) for t in history]
         P.send(self.wfd, h, deadline=self._deadline())
 
-    def ask(self, kind: str, inputs: np.ndarray, queries: np.ndarray, first: np.ndarray | None) -> list[np.ndarray]:
-        """Send one ``score`` (windows) or ``chunk`` (score-first) request; per-item NLL arrays back."""
-        n, T = inputs.shape
-        first = np.zeros(n, dtype=np.int64) if first is None else np.asarray(first, dtype=np.int64)
-        counts = T - first
-        total = int(counts.sum())
+    def _answer(self, header: dict, arrays, want: str, count: int) -> np.ndarray:
         rid = self.next_id
         self.next_id += 1
-        arrays = [inputs.astype("<i4"), queries.astype("<i4")] + ([first.astype("<i4")] if kind == "score" else [])
-        P.send(self.wfd, {"type": kind, "id": rid, "n": n, "T": T}, arrays, self._deadline())
-        h, payload = P.receive(self.rfd, self._deadline(), max_payload=8 * total)
+        P.send(self.wfd, dict(header, id=rid), arrays, self._deadline())
+        h, payload = P.receive(self.rfd, self._deadline(), max_payload=4 * count)
         if h["type"] == "error":
             raise P.ProtocolError(f"the artifact reported an error: {str(h.get('message'))[:300]}")
-        if h["type"] != "scores" or h.get("id") != rid:
-            raise P.ProtocolError(f"expected scores for request {rid}, got {str(h)[:200]}")
-        nll, lse = P.split(payload, [("f4", total), ("f4", total)])
-        if not (np.all(np.isfinite(nll)) and np.all(np.isfinite(lse))):
-            raise P.ProtocolError(f"request {rid}: non-finite NLL or log-sum-exp values")
-        if total and float(nll.min()) < -NEG_NLL_TOL:
-            raise P.ProtocolError(f"request {rid}: negative NLL {float(nll.min()):.3g}")
-        if total:
-            self.lse_max = max(self.lse_max, float(np.abs(lse).max()))
-        self.answers += total
-        return np.split(nll.astype(np.float32), np.cumsum(counts)[:-1])
+        if h["type"] != want or h.get("id") != rid:
+            raise P.ProtocolError(f"expected {want} for request {rid}, got {str(h)[:200]}")
+        (out,) = P.split(payload, [("f4", count)])
+        if not np.all(np.isfinite(out)):
+            raise P.ProtocolError(f"request {rid}: non-finite values")
+        return out.astype(np.float32)
 
-    def commit(self, tokens: np.ndarray) -> None:
-        P.send(self.wfd, {"type": "commit", "id": self.next_id, "C": len(tokens)}, [np.asarray(tokens, "<i4")],
-               self._deadline())
+    def _nll(self, nll: np.ndarray, rid: int) -> np.ndarray:
+        if len(nll) and float(nll.min()) < -NEG_NLL_TOL:
+            raise P.ProtocolError(f"request {rid}: negative NLL {float(nll.min()):.3g}")
+        self.answers += len(nll)
+        return nll
+
+    def score(self, rows: np.ndarray, first: np.ndarray) -> list[np.ndarray]:
+        """windows: rows (n,T) of inputs; per row the NLLs of ``rows[i, j+1]`` for ``j`` in ``[first_i, T-1)``."""
+        n, T = rows.shape
+        first = np.asarray(first, dtype=np.int64)
+        counts = T - 1 - first
+        nll = self._answer({"type": "score", "n": n, "T": T}, [rows.astype("<i4"), first.astype("<i4")], "scores",
+                           int(counts.sum()))
+        return np.split(self._nll(nll, self.next_id - 1), np.cumsum(counts)[:-1])
+
+    def chunk(self, tokens: np.ndarray) -> np.ndarray:
+        """score-first: the NLL of every token of the chunk, each predicted before it (history + the chunk's earlier
+        tokens)."""
+        nll = self._answer({"type": "chunk", "C": len(tokens)}, [np.asarray(tokens, "<i4")], "scores", len(tokens))
+        return self._nll(nll, self.next_id - 1)
+
+    def logp(self, rows: np.ndarray) -> np.ndarray:
+        """The full log-probability vector of the next token after each row's last input: (n, V)."""
+        n, T = rows.shape
+        out = self._answer({"type": "logp", "n": n, "T": T}, [rows.astype("<i4")], "logp", n * self.vocab)
+        return out.reshape(n, self.vocab)
+
+    def commit(self) -> None:
+        P.send(self.wfd, {"type": "commit", "id": self.next_id}, deadline=self._deadline())
 
     def bye(self) -> None:
         try:
             P.send(self.wfd, {"type": "bye"}, deadline=self._deadline())
         except P.ProtocolError:
             pass
+
+
+# ----------------------------------------------------------------------------- the main runs
+
+
+def run_score_first(client: Client, stream: np.ndarray, chunk: int, progress=None) -> np.ndarray:
+    """The main score-first run: every chunk in order (answers, then ``commit``); NLL of targets 1..N-1."""
+    T = len(stream) - 1
+    K = -(-T // chunk)
+    out = np.empty(T, dtype=np.float32)
+    client.start("score-first", chunk, chunk, history=stream[:1])
+    for k in range(K):
+        real = stream[1 + k * chunk:1 + min((k + 1) * chunk, T)]
+        out[k * chunk:k * chunk + len(real)] = client.chunk(real)
+        client.commit()
+        if progress:
+            progress(k + 1, K)
+    return out
+
+
+def run_windows(client: Client, stream: np.ndarray, plan: Plan, scores, batch: int, rng, progress=None) -> None:
+    """The main windows run: every window of the plan once, grouped by length, in random order."""
+    by_len: dict[int, list[int]] = {}
+    for w in range(len(plan)):
+        by_len.setdefault(int(plan.length[w]), []).append(w)
+    reqs = []
+    for ws in by_len.values():
+        ws = [ws[i] for i in rng.permutation(len(ws))]
+        reqs += [ws[i:i + batch] for i in range(0, len(ws), batch)]
+    for i in rng.permutation(len(reqs)).tolist():
+        ws = reqs[i]
+        rows = np.stack([stream[plan.start[w]:plan.start[w] + plan.length[w] + 1] for w in ws])
+        for w, nll in zip(ws, client.score(rows, plan.first[ws])):
+            scores.put(w, nll)
+        if progress:
+            progress(len(scores.answered.nonzero()[0]), len(plan))
