@@ -57,7 +57,7 @@ MAX_LANES = 2048
 # to 1.02x and brotli-11 to 0.95x rANS (benchmarks/bench_pack.py)
 PROBE_MARGIN = 1.08
 # the decoder refuses a payload larger than this (a hostile index cannot make it allocate more)
-MAX_PAYLOAD = 1 << 31
+MAX_GROUPED_PAYLOAD = 1 << 31
 
 
 class GroupedError(ValueError):
@@ -178,7 +178,7 @@ def rans_decode(data: bytes, limit: int | None = None) -> np.ndarray:
         words = np.frombuffer(data, "<u4", (len(data) - p - 8 * K) // 4, p + 8 * K).astype(np.uint64)
     except (struct.error, ValueError) as e:
         raise GroupedError(f"truncated rANS stream ({e})") from None
-    if f.sum() != 1 << SCALE_BITS or K != _rans_lanes(n) or n > (MAX_PAYLOAD if limit is None else limit):
+    if f.sum() != 1 << SCALE_BITS or K != _rans_lanes(n) or n > (MAX_GROUPED_PAYLOAD if limit is None else limit):
         raise GroupedError("bad rANS header (frequency table, lane count or length)")
     c = np.concatenate([[0], np.cumsum(f)[:-1]])
     slot_sym = np.repeat(np.arange(256, dtype=np.uint8), f)
@@ -276,7 +276,7 @@ def grouped_decode(data: bytes, unpack_rest) -> bytes:
     if len(plan) != len(streams) - 1:
         raise GroupedError(f"{len(streams) - 1} group streams for {len(plan)} groups in the index")
     size = len(rest) + sum(nb for tensors in plan for _, nb, _ in tensors)
-    if size > MAX_PAYLOAD:
+    if size > MAX_GROUPED_PAYLOAD:
         raise GroupedError(f"the index describes {size:,} bytes, more than any blob holds")
     out = np.zeros(size, np.uint8)
     keep = np.ones(size, bool)
