@@ -174,3 +174,18 @@ def test_feature_flags_ship_only_what_the_config_runs():
         assert marker in frontier, marker
     for marker in ("8.156554524902461", "zeropower_polar_express", "gate_int8_rows", "int8 row max"):
         assert marker not in seed, marker
+
+
+def test_design_md_lists_the_shipped_modules_as_declared():
+    """docs/DESIGN.md's shipped-modules block is generated from SHIPPABLE / TRAIN_PATH and must be current."""
+    from pathlib import Path
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "DESIGN.md").read_text(encoding="utf-8")
+    assert codegen.design_text(doc) == doc, f"docs/DESIGN.md is stale: regenerate it with `{codegen.DESIGN_REGENERATE}`"
+    block = codegen.design_block()
+    for p in codegen.SHIPPABLE + codegen.TRAIN_PATH:
+        assert f"`golf/{p}`" in block
+    evaluation, training = block.split("\n\n")
+    assert "`golf/trainer/loop.py`" in training and "`golf/trainer/loop.py`" not in evaluation
+    assert "`golf/metric.py`" in evaluation and "`golf/metric.py`" not in training
+    with pytest.raises(codegen.CodegenError, match="no shipped-modules block"):
+        codegen.design_text(doc.replace(codegen.DESIGN_END, ""))

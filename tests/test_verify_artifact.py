@@ -315,7 +315,41 @@ def test_real_golf_artifact_trusted_and_protocol_agree(tmp_path, tiny_data, real
     r, doc = run_verify(art, tiny_data["data_dir"], tmp_path, tokens="1500")
     checks = {c["name"]: c for c in doc["checks"]}
     assert checks["build.reproducible"]["measured"] == "differs" and doc["kind"] == "foreign"
+    assert "train_gpt.py was edited after the build" in checks["build.reproducible"]["message"]
     assert r.exit_code == EXIT_OK and doc["score"]["source"] == "protocol answers"
+
+
+def test_provenance_says_why_the_code_does_not_regenerate(tmp_path, real_artifact):
+    """The blob records golf's version and the shipped source's sha256; a mismatch is explained from them
+    (edited file / another golf release / locally changed golf), and a claim never makes an artifact golf."""
+    import golf
+    from golf.builder import container
+    from golf.protocol import BLOB_NAME, CODE_NAME
+    from golf.verifier.scoring.artifact import classify
+    src = real_artifact["dir"]
+    _, meta, _ = container.unpack((src / BLOB_NAME).read_bytes())
+    flags = meta["build"]
+    assert flags["golf"] == golf.__version__ and len(flags["source_sha256"]) == 64
+    info = {}
+    assert classify(src / CODE_NAME, meta, info)[0] and info["provenance"]["cause"] == "identical"
+    assert info["provenance"]["installed_source_sha256"] == flags["source_sha256"]
+    edited = tmp_path / CODE_NAME
+    edited.write_bytes((src / CODE_NAME).read_bytes() + b"\n")
+    golf_built, c = classify(edited, meta, info)
+    assert not golf_built and c.measured == "differs" and info["provenance"]["cause"] == "edited"
+    assert "train_gpt.py was edited after the build" in c.message
+    # a blob claiming another release: both versions named; the claim changes the message, not the verdict
+    other = dict(meta, build=dict(flags, golf="0.0.9\x1b[2J"))
+    golf_built, c = classify(edited, other, info)
+    assert not golf_built and info["provenance"]["cause"] == "version"
+    assert f"golf 0.0.9?[2J built it, this is golf {golf.__version__}" in c.message
+    assert classify(src / CODE_NAME, other)[0]  # identical bytes stay golf whatever the blob claims
+    # same version, another source hash: golf's shipped modules were changed locally
+    golf_built, c = classify(edited, dict(meta, build=dict(flags, source_sha256="0" * 64)), info)
+    assert not golf_built and info["provenance"]["cause"] == "source" and "changed locally" in c.message
+    # a blob from before provenance was recorded
+    golf_built, c = classify(edited, dict(meta, build={k: flags[k] for k in ("code_compressor", "train_code")}))
+    assert not golf_built and "records no golf version" in c.message
 
 
 def test_relative_artifact_and_data_paths_verify_from_another_working_dir(tmp_path, tiny_data, real_artifact,

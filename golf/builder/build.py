@@ -218,7 +218,8 @@ def build(checkpoint, data_dir, out_dir, *, target_bytes: int | None = None, com
 
     t0 = time.perf_counter()  # serialize, prune to the target
     meta = dict(quant.blob_meta(cfg, qmeta, recurrence),
-                build=codegen.build_flags(code_info["code_compressor"], train_code))  # reproducible-build check
+                build=codegen.build_flags(code_info["code_compressor"], train_code,
+                                          code_info["payload_sha256"]))  # reproducible-build check
     blob, arrays, prune_info = quant.pack_to_target(arrays, qmeta, info, hessians, meta, q, len(code),
                                                     None if progress is False else log)
     timings["serialize_s"] = time.perf_counter() - t0

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import hashlib
 import json
 import lzma
 import sys
@@ -55,6 +56,11 @@ TRAIN_PATH = (
     "builder/quant.py",
 )
 ALLOWED_THIRD_PARTY = {"numpy", "torch", "sentencepiece"}
+
+# docs/DESIGN.md's copy of SHIPPABLE / TRAIN_PATH lives between these markers (tests/test_codegen.py checks it)
+DESIGN_REGENERATE = "python -m golf.builder.codegen --design"
+DESIGN_BEGIN = f"<!-- shipped modules: generated from golf/builder/codegen.py by `{DESIGN_REGENERATE}`; do not edit -->"
+DESIGN_END = "<!-- end of shipped modules -->"
 
 
 class CodegenError(ValueError, GolfError):
@@ -317,18 +323,27 @@ def wrap(payload: str, compressor: str = "lzma") -> str:
     raise CodegenError(f"unknown code compressor {compressor!r} (lzma | brotli)")
 
 
-def build_flags(code_compressor: str, include_train: bool) -> dict:
-    """What :func:`regenerate` needs besides the config: recorded in the blob's meta by ``golf build``."""
-    return {"code_compressor": code_compressor, "train_code": bool(include_train)}
+def build_flags(code_compressor: str, include_train: bool, source_sha256: str | None = None) -> dict:
+    """What :func:`regenerate` needs besides the config, plus provenance: recorded in the blob's meta by
+    ``golf build``.  ``golf`` (the version) and ``source_sha256`` (generate's ``payload_sha256``) only let
+    ``golf verify`` say why a train_gpt.py does not regenerate; they are the builder's claim, never trusted."""
+    flags = {"code_compressor": code_compressor, "train_code": bool(include_train), "golf": golf.__version__}
+    if source_sha256 is not None:
+        flags["source_sha256"] = source_sha256
+    return flags
+
+
+def regenerate_info(meta: dict) -> tuple[str, dict]:
+    """``(train_gpt.py, generate's info)`` as the installed golf generates it from a blob's meta."""
+    from golf.config import GolfConfig
+    flags = meta.get("build") or {}
+    cfg = GolfConfig.from_dict(meta["config"])
+    return generate(cfg, flags.get("code_compressor", "lzma"), include_train=flags.get("train_code", True))
 
 
 def regenerate(meta: dict) -> str:
     """``train_gpt.py`` as the installed golf generates it from a blob's meta (config + build flags)."""
-    from golf.config import GolfConfig
-    flags = meta.get("build") or {}
-    cfg = GolfConfig.from_dict(meta["config"])
-    text, _ = generate(cfg, flags.get("code_compressor", "lzma"), include_train=flags.get("train_code", True))
-    return text
+    return regenerate_info(meta)[0]
 
 
 def generate(cfg, compressor: str = "lzma", include_train: bool = True, slim: bool = True,
@@ -345,6 +360,38 @@ def generate(cfg, compressor: str = "lzma", include_train: bool = True, slim: bo
         compressor = "lzma" if text.startswith("import lzma") else "brotli"
     else:
         text = wrap(payload, compressor)
-    info = {"code_compressor": compressor, "payload_bytes": len(payload.encode()), "bytes": len(text.encode()),
-            "modules": mods, "notes": notes}
+    raw = payload.encode()
+    info = {"code_compressor": compressor, "payload_bytes": len(raw), "bytes": len(text.encode()),
+            "payload_sha256": hashlib.sha256(raw).hexdigest(), "modules": mods, "notes": notes}
     return text, info
+
+
+def design_block() -> str:
+    """docs/DESIGN.md's list of the shipped modules, from :data:`SHIPPABLE` and :data:`TRAIN_PATH`."""
+    def names(paths):
+        return ", ".join(f"`golf/{p}`" for p in paths)
+    return "\n".join([
+        DESIGN_BEGIN,
+        "Shipped in every build (evaluation, `SHIPPABLE` in `golf/builder/codegen.py`, in install order): "
+        + names(SHIPPABLE) + ".",
+        "",
+        "Shipped only with the training path (`GOLF_MODE=train`, not in an evaluation-only build; `TRAIN_PATH`, "
+        "each only while it keeps the rules above): " + names(TRAIN_PATH) + ".",
+        DESIGN_END,
+    ]) + "\n"
+
+
+def design_text(text: str) -> str:
+    """``text`` (docs/DESIGN.md) with its shipped-modules block replaced by :func:`design_block`."""
+    head, sep, rest = text.partition(DESIGN_BEGIN)
+    _, sep2, tail = rest.partition(DESIGN_END + "\n")
+    if not sep or not sep2:
+        raise CodegenError(f"docs/DESIGN.md has no shipped-modules block ({DESIGN_BEGIN} ... {DESIGN_END})")
+    return head + design_block() + tail
+
+
+if __name__ == "__main__":  # pragma: no cover - exercised by tests/test_codegen.py through design_text
+    if sys.argv[1:] != ["--design"]:
+        sys.exit(f"usage: {DESIGN_REGENERATE}   (rewrites the shipped-modules block of docs/DESIGN.md)")
+    doc = Path(__file__).resolve().parents[2] / "docs" / "DESIGN.md"
+    doc.write_text(design_text(doc.read_text(encoding="utf-8")), encoding="utf-8")

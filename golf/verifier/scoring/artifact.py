@@ -315,18 +315,26 @@ def _json_or_none(path: Path):
 # ----------------------------------------------------------------------------- 3. classify
 
 
-def classify(code: Path, meta: dict | None) -> tuple[bool, Check]:
-    """(golf?, check): golf = golf blob + train_gpt.py byte-identical to the regenerated one."""
+def classify(code: Path, meta: dict | None, info: dict | None = None) -> tuple[bool, Check]:
+    """(golf?, check): golf = golf blob + train_gpt.py byte-identical to the regenerated one.
+
+    Only the bytes decide.  The blob's provenance (``meta["build"]``: golf version, source sha256) is
+    written by whoever made the blob: it only explains a mismatch (:func:`provenance`, also stored in
+    ``info["provenance"]``), it never makes an artifact golf."""
     if meta is None or "config" not in meta:
         return False, Check("build.reproducible", SKIP, message="foreign artifact (no golf blob with an embedded "
                                                                 "config): scored through the protocol only")
-    from golf.builder.codegen import CodegenError, regenerate
+    from golf.builder.codegen import CodegenError, regenerate_info
     try:
-        want = regenerate(meta).encode("utf-8")
+        text, regen = regenerate_info(meta)
+        want = text.encode("utf-8")
     except (CodegenError, KeyError, TypeError, ValueError) as e:
         return False, Check("build.reproducible", WARN, message=f"cannot regenerate train_gpt.py from the blob's "
                                                                 f"config ({e}): treated as a foreign artifact")
     have = code.read_bytes()
+    prov = provenance(meta, regen["payload_sha256"], have == want)
+    if info is not None:
+        info["provenance"] = prov
     if have == want:
         return True, Check("build.reproducible", PASS, measured="identical", message=(
             f"train_gpt.py ({len(have):,} B) is byte-identical to the one the installed golf generates from the "
@@ -334,7 +342,45 @@ def classify(code: Path, meta: dict | None) -> tuple[bool, Check]:
     k = next((i for i, (a, b) in enumerate(zip(have, want)) if a != b), min(len(have), len(want)))
     return False, Check("build.reproducible", WARN, measured="differs", message=(
         f"train_gpt.py differs from the regenerated code ({len(have):,} B vs {len(want):,} B, first difference at "
-        f"byte {k:,}): treated as a FOREIGN artifact, scored by its protocol answers"))
+        f"byte {k:,}; {prov['reason']}): treated as a FOREIGN artifact, scored by its protocol answers"))
+
+
+def _claimed(value) -> str | None:
+    """A provenance value from the blob, as text safe to print (it is the blob maker's claim)."""
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else json.dumps(value)
+    text = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def provenance(meta: dict, source_sha256: str, identical: bool) -> dict:
+    """Why train_gpt.py does (not) regenerate, from the blob's claimed golf version / source sha256
+    (``meta["build"]``, written by ``golf build``) against the installed golf's: a report field and the
+    explanation in ``build.reproducible``'s message.  ``cause``: ``identical``, ``unrecorded`` (no version in
+    the blob), ``version`` (another golf release), ``edited`` (same version and source: the file was changed
+    after the build) or ``source`` (same version, other source: golf's shipped modules were changed)."""
+    import golf
+    flags = meta.get("build") if isinstance(meta.get("build"), dict) else {}
+    blob_ver, blob_src = _claimed(flags.get("golf")), _claimed(flags.get("source_sha256"))
+    mine = golf.__version__
+    prov = {"blob_golf": blob_ver, "installed_golf": mine, "blob_source_sha256": blob_src,
+            "installed_source_sha256": source_sha256}
+    if identical:
+        return prov | {"cause": "identical", "reason": "identical"}
+    if blob_ver is None:
+        cause, why = "unrecorded", "the blob records no golf version (built before golf recorded one, or not by golf)"
+    elif blob_ver != mine:
+        cause, why = "version", (f"the blob says golf {blob_ver} built it, this is golf {mine}: an artifact from "
+                                 f"another golf release (verify it with golf {blob_ver})")
+    elif blob_src == source_sha256:
+        cause, why = "edited", (f"same golf version ({mine}) and shipped-source sha256 as the blob records: "
+                                "train_gpt.py was edited after the build")
+    else:
+        cause, why = "source", (f"same golf version ({mine}) but the shipped source differs from the blob's record "
+                                f"({(blob_src or 'none')[:12]} vs {source_sha256[:12]}): golf's shipped modules "
+                                "were changed locally")
+    return prov | {"cause": cause, "reason": why}
 
 
 # ----------------------------------------------------------------------------- processes
@@ -817,7 +863,7 @@ def verify_artifact(art_dir: str | Path, opts: VerifyOptions, log=print) -> Sect
     cfg = _config_from(meta)
     data = resolve_data(Path(opts.data_dir), cfg.get("vocab_size"))
     sec.checks += pinning_checks(data, Path(opts.data_dir), cfg.get("vocab_size"), report)
-    golf, c = classify(code, meta)
+    golf, c = classify(code, meta, sec.info)
     sec.checks.append(c)
     sec.info["kind"] = "golf" if golf else "foreign"
     load_stream(data, opts.val_max_tokens)
