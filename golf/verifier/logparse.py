@@ -54,7 +54,7 @@ RE_HARDWARE = re.compile(r"^hardware" + SEP + r"(.+)$", re.IGNORECASE)
 RE_GPU_ROW = re.compile(r"\|\s*\d+\s+(NVIDIA [A-Za-z0-9 ._-]+?|Tesla [A-Za-z0-9 ._-]+?)\s{2,}", re.IGNORECASE)
 RE_ELAPSED = re.compile(r"total_elapsed" + SEP + NUM + r"\s*(ms|s)\b", re.IGNORECASE)
 RE_BUDGET = re.compile(r"train_budget" + SEP + NUM + r"\s*(ms|s)\b", re.IGNORECASE)
-RE_PRODUCTION = re.compile(r"gptq|calibrat|hessian", re.IGNORECASE)
+RE_PRODUCTION = re.compile(r"gptq|calibrat|hessian|serializ|compress", re.IGNORECASE)
 RE_ANY_TIME = re.compile(r"(?<![A-Za-z0-9_])(?:[a-z_]*time|elapsed|took|in)" + SEP.replace("[:=]", "[:= ]") + NUM
                          + r"\s*(ms|s)\b", re.IGNORECASE)
 # a line of code (an f-string template, a call or a string literal), e.g. a second copy of the source later in

@@ -586,7 +586,28 @@ def check_size(st: FolderState) -> list[Check]:
     return out
 
 
+# The folder's README or a log stating how its code bytes were counted (SPEC §8 pitfall 1: TOP counts a
+# computed compressed wrapper, 31,999 B, while shipping the ~158 KB plain source).
+RE_CODE_CONVENTION = re.compile(
+    r"(?:code|wrapper|source)[^.\n]{0,80}\bcount(?:ed|s|ing)?\b|\bcount(?:ed|s|ing)?\b[^.\n]{0,80}"
+    r"(?:compressed|minified|computed)[^.\n]{0,40}(?:code|wrapper|source)", re.IGNORECASE)
+
+
+def code_convention(st: FolderState) -> str | None:
+    """Where the folder states its code-counting convention (``README.md`` or a log path), or None."""
+    readme = st.folder / README_NAME
+    texts = [(README_NAME, readme.read_text(errors="replace") if readme.is_file() else "")]
+    texts += [(lg.path, Path(lg.path).read_text(errors="replace")[:200_000]) for lg in st.logs
+              if Path(lg.path).is_file()]
+    return next((where for where, t in texts if RE_CODE_CONVENTION.search(t)), None)
+
+
 def _committed_size(st: FolderState) -> Check:
+    """Shipped code (the committed ``train_gpt.py``) and counted code (the log's ``Code size``) + model.
+
+    Both are reported when they differ.  When the README or a log states the counting convention,
+    the verdict follows the counted total with a warning naming both numbers; otherwise the shipped
+    total decides.  A counted total over the cap fails under either convention."""
     code_path = st.folder / CODE_NAME
     models = [(lg.path, lg.model_bytes, lg.code_bytes) for lg in st.logs if lg.model_bytes is not None]
     if not (code_path.is_file() and models):
@@ -597,10 +618,19 @@ def _committed_size(st: FolderState) -> Check:
     worst = max(models, key=lambda t: t[1])
     total = n_code + worst[1]
     logged_codes = sorted({c for _, _, c in models if c is not None})
+    cap, status, measured = st.max_bytes, FAIL if total > st.max_bytes else PASS, total
     if logged_codes and logged_codes != [n_code]:
+        counted = max(logged_codes) + worst[1]
+        where = code_convention(st)
         code_note = (f"logged code size {', '.join(f'{x:,}' for x in logged_codes)} B differs from the committed "
                      f"train_gpt.py ({n_code:,} B): the log counted another file (e.g. a computed wrapper vs the "
-                     "shipped raw source)")
+                     f"shipped raw source); counted total {counted:,} B, shipped total {total:,} B")
+        if where:
+            measured = counted
+            status = FAIL if counted > cap else WARN
+            code_note += f"; the verdict follows the counted total (convention stated in {where})"
+        elif counted > cap:
+            status = FAIL
     else:
         code_note = "logged code size equals the committed file" if logged_codes else "no logged code size"
     others = [str(p.relative_to(st.folder)) for p in st.files if p.suffix == ".py" and p.name != CODE_NAME]
@@ -608,8 +638,7 @@ def _committed_size(st: FolderState) -> Check:
            f"+ largest logged model {worst[1]:,} B ({worst[0]}) = {total:,} B; {code_note}")
     if others:
         msg += f"; other code not counted: {', '.join(others)}"
-    return Check("size.committed", FAIL if total > st.max_bytes else PASS, measured=total, limit=st.max_bytes,
-                 message=msg)
+    return Check("size.committed", status, measured=measured, limit=cap, message=msg)
 
 
 def check_time(st: FolderState) -> list[Check]:
@@ -625,14 +654,35 @@ def _longest(st: FolderState, attr: str) -> tuple[LogInfo, float] | None:
     return worst, getattr(worst, attr) / 1000.0
 
 
-def _train_time(st: FolderState) -> Check:
-    """Training time against the track's cap.
+#: The one grace for both time rules (training cap, training-data access after it), in seconds:
+#: accepted records overshoot the cap by up to ~0.14 s whatever their step time, and two end
+#: GPTQ calibration collection on training shards 0.8-0.9 s past it.  Within it: a warning that
+#: states the overshoot; beyond it: a failure.  Cited in docs/cli-verify.md ("Overshoot").
+TIME_GRACE_S = 1.0
 
-    The cap is checked between steps, so a run stops at the first step boundary past it:
-    an overshoot of at most one step is accepted (a warning with the measured overshoot).
-    The bound is the slowest per-step time the log itself shows (``step_avg`` and the
-    train_time/step rate between consecutive step lines, :attr:`LogInfo.max_step_ms`);
-    beyond it the run fails.  A log without step times gets no allowance."""
+# After-training work lines (logparse keeps the GPTQ / calibration / Hessian ones with their times):
+# self-generated calibration (AR generation, no training data: legal after the budget, #1019) and
+# packaging (quantization, serialization, compression: tolerated, #1868/#1950) are reported, not counted;
+# calibration or Hessian collection counts unless the same log shows self-generated calibration sequences
+# and the line does not name training data.
+RE_SELF_GEN = re.compile(r"generat|autoregress|\bar[_ -]?(?:calib|gen)|self[-_ ]?gen", re.IGNORECASE)
+RE_TRAIN_DATA = re.compile(r"train(?:ing)?[_ -]?(?:shard|data|token|set)|fineweb_train", re.IGNORECASE)
+RE_COLLECT = re.compile(r"hessian|calibrat|collect", re.IGNORECASE)
+RE_PACKAGING = re.compile(r"quantiz|serializ|compress|brotli|lzma|zstd|complete|total", re.IGNORECASE)
+
+
+def _over_cap(secs: float, limit: float) -> tuple[str, float]:
+    """PASS under the cap, WARN within :data:`TIME_GRACE_S` past it, FAIL beyond; and the overshoot."""
+    over = secs - limit
+    return (PASS if over <= 0 else WARN if over <= TIME_GRACE_S else FAIL), over
+
+
+def _train_time(st: FolderState) -> Check:
+    """Training time against the track's cap, with the one :data:`TIME_GRACE_S` grace.
+
+    The cap is checked between steps, so runs stop a little past it; the maintainers accepted
+    overshoots up to ~0.14 s whatever the step time (60 ms or 134 ms steps), so the allowance is
+    a fixed grace, not one step.  The slowest logged step is named for context."""
     limit = st.limit("train")
     longest = _longest(st, "train_time_ms")
     if longest is None:
@@ -642,49 +692,72 @@ def _train_time(st: FolderState) -> Check:
         return Check("time.train", PASS, measured=round(secs, 3),
                      message=f"track {st.track.key} has no training-time cap; longest logged training {secs:.3f} s "
                              f"({worst.path})")
-    over = secs - limit
-    step_s = (worst.max_step_ms or 0.0) / 1000.0
-    if over <= 0:
-        st_, msg = PASS, f"longest training {secs:.3f} s ({worst.path}), {-over:.3f} s under the cap"
-    elif over <= step_s:
-        st_, msg = WARN, (f"{worst.path}: training {secs:.3f} s overshoots the cap by {over:.3f} s, within one "
-                          f"step (slowest logged step {step_s * 1000:.1f} ms; the cap is checked between steps)")
+    st_, over = _over_cap(secs, limit)
+    step = f"slowest logged step {worst.max_step_ms:.1f} ms" if worst.max_step_ms else "no step times logged"
+    if st_ == PASS:
+        msg = f"longest training {secs:.3f} s ({worst.path}), {-over:.3f} s under the cap"
     else:
-        st_, msg = FAIL, (f"{worst.path}: training {secs:.3f} s overshoots the cap by {over:.3f} s, more than one "
-                          + (f"step (slowest logged step {step_s * 1000:.1f} ms)" if step_s else
-                             "step could explain (the log has no step times)"))
+        msg = (f"{worst.path}: training {secs:.3f} s overshoots the cap by {over:.3f} s, "
+               + ("within" if st_ == WARN else "beyond") + f" the {TIME_GRACE_S:g} s grace ({step})")
     return Check("time.train", st_, measured=round(secs, 3), limit=limit, message=msg)
 
 
-def _production_time(st: FolderState) -> Check:
-    """Work that produces the artifact (GPTQ, calibration, Hessians) after training counts against the budget.
+def classify_production(lg: LogInfo) -> list[tuple[str, int, str, float]]:
+    """Each timed after-training line as (kind, line, text, ms); kind is ``training_data`` (counted),
+    ``self_generated`` or ``packaging`` (reported only)."""
+    self_gen = any(RE_SELF_GEN.search(t) for _, t, _ in lg.production)
+    out = []
+    for no, text, ms in lg.production:
+        if RE_TRAIN_DATA.search(text):
+            kind = "training_data"
+        elif RE_SELF_GEN.search(text):
+            kind = "self_generated"
+        elif RE_COLLECT.search(text) and not RE_PACKAGING.search(text):
+            kind = "self_generated" if self_gen else "training_data"
+        else:
+            kind = "packaging"
+        out.append((kind, no, text, ms))
+    return out
 
-    Measured as the log's own ``total_elapsed`` when it prints one, else as the training
-    time plus the longest timed GPTQ/calibration/Hessian line printed after training
-    (those lines are often cumulative, so the longest one, not their sum)."""
+
+def _production_time(st: FolderState) -> Check:
+    """Training-data access after the cap (GPTQ Hessian / calibration collection on training shards).
+
+    Measured as ``train_time`` plus the longest counted line (such lines are often cumulative, so
+    the longest, not the sum).  Self-generated calibration (#1019), serialization and compression and
+    the log's ``total_elapsed`` (#1868/#1950) are reported with their times but not counted."""
     limit = st.limit("train")
-    rows = []
+    counted, reported, elapsed = [], [], []
     for lg in st.logs:
         if lg.total_elapsed_ms is not None:
-            budget = f", train_budget {lg.train_budget_ms / 1000:g} s" if lg.train_budget_ms else ""
-            rows.append((lg.total_elapsed_ms / 1000, lg, f"total_elapsed printed by the log{budget}"))
-        elif lg.production and lg.train_time_ms is not None:
-            no, text, ms = max(lg.production, key=lambda x: x[2])
-            rows.append(((lg.train_time_ms + ms) / 1000, lg,
-                         f"train_time {lg.train_time_ms / 1000:.1f} s + '{text}' (line {no})"))
-    if not rows:
-        return Check("time.artifact_production", SKIP, message="no artifact-production work (GPTQ, calibration) "
-                                                               "timed after training in the logs")
-    secs, lg, how = max(rows, key=lambda r: r[0])
+            elapsed.append(f"{lg.path}: total_elapsed {lg.total_elapsed_ms / 1000:g} s (not counted)")
+        rows = classify_production(lg)
+        for kind, no, text, ms in rows:
+            if kind != "training_data":
+                reported.append(f"{lg.path}: {kind.replace('_', '-')} '{text}' (line {no}, not counted)")
+        data = [r for r in rows if r[0] == "training_data"]
+        if data and lg.train_time_ms is not None:
+            _, no, text, ms = max(data, key=lambda r: r[3])
+            counted.append(((lg.train_time_ms + ms) / 1000, lg, f"train_time {lg.train_time_ms / 1000:.3f} s + "
+                                                                  f"'{text}' (line {no})"))
+    reported += elapsed
+    note = ("; reported: " + "; ".join(reported[:4])) if reported else ""
+    if not counted:
+        if not reported:
+            return Check("time.artifact_production", SKIP, message="no artifact-production work (GPTQ, "
+                                                                   "calibration) timed after training in the logs")
+        return Check("time.artifact_production", PASS, message="no training-data access timed after training" + note)
+    secs, lg, how = max(counted, key=lambda r: r[0])
     if limit is None:
-        return Check("time.artifact_production", PASS, measured=round(secs, 1),
-                     message=f"{lg.path}: training + artifact production {secs:.1f} s ({how}); no cap in "
-                             f"track {st.track.key}")
-    bound = limit + (lg.max_step_ms or 0.0) / 1000.0
-    bad = secs > bound
-    return Check("time.artifact_production", FAIL if bad else PASS, measured=round(secs, 1), limit=limit,
-                 message=f"{lg.path}: training + artifact production {secs:.1f} s ({how})"
-                         + ("; work that produces the artifact counts against the training budget" if bad else ""))
+        return Check("time.artifact_production", PASS, measured=round(secs, 3),
+                     message=f"{lg.path}: training-data access ends at {secs:.3f} s ({how}); no cap in "
+                             f"track {st.track.key}" + note)
+    st_, over = _over_cap(secs, limit)
+    msg = f"{lg.path}: training-data access ends at {secs:.3f} s ({how})"
+    if st_ != PASS:
+        msg += (f", {over:.3f} s past the cap, " + ("within" if st_ == WARN else "beyond")
+                + f" the {TIME_GRACE_S:g} s grace (training data must not be read after the budget)")
+    return Check("time.artifact_production", st_, measured=round(secs, 3), limit=limit, message=msg + note)
 
 
 def _eval_time(st: FolderState) -> Check:
