@@ -590,15 +590,16 @@ def check_size(st: FolderState) -> list[Check]:
 # computed compressed wrapper, 31,999 B, while shipping the ~158 KB plain source).
 RE_CODE_CONVENTION = re.compile(
     r"(?:code|wrapper|source)[^.\n]{0,80}\bcount(?:ed|s|ing)?\b|\bcount(?:ed|s|ing)?\b[^.\n]{0,80}"
-    r"(?:compressed|minified|computed)[^.\n]{0,40}(?:code|wrapper|source)", re.IGNORECASE)
+    r"(?:compressed|minified|computed)[^.\n]{0,40}(?:code|wrapper|source)|code size\s*\(compressed\)",
+    re.IGNORECASE)
 
 
 def code_convention(st: FolderState) -> str | None:
     """Where the folder states its code-counting convention (``README.md`` or a log path), or None."""
     readme = st.folder / README_NAME
     texts = [(README_NAME, readme.read_text(errors="replace") if readme.is_file() else "")]
-    texts += [(lg.path, Path(lg.path).read_text(errors="replace")[:200_000]) for lg in st.logs
-              if Path(lg.path).is_file()]
+    logs = [(lg.path, st.folder / lg.path) for lg in st.logs]
+    texts += [(name, p.read_text(errors="replace")[:200_000]) for name, p in logs if p.is_file()]
     return next((where for where, t in texts if RE_CODE_CONVENTION.search(t)), None)
 
 
@@ -766,8 +767,9 @@ def _eval_time(st: FolderState) -> Check:
     if longest is None:
         return Check("time.eval", WARN if st.logs else FAIL, message="no eval_time on any final line")
     worst, secs = longest
-    msg = (f"longest logged evaluation {secs:.3f} s ({worst.path}, sum of eval_time over "
-           f"{sum(e.eval_time_ms is not None for e in worst.evals)} final line(s)); logged eval_time excludes "
+    how = ("the log's total_eval_time" if worst.total_eval_time_ms is not None and secs * 1000 == worst.total_eval_time_ms
+           else f"sum of eval_time over {sum(e.eval_time_ms is not None for e in worst.evals)} final line(s)")
+    msg = (f"longest logged evaluation {secs:.3f} s ({worst.path}, {how}); logged eval_time excludes "
            "decompression and compile warm-up — `golf verify artifact` measures end to end")
     if limit is None:
         return Check("time.eval", PASS, measured=round(secs, 3), message=f"no evaluation cap in track "
