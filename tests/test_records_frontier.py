@@ -92,8 +92,31 @@ def test_counted_vs_shipped_code_follows_the_stated_convention(tmp_path):
     assert c.status == "fail" and c.measured == 158_429 + 15_866_102
     # stated in the README instead of the log
     rd = lint_folder(make_frontier(tmp_path, name="2026-05-03_Readme", convention=False,
-                                   readme="Code size counts the brotli-compressed code wrapper computed at run time.\n"))
+                                   readme="Code size counts the compressed code wrapper computed at run time.\n"))
     assert check(rd, "size.committed").status == "warn"
     # a counted total over the cap fails under either convention
     big = lint_folder(make_frontier(tmp_path, name="2026-05-04_Big", code=140_000))
     assert check(big, "size.committed").status == "fail"
+
+
+def test_audit_one_configuration_and_canonical_training_data(tmp_path):
+    sec = lint_folder(make_frontier(tmp_path))
+    assert check(sec, "audit.one_config").status == "skip" and check(sec, "audit.train_data").status == "pass"
+    # a local CaseOps export with a 10,000-document split: 1499 training shards
+    bad = lint_folder(make_frontier(tmp_path, name="2026-05-05_LocalExport", shards=1499))
+    c = check(bad, "audit.train_data")
+    assert c.status == "fail" and "train_shards 1499" in c.message and "caseops" in c.message
+    # one seed run with another configuration
+    folder = make_frontier(tmp_path, name="2026-05-06_Mixed")
+    p = folder / "train_seed314.log"
+    p.write_text("ttt_lora_rank: 96\n" + p.read_text())
+    for s in (42, 1234):
+        q = folder / f"train_seed{s}.log"
+        q.write_text("ttt_lora_rank: 80\n" + q.read_text())
+    c = check(lint_folder(folder), "audit.one_config")
+    same = make_frontier(tmp_path, name="2026-05-07_Same")
+    for s in (42, 314, 1234):
+        q = same / f"train_seed{s}.log"
+        q.write_text("ttt_lora_rank: 80\n" + q.read_text())
+    assert check(lint_folder(same), "audit.one_config").status == "pass"
+    assert c.status == "fail" and "ttt_lora_rank" in c.message and "seed 314=96" in c.message

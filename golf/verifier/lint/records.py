@@ -767,7 +767,8 @@ def _eval_time(st: FolderState) -> Check:
     if longest is None:
         return Check("time.eval", WARN if st.logs else FAIL, message="no eval_time on any final line")
     worst, secs = longest
-    how = ("the log's total_eval_time" if worst.total_eval_time_ms is not None and secs * 1000 == worst.total_eval_time_ms
+    own = worst.total_eval_time_ms
+    how = ("the log's total_eval_time" if own is not None and secs * 1000 == own
            else f"sum of eval_time over {sum(e.eval_time_ms is not None for e in worst.evals)} final line(s)")
     msg = (f"longest logged evaluation {secs:.3f} s ({worst.path}, {how}); logged eval_time excludes "
            "decompression and compile warm-up — `golf verify artifact` measures end to end")
@@ -824,8 +825,57 @@ def check_significance(st: FolderState) -> list[Check]:
     return [significance(st.per_seed, o.against, rule=o.rule, min_improvement=o.min_improvement, alpha=o.alpha)]
 
 
+# Final audit (#1902, #2146): the headline is a mean over seeds of ONE configuration, and the training data is
+# the canonical export (a re-export with another validation split puts validation documents in training).
+# Largest canonical train-shard counts seen per tokenizer variant (SPEC §1, table "Train shards seen in logs").
+CANONICAL_TRAIN_SHARDS = {"caseops": 80, "8192": 128, "4096": 143, "1024": 80}
+RE_CONFIG = re.compile(r"^([a-z][a-z0-9_]*)\s*[:=]\s*(\S.{0,80})$")
+CONFIG_SKIP = re.compile(r"seed|run_id|time|date|elapsed|path|dir|file|log|host|^(local_)?rank$|world|shards",
+                         re.IGNORECASE)
+
+
+def _config_lines(path: Path) -> dict[str, str]:
+    """``key: value`` lines printed before the first step line (the run's hyperparameters), seeds left out."""
+    out = {}
+    for raw in path.read_text(errors="replace").splitlines():
+        line = raw.strip()
+        if line.startswith("step:") or line.startswith("step "):
+            break
+        m = RE_CONFIG.match(line)
+        if m and not CONFIG_SKIP.search(m.group(1)):
+            out[m.group(1)] = m.group(2).strip()
+    return out
+
+
+def check_audit(st: FolderState) -> list[Check]:
+    out = []
+    configs = {s: _config_lines(st.folder / lg.path) for s, lg in st.per_seed.items()}
+    keys = set().union(*configs.values()) if configs else set()
+    diff = sorted(k for k in keys if len({c.get(k) for c in configs.values()}) > 1)
+    if len(configs) >= 2 and keys:
+        out.append(Check("audit.one_config", FAIL if diff else PASS, message=(
+            "the headline mixes seeds of different configurations (#1902/#2146 audit): " + "; ".join(
+                f"{k}: " + ", ".join(f"seed {s}={configs[s].get(k)}" for s in sorted(configs)) for k in diff[:4]))
+            if diff else f"{len(configs)} seeds share one configuration ({len(keys)} logged settings)"))
+    else:
+        out.append(Check("audit.one_config", SKIP, message="needs 2+ seed logs that print their settings"))
+    low = " ".join(p.name.lower() for p in st.files) + " " + str(st.folder).lower()
+    shards = [(lg.path, lg.train_shards) for lg in st.logs if lg.train_shards is not None]
+    if shards:
+        text = low + " " + " ".join((st.folder / lg.path).read_text(errors="replace")[:4000].lower() for lg in st.logs)
+        variant = next((v for v in CANONICAL_TRAIN_SHARDS if v in text), None)
+        cap = CANONICAL_TRAIN_SHARDS.get(variant, max(CANONICAL_TRAIN_SHARDS.values()))
+        bad = [(p, n) for p, n in shards if n > cap]
+        out.append(Check("audit.train_data", FAIL if bad else PASS, measured=max(n for _, n in shards), limit=cap,
+                         message=(", ".join(f"{p}: train_shards {n}" for p, n in bad)
+                                  + f" exceeds the canonical {variant or 'any'} export ({cap}): a local re-export with "
+                                    "another validation split can put validation documents in training (#2146 audit)")
+                         if bad else f"train_shards within the canonical {variant or 'any'} export ({cap})"))
+    return out
+
+
 CHECKS = (check_layout, check_logs, check_provenance, check_claim, check_size, check_time, check_legality,
-          check_significance)
+          check_audit, check_significance)
 
 
 def lint_folder(folder: str | Path, against: float | None = None, *, opts: LintOptions | None = None,
