@@ -829,6 +829,7 @@ def check_significance(st: FolderState) -> list[Check]:
 # the canonical export (a re-export with another validation split puts validation documents in training).
 # Largest canonical train-shard counts seen per tokenizer variant (SPEC §1, table "Train shards seen in logs").
 CANONICAL_TRAIN_SHARDS = {"caseops": 80, "8192": 128, "4096": 143, "1024": 80}
+RE_CODEISH = re.compile(r"[()\[\]{},]$|\(|\bargs\.|\bif\b|\belse\b|==|\bh\.")  # a source line, not a value
 RE_CONFIG = re.compile(r"^([a-z][a-z0-9_]*)\s*[:=]\s*(\S.{0,80})$")
 CONFIG_SKIP = re.compile(r"seed|run_id|time|date|elapsed|path|dir|file|log|host|^(local_)?rank$|world|shards",
                          re.IGNORECASE)
@@ -842,7 +843,7 @@ def _config_lines(path: Path) -> dict[str, str]:
         if line.startswith("step:") or line.startswith("step "):
             break
         m = RE_CONFIG.match(line)
-        if m and not CONFIG_SKIP.search(m.group(1)):
+        if m and not CONFIG_SKIP.search(m.group(1)) and not RE_CODEISH.search(m.group(2)):
             out[m.group(1)] = m.group(2).strip()
     return out
 
@@ -850,7 +851,8 @@ def _config_lines(path: Path) -> dict[str, str]:
 def check_audit(st: FolderState) -> list[Check]:
     out = []
     configs = {s: _config_lines(st.folder / lg.path) for s, lg in st.per_seed.items()}
-    keys = set().union(*configs.values()) if configs else set()
+    # settings every seed's log prints (an embedded source copy or a missing header is not a difference)
+    keys = set.intersection(*(set(c) for c in configs.values())) if configs else set()
     diff = sorted(k for k in keys if len({c.get(k) for c in configs.values()}) > 1)
     if len(configs) >= 2 and keys:
         out.append(Check("audit.one_config", FAIL if diff else PASS, message=(
