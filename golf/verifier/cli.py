@@ -72,9 +72,11 @@ RECORDS_HELP = f"""Lint a records folder or a tree of them (records/track_*/DATE
 \b
 Checks per folder: layout, log parsing (an embedded train_gpt.py source header is
 skipped), score provenance (seed logs, recomputed mean, best-seed reporting), size, time
-(training overshoot within one logged step is a warning; GPTQ/calibration after training
-counts against the budget), hardware, a static legality scan of train_gpt.py and its
-sibling imports (warnings, "needs a human") and, with --against, significance.
+(an overshoot within the 1 s grace is a warning; only training-data access after
+the cap counts: self-generated calibration and packaging are reported, not counted),
+hardware, a static legality scan of train_gpt.py and its sibling imports (warnings,
+"needs a human"), the final audit (one configuration across seeds, canonical training
+data) and, with --against, significance.
 
 \b
 Tracks (inferred from the folder's track_* parent, else submission.json 'track'):

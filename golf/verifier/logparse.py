@@ -40,7 +40,13 @@ RE_SEED_NAME = re.compile(r"seed[_-]?(\d+)", re.IGNORECASE)
 RE_STEP = re.compile(r"(?<![A-Za-z_])step" + SEP + r"(\d+)\s*/\s*(\d+)", re.IGNORECASE)
 RE_TRAIN_TIME = re.compile(r"train_time" + SEP + NUM + r"\s*(ms|s)\b", re.IGNORECASE)
 RE_STEP_AVG = re.compile(r"step_avg" + SEP + NUM + r"\s*(ms|s)\b", re.IGNORECASE)
-RE_CODE = re.compile(r"code size" + SEP + INT + r"\s*bytes", re.IGNORECASE)
+# `Code size: N bytes`, and the frontier's pair `Code size (uncompressed): N bytes` / `Code size (compressed): N
+# bytes` (the compressed one is what its total counts; the last one printed is kept)
+RE_CODE = re.compile(r"code size\s*(\(\w+\))?" + SEP + INT + r"\s*bytes", re.IGNORECASE)
+# the frontier's TTT runs print their whole evaluation time: `total_eval_time:452.1s`
+RE_TOTAL_EVAL = re.compile(r"total_eval_time" + SEP + NUM + r"\s*(ms|s)\b", re.IGNORECASE)
+# `train_shards: 80` (the frontier prints how many training shards its data folder holds)
+RE_TRAIN_SHARDS = re.compile(r"^train_shards" + SEP + r"(\d+)\b", re.IGNORECASE)
 RE_MODEL = re.compile(r"serialized model\s*([^:=\s]*)" + SEP + INT + r"\s*bytes", re.IGNORECASE)
 RE_TOTAL = re.compile(r"total submission size\s*([^:=\s]*)" + SEP + INT + r"\s*bytes", re.IGNORECASE)
 # lower-cased line marker -> (regex, name in messages); checked in this order
@@ -54,7 +60,7 @@ RE_HARDWARE = re.compile(r"^hardware" + SEP + r"(.+)$", re.IGNORECASE)
 RE_GPU_ROW = re.compile(r"\|\s*\d+\s+(NVIDIA [A-Za-z0-9 ._-]+?|Tesla [A-Za-z0-9 ._-]+?)\s{2,}", re.IGNORECASE)
 RE_ELAPSED = re.compile(r"total_elapsed" + SEP + NUM + r"\s*(ms|s)\b", re.IGNORECASE)
 RE_BUDGET = re.compile(r"train_budget" + SEP + NUM + r"\s*(ms|s)\b", re.IGNORECASE)
-RE_PRODUCTION = re.compile(r"gptq|calibrat|hessian", re.IGNORECASE)
+RE_PRODUCTION = re.compile(r"gptq|calibrat|hessian|serializ|compress", re.IGNORECASE)
 RE_ANY_TIME = re.compile(r"(?<![A-Za-z0-9_])(?:[a-z_]*time|elapsed|took|in)" + SEP.replace("[:=]", "[:= ]") + NUM
                          + r"\s*(ms|s)\b", re.IGNORECASE)
 # a line of code (an f-string template, a call or a string literal), e.g. a second copy of the source later in
@@ -124,6 +130,8 @@ class LogInfo:
     total_elapsed_ms: float | None = None  # `total_elapsed:` printed by the run (training + artifact work)
     train_budget_ms: float | None = None
     production: list[tuple[int, str, float]] = field(default_factory=list)  # (line, text, ms) of GPTQ/calibration
+    total_eval_time_ms: float | None = None  # `total_eval_time:` printed by a TTT run (its whole evaluation)
+    train_shards: int | None = None  # `train_shards: N` printed by the run
 
     @property
     def name(self) -> str:
@@ -144,6 +152,8 @@ class LogInfo:
     def eval_time_total_ms(self) -> float | None:
         """Sum of ``eval_time`` over the evaluation-phase lines (pre-quantization evals belong to training)."""
         times = [e.eval_time_ms for e in self.evals if e.eval_time_ms is not None and not is_training_eval(e.label)]
+        if self.total_eval_time_ms is not None:  # a TTT run's own total (includes its compile warm-up)
+            return max(sum(times), self.total_eval_time_ms)
         return sum(times) if times else None
 
     def to_dict(self) -> dict:
@@ -158,7 +168,8 @@ class LogInfo:
             "eval_time_total_ms": self.eval_time_total_ms, "missing": self.missing, "unparsed": self.unparsed,
             "source_lines": list(self.source_lines) if self.source_lines else None, "world_size": self.world_size,
             "hardware": self.hardware, "total_elapsed_ms": self.total_elapsed_ms,
-            "train_budget_ms": self.train_budget_ms,
+            "train_budget_ms": self.train_budget_ms, "total_eval_time_ms": self.total_eval_time_ms,
+            "train_shards": self.train_shards,
             "production": [{"line": n, "text": t, "ms": ms} for n, t, ms in self.production],
         }
 
@@ -226,6 +237,11 @@ def _hardware_line(info: LogInfo, line: str, raw: str, gpu_rows: dict[int, str])
 
 def _timing_line(info: LogInfo, no: int, line: str, after_training: bool) -> None:
     e, b = RE_ELAPSED.search(line), RE_BUDGET.search(line)
+    te, ts = RE_TOTAL_EVAL.search(line), RE_TRAIN_SHARDS.match(line)
+    if te:
+        info.total_eval_time_ms = _ms(te.group(1), te.group(2))
+    if ts:
+        info.train_shards = int(ts.group(1))
     if e:
         info.total_elapsed_ms = _ms(e.group(1), e.group(2))
     if b:
@@ -283,7 +299,7 @@ def _size_line(info: LogInfo, scan: _Scan, key: str, no: int, line: str, raw: st
     rx, label = SIZE_LINES[key]
     m = rx.search(line)
     if m:  # (format, bytes); the code-size line has no format
-        scan.sizes[key].append((m.group(1) if rx.groups > 1 else "", _int(m.group(rx.groups))))
+        scan.sizes[key].append(((m.group(1) or "") if rx.groups > 1 else "", _int(m.group(rx.groups))))
     else:
         info.unparsed.append(f"line {no}: '{label}' line without a byte count: {raw.strip()[:160]}")
 

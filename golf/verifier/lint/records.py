@@ -586,7 +586,29 @@ def check_size(st: FolderState) -> list[Check]:
     return out
 
 
+# The folder's README or a log stating how its code bytes were counted (SPEC §8 pitfall 1: TOP counts a
+# computed compressed wrapper, 31,999 B, while shipping the ~158 KB plain source).
+RE_CODE_CONVENTION = re.compile(
+    r"(?:code|wrapper|source)[^.\n]{0,80}\bcount(?:ed|s|ing)?\b|\bcount(?:ed|s|ing)?\b[^.\n]{0,80}"
+    r"(?:compressed|minified|computed)[^.\n]{0,40}(?:code|wrapper|source)|code size\s*\(compressed\)",
+    re.IGNORECASE)
+
+
+def code_convention(st: FolderState) -> str | None:
+    """Where the folder states its code-counting convention (``README.md`` or a log path), or None."""
+    readme = st.folder / README_NAME
+    texts = [(README_NAME, readme.read_text(errors="replace") if readme.is_file() else "")]
+    logs = [(lg.path, st.folder / lg.path) for lg in st.logs]
+    texts += [(name, p.read_text(errors="replace")[:200_000]) for name, p in logs if p.is_file()]
+    return next((where for where, t in texts if RE_CODE_CONVENTION.search(t)), None)
+
+
 def _committed_size(st: FolderState) -> Check:
+    """Shipped code (the committed ``train_gpt.py``) and counted code (the log's ``Code size``) + model.
+
+    Both are reported when they differ.  When the README or a log states the counting convention,
+    the verdict follows the counted total with a warning naming both numbers; otherwise the shipped
+    total decides.  A counted total over the cap fails under either convention."""
     code_path = st.folder / CODE_NAME
     models = [(lg.path, lg.model_bytes, lg.code_bytes) for lg in st.logs if lg.model_bytes is not None]
     if not (code_path.is_file() and models):
@@ -597,10 +619,19 @@ def _committed_size(st: FolderState) -> Check:
     worst = max(models, key=lambda t: t[1])
     total = n_code + worst[1]
     logged_codes = sorted({c for _, _, c in models if c is not None})
+    cap, status, measured = st.max_bytes, FAIL if total > st.max_bytes else PASS, total
     if logged_codes and logged_codes != [n_code]:
+        counted = max(logged_codes) + worst[1]
+        where = code_convention(st)
         code_note = (f"logged code size {', '.join(f'{x:,}' for x in logged_codes)} B differs from the committed "
                      f"train_gpt.py ({n_code:,} B): the log counted another file (e.g. a computed wrapper vs the "
-                     "shipped raw source)")
+                     f"shipped raw source); counted total {counted:,} B, shipped total {total:,} B")
+        if where:
+            measured = counted
+            status = FAIL if counted > cap else WARN
+            code_note += f"; the verdict follows the counted total (convention stated in {where})"
+        elif counted > cap:
+            status = FAIL
     else:
         code_note = "logged code size equals the committed file" if logged_codes else "no logged code size"
     others = [str(p.relative_to(st.folder)) for p in st.files if p.suffix == ".py" and p.name != CODE_NAME]
@@ -608,8 +639,7 @@ def _committed_size(st: FolderState) -> Check:
            f"+ largest logged model {worst[1]:,} B ({worst[0]}) = {total:,} B; {code_note}")
     if others:
         msg += f"; other code not counted: {', '.join(others)}"
-    return Check("size.committed", FAIL if total > st.max_bytes else PASS, measured=total, limit=st.max_bytes,
-                 message=msg)
+    return Check("size.committed", status, measured=measured, limit=cap, message=msg)
 
 
 def check_time(st: FolderState) -> list[Check]:
@@ -625,14 +655,35 @@ def _longest(st: FolderState, attr: str) -> tuple[LogInfo, float] | None:
     return worst, getattr(worst, attr) / 1000.0
 
 
-def _train_time(st: FolderState) -> Check:
-    """Training time against the track's cap.
+#: The one grace for both time rules (training cap, training-data access after it), in seconds:
+#: accepted records overshoot the cap by up to ~0.14 s whatever their step time, and two end
+#: GPTQ calibration collection on training shards 0.8-0.9 s past it.  Within it: a warning that
+#: states the overshoot; beyond it: a failure.  Cited in docs/cli-verify.md ("Overshoot").
+TIME_GRACE_S = 1.0
 
-    The cap is checked between steps, so a run stops at the first step boundary past it:
-    an overshoot of at most one step is accepted (a warning with the measured overshoot).
-    The bound is the slowest per-step time the log itself shows (``step_avg`` and the
-    train_time/step rate between consecutive step lines, :attr:`LogInfo.max_step_ms`);
-    beyond it the run fails.  A log without step times gets no allowance."""
+# After-training work lines (logparse keeps the GPTQ / calibration / Hessian ones with their times):
+# self-generated calibration (AR generation, no training data: legal after the budget, #1019) and
+# packaging (quantization, serialization, compression: tolerated, #1868/#1950) are reported, not counted;
+# calibration or Hessian collection counts unless the same log shows self-generated calibration sequences
+# and the line does not name training data.
+RE_SELF_GEN = re.compile(r"generat|autoregress|\bar[_ -]?(?:calib|gen)|self[-_ ]?gen", re.IGNORECASE)
+RE_TRAIN_DATA = re.compile(r"train(?:ing)?[_ -]?(?:shard|data|token|set)|fineweb_train", re.IGNORECASE)
+RE_COLLECT = re.compile(r"hessian|calibrat|collect", re.IGNORECASE)
+RE_PACKAGING = re.compile(r"quantiz|serializ|compress|brotli|lzma|zstd|complete|total", re.IGNORECASE)
+
+
+def _over_cap(secs: float, limit: float) -> tuple[str, float]:
+    """PASS under the cap, WARN within :data:`TIME_GRACE_S` past it, FAIL beyond; and the overshoot."""
+    over = secs - limit
+    return (PASS if over <= 0 else WARN if over <= TIME_GRACE_S else FAIL), over
+
+
+def _train_time(st: FolderState) -> Check:
+    """Training time against the track's cap, with the one :data:`TIME_GRACE_S` grace.
+
+    The cap is checked between steps, so runs stop a little past it; the maintainers accepted
+    overshoots up to ~0.14 s whatever the step time (60 ms or 134 ms steps), so the allowance is
+    a fixed grace, not one step.  The slowest logged step is named for context."""
     limit = st.limit("train")
     longest = _longest(st, "train_time_ms")
     if longest is None:
@@ -642,49 +693,72 @@ def _train_time(st: FolderState) -> Check:
         return Check("time.train", PASS, measured=round(secs, 3),
                      message=f"track {st.track.key} has no training-time cap; longest logged training {secs:.3f} s "
                              f"({worst.path})")
-    over = secs - limit
-    step_s = (worst.max_step_ms or 0.0) / 1000.0
-    if over <= 0:
-        st_, msg = PASS, f"longest training {secs:.3f} s ({worst.path}), {-over:.3f} s under the cap"
-    elif over <= step_s:
-        st_, msg = WARN, (f"{worst.path}: training {secs:.3f} s overshoots the cap by {over:.3f} s, within one "
-                          f"step (slowest logged step {step_s * 1000:.1f} ms; the cap is checked between steps)")
+    st_, over = _over_cap(secs, limit)
+    step = f"slowest logged step {worst.max_step_ms:.1f} ms" if worst.max_step_ms else "no step times logged"
+    if st_ == PASS:
+        msg = f"longest training {secs:.3f} s ({worst.path}), {-over:.3f} s under the cap"
     else:
-        st_, msg = FAIL, (f"{worst.path}: training {secs:.3f} s overshoots the cap by {over:.3f} s, more than one "
-                          + (f"step (slowest logged step {step_s * 1000:.1f} ms)" if step_s else
-                             "step could explain (the log has no step times)"))
+        msg = (f"{worst.path}: training {secs:.3f} s overshoots the cap by {over:.3f} s, "
+               + ("within" if st_ == WARN else "beyond") + f" the {TIME_GRACE_S:g} s grace ({step})")
     return Check("time.train", st_, measured=round(secs, 3), limit=limit, message=msg)
 
 
-def _production_time(st: FolderState) -> Check:
-    """Work that produces the artifact (GPTQ, calibration, Hessians) after training counts against the budget.
+def classify_production(lg: LogInfo) -> list[tuple[str, int, str, float]]:
+    """Each timed after-training line as (kind, line, text, ms); kind is ``training_data`` (counted),
+    ``self_generated`` or ``packaging`` (reported only)."""
+    self_gen = any(RE_SELF_GEN.search(t) for _, t, _ in lg.production)
+    out = []
+    for no, text, ms in lg.production:
+        if RE_TRAIN_DATA.search(text):
+            kind = "training_data"
+        elif RE_SELF_GEN.search(text):
+            kind = "self_generated"
+        elif RE_COLLECT.search(text) and not RE_PACKAGING.search(text):
+            kind = "self_generated" if self_gen else "training_data"
+        else:
+            kind = "packaging"
+        out.append((kind, no, text, ms))
+    return out
 
-    Measured as the log's own ``total_elapsed`` when it prints one, else as the training
-    time plus the longest timed GPTQ/calibration/Hessian line printed after training
-    (those lines are often cumulative, so the longest one, not their sum)."""
+
+def _production_time(st: FolderState) -> Check:
+    """Training-data access after the cap (GPTQ Hessian / calibration collection on training shards).
+
+    Measured as ``train_time`` plus the longest counted line (such lines are often cumulative, so
+    the longest, not the sum).  Self-generated calibration (#1019), serialization and compression and
+    the log's ``total_elapsed`` (#1868/#1950) are reported with their times but not counted."""
     limit = st.limit("train")
-    rows = []
+    counted, reported, elapsed = [], [], []
     for lg in st.logs:
         if lg.total_elapsed_ms is not None:
-            budget = f", train_budget {lg.train_budget_ms / 1000:g} s" if lg.train_budget_ms else ""
-            rows.append((lg.total_elapsed_ms / 1000, lg, f"total_elapsed printed by the log{budget}"))
-        elif lg.production and lg.train_time_ms is not None:
-            no, text, ms = max(lg.production, key=lambda x: x[2])
-            rows.append(((lg.train_time_ms + ms) / 1000, lg,
-                         f"train_time {lg.train_time_ms / 1000:.1f} s + '{text}' (line {no})"))
-    if not rows:
-        return Check("time.artifact_production", SKIP, message="no artifact-production work (GPTQ, calibration) "
-                                                               "timed after training in the logs")
-    secs, lg, how = max(rows, key=lambda r: r[0])
+            elapsed.append(f"{lg.path}: total_elapsed {lg.total_elapsed_ms / 1000:g} s (not counted)")
+        rows = classify_production(lg)
+        for kind, no, text, ms in rows:
+            if kind != "training_data":
+                reported.append(f"{lg.path}: {kind.replace('_', '-')} '{text}' (line {no}, not counted)")
+        data = [r for r in rows if r[0] == "training_data"]
+        if data and lg.train_time_ms is not None:
+            _, no, text, ms = max(data, key=lambda r: r[3])
+            counted.append(((lg.train_time_ms + ms) / 1000, lg, f"train_time {lg.train_time_ms / 1000:.3f} s + "
+                                                                  f"'{text}' (line {no})"))
+    reported += elapsed
+    note = ("; reported: " + "; ".join(reported[:4])) if reported else ""
+    if not counted:
+        if not reported:
+            return Check("time.artifact_production", SKIP, message="no artifact-production work (GPTQ, "
+                                                                   "calibration) timed after training in the logs")
+        return Check("time.artifact_production", PASS, message="no training-data access timed after training" + note)
+    secs, lg, how = max(counted, key=lambda r: r[0])
     if limit is None:
-        return Check("time.artifact_production", PASS, measured=round(secs, 1),
-                     message=f"{lg.path}: training + artifact production {secs:.1f} s ({how}); no cap in "
-                             f"track {st.track.key}")
-    bound = limit + (lg.max_step_ms or 0.0) / 1000.0
-    bad = secs > bound
-    return Check("time.artifact_production", FAIL if bad else PASS, measured=round(secs, 1), limit=limit,
-                 message=f"{lg.path}: training + artifact production {secs:.1f} s ({how})"
-                         + ("; work that produces the artifact counts against the training budget" if bad else ""))
+        return Check("time.artifact_production", PASS, measured=round(secs, 3),
+                     message=f"{lg.path}: training-data access ends at {secs:.3f} s ({how}); no cap in "
+                             f"track {st.track.key}" + note)
+    st_, over = _over_cap(secs, limit)
+    msg = f"{lg.path}: training-data access ends at {secs:.3f} s ({how})"
+    if st_ != PASS:
+        msg += (f", {over:.3f} s past the cap, " + ("within" if st_ == WARN else "beyond")
+                + f" the {TIME_GRACE_S:g} s grace (training data must not be read after the budget)")
+    return Check("time.artifact_production", st_, measured=round(secs, 3), limit=limit, message=msg + note)
 
 
 def _eval_time(st: FolderState) -> Check:
@@ -693,8 +767,10 @@ def _eval_time(st: FolderState) -> Check:
     if longest is None:
         return Check("time.eval", WARN if st.logs else FAIL, message="no eval_time on any final line")
     worst, secs = longest
-    msg = (f"longest logged evaluation {secs:.3f} s ({worst.path}, sum of eval_time over "
-           f"{sum(e.eval_time_ms is not None for e in worst.evals)} final line(s)); logged eval_time excludes "
+    own = worst.total_eval_time_ms
+    how = ("the log's total_eval_time" if own is not None and secs * 1000 == own
+           else f"sum of eval_time over {sum(e.eval_time_ms is not None for e in worst.evals)} final line(s)")
+    msg = (f"longest logged evaluation {secs:.3f} s ({worst.path}, {how}); logged eval_time excludes "
            "decompression and compile warm-up — `golf verify artifact` measures end to end")
     if limit is None:
         return Check("time.eval", PASS, measured=round(secs, 3), message=f"no evaluation cap in track "
@@ -749,8 +825,59 @@ def check_significance(st: FolderState) -> list[Check]:
     return [significance(st.per_seed, o.against, rule=o.rule, min_improvement=o.min_improvement, alpha=o.alpha)]
 
 
+# Final audit (#1902, #2146): the headline is a mean over seeds of ONE configuration, and the training data is
+# the canonical export (a re-export with another validation split puts validation documents in training).
+# Largest canonical train-shard counts seen per tokenizer variant (SPEC §1, table "Train shards seen in logs").
+CANONICAL_TRAIN_SHARDS = {"caseops": 80, "8192": 128, "4096": 143, "1024": 80}
+RE_CODEISH = re.compile(r"[()\[\]{},]$|\(|\bargs\.|\bif\b|\belse\b|==|\bh\.")  # a source line, not a value
+RE_CONFIG = re.compile(r"^([a-z][a-z0-9_]*)\s*[:=]\s*(\S.{0,80})$")
+CONFIG_SKIP = re.compile(r"seed|run_id|time|date|elapsed|path|dir|file|log|host|^(local_)?rank$|world|shards",
+                         re.IGNORECASE)
+
+
+def _config_lines(path: Path) -> dict[str, str]:
+    """``key: value`` lines printed before the first step line (the run's hyperparameters), seeds left out."""
+    out = {}
+    for raw in path.read_text(errors="replace").splitlines():
+        line = raw.strip()
+        if line.startswith("step:") or line.startswith("step "):
+            break
+        m = RE_CONFIG.match(line)
+        if m and not CONFIG_SKIP.search(m.group(1)) and not RE_CODEISH.search(m.group(2)):
+            out[m.group(1)] = m.group(2).strip()
+    return out
+
+
+def check_audit(st: FolderState) -> list[Check]:
+    out = []
+    configs = {s: _config_lines(st.folder / lg.path) for s, lg in st.per_seed.items()}
+    # settings every seed's log prints (an embedded source copy or a missing header is not a difference)
+    keys = set.intersection(*(set(c) for c in configs.values())) if configs else set()
+    diff = sorted(k for k in keys if len({c.get(k) for c in configs.values()}) > 1)
+    if len(configs) >= 2 and keys:
+        out.append(Check("audit.one_config", FAIL if diff else PASS, message=(
+            "the headline mixes seeds of different configurations (#1902/#2146 audit): " + "; ".join(
+                f"{k}: " + ", ".join(f"seed {s}={configs[s].get(k)}" for s in sorted(configs)) for k in diff[:4]))
+            if diff else f"{len(configs)} seeds share one configuration ({len(keys)} logged settings)"))
+    else:
+        out.append(Check("audit.one_config", SKIP, message="needs 2+ seed logs that print their settings"))
+    low = " ".join(p.name.lower() for p in st.files) + " " + str(st.folder).lower()
+    shards = [(lg.path, lg.train_shards) for lg in st.logs if lg.train_shards is not None]
+    if shards:
+        text = low + " " + " ".join((st.folder / lg.path).read_text(errors="replace")[:4000].lower() for lg in st.logs)
+        variant = next((v for v in CANONICAL_TRAIN_SHARDS if v in text), None)
+        cap = CANONICAL_TRAIN_SHARDS.get(variant, max(CANONICAL_TRAIN_SHARDS.values()))
+        bad = [(p, n) for p, n in shards if n > cap]
+        out.append(Check("audit.train_data", FAIL if bad else PASS, measured=max(n for _, n in shards), limit=cap,
+                         message=(", ".join(f"{p}: train_shards {n}" for p, n in bad)
+                                  + f" exceeds the canonical {variant or 'any'} export ({cap}): a local re-export with "
+                                    "another validation split can put validation documents in training (#2146 audit)")
+                         if bad else f"train_shards within the canonical {variant or 'any'} export ({cap})"))
+    return out
+
+
 CHECKS = (check_layout, check_logs, check_provenance, check_claim, check_size, check_time, check_legality,
-          check_significance)
+          check_audit, check_significance)
 
 
 def lint_folder(folder: str | Path, against: float | None = None, *, opts: LintOptions | None = None,
