@@ -239,7 +239,7 @@ def test_download_without_a_manifest_uses_the_hub_names(caseops_mirror, tmp_path
 
 
 def test_verifier_reads_the_sidecar_pins_it_and_checks_overlap(caseops_data, tmp_path):
-    from golf.verifier.artifact import load_stream, overlap_check, resolve_data
+    from golf.verifier.scoring.artifact import load_stream, overlap_check, resolve_data
 
     data = resolve_data(caseops_data.root, 8192)
     assert data.dataset == caseops_data.dataset and data.tokenizer.name == CASEOPS_TOKENIZER.name

@@ -28,6 +28,8 @@ import struct
 
 import numpy as np
 
+from golf.errors import GolfError
+
 # The one table of tensor roles, read by this packer and by LQER (golf/builder/lqer.py): the weight name
 # pattern (regex, searched; the first row that matches wins) -> (group, permute rows, transpose, LQER
 # candidate).  A new tensor name joins a group by adding or widening a pattern here; no code change.
@@ -60,7 +62,7 @@ PROBE_MARGIN = 1.08
 MAX_GROUPED_PAYLOAD = 1 << 31
 
 
-class GroupedError(ValueError):
+class GroupedError(GolfError, ValueError):
     """A grouped stream is malformed (the container reports it as a ContainerError)."""
 
 
