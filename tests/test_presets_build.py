@@ -67,7 +67,11 @@ def _train_or_share(cfg, trained, run_dir):
     save_final(run_dir, cfg, state, rec)
 
 
-@pytest.mark.parametrize("name", list(PRESETS))
+# seed, frontier and tiny in the main suite; the GPU-run presets (same code paths, other numbers) in the slow step
+QUICK = ("seed", "frontier", "tiny")
+
+
+@pytest.mark.parametrize("name", [n if n in QUICK else pytest.param(n, marks=pytest.mark.slow) for n in PRESETS])
 def test_preset_trains_builds_and_verifies(name, tiny_data, trained, tmp_path):
     run, art = tmp_path / "run", tmp_path / "art"
     cfg = scaled_config(name, tiny_data, run)

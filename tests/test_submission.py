@@ -36,6 +36,7 @@ def demo(tmp_path_factory):
     return out, recs[0], r.output
 
 
+@pytest.mark.slow  # a whole demo (train, build, verify, submit) as the fixture: the slow step
 def test_demo_writes_a_verified_records_folder(demo):
     out, rec, output = demo
     assert sorted(p.name for p in rec.iterdir()) == ["README.md", "submission.json", "train_gpt.py",
@@ -81,6 +82,7 @@ def test_demo_writes_a_verified_records_folder(demo):
     assert r.exit_code == 0 and "non_record_16mb" in r.output, r.output
 
 
+@pytest.mark.slow  # a whole demo (train, build, verify, submit) as the fixture: the slow step
 def test_submit_reuses_verification_and_refuses_to_overwrite(demo, tmp_path):
     out, _, _ = demo
     dest = tmp_path / "records" / "track_non_record_16mb" / "2026-11-25_Again"
@@ -97,6 +99,7 @@ def test_submit_reuses_verification_and_refuses_to_overwrite(demo, tmp_path):
     assert json.loads((dest / "submission.json").read_text())["hardware"] == "8xH100"
 
 
+@pytest.mark.slow  # a whole demo (train, build, verify, submit) as the fixture: the slow step
 def test_submit_picks_the_track_from_the_runs(demo, tmp_path):
     out, _, _ = demo
     arts = [out / "artifacts" / "seed1", out / "artifacts" / "seed2"]
@@ -112,6 +115,7 @@ def test_submit_picks_the_track_from_the_runs(demo, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow  # a whole demo (train, build, verify, submit) as the fixture: the slow step
 def test_submit_leaves_nothing_when_the_lint_fails(demo, tmp_path):
     out, _, _ = demo
     parent = tmp_path / "records" / "track_non_record_16mb"
@@ -124,6 +128,7 @@ def test_submit_leaves_nothing_when_the_lint_fails(demo, tmp_path):
     assert not dest.exists() and list(parent.iterdir()) == []
 
 
+@pytest.mark.slow  # a whole demo (train, build, verify, submit) as the fixture: the slow step
 def test_submit_rejects_tampered_and_duplicate_runs(demo, tmp_path):
     out, _, _ = demo
     art = tmp_path / "seed1"
@@ -143,6 +148,7 @@ def test_submit_rejects_tampered_and_duplicate_runs(demo, tmp_path):
     assert r.exit_code == 2 and "--runs needs at least one value" in r.output
 
 
+@pytest.mark.slow  # a whole demo (train, build, verify, submit) as the fixture: the slow step
 def test_plot_command(demo, tmp_path):
     out, _, _ = demo
     png = tmp_path / "c.png"
