@@ -62,7 +62,7 @@ PROBE_MARGIN = 1.08
 MAX_GROUPED_PAYLOAD = 1 << 31
 
 
-class GroupedError(GolfError, ValueError):
+class GroupedError(GolfError):
     """A grouped stream is malformed (the container reports it as a ContainerError)."""
 
 
