@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from golf.cli import main
-from golf.verifier.lint.records import find_record_folders, lint_folder, parse_submission
+from golf.verifier.lint.records import find_record_folders, lint_folder, lint_records, parse_submission
 from golf.verifier.lint.stats import betainc, one_sided_ttest, t_cdf, t_sf
 from golf.verifier.logparse import parse_log
 
@@ -348,6 +348,29 @@ def test_significance_against_current_record(tmp_path):
     one = make_record(tmp_path, name="2026-04-04_OneSeed", seeds=(42,), bpbs=(1.05,))
     c = check(lint_folder(one, against=1.2), "significance")
     assert c.status == "fail" and "at least 2 seeds" in c.message
+
+
+def test_progression_rule_tests_each_folder_against_the_frontier_row_before_it(tmp_path):
+    # three folders out of name order: the 04-10 row improves on 04-01, the 04-20 row does not improve on 04-10
+    # (it would pass against 04-01, so a lint that kept one 'against' for all of them would pass it)
+    make_record(tmp_path, name="2026-04-20_Late", bpbs=(1.0890, 1.0893, 1.0896))
+    make_record(tmp_path, name="2026-04-01_First", bpbs=(1.0990, 1.0994, 1.0997))
+    make_record(tmp_path, name="2026-04-10_Better", bpbs=(1.0880, 1.0883, 1.0886))
+    root = tmp_path / "records"
+    secs = lint_records(root, rule="progression")
+    assert [Path(s.title).name for s in secs] == ["2026-04-01_First", "2026-04-10_Better", "2026-04-20_Late"]
+    first, better, late = (check(s, "significance") for s in secs)
+    assert first.status == "skip" and "first folder in date order" in first.message
+    assert better.status == "pass" and "frontier row 2026-04-01_First" in better.message
+    assert "verdict by the progression rule" in better.message
+    assert late.status == "fail" and "frontier row 2026-04-10_Better" in late.message
+    assert late.measured == pytest.approx(_expected_p((1.0890, 1.0893, 1.0896), 1.0883, delta=0.0), abs=1e-6)
+    assert secs[2].info["progression_against"]["row"] == "2026-04-10_Better"
+    # --against sets the frontier before the earliest folder; the CLI names the rule and exits 3 on the late row
+    r = CliRunner().invoke(main, ["verify", "records", str(root), "--significance", "progression",
+                                  "--against", "1.1100"])
+    assert r.exit_code == 3 and "frontier row --against (1.11 bpb)" in r.output
+    assert "verdict by the progression rule" in r.output
 
 
 # ----------------------------------------------------------------------------- v2: real folders (dev set)

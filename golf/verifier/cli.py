@@ -15,7 +15,7 @@ from golf.verifier.lint.records import (
     LintOptions,
     RecordsError,
     find_record_folders,
-    lint_folder,
+    lint_records,
     parse_submission,
     summary_line,
 )
@@ -27,7 +27,7 @@ _TRACKS = "\n".join(
     f"  {t.key:<16} " + (f"training <= {t.train_limit_s:g} s, evaluation <= {t.eval_limit_s:g} s on {t.hardware}, "
                          if t.train_limit_s else "no training or evaluation cap, ") + f"{t.max_bytes:,} bytes"
     for t in TRACKS.values())
-_RULES = "\n".join(f"  {name:<8} {text}" for name, (_, _, text) in SIGNIFICANCE_RULES.items())
+_RULES = "\n".join(f"  {name:<11} {text}" for name, (_, _, text) in SIGNIFICANCE_RULES.items())
 
 HELP = """Verify an artifact or lint records folders.
 
@@ -83,7 +83,8 @@ Tracks (inferred from the folder's track_* parent, else submission.json 'track')
 {_TRACKS}
 
 \b
-Significance rules (--significance picks the verdict, default {DEFAULT_RULE}; both are reported):
+Significance rules (--significance picks the verdict, default {DEFAULT_RULE}; all are reported;
+progression tests the folders in date order, each against the frontier row before it):
 {_RULES}
 
 \b
@@ -189,13 +190,15 @@ def verify() -> None:
 
 @verify.command("records", help=RECORDS_HELP)
 @click.argument("path", type=click.Path(path_type=Path))
-@click.option("--against", type=float, help="The current record's val_bpb: test that the seeds improve on it.")
+@click.option("--against", type=float, help="The current record's val_bpb: test that the seeds improve on it "
+              "(under --significance progression: the frontier before the earliest folder).")
 @click.option("--significance", "rule", type=click.Choice(sorted(SIGNIFICANCE_RULES)), default=DEFAULT_RULE,
-              show_default=True, help="Which significance rule gives the verdict (both are reported).")
+              show_default=True, help="Which significance rule gives the verdict (all are reported).")
 @click.option("--min-improvement", type=float, default=None,
-              help="Override the chosen rule's required improvement in nats of val_loss (readme 0.005, chained 0).")
+              help="Override the chosen rule's required improvement in nats of val_loss (readme 0.005, chained and "
+                   "progression 0).")
 @click.option("--alpha", type=float, default=None,
-              help="Override the chosen rule's significance level (readme 0.01, chained 0.25).")
+              help="Override the chosen rule's significance level (readme 0.01, chained and progression 0.25).")
 @click.option("--track", type=click.Choice(sorted(TRACKS)), default=None,
               help="Judge every folder by this track's rules instead of inferring the track.")
 @click.option("--max-bytes", type=int, default=None, help="Size limit in decimal bytes (default: the track's).")
@@ -213,8 +216,7 @@ def records_cmd(path, against, rule, min_improvement, alpha, track, max_bytes, t
                        track=track, legality=not no_legality)
     t0 = time.perf_counter()
     try:
-        folders = find_record_folders(path)
-        sections = [lint_folder(f, opts=opts) for f in folders]
+        sections = lint_records(path, opts=opts)
     except (RecordsError, OSError) as e:
         raise click.ClickException(str(e)) from None
     seconds = time.perf_counter() - t0

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from golf.errors import GolfError
@@ -223,7 +223,11 @@ CLAIM_MEAN_TOL = 1e-4  # a claim equal to one log's line this close to the seeds
 SIGNIFICANCE_RULES = {
     "readme": (0.005, 0.01, "README rule: >= 0.005 nats better at p < 0.01 (one-sided t-test over seeds)"),
     "chained": (0.0, 0.25, "chained leaderboard rule: better than the previous record at p < 0.25"),
+    "progression": (0.0, 0.25, "progression rule of the final audit (#1902, #2146): folders in date order, each "
+                               "better than the previous frontier row at p < 0.25"),
 }
+PROGRESSION = "progression"  # the rule whose 'against' moves: each passing folder becomes the next frontier row
+RE_FOLDER_DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})")
 DEFAULT_RULE = "readme"
 
 
@@ -917,7 +921,7 @@ def _nats_gaps(per_seed: dict, against_bpb: float) -> tuple[list[float], float] 
 
 def significance(per_seed: dict, against_bpb: float, rule: str = DEFAULT_RULE, min_improvement: float | None = None,
                  alpha: float | None = None) -> Check:
-    """Both significance rules over the seeds, the verdict from ``rule`` (see :data:`SIGNIFICANCE_RULES`).
+    """Every significance rule over the seeds, the verdict from ``rule`` (see :data:`SIGNIFICANCE_RULES`).
 
     ``min_improvement`` / ``alpha`` override the chosen rule's numbers."""
     if rule not in SIGNIFICANCE_RULES:
@@ -943,8 +947,50 @@ def significance(per_seed: dict, against_bpb: float, rule: str = DEFAULT_RULE, m
         f"bytes/token of these runs); " + "; ".join(parts)))
 
 
-def lint_records(path: str | Path, **kw) -> list[Section]:
-    return [lint_folder(f, **kw) for f in find_record_folders(path)]
+def folder_date(folder: Path) -> str:
+    """The folder's date (``YYYY-MM-DD`` prefix of its name, else submission.json's ``date``), '' if none."""
+    m = RE_FOLDER_DATE.match(folder.name)
+    if m:
+        return m.group(1)
+    try:
+        meta = json.loads((folder / SUBMISSION_NAME).read_text())
+    except (OSError, ValueError):
+        return ""
+    m = RE_FOLDER_DATE.match(str(meta.get("date", "")) if isinstance(meta, dict) else "")
+    return m.group(1) if m else ""
+
+
+def lint_progression(folders: list[Path], opts: LintOptions) -> list[Section]:
+    """The progression rule: folders in date order, each tested against the frontier row before it.
+
+    The frontier starts at ``opts.against`` (none: the first folder is not tested and becomes the first row);
+    a folder that passes every check with a lower recomputed mean becomes the next row."""
+    frontier, row = opts.against, "--against" if opts.against is not None else None
+    sections = []
+    for f in sorted(folders, key=lambda f: (folder_date(f), f.name)):
+        sec = lint_folder(f, opts=replace(opts, against=frontier))
+        if frontier is None:
+            sec.checks.append(Check("significance", SKIP, message="progression rule: the first folder in date "
+                                    "order has no earlier frontier row (give --against to test it)"))
+        else:
+            for c in sec.checks:
+                if c.name == "significance":
+                    c.message = f"against the frontier row {row} ({frontier:g} bpb); " + c.message
+        sec.info["progression_against"] = {"row": row, "bpb": frontier} if frontier is not None else None
+        mean = sec.info.get("recomputed_mean_bpb")
+        if sec.ok and mean is not None and (frontier is None or mean < frontier):
+            frontier, row = mean, Path(sec.title).name
+        sections.append(sec)
+    return sections
+
+
+def lint_records(path: str | Path, *, opts: LintOptions | None = None, **kw) -> list[Section]:
+    """Every folder under ``path``; under the progression rule in date order, each against the row before it."""
+    opts = opts or LintOptions(**kw)
+    folders = find_record_folders(path)
+    if opts.rule == PROGRESSION:
+        return lint_progression(folders, opts)
+    return [lint_folder(f, opts=opts) for f in folders]
 
 
 def summary_line(sec: Section) -> str:
