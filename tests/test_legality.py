@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import lzma
 import zlib
+from pathlib import Path
 
 import pytest
 
@@ -128,3 +129,59 @@ def test_wrappers_are_decoded_and_sibling_imports_scanned(tmp_path):
     assert res.decoded == ["train_gpt.py: zlib+b64 wrapper", "train_gpt.py: lzma+b85 wrapper"]
     assert {f.pattern for f in res.findings} == {"paid_prefix", "eval_io"}
     assert any(f.file == "helpers.py" for f in res.findings)
+
+
+FRONTIER = Path(__file__).resolve().parents[2] / "shared" / "reference" / "frontier_1.0611"
+SCORE_LOOP = ("def ttt_eval(model, opt, val_tokens):\n"
+              "    for i, chunk in enumerate(val_tokens.split(1024)):\n"
+              "        with torch.no_grad():\n            nll = model(chunk)\n"
+              "        loss = model(chunk)\n        loss.backward()\n        opt.step()\n")
+
+
+@pytest.mark.skipif(not (FRONTIER / "train_gpt.py").is_file(), reason="frontier reference script not present")
+def test_the_final_record_script_scans_clean_with_its_phased_ttt_as_the_legal_form():
+    checks = legality_checks(FRONTIER)
+    assert all(c.status == "pass" for c in checks), [(c.name, c.message) for c in checks if c.status != "pass"]
+    assert "score-first test-time training" in _status(checks, "legality.val_training").message
+
+
+def test_a_training_helper_is_legal_only_when_every_call_follows_scoring(tmp_path):
+    helper = ("def global_sgd(model, opt, val_tokens):\n"
+              "    for chunk in val_tokens.split(32768):\n"
+              "        loss = model(chunk)\n        loss.backward()\n        opt.step()\n")
+    phased = HEAD + helper + ("def phased_eval(model, opt, val_tokens):\n"
+                              "    for phase in val_tokens.split(3):\n"
+                              "        with torch.no_grad():\n            nll = model(phase)\n"
+                              "        global_sgd(model, opt, phase)\n")
+    c = _status(legality_checks(_folder(tmp_path, "phased", phased)), "legality.val_training")
+    assert c.status == "pass" and "score-first" in c.message
+    early = phased + "def warm(model, opt, val_tokens):\n    global_sgd(model, opt, val_tokens)\n"
+    c = _status(legality_checks(_folder(tmp_path, "early", early)), "legality.val_training")
+    assert c.status == "warn" and "train_gpt.py:6" in c.message  # the helper's backward, called unscored too
+    unused = HEAD + helper  # a helper nobody calls after scoring is judged by its own loop
+    assert _status(legality_checks(_folder(tmp_path, "unused", unused)), "legality.val_training").status == "warn"
+
+
+def test_pre_quantization_ttt_on_validation_tokens_is_flagged(tmp_path):
+    in_place = HEAD + SCORE_LOOP + "    blob = quantize_state_dict(model)\n"
+    c = _status(legality_checks(_folder(tmp_path, "a", in_place)), "legality.val_training")
+    assert c.status == "warn" and "pre-quantization" in c.message and "quantize_state_dict() at line 10" in c.message
+    via_caller = HEAD + SCORE_LOOP + ("def main(model, opt, val_tokens):\n    ttt_eval(model, opt, val_tokens)\n"
+                                      "    gptq_quantize(model)\n")
+    c = _status(legality_checks(_folder(tmp_path, "b", via_caller)), "legality.val_training")
+    assert c.status == "warn" and "gptq_quantize() at line 12" in c.message
+    after_quant = HEAD + SCORE_LOOP + ("def main(model, opt, val_tokens):\n    gptq_quantize(model)\n"
+                                       "    model = dequantize(model)\n    ttt_eval(model, opt, val_tokens)\n")
+    c = _status(legality_checks(_folder(tmp_path, "c", after_quant)), "legality.val_training")
+    assert c.status == "pass", c.message  # TTT of the dequantized artifact, as the records do
+
+
+def test_only_a_training_driver_may_name_training_data_in_an_eval_function(tmp_path):
+    driver = HEAD + ("def train_model(files):\n    return files\n"
+                     "def train_and_eval(model):\n    train_model('data/fineweb_train_*.bin')\n")
+    assert _status(legality_checks(_folder(tmp_path, "d", driver)), "legality.eval_io").status == "pass"
+    plain = HEAD + "def eval_val(model):\n    return np.fromfile('data/fineweb_train_000001.bin')\n"
+    c = _status(legality_checks(_folder(tmp_path, "p", plain)), "legality.eval_io")
+    assert c.status == "warn" and "reads training data" in c.message
+    named = HEAD + "def train_eval(model):\n    return np.fromfile('data/fineweb_train_000001.bin')\n"
+    assert _status(legality_checks(_folder(tmp_path, "n", named)), "legality.eval_io").status == "warn"

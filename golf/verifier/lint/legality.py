@@ -45,6 +45,8 @@ RE_CALIB = re.compile(r"calib|hessian|gptq", re.IGNORECASE)
 RE_TABLE = re.compile(r"gram|cache|count|table|freq|hist|memo", re.IGNORECASE)
 RE_TWO_PASS = re.compile(r"rescor|two_?pass|second_?pass|2nd_?pass", re.IGNORECASE)
 RE_EVAL_FN = re.compile(r"eval|score|valid", re.IGNORECASE)
+RE_TRAIN_FN = re.compile(r"train", re.IGNORECASE)
+RE_QUANTIZE = re.compile(r"^(?!de).*(quantiz|gptq|serializ)", re.IGNORECASE)  # not dequantize / deserialize
 NETWORK_MODULES = ("socket", "urllib", "requests", "http", "httpx", "aiohttp", "ftplib", "huggingface_hub",
                    "paramiko", "websocket", "smtplib")
 NETWORK_CALLS = re.compile(r"(urlopen|hf_hub_download|snapshot_download|create_connection|\.socket$|"
@@ -404,6 +406,54 @@ class ModuleScan:
             child, node = node, self.parents.get(node)
         return False
 
+    def _enclosing(self, node: ast.AST, kinds) -> ast.AST | None:
+        node = self.parents.get(node)
+        while node is not None and not isinstance(node, kinds):
+            node = self.parents.get(node)
+        return node
+
+    def _callers_score_first(self, loop: ast.AST) -> bool:
+        """Is the function holding ``loop`` called only after scoring, in its callers' loops?
+
+        Phased TTT trains on already-scored documents in a helper (global SGD) that the scoring loop calls
+        between phases; the helper's own loop scores nothing.  Legal when the helper is called at least once
+        and every call stands in a loop body after a scoring statement (:meth:`_scored_first`)."""
+        fn = self._enclosing(loop, (ast.FunctionDef, ast.AsyncFunctionDef))
+        if fn is None:
+            return False
+        calls = [c for c, name in self._calls(self.tree) if name.split(".")[-1] == fn.name]
+        if not calls:
+            return False
+        for call in calls:
+            stmt, outer = call, self.parents.get(call)
+            while outer is not None and not (isinstance(outer, (ast.For, ast.While)) and stmt in outer.body):
+                if isinstance(outer, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Module)):
+                    return False
+                stmt, outer = outer, self.parents.get(outer)
+            if outer is None or not self._scored_first(outer, outer.body, outer.body.index(stmt)):
+                return False
+        return True
+
+    def _quantized_after(self, loop: ast.AST) -> tuple[str, int] | None:
+        """A quantization call after ``loop`` in its function, or after a call of that function in a caller.
+
+        Score-first ordering makes test-time training legal only when the scores taken in the loop are the
+        reported ones; a model quantized after training on validation tokens is scored again, on tokens it has
+        seen (pre-quant TTT on val, PR #1735)."""
+        fn = self._enclosing(loop, (ast.FunctionDef, ast.AsyncFunctionDef))
+        sites = [(fn if fn is not None else self.tree, loop.lineno)]
+        if fn is not None:
+            sites += [(self._enclosing(c, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Module)), c.lineno)
+                      for c, name in self._calls(self.tree) if name.split(".")[-1] == fn.name]
+        for scope, after in sites:
+            if scope is None:
+                continue
+            end = getattr(loop, "end_lineno", after) if scope is fn or fn is None else after
+            for c, name in self._calls(scope):
+                if c.lineno > end and RE_QUANTIZE.search(name.split(".")[-1]):
+                    return name, c.lineno
+        return None
+
     def _whole_stream_table(self, node: ast.Assign) -> None:
         """``counts = build_ngram(val_tokens)`` before the scoring that reads ``counts``: the table knows
         every validation token before any is scored."""
@@ -436,12 +486,17 @@ class ModuleScan:
         train_at = next((i for i, s in enumerate(body) if self._is_training(s)), None)
         nested = train_at is not None and isinstance(body[train_at], (ast.For, ast.While))
         if over_val and train_at is not None and not nested:
-            if not self._scored_first(loop, body, train_at):
+            if not self._scored_first(loop, body, train_at) and not self._callers_score_first(loop):
                 self.add("val_training", body[train_at],
                          "trains (backward/optimizer step) on validation data with no scoring before it in the "
                          "loop body (test-time training without score-first ordering)")
             else:
                 self.res.legal.append(f"{self.name}:{body[train_at].lineno}: score-first test-time training")
+            quant = self._quantized_after(loop)
+            if quant:
+                self.add("val_training", body[train_at],
+                         f"trains on validation data before {quant[0]}() at line {quant[1]} (pre-quantization "
+                         "test-time training: the quantized model that is scored has seen every validation token)")
         for i, s in enumerate(body):
             fill = self._table_fill(s)
             if fill:
@@ -493,10 +548,17 @@ class ModuleScan:
                                                   for a in args for c in self.walk(a)):
             self.add("eval_io", call, f"{name}() runs a network tool")
 
+    def _drives_training(self, fn: ast.FunctionDef) -> bool:
+        """``train_and_eval()``: a driver named for training that calls a training function; the training
+        data it names belongs to its training half, not to evaluation."""
+        return bool(RE_TRAIN_FN.search(fn.name)) and any(
+            RE_TRAIN_FN.search(name.split(".")[-1]) and name.split(".")[-1] != fn.name
+            for _, name in self._calls(fn))
+
     def _function_rules(self, fn: ast.FunctionDef) -> None:
         if RE_TWO_PASS.search(fn.name):
             self.add("two_pass", fn, f"function {fn.name}() (rescoring)")
-        if RE_EVAL_FN.search(fn.name):
+        if RE_EVAL_FN.search(fn.name) and not self._drives_training(fn):
             for n in self.walk(fn):
                 if isinstance(n, ast.Constant) and isinstance(n.value, str) and re.search(r"fineweb_train|train_\*",
                                                                                           n.value):
