@@ -9,6 +9,7 @@ identical numbers from the trusted path and its own protocol answers.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -25,6 +26,9 @@ from golf.verifier.scoring.artifact import (
     EXIT_SCORE,
     EXIT_TOKENIZER,
     EXIT_UNVERIFIED,
+    thread_budget,
+    thread_env,
+    thread_split,
 )
 
 TOKENS = "3000"  # validation targets scored in the quick tests (--val-max-tokens)
@@ -309,6 +313,9 @@ def test_real_golf_artifact_trusted_and_protocol_agree(tmp_path, tiny_data, real
     mine, trusted = doc["artifact_scores"], doc["trusted_scores"]
     assert mine["sliding"]["tokens"] == trusted["sliding"]["tokens"] == 1500
     assert abs(mine["plain"]["val_bpb"] - trusted["plain"]["val_bpb"]) <= 1e-6
+    # the trusted re-evaluation and the artifact's run share the cores instead of oversubscribing them
+    assert doc["threads"]["trusted"] >= 1 and doc["threads"]["artifact"] >= doc["threads"]["trusted"]
+    assert sum(doc["threads"].values()) == max(2, thread_budget())
     # tampering with the code makes it foreign (scored by its answers, never by the trusted path)
     code = art / "train_gpt.py"
     code.write_text(code.read_text() + "\n", encoding="utf-8")
@@ -317,6 +324,7 @@ def test_real_golf_artifact_trusted_and_protocol_agree(tmp_path, tiny_data, real
     assert checks["build.reproducible"]["measured"] == "differs" and doc["kind"] == "foreign"
     assert "train_gpt.py was edited after the build" in checks["build.reproducible"]["message"]
     assert r.exit_code == EXIT_OK and doc["score"]["source"] == "protocol answers"
+    assert doc["threads"] == {"trusted": 0, "artifact": thread_budget()}  # no trusted run beside it
 
 
 def test_provenance_says_why_the_code_does_not_regenerate(tmp_path, real_artifact):
@@ -427,3 +435,13 @@ def test_golf_artifact_with_a_torch_patched_model_fails_the_audits(tmp_path, tin
     assert doc["kind"] == "foreign", r.output
     assert r.exit_code == EXIT_INVALID, r.output
     assert sorted(failed(doc)) == ["audit.agreement"]
+
+
+def test_thread_split_halves_the_budget_between_the_trusted_run_and_the_artifact(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "5")
+    assert thread_budget() == 5 and thread_split(True) == (2, 3) and thread_split(False) == (0, 5)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert thread_split(True) == (1, 1)  # never zero threads: one each, as measured fastest on 2 cores
+    monkeypatch.setenv("OMP_NUM_THREADS", "many")
+    assert thread_budget() == len(os.sched_getaffinity(0))
+    assert thread_env(3) == {"OMP_NUM_THREADS": "3", "MKL_NUM_THREADS": "3"} and thread_env(0) == {}
