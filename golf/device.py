@@ -49,3 +49,9 @@ def resolve_precision(dtype: str, device: torch.device) -> tuple[torch.dtype | N
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
     """The evaluation autocast dtype on ``device`` (None: full precision)."""
     return resolve_precision("auto", device)[0]
+
+
+def compiled_graphs() -> int:
+    """Graphs torch.compile has built in this process so far (torch._dynamo's own counter)."""
+    from torch._dynamo.utils import counters
+    return int(counters["stats"]["unique_graphs"])

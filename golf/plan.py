@@ -467,8 +467,12 @@ def _plan_command():
           golf plan --preset kaggle-1h --gpu T4 --gpus 2 --data ./data
           golf plan --preset seed --gpu T4 --set train.micro_batch_seqs=4
         """
-        from golf.trainer.cli import _parse_sets, resolve_config
-        cfg, _ = resolve_config(preset, config_file, _parse_sets(sets), {}, environ={})
+        from golf.config import ConfigError
+        from golf.resolve import parse_sets, resolve_config
+        try:
+            cfg, _ = resolve_config(preset, config_file, sets=parse_sets(sets), environ={})
+        except ConfigError as e:
+            raise click.UsageError(str(e)) from None
         echo_plan(cfg, gpu_name, gpus, mfu, peak_tflops, memory_gib, data_dir or cfg.train.data_dir, json_out)
 
     return plan

@@ -121,3 +121,75 @@ def test_verifier_scoring_and_lint_do_not_import_each_other():
             bad += [f"{path.relative_to(GOLF.parent)} imports {m}" for m in sorted(_golf_imports(path))
                     if m == forbidden or m.startswith(forbidden + ".")]
     assert not bad, "\n".join(bad)
+
+
+def _import_graph() -> dict[str, dict[str, int]]:
+    """``{module: {golf module it imports: line}}``, imports inside functions included; a ``from a import b``
+    counts as an import of ``a.b`` when that is a module, else of ``a``; a module's own packages are left out
+    (Python runs them first, whoever imports it)."""
+    names = {}
+    for rel, _ in _modules():
+        parts = ["golf", *Path(rel).with_suffix("").parts]
+        names[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = rel
+
+    def known(name: str) -> str | None:
+        while name and name not in names:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, dict[str, int]] = {}
+    for rel, tree in _modules():
+        me = next(m for m, r in names.items() if r == rel)
+        pkg = me if rel.endswith("__init__.py") else me.rpartition(".")[0]
+        edges = graph.setdefault(me, {})
+        for node in ast.walk(tree):
+            targets = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    up = pkg.split(".")[: len(pkg.split(".")) - node.level + 1]
+                    base = ".".join(up + ([base] if base else []))
+                targets = [f"{base}.{a.name}" for a in node.names]
+            for t in targets:
+                m = known(t)
+                if m and m != me and not me.startswith(m + "."):
+                    edges.setdefault(m, node.lineno)
+    return graph
+
+
+def test_no_import_cycle_counting_imports_inside_functions():
+    """A function-local import hides a cycle from Python but not from a reader: none may close one."""
+    graph = _import_graph()
+    assert "golf.trainer.loop" in graph and graph["golf.trainer.cli"], "the graph misses golf's modules"
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles = []
+
+    def visit(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph.get(v, {}):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                cycles.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    detail = ["; ".join(f"{a} -> {b} (line {graph[a][b]})" for a in comp for b in comp if b in graph[a])
+              for comp in cycles]
+    assert not cycles, "import cycles:\n" + "\n".join(detail)

@@ -328,7 +328,7 @@ def test_recurrence_rule_lives_in_the_schedule():
 
 
 # -- resume ------------------------------------------------------------------------------------
-def test_resume_equals_straight_run_bitwise(tiny_data, tmp_path):
+def test_resume_equals_straight_run_bitwise(tiny_data, tmp_path, monkeypatch):
     extra = ("--warmdown-iters", 3, "--set", "train.ema_start_step=2", "--set", "train.recur_start_frac=0.5",
              "--val-loss-every", 0)
     straight, split = tmp_path / "straight", tmp_path / "split"
@@ -336,9 +336,14 @@ def test_resume_equals_straight_run_bitwise(tiny_data, tmp_path):
     res = run_cli(tiny_args(tiny_data, split, 8, *extra, "--stop-at-step", 3))
     assert "paused: step:3/8" in res.output
     assert not (split / "final_model.pt").exists() and ckpt.latest_checkpoint(split).name == "step_000003.pt"
-    # continue: no --preset -> the checkpoint's config is the base
+    # continue: no --preset -> the checkpoint's config is the base; the checkpoint is read once
+    reads = []
+    load = ckpt.load_checkpoint
+    monkeypatch.setattr(ckpt, "load_checkpoint", lambda *a, **k: reads.append(a[0]) or load(*a, **k))
     res = run_cli(["train", "--run-dir", split, "--data", tiny_data["data_dir"], "--resume", "auto", "--device",
                    "cpu", "--no-progress"])
+    assert [p.name for p in map(Path, reads)] == ["step_000003.pt"]
+    monkeypatch.undo()
     assert "resumed:" in res.output and "step:3/8" in res.output
     a, b = train_losses(straight), train_losses(split)
     assert sorted(a) == sorted(b) == list(range(1, 9))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from golf import __version__
 from golf.builder import codegen, container, entry, quant
-from golf.config import ConfigError, GolfConfig, apply_overrides
+from golf.config import ConfigError, GolfConfig
 from golf.data.pinning import PinError, check_tokenizer_vocab, file_sha256
 from golf.data.shards import data_paths
 from golf.device import autocast_dtype
@@ -106,7 +106,7 @@ BITS_CLASSES = {"matrix": "quant.matrix_bits", "attn": "quant.attn_bits", "mlp":
 
 
 def quant_overrides(options: dict, bits: dict | None) -> tuple[dict, dict]:
-    """``(overrides, names)`` for :func:`golf.config.apply_overrides` from build()'s quant keywords
+    """``(overrides, names)`` for :func:`golf.resolve.resolve_config` from build()'s quant keywords
     (None = not given) and ``bits`` ``{class: N}``."""
     overrides, names = {}, {}
     for option, value in options.items():
@@ -123,12 +123,14 @@ def quant_overrides(options: dict, bits: dict | None) -> tuple[dict, dict]:
 def _configured(checkpoint, overrides: dict, names: dict):
     """Load the checkpoint and apply the options to its config.  The options are checked on the
     default config first, so a bad one fails before the (slow) load."""
+    from golf.resolve import resolve_config
     from golf.trainer.checkpoint import load_final_full
 
+    flags = {key: (value, names[key]) for key, value in overrides.items()}
     try:
-        apply_overrides(GolfConfig(), overrides, names)
+        resolve_config(base=GolfConfig(), flags=flags, environ={})
         cfg, state, recurrence = load_final_full(checkpoint)
-        apply_overrides(cfg, overrides, names)
+        cfg, _ = resolve_config(base=cfg, flags=flags, environ={})
     except ConfigError as e:
         raise BuildError(str(e)) from None
     return cfg, state, recurrence

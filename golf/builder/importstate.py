@@ -163,17 +163,12 @@ def import_state_cmd(state_file, source, preset, sets, recurrence, out_dir):
       golf build --checkpoint runs/record --data data --out art
       golf import-state --from frontier-record final_model.pt --out runs/frontier
     """
-    from golf.config import ConfigError, apply_overrides
-    from golf.presets import preset_config
+    from golf.config import ConfigError
+    from golf.resolve import parse_sets, resolve_config
 
     preset = preset or DEFAULT_PRESET[source]
     try:
-        cfg = preset_config(preset)
-        for item in sets:
-            if "=" not in item:
-                raise ConfigError(f"--set {item!r}: expected SECTION.NAME=VALUE")
-            key, value = item.split("=", 1)
-            apply_overrides(cfg, {key.strip(): value.strip()})
+        cfg, _ = resolve_config(preset, sets=parse_sets(sets), environ={})
         path = import_state(state_file, source, cfg, out_dir, recurrence)
     except (ImportStateError, ConfigError) as e:
         raise click.ClickException(str(e)) from None

@@ -17,7 +17,7 @@ import time
 import torch
 
 from golf.config import GolfConfig
-from golf.device import RunError, resolve_device, resolve_precision
+from golf.device import RunError, compiled_graphs, resolve_device, resolve_precision
 from golf.errors import GolfError
 from golf.trainer.loop import Optimizers, Stepper, numel_params, seed_everything
 
@@ -41,12 +41,6 @@ def estimate_flops(cfg: GolfConfig, tokens: int, recurrent: bool) -> float:
     """Training FLOPs for ``tokens`` tokens from the planner's count (golf.plan.flops_per_token)."""
     from golf.plan import flops_per_token
     return flops_per_token(cfg, recurrent)["total"] * tokens
-
-
-def compiled_graphs() -> int:
-    """Graphs torch.compile has built in this process so far (torch._dynamo's own counter)."""
-    from torch._dynamo.utils import counters
-    return int(counters["stats"]["unique_graphs"])
 
 
 def count_flops(model, x, y, amp_dtype) -> float | None:

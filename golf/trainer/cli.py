@@ -11,9 +11,10 @@ from pathlib import Path
 
 import click
 
-from golf.config import CHOICES, ENV_VARS, TRAIN_FLAGS, ConfigError, GolfConfig, apply_env, apply_overrides
-from golf.presets import PRESET_HELP, PRESETS, preset_config
+from golf.config import CHOICES, ENV_VARS, ConfigError, GolfConfig
+from golf.presets import PRESET_HELP, PRESETS
 from golf.protocol import EXIT_INTERRUPTED
+from golf.resolve import parse_sets, resolve_config, train_flag_overrides
 from golf.settings import FLAG_KEYS, train_setting_options
 
 
@@ -31,44 +32,21 @@ def _command_line(raw: list[str]) -> str:
     return shlex.join(["golf", "train", *raw]) if not env else " ".join(env) + " " + shlex.join(["golf", "train", *raw])
 
 
-def _parse_sets(sets: tuple[str, ...]) -> dict[str, str]:
-    out = {}
-    for item in sets:
-        if "=" not in item:
-            raise click.UsageError(f"--set {item!r}: expected SECTION.NAME=VALUE, e.g. --set train.matrix_lr=0.02")
-        k, v = item.split("=", 1)
-        out[k.strip()] = v.strip()
-    return out
-
-
-def resolve_config(preset: str | None, config_file: str | None, sets: dict[str, str], flags: dict,
-                   environ: dict | None = None, base: GolfConfig | None = None) -> tuple[GolfConfig, list[str]]:
-    """flag > env > preset (or config file / resumed config) > default; returns (cfg, env names applied).
-
-    ``flags``: ``{field name: value}`` from the setting options (:data:`FLAG_KEYS`; None = not given).
-    The result is checked once, and an error names the bad value as it was given."""
+def _sets(sets: tuple[str, ...]) -> dict[str, str]:
     try:
-        if config_file:
-            with open(config_file, encoding="utf-8") as f:
-                cfg = GolfConfig.from_dict(json.load(f))
-            if preset:
-                cfg.preset = preset
-        elif base is not None and not preset:
-            cfg = base
-        else:
-            cfg = preset_config(preset or "seed")
-        names = apply_env(cfg, environ)
-        applied = list(names.values())
-        overrides = dict(sets)
-        names.update({key: f"--set {key}=" for key in sets})
-        for key, value in ((FLAG_KEYS[p], v) for p, v in flags.items() if v is not None):
-            overrides[key], names[key] = value, TRAIN_FLAGS[key]
-        apply_overrides(cfg, overrides, names)
+        return parse_sets(sets)
     except ConfigError as e:
         raise click.UsageError(str(e)) from None
-    except (OSError, json.JSONDecodeError) as e:
-        raise click.UsageError(f"--config {config_file}: {e}") from None
-    return cfg, applied
+
+
+def _resolved(preset: str | None, config_file: str | None, sets: dict[str, str], flags: dict,
+              base: GolfConfig | None = None) -> tuple[GolfConfig, list[str]]:
+    """:func:`golf.resolve.resolve_config` for ``golf train``'s options; a bad value is a usage error."""
+    try:
+        return resolve_config(preset, config_file, sets=sets, flags=train_flag_overrides(flags, FLAG_KEYS),
+                              base=base)
+    except ConfigError as e:
+        raise click.UsageError(str(e)) from None
 
 
 def preflight(cfg: GolfConfig) -> list[str]:
@@ -181,9 +159,9 @@ def train(ctx, preset, config_file, sets, device, resume, resume_from_hub, stop_
         raise click.UsageError(f"--nproc must be >= 1, got {nproc}")
     raw = ctx.meta.get("golf.raw_args", [])
     command = os.environ.get("GOLF_COMMAND") or _command_line(raw)
-    sets_d = _parse_sets(sets)
+    sets_d = _sets(sets)
     preset_given = ctx.get_parameter_source("preset") == click.core.ParameterSource.COMMANDLINE
-    cfg, applied = resolve_config(preset if preset_given else None, config_file, sets_d, flags)
+    cfg, applied = _resolved(preset if preset_given else None, config_file, sets_d, flags)
     env_resume_hub = os.environ.get("RESUME_FROM_HUB", "").strip().lower() in ("1", "true", "yes", "on")
     if resume_from_hub is None and env_resume_hub:
         if not cfg.train.hub_repo:
@@ -232,7 +210,8 @@ def _train_here(cfg: GolfConfig, raw: list[str], command: str, sets_d: dict, fla
     from golf.trainer.loop import RunOptions, setup_distributed
     from golf.trainer.loop import train as run_train
 
-    rank, _world, _lr, _dev, init_here = setup_distributed(device)
+    rank, _world, _lr, dev, init_here = setup_distributed(device)
+    resumed = None
     try:
         if resume_from_hub:
             from golf.trainer.loop import fetch_hub_checkpoint
@@ -242,10 +221,11 @@ def _train_here(cfg: GolfConfig, raw: list[str], command: str, sets_d: dict, fla
         if resume:
             try:
                 found = ckpt.resolve_resume(resume, cfg.train.run_dir)
-                if found is not None and not preset_given and not config_file:
-                    base = GolfConfig.from_json(ckpt.load_checkpoint(found)["config_json"])
+                resumed = None if found is None else (found, ckpt.load_checkpoint(found, map_location=dev))
+                if resumed is not None and not preset_given and not config_file:
+                    base = GolfConfig.from_json(resumed[1]["config_json"])
                     base.train.run_dir = cfg.train.run_dir
-                    cfg, applied = resolve_config(None, None, sets_d, flags, base=base)
+                    cfg, applied = _resolved(None, None, sets_d, flags, base=base)
             except ckpt.CheckpointError as e:
                 raise click.UsageError(str(e)) from None
             if launcher and not print_config:
@@ -256,7 +236,7 @@ def _train_here(cfg: GolfConfig, raw: list[str], command: str, sets_d: dict, fla
         if applied and rank == 0:
             click.echo("env overrides: " + " ".join(f"{n}={os.environ[n]}" for n in applied))
         opts = RunOptions(resume=resume, stop_at_step=stop_at_step, device=device, progress=progress,
-                          command=command)
+                          command=command, resume_checkpoint=resumed)
         summary = run_train(cfg, opts)
     finally:
         if init_here:
@@ -322,7 +302,7 @@ def bench_train(preset, sets, steps, warmup, micro_batch_seqs, accum, device, dt
     """
     from golf.trainer.bench import run_bench
 
-    cfg, _ = resolve_config(preset, None, _parse_sets(sets), {"dtype": dtype, "compile": compile_})
+    cfg, _ = _resolved(preset, None, _sets(sets), {"dtype": dtype, "compile": compile_})
     res = run_bench(cfg, steps=steps, warmup=warmup, micro_batch_seqs=micro_batch_seqs, accum=accum,
                     device=device, compile=compile_, peak_tflops=peak_tflops, echo=click.echo)
     if json_out:
@@ -330,4 +310,4 @@ def bench_train(preset, sets, steps, warmup, micro_batch_seqs, accum, device, dt
             json.dump(res, f, indent=2)
 
 
-__all__ = ["ENV_VARS", "FLAG_KEYS", "bench", "resolve_config", "train"]
+__all__ = ["ENV_VARS", "FLAG_KEYS", "bench", "train"]

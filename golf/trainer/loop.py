@@ -65,6 +65,7 @@ class RunOptions:
         progress: bool | None = None  # tqdm bar; None = only on a terminal (golf.progress)
         hub_endpoint: str | None = None  # default: HF_ENDPOINT or huggingface.co
         command: str = ""  # the command line that started the run (logged as `command: ...`)
+        resume_checkpoint: tuple[Path, dict] | None = None  # (path, loaded checkpoint): resume reads it once
     return_state: bool = False  # put the final (post-EMA) state dict in the summary under "state"
 
 
@@ -567,10 +568,13 @@ class Run:
             if opts.resume_from_hub:
                 fetch_hub_checkpoint(opts.resume_from_hub, self.run_dir, endpoint=opts.hub_endpoint, master=self.master)
                 spec = spec or "auto"
-            self.resume_path = ckpt.resolve_resume(spec, self.run_dir) if spec else None
-            if self.resume_path is None:
-                return None
-            saved = ckpt.load_checkpoint(self.resume_path, map_location=self.device)
+            if opts.resume_checkpoint is not None:  # read by the caller (golf train takes its config from it)
+                self.resume_path, saved = opts.resume_checkpoint
+            else:
+                self.resume_path = ckpt.resolve_resume(spec, self.run_dir) if spec else None
+                if self.resume_path is None:
+                    return None
+                saved = ckpt.load_checkpoint(self.resume_path, map_location=self.device)
             old = GolfConfig.from_json(saved["config_json"])
             if old.model != cfg.model:
                 diff = [f"model.{k}: checkpoint {getattr(old.model, k)!r} vs now {getattr(cfg.model, k)!r}"
@@ -639,7 +643,7 @@ class Run:
             afterwards the count of graphs torch.compile built in the timed loop (it must be 0)."""
             graphs = None
             if self.t.compile:  # graphs built so far (priming); the timed loop must add none
-                from golf.trainer.bench import compiled_graphs
+                from golf.device import compiled_graphs
                 graphs = compiled_graphs()
             if self.master:
                 self.bar = self.log.bar = maybe_tqdm(None, self.opts.progress, total=self.t.iterations,
