@@ -15,3 +15,4 @@ POLAR_EXPRESS = True  # the final record's Muon: Polar-Express Newton-Schulz, bf
 FRONTIER_QUANT = True  # the final record's storage routes: int8 per-row gates, fp16 control tensors
 GROUPED_CODE = True  # the grouped blob compressor (golf.builder.grouped)
 LQER_CODE = True  # the LQER correction (golf.builder.lqer)
+TTT_CODE = True  # score-first test-time training settings (golf.eval.ttt; eval.ttt_enabled)

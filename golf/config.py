@@ -25,7 +25,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from golf import TOOLKIT, TOP_CODE
+from golf import TOOLKIT, TOP_CODE, TTT_CODE
 from golf.errors import GolfError
 from golf.protocol import LIMIT_BYTES
 
@@ -329,13 +329,73 @@ class EvalConfig:
     """Sequences per evaluation batch."""
     sliding_window: bool = True
     """Also score with sliding windows (final_int6_sliding_window)."""
+    if TTT_CODE:  # score-first test-time training (golf/eval/ttt.py; shipped only by a config that turns it on)
+        ttt_enabled: bool = False
+        """Phased score-first test-time training (SPEC 2.5 b-c, golf.eval.ttt): per-document LoRA adapters
+        trained on each chunk after it is scored, plus global SGD phases on already-scored documents.
+        Not yet used by train_gpt.py, golf train or golf verify."""
+        ttt_lora_rank: int = 96
+        """TTT LoRA rank r of every adapter (Q, K, V, attention output, MLP-parallel, lm_head)."""
+        ttt_lora_alpha: float = 144.0
+        """TTT LoRA alpha: adapter outputs are scaled by alpha / rank."""
+        ttt_lora_lr: float = 0.0001
+        """AdamW learning rate of the TTT adapters."""
+        ttt_beta1: float = 0.0
+        """AdamW beta1 of the TTT adapters."""
+        ttt_beta2: float = 0.999
+        """AdamW beta2 of the TTT adapters."""
+        ttt_eps: float = 1e-10
+        """AdamW epsilon of the TTT adapters."""
+        ttt_weight_decay: float = 1.0
+        """AdamW (decoupled) weight decay of the TTT adapters."""
+        ttt_chunk_size: int = 48
+        """Predicted tokens per TTT chunk: each chunk is scored, then (if its document goes on) one step."""
+        ttt_eval_seq_len: int = 2048
+        """Longest window (tokens of the same document, ending at the chunk end) that predicts a TTT chunk."""
+        ttt_batch_size: int = 64
+        """Documents per TTT batch (one adapter row each), batches taken longest first."""
+        ttt_warm_start_a: bool = True
+        """At each batch's adapter reset keep A (zero only B); off = also redraw A ~ U(+-1/sqrt(in))."""
+        phased_ttt_prefix_docs: int = 2000
+        """Phased TTT: the first N documents in processing order are split into the global SGD phases."""
+        phased_ttt_num_phases: int = 1
+        """Phased TTT: cumulative phase boundaries over the prefix documents (a global SGD run at each)."""
+        global_ttt_lr: float = 0.001
+        """Peak learning rate of the global SGD phases (cosine over the chunks)."""
+        global_ttt_momentum: float = 0.9
+        """Momentum of the global SGD phases."""
+        global_ttt_epochs: int = 1
+        """Passes over each chunk in a global SGD phase (0 = no global training)."""
+        global_ttt_chunk_tokens: int = 32768
+        """Tokens per chunk of a global SGD phase (the last chunk is not trained on)."""
+        global_ttt_batch_seqs: int = 32
+        """Sequences of eval_seq_len tokens per global SGD step (document-bounded attention)."""
+        global_ttt_grad_clip: float = 1.0
+        """Gradient-norm clip of the global SGD phases (0 = off)."""
 
     def problems(self) -> dict[str, str]:
         """``{field: why}`` for each bad value of this section."""
         bad = {n: "must be >= 1" for n in ("eval_seq_len", "eval_batch_seqs") if getattr(self, n) < 1}
         if self.sliding_window and not 0 < self.eval_stride <= self.eval_seq_len:
             bad["eval_stride"] = f"must be between 1 and eval_seq_len={self.eval_seq_len}"
+        if TTT_CODE:
+            bad.update(_ttt_problems(self))
         return bad
+
+
+# TTT settings that must be at least 1, and those that must not be negative (EvalConfig, TTT_CODE).
+TTT_POSITIVE = ("ttt_lora_rank", "ttt_chunk_size", "ttt_eval_seq_len", "ttt_batch_size", "phased_ttt_num_phases",
+                "global_ttt_chunk_tokens", "global_ttt_batch_seqs")
+TTT_NON_NEGATIVE = ("ttt_lora_lr", "ttt_eps", "ttt_weight_decay", "phased_ttt_prefix_docs", "global_ttt_lr",
+                    "global_ttt_momentum", "global_ttt_epochs", "global_ttt_grad_clip")
+
+
+def _ttt_problems(e: EvalConfig) -> dict[str, str]:
+    """``{field: why}`` of the test-time-training settings."""
+    bad = {n: "must be >= 1" for n in TTT_POSITIVE if getattr(e, n) < 1}
+    bad.update({n: "must be >= 0" for n in TTT_NON_NEGATIVE if getattr(e, n) < 0})
+    bad.update({n: "must be in [0, 1)" for n in ("ttt_beta1", "ttt_beta2") if not 0 <= getattr(e, n) < 1})
+    return bad
 
 
 # golf parameter names of the final record's gates (SPEC §7), by name substring: one table for
@@ -572,6 +632,8 @@ ENV_VARS: dict[str, str] = {
     **_own_names("eval", "eval_seq_len eval_stride"),
     **_own_names("quant", "matrix_bits embed_bits matrix_clip_sigmas embed_clip_sigmas compressor"),
 }
+if TTT_CODE:  # the test-time-training settings under the final record's names (TTT_EPS is golf's: it fixes 1e-10)
+    ENV_VARS.update(_own_names("eval", skip="eval_seq_len eval_stride eval_batch_seqs sliding_window"))
 
 # Toolkit-only tables (nothing shipped reads them, so train_gpt.py drops them):
 # `golf train` options for settings, in --help order; each name is a contract. Every other

@@ -28,6 +28,19 @@ SP4096_RECORD = {
     "quant.calibration_batches": 64, "train.micro_batch_seqs": 48,
 }
 
+# The 2026-04-27 record's phased score-first TTT (SPEC 2.5 c), its run values: LoRA rank 80 (alpha 144) on
+# Q/K/V/O/MLP + lm_head, AdamW lr 1e-4, betas (0, 0.99), eps 1e-10, wd 0.5, chunks of 48 with windows of 2048,
+# 64 docs per batch, A kept warm; 3 global SGD phases over the first 2,500 docs (lr 1e-3 cosine, momentum 0.9,
+# 1 epoch, 32,768-token chunks, 32 x 2048 per step, clip 1.0).
+FRONTIER_TTT = {
+    "eval.ttt_enabled": True, "eval.ttt_lora_rank": 80, "eval.ttt_lora_alpha": 144.0, "eval.ttt_lora_lr": 1e-4,
+    "eval.ttt_beta1": 0.0, "eval.ttt_beta2": 0.99, "eval.ttt_eps": 1e-10, "eval.ttt_weight_decay": 0.5,
+    "eval.ttt_chunk_size": 48, "eval.ttt_eval_seq_len": 2048, "eval.ttt_batch_size": 64, "eval.ttt_warm_start_a": True,
+    "eval.phased_ttt_prefix_docs": 2500, "eval.phased_ttt_num_phases": 3, "eval.global_ttt_lr": 0.001,
+    "eval.global_ttt_momentum": 0.9, "eval.global_ttt_epochs": 1, "eval.global_ttt_chunk_tokens": 32768,
+    "eval.global_ttt_batch_seqs": 32, "eval.global_ttt_grad_clip": 1.0,
+}
+
 # The 2026-04-27 record (1.0611 BPB; SPEC §4.2-4.3 and "What TOP adds on top of SP4K"): 35,945,671
 # parameters; its run command on plain SP8192 shards (CaseOps data is a data option, not the model).
 FRONTIER = {
@@ -64,6 +77,7 @@ FRONTIER = {
     "quant.gate_int8": True, "quant.prune": False,
     "quant.lqer_enabled": True, "quant.lqer_rank": 4, "quant.lqer_top_k": 3,  # the record's LQER (SPEC 5.4)
     "eval.eval_seq_len": 2048, "eval.eval_stride": 64,
+    **FRONTIER_TTT,
 }
 
 # A CPU-sized model with every feature of the seed switched on (recurrence, lanes, skips).

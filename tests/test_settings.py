@@ -14,7 +14,8 @@ from golf.config import ENV_VARS, QUANT_BITS, ConfigError, GolfConfig, apply_env
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Contracts: the `golf train` setting flags and the environment variables, exactly as before issue 17.
+# Contracts: the `golf train` setting flags and the environment variables, exactly as before issue 17
+# (issue 24 appended the test-time-training names, the final record's).
 TRAIN_FLAG_NAMES = """--data --run-dir --iterations --seed --max-wallclock-seconds --gptq-reserve-seconds
     --train-batch-tokens --train-seq-len --micro-batch-seqs --warmup-steps --warmdown-iters --warmdown-frac
     --val-loss-every --val-max-tokens --train-log-every --train-shards --checkpoint-every --dtype --compile
@@ -33,7 +34,11 @@ ENV_NAMES = """VAL_BATCH_SIZE ENABLE_LOOPING_AT SKIP_GATES_ENABLED LOOP_START LO
     SKIP_COUNT_PHYSICAL SMEAR_GATE SPARSE_ATTN_GATE GATE_WINDOW FUSED_KERNELS
     EVAL_SEQ_LEN EVAL_STRIDE MATRIX_BITS EMBED_BITS
     MATRIX_CLIP_SIGMAS EMBED_CLIP_SIGMAS
-    COMPRESSOR""".split()
+    COMPRESSOR
+    TTT_ENABLED TTT_LORA_RANK TTT_LORA_ALPHA TTT_LORA_LR TTT_BETA1 TTT_BETA2 TTT_EPS TTT_WEIGHT_DECAY TTT_CHUNK_SIZE
+    TTT_EVAL_SEQ_LEN TTT_BATCH_SIZE TTT_WARM_START_A PHASED_TTT_PREFIX_DOCS PHASED_TTT_NUM_PHASES GLOBAL_TTT_LR
+    GLOBAL_TTT_MOMENTUM GLOBAL_TTT_EPOCHS GLOBAL_TTT_CHUNK_TOKENS GLOBAL_TTT_BATCH_SEQS
+    GLOBAL_TTT_GRAD_CLIP""".split()
 
 
 def cli(args, env=None):

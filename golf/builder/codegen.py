@@ -220,6 +220,7 @@ FEATURE_FLAGS = {
     "FRONTIER_QUANT": lambda cfg: cfg.quant.gate_int8 or cfg.quant.control_dtype == "fp16",
     "GROUPED_CODE": lambda cfg: cfg.quant.compressor == "grouped",
     "LQER_CODE": lambda cfg: cfg.quant.lqer_enabled,
+    "TTT_CODE": lambda cfg: cfg.eval.ttt_enabled,
 }
 
 
