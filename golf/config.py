@@ -379,7 +379,7 @@ class EvalConfig:
         if self.sliding_window and not 0 < self.eval_stride <= self.eval_seq_len:
             bad["eval_stride"] = f"must be between 1 and eval_seq_len={self.eval_seq_len}"
         if TTT_CODE:
-            bad.update(_ttt_problems(self))
+            bad.update(ttt_problems(self))
         return bad
 
 
@@ -390,11 +390,13 @@ TTT_NON_NEGATIVE = ("ttt_lora_lr", "ttt_eps", "ttt_weight_decay", "phased_ttt_pr
                     "global_ttt_momentum", "global_ttt_epochs", "global_ttt_grad_clip")
 
 
-def _ttt_problems(e: EvalConfig) -> dict[str, str]:
+def ttt_problems(e: EvalConfig) -> dict[str, str]:
     """``{field: why}`` of the test-time-training settings."""
     bad = {n: "must be >= 1" for n in TTT_POSITIVE if getattr(e, n) < 1}
     bad.update({n: "must be >= 0" for n in TTT_NON_NEGATIVE if getattr(e, n) < 0})
     bad.update({n: "must be in [0, 1)" for n in ("ttt_beta1", "ttt_beta2") if not 0 <= getattr(e, n) < 1})
+    if e.ttt_eval_seq_len < e.ttt_chunk_size:
+        bad.setdefault("ttt_eval_seq_len", f"must be >= ttt_chunk_size={e.ttt_chunk_size} (a window holds its chunk)")
     return bad
 
 
