@@ -170,9 +170,9 @@ def test_feature_flags_ship_only_what_the_config_runs():
     assert codegen.feature_flags(preset_config("frontier")) == {k: k != "GROUPED_CODE" for k in codegen.FEATURE_FLAGS}
     seed, _, _ = codegen.payload_source(preset_config("seed"), minify=False)
     frontier, _, _ = codegen.payload_source(preset_config("frontier"), minify=False)
-    for marker in ("8.156554524902461", "zeropower_polar_express", "gate_int8_rows", "attn_gate"):
+    for marker in ("8.156554524902461", "zeropower_polar_express", "gate_int8_rows", "attn_gate", "ttt_lora_rank"):
         assert marker in frontier, marker
-    for marker in ("8.156554524902461", "zeropower_polar_express", "gate_int8_rows", "int8 row max"):
+    for marker in ("8.156554524902461", "zeropower_polar_express", "gate_int8_rows", "int8 row max", "ttt_"):
         assert marker not in seed, marker
 
 
