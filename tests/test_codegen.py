@@ -167,13 +167,15 @@ def test_feature_flags_ship_only_what_the_config_runs():
     assert codegen.feature_flags() == {k: True for k in codegen.FEATURE_FLAGS}
     assert codegen.feature_flags(preset_config("seed")) == {k: False for k in codegen.FEATURE_FLAGS}
     # frontier keeps brotli (grouped is not the default until the full-size measurement says so)
-    assert codegen.feature_flags(preset_config("frontier")) == {k: k != "GROUPED_CODE" for k in codegen.FEATURE_FLAGS}
+    assert codegen.feature_flags(preset_config("frontier")) == {k: k not in ("GROUPED_CODE", "TTT_CODE")
+                                                                for k in codegen.FEATURE_FLAGS}
     seed, _, _ = codegen.payload_source(preset_config("seed"), minify=False)
     frontier, _, _ = codegen.payload_source(preset_config("frontier"), minify=False)
-    for marker in ("8.156554524902461", "zeropower_polar_express", "gate_int8_rows", "attn_gate", "ttt_lora_rank"):
+    for marker in ("8.156554524902461", "zeropower_polar_express", "gate_int8_rows", "attn_gate"):
         assert marker in frontier, marker
     for marker in ("8.156554524902461", "zeropower_polar_express", "gate_int8_rows", "int8 row max", "ttt_"):
         assert marker not in seed, marker
+    assert "ttt_" not in frontier  # until the artifact runs TTT (issue 24)
 
 
 def test_design_md_lists_the_shipped_modules_as_declared():
