@@ -76,6 +76,9 @@ FRONTIER = {
     "quant.mlp_clip_sigmas": 11.5, "quant.attn_clip_sigmas": 13.0, "quant.control_dtype": "fp16",
     "quant.gate_int8": True, "quant.prune": False,
     "quant.lqer_enabled": True, "quant.lqer_rank": 4, "quant.lqer_top_k": 3,  # the record's LQER (SPEC 5.4)
+    # grouped by role like the record's blob; at this size 191,513 B under brotli with the wrapper 2.8 KB larger
+    # (benchmarks/bench_pack.py --full-size); small models keep brotli (the demo's total is 976 B smaller with it)
+    "quant.compressor": "grouped",
     "eval.eval_seq_len": 2048, "eval.eval_stride": 64,
     # FRONTIER_TTT joins here once train_gpt.py, golf train and golf verify run TTT (issue 24): until then an
     # artifact whose config says TTT would be scored without it

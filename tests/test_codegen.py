@@ -167,8 +167,7 @@ def test_feature_flags_ship_only_what_the_config_runs():
     assert codegen.feature_flags() == {k: True for k in codegen.FEATURE_FLAGS}
     assert codegen.feature_flags(preset_config("seed")) == {k: False for k in codegen.FEATURE_FLAGS}
     # frontier keeps brotli (grouped is not the default until the full-size measurement says so)
-    assert codegen.feature_flags(preset_config("frontier")) == {k: k not in ("GROUPED_CODE", "TTT_CODE")
-                                                                for k in codegen.FEATURE_FLAGS}
+    assert codegen.feature_flags(preset_config("frontier")) == {k: k != "TTT_CODE" for k in codegen.FEATURE_FLAGS}
     seed, _, _ = codegen.payload_source(preset_config("seed"), minify=False)
     frontier, _, _ = codegen.payload_source(preset_config("frontier"), minify=False)
     for marker in ("8.156554524902461", "zeropower_polar_express", "gate_int8_rows", "attn_gate"):
