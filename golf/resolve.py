@@ -18,12 +18,12 @@ from golf.presets import preset_config
 DEFAULT_PRESET = "seed"
 
 
-def parse_sets(sets: Iterable[str], option: str = "--set") -> dict[str, str]:
+def parse_sets(sets: Iterable[str]) -> dict[str, str]:
     """``("train.matrix_lr=0.02", ...)`` -> ``{"train.matrix_lr": "0.02"}``."""
     out = {}
     for item in sets:
         if "=" not in item:
-            raise ConfigError(f"{option} {item!r}: expected SECTION.NAME=VALUE, e.g. {option} train.matrix_lr=0.02")
+            raise ConfigError(f"--set {item!r}: expected SECTION.NAME=VALUE, e.g. --set train.matrix_lr=0.02")
         k, v = item.split("=", 1)
         out[k.strip()] = v.strip()
     return out

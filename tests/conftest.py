@@ -52,12 +52,22 @@ def tiny_data(tmp_path_factory) -> dict:
     }
 
 
-@pytest.fixture
-def one_torch_thread():
-    """One torch thread for the test (the CI box is shared; oversubscribed threads make CPU steps crawl)."""
+def _one_thread():
     import torch
 
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for the test (the CI box is shared; oversubscribed threads make CPU steps crawl)."""
+    yield from _one_thread()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread_module():
+    """:func:`one_torch_thread` for a whole module, its module-scoped fixtures included."""
+    yield from _one_thread()

@@ -127,8 +127,9 @@ def _import_graph() -> dict[str, dict[str, int]]:
     """``{module: {golf module it imports: line}}``, imports inside functions included; a ``from a import b``
     counts as an import of ``a.b`` when that is a module, else of ``a``; a module's own packages are left out
     (Python runs them first, whoever imports it)."""
+    modules = list(_modules())
     names = {}
-    for rel, _ in _modules():
+    for rel, _ in modules:
         parts = ["golf", *Path(rel).with_suffix("").parts]
         names[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = rel
 
@@ -138,8 +139,9 @@ def _import_graph() -> dict[str, dict[str, int]]:
         return name or None
 
     graph: dict[str, dict[str, int]] = {}
-    for rel, tree in _modules():
-        me = next(m for m, r in names.items() if r == rel)
+    module_of = {rel: m for m, rel in names.items()}
+    for rel, tree in modules:
+        me = module_of[rel]
         pkg = me if rel.endswith("__init__.py") else me.rpartition(".")[0]
         edges = graph.setdefault(me, {})
         for node in ast.walk(tree):

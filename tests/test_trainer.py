@@ -31,12 +31,7 @@ from golf.trainer.schedule import effective_cap_ms, in_warmdown, lr_multiplier, 
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread_module")  # module fixtures included
 
 
 def run_cli(args, env=None, ok=True):

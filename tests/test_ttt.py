@@ -55,13 +55,7 @@ SMALL = dict(eval_seq_len=32, ttt_enabled=True, ttt_lora_rank=4, ttt_lora_lr=0.0
              global_ttt_batch_seqs=2)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One torch thread for the whole module (module fixtures included): 2 shared cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread_module")  # module fixtures included
 
 
 def tiny_gpt(seed: int = 0, **kw) -> GPT:

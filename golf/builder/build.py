@@ -105,28 +105,27 @@ BITS_CLASSES = {"matrix": "quant.matrix_bits", "attn": "quant.attn_bits", "mlp":
                 "embed": "quant.embed_bits"}
 
 
-def quant_overrides(options: dict, bits: dict | None) -> tuple[dict, dict]:
-    """``(overrides, names)`` for :func:`golf.resolve.resolve_config` from build()'s quant keywords
-    (None = not given) and ``bits`` ``{class: N}``."""
-    overrides, names = {}, {}
+def quant_overrides(options: dict, bits: dict | None) -> dict[str, tuple[object, str]]:
+    """``{key: (value, option name)}`` (the ``flags`` of :func:`golf.resolve.resolve_config`) from build()'s
+    quant keywords (None = not given) and ``bits`` ``{class: N}``."""
+    flags = {}
     for option, value in options.items():
         if value is not None:
-            key, names[key] = QUANT_OPTIONS[option]
-            overrides[key] = value
+            key, name = QUANT_OPTIONS[option]
+            flags[key] = (value, name)
     for cls, value in (bits or {}).items():
         if cls not in BITS_CLASSES:
             raise BuildError(f"--bits: unknown class {cls!r} ({', '.join(BITS_CLASSES)})")
-        overrides[BITS_CLASSES[cls]], names[BITS_CLASSES[cls]] = value, f"--bits {cls}="
-    return overrides, names
+        flags[BITS_CLASSES[cls]] = (value, f"--bits {cls}=")
+    return flags
 
 
-def _configured(checkpoint, overrides: dict, names: dict):
+def _configured(checkpoint, flags: dict):
     """Load the checkpoint and apply the options to its config.  The options are checked on the
     default config first, so a bad one fails before the (slow) load."""
     from golf.resolve import resolve_config
     from golf.trainer.checkpoint import load_final_full
 
-    flags = {key: (value, names[key]) for key, value in overrides.items()}
     try:
         resolve_config(base=GolfConfig(), flags=flags, environ={})
         cfg, state, recurrence = load_final_full(checkpoint)
@@ -192,7 +191,7 @@ def build(checkpoint, data_dir, out_dir, *, target_bytes: int | None = None, com
     t_start = time.perf_counter()
     options = {"target_bytes": target_bytes, "compressor": compressor, "method": method, "clip": clip,
                "control_dtype": control_dtype, "code_compressor": code_compressor, "prune": prune, "lqer": lqer}
-    cfg, state, recurrence = _configured(checkpoint, *quant_overrides(options, bits))
+    cfg, state, recurrence = _configured(checkpoint, quant_overrides(options, bits))
     q = cfg.quant
     q.compressor, train_code, notes = _code_plan(q, train_code)
 

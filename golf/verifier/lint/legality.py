@@ -412,6 +412,10 @@ class ModuleScan:
             node = self.parents.get(node)
         return node
 
+    def _calls_of(self, fn: ast.AST) -> list[ast.Call]:
+        """Every call in the module of the function ``fn`` (by its name, resolved aliases included)."""
+        return [c for c, name in self._calls(self.tree) if name.split(".")[-1] == fn.name]
+
     def _callers_score_first(self, loop: ast.AST) -> bool:
         """Is the function holding ``loop`` called only after scoring, in its callers' loops?
 
@@ -421,7 +425,7 @@ class ModuleScan:
         fn = self._enclosing(loop, (ast.FunctionDef, ast.AsyncFunctionDef))
         if fn is None:
             return False
-        calls = [c for c, name in self._calls(self.tree) if name.split(".")[-1] == fn.name]
+        calls = self._calls_of(fn)
         if not calls:
             return False
         for call in calls:
@@ -441,14 +445,11 @@ class ModuleScan:
         reported ones; a model quantized after training on validation tokens is scored again, on tokens it has
         seen (pre-quant TTT on val, PR #1735)."""
         fn = self._enclosing(loop, (ast.FunctionDef, ast.AsyncFunctionDef))
-        sites = [(fn if fn is not None else self.tree, loop.lineno)]
+        sites = [(fn if fn is not None else self.tree, loop.end_lineno)]  # (scope, the line the search starts after)
         if fn is not None:
             sites += [(self._enclosing(c, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Module)), c.lineno)
-                      for c, name in self._calls(self.tree) if name.split(".")[-1] == fn.name]
-        for scope, after in sites:
-            if scope is None:
-                continue
-            end = getattr(loop, "end_lineno", after) if scope is fn or fn is None else after
+                      for c in self._calls_of(fn)]
+        for scope, end in sites:
             for c, name in self._calls(scope):
                 if c.lineno > end and RE_QUANTIZE.search(name.split(".")[-1]):
                     return name, c.lineno
